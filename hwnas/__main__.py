@@ -1,0 +1,5 @@
+"""``python -m hwnas`` is the ``hwnas`` command."""
+
+from hwnas.cli import main
+
+main()

@@ -1,0 +1,14 @@
+"""One exception type for user mistakes.
+
+Everything a user can get wrong (a malformed architecture string, an unknown recipe field, a
+missing data folder) raises :class:`UserError`. The CLI turns it into one line on stderr and exit
+code 2; anything else is a bug and keeps its traceback.
+"""
+
+
+class UserError(ValueError):
+    """A mistake in what the user gave us, explained in one line."""
+
+
+class ArchError(UserError):
+    """An architecture string or value that does not parse or does not fit its search space."""

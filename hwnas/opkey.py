@@ -1,0 +1,150 @@
+"""OpKey: what a latency lookup table is indexed by.
+
+A network is a chain of layers; each layer is fully described by an :class:`OpKey` (its type, input
+size and channels, output channels and the block's choices). Every architecture decomposes into
+OpKeys and a search space enumerates every OpKey it can produce, so a device profile measures
+exactly what a search can ask for.
+
+Layer types, named as in the Once-for-All / ProxylessNAS latency tables so public tables can be
+read:
+
+``Conv``           stem: k x k convolution, BN, activation
+``expanded_conv``  inverted residual (MBConv): [1x1 expand, BN, act], k x k depthwise, BN, act,
+                   [squeeze-excite], 1x1 project, BN, identity skip when shapes allow
+``Conv_1``         1x1 convolution, BN, activation (the "final expand" layer)
+``Conv_2``         global average pool, then 1x1 convolution with bias and activation, no BN
+                   (MobileNetV3's "feature mix" layer)
+``Logits``         global average pool when the input is larger than 1x1, then a linear classifier
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hwnas.errors import UserError
+
+OP_TYPES = ("Conv", "expanded_conv", "Conv_1", "Conv_2", "Logits")
+PublicStyle = Literal["ofa", "proxyless"]
+
+_PUBLIC_KEY_RE = re.compile(
+    r"(?P<op>Conv|expanded_conv|Conv_1|Conv_2|Logits)"
+    r"-input:(?P<ih>\d+)x(?P<iw>\d+)x(?P<ic>\d+)"
+    r"-output:(?:(?P<oh>\d+)x(?P<ow>\d+)x)?(?P<oc>\d+)"
+    r"(?:-expand:(?P<expand>\d+)-kernel:(?P<kernel>\d+)-stride:(?P<stride>\d+)-idskip:(?P<idskip>[01])"
+    r"(?:-se:(?P<se>[01])-hs:(?P<hs>[01]))?)?"
+)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of ``divisor`` without losing more than 10% (as MobileNet does)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+@dataclass(frozen=True, order=True)
+class OpKey:
+    """One layer, as a latency table sees it. Square inputs only (``in_size`` x ``in_size``)."""
+
+    op: str
+    in_size: int
+    in_channels: int
+    out_channels: int
+    kernel: int = 1
+    stride: int = 1
+    expansion: int = 1
+    se: bool = False
+    act: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.op not in OP_TYPES:
+            raise UserError(f"unknown layer type {self.op!r}; expected one of {OP_TYPES}")
+
+    @property
+    def out_size(self) -> int:
+        if self.op in ("Conv_2", "Logits"):
+            return 1
+        return (self.in_size - 1) // self.stride + 1
+
+    @property
+    def mid_channels(self) -> int:
+        """Channels inside an inverted residual (after the expansion convolution)."""
+        if self.expansion == 1:
+            return self.in_channels
+        return make_divisible(self.in_channels * self.expansion)
+
+    @property
+    def has_skip(self) -> bool:
+        return self.op == "expanded_conv" and self.stride == 1 and self.in_channels == self.out_channels
+
+    def describe(self) -> str:
+        """Our own canonical, human-readable key (also the LUT's JSON key)."""
+        return self.to_public(style="ofa")
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> OpKey:
+        return cls(**data)
+
+    def to_public(self, style: PublicStyle = "ofa") -> str:
+        """The OFA (``expand`` = mid channels, ``-se/-hs`` suffix) or ProxylessNAS key string."""
+        text = f"{self.op}-input:{self.in_size}x{self.in_size}x{self.in_channels}-output:"
+        if self.op == "Logits":
+            return text + f"{self.out_channels}"
+        text += f"{self.out_size}x{self.out_size}x{self.out_channels}"
+        if self.op != "expanded_conv":
+            return text
+        expand = self.mid_channels if style == "ofa" else self.expansion
+        text += f"-expand:{expand}-kernel:{self.kernel}-stride:{self.stride}-idskip:{int(self.has_skip)}"
+        if style == "ofa":
+            text += f"-se:{int(self.se)}-hs:{int(self.act == 'hswish')}"
+        return text
+
+    @classmethod
+    def from_public(cls, key: str, style: PublicStyle = "ofa", act: str = "relu", kernel: int = 3) -> OpKey:
+        """Read an OFA or ProxylessNAS key.
+
+        Public keys leave out what their table held fixed (the stem kernel, activations when the key
+        has no ``-hs``): ``act`` and ``kernel`` supply those.
+        """
+        match = _PUBLIC_KEY_RE.fullmatch(key.strip())
+        if match is None:
+            raise UserError(f"unrecognised latency-table key {key!r}")
+        parts = match.groupdict()
+        if parts["ih"] != parts["iw"]:
+            raise UserError(f"non-square input in key {key!r} is not supported")
+        op, in_size, in_c, out_c = parts["op"], int(parts["ih"]), int(parts["ic"]), int(parts["oc"])
+        if op == "expanded_conv":
+            return _expanded_conv_from_public(parts, in_size, in_c, out_c, style, act, key)
+        if op == "Conv":
+            stride = in_size // int(parts["oh"]) if parts["oh"] else 1
+            return cls(op, in_size, in_c, out_c, kernel=kernel, stride=stride, act=act)
+        return cls(op, in_size, in_c, out_c, act=act if op != "Logits" else "relu")
+
+
+def _expanded_conv_from_public(
+    parts: dict[str, str | None], in_size: int, in_c: int, out_c: int, style: PublicStyle, act: str, key: str
+) -> OpKey:
+    if parts["expand"] is None:
+        raise UserError(f"expanded_conv key without expand/kernel/stride: {key!r}")
+    expand, kernel, stride = int(parts["expand"]), int(parts["kernel"]), int(parts["stride"])  # type: ignore[arg-type]
+    se = parts["se"] == "1"
+    if parts["hs"] is not None:
+        act = "hswish" if parts["hs"] == "1" else "relu"
+    expansion = expand if style == "proxyless" else _ratio_from_mid(in_c, expand, key)
+    op_key = OpKey("expanded_conv", in_size, in_c, out_c, kernel, stride, expansion, se, act)
+    if int(parts["idskip"] or 0) != int(op_key.has_skip):
+        raise UserError(f"key {key!r} says idskip:{parts['idskip']}, but its shapes say otherwise")
+    return op_key
+
+
+def _ratio_from_mid(in_channels: int, mid: int, key: str) -> int:
+    if mid == in_channels:
+        return 1
+    for ratio in range(2, 13):
+        if make_divisible(in_channels * ratio) == mid:
+            return ratio
+    raise UserError(f"key {key!r}: expand:{mid} is no whole expansion ratio of {in_channels} channels")

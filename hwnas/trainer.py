@@ -1,0 +1,231 @@
+"""Train a candidate for real: build it, apply its Recipe, return validation accuracy and curve.
+
+Every recipe field changes what happens (torchvision.transforms.v2 RandAugment and MixUp, label
+smoothing, dropout, stochastic depth, weight EMA, cosine schedule with linear warm-up), so the
+FBNetV3 joint search really searches over recipes. Runs are seeded: the same arch, recipe, data,
+seed and thread count give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from hwnas.arch import Arch
+from hwnas.builder import build_model, count_flops, count_params, input_shape
+from hwnas.data import ImageSplits
+from hwnas.errors import UserError
+from hwnas.recipe import Recipe
+from hwnas.space import SearchSpace
+
+EVAL_BATCH = 512
+
+
+class Prepared(Dataset):
+    """Resize, match the space's channel count, augment (training only), scale to float."""
+
+    def __init__(self, dataset: Dataset, resolution: int, channels: int, randaugment: int = 0) -> None:
+        self.dataset = dataset
+        steps: list[Callable[[torch.Tensor], torch.Tensor]] = [v2.Resize((resolution, resolution), antialias=True)]
+        steps.append(_channel_adapter(channels))
+        if randaugment > 0:
+            steps.append(v2.RandAugment(magnitude=randaugment, num_magnitude_bins=31))
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * channels, [0.5] * channels)]
+        self.transform = v2.Compose(steps)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index]
+        return self.transform(image), label
+
+
+def _channel_adapter(channels: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    def adapt(image: torch.Tensor) -> torch.Tensor:
+        if image.shape[0] == channels:
+            return image
+        if channels == 1:
+            return v2.functional.rgb_to_grayscale(image[:3])
+        return image[:1].expand(channels, -1, -1)
+
+    return adapt
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    arch: str
+    recipe: dict[str, Any]
+    dataset: str
+    resolution: int
+    val_accuracy: float
+    curve: list[dict[str, float]]
+    wall_time_s: float
+    params: int
+    flops: int
+    seed: int
+    threads: int
+    test_accuracy: float | None = None
+    model: nn.Module | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name != "model"}
+
+
+def train(
+    space: SearchSpace,
+    arch: Arch,
+    recipe: Recipe,
+    data: ImageSplits,
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: bool = True,
+    evaluate_test: bool = False,
+) -> TrainResult:
+    """Train ``arch`` with ``recipe`` on ``data``; accuracy is measured on the validation split."""
+    space.validate(arch)
+    if data.num_classes != space.num_classes:
+        raise UserError(f"data {data.name!r} has {data.num_classes} classes, space {space.name!r} expects {space.num_classes}")
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    model = build_model(space, arch, dropout=recipe.dropout, drop_path=recipe.drop_path)
+    loader = _train_loader(data, arch.resolution, space.in_channels, recipe, seed)
+    curve = _fit(model, loader, data, arch.resolution, space.in_channels, recipe, progress)
+    evaluated = curve.model
+    test_accuracy = None
+    if evaluate_test:
+        test_accuracy = evaluate(evaluated, Prepared(data.test, arch.resolution, space.in_channels))
+    return TrainResult(
+        arch=arch.format(),
+        recipe=recipe.to_json(),
+        dataset=data.name,
+        resolution=arch.resolution,
+        val_accuracy=curve.points[-1]["val_accuracy"],
+        curve=curve.points,
+        wall_time_s=time.perf_counter() - started,
+        params=count_params(model),
+        flops=count_flops(model, input_shape(space, arch)),
+        seed=seed,
+        threads=threads,
+        test_accuracy=test_accuracy,
+        model=evaluated,
+    )
+
+
+def _train_loader(data: ImageSplits, resolution: int, channels: int, recipe: Recipe, seed: int) -> DataLoader:
+    dataset = Prepared(data.train, resolution, channels, recipe.randaugment)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator, drop_last=False)
+
+
+@dataclass
+class _Curve:
+    points: list[dict[str, float]]
+    model: nn.Module
+
+
+def _fit(
+    model: nn.Module, loader: DataLoader, data: ImageSplits, resolution: int, channels: int, recipe: Recipe, progress: bool
+) -> _Curve:
+    optimizer = make_optimizer(model, recipe)
+    total_steps = recipe.epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, round(recipe.warmup_epochs * len(loader))))
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    mixup = v2.MixUp(alpha=recipe.mixup, num_classes=data.num_classes) if recipe.mixup > 0 else None
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True) if recipe.ema > 0 else None
+    evaluated: nn.Module = ema if ema is not None else model
+    val_set = Prepared(data.val, resolution, channels)
+    points: list[dict[str, float]] = []
+    with _progress_bar(progress) as bar:
+        task = bar.add_task("training", total=total_steps, loss=float("nan"))
+        for epoch in range(1, recipe.epochs + 1):
+            epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
+            model.train()
+            for images, labels in loader:
+                targets = labels
+                if mixup is not None:
+                    images, targets = mixup(images, labels)
+                loss = criterion(model(images), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                loss_sum, seen = loss_sum + loss.item() * len(labels), seen + len(labels)
+                bar.update(task, advance=1, loss=loss_sum / seen)
+            accuracy = evaluate(evaluated, val_set)
+            points.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": loss_sum / seen,
+                    "val_accuracy": accuracy,
+                    "seconds": time.perf_counter() - epoch_start,
+                }
+            )
+            bar.console.log(
+                f"epoch {epoch}/{recipe.epochs}: loss {loss_sum / seen:.4f}, val accuracy {accuracy:.4f}"
+            ) if progress else None
+    return _Curve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """Weight decay on convolution and linear weights only, never on BN parameters or biases."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=0.9, nesterov=True)
+    if recipe.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=recipe.lr, alpha=0.9, momentum=0.9, eps=1e-3)
+    return torch.optim.AdamW(groups, lr=recipe.lr)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up to 1, then cosine decay to 0 at ``total_steps``."""
+    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset) -> float:
+    """Top-1 accuracy of ``model`` on a prepared dataset."""
+    model.eval()
+    correct = total = 0
+    for images, labels in DataLoader(dataset, batch_size=EVAL_BATCH):
+        correct += int((model(images).argmax(1) == labels).sum())
+        total += len(labels)
+    return correct / max(total, 1)

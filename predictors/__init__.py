@@ -1,0 +1,1 @@
+"""Latency and accuracy predictors (scikit-learn style estimators)."""
