@@ -79,8 +79,13 @@ class OpKey:
         return self.op == "expanded_conv" and self.stride == 1 and self.in_channels == self.out_channels
 
     def describe(self) -> str:
-        """Our own canonical, human-readable key (also the LUT's JSON key)."""
-        return self.to_public(style="ofa")
+        """Canonical, human-readable, unique key: the OFA key plus what OFA keys leave implicit."""
+        text = self.to_public(style="ofa")
+        if self.op == "Conv":
+            text += f"-kernel:{self.kernel}-stride:{self.stride}"
+        if self.op in ("Conv", "Conv_1", "Conv_2"):
+            text += f"-hs:{int(self.act == 'hswish')}"
+        return text
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -1,0 +1,129 @@
+"""The backend contract, the registry, and the timing loop every local backend shares.
+
+A backend takes a model *file* (it knows nothing of search spaces) and measures it:
+
+- ``unavailable_reason()``: ``None`` when the runtime (and hardware) is here, else one line why not;
+- ``fingerprint()``: what a latency number is only valid for (CPU/GPU, runtime and version,
+  threads, precision, options);
+- ``measure(model_file)``: warm up, then time many runs on pinned cores -> :class:`Measurement`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from devices.measurement import Measurement
+from devices.spec import DeviceSpec
+from hwnas.errors import UserError
+
+_BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    if cls.name in _BACKENDS:
+        raise ValueError(f"a backend named {cls.name!r} is already registered")
+    _BACKENDS[cls.name] = cls
+    return cls
+
+
+def list_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def make_backend(spec: DeviceSpec) -> Backend:
+    try:
+        cls = _BACKENDS[spec.backend]
+    except KeyError:
+        raise UserError(f"device {spec.name!r}: unknown backend {spec.backend!r}; known: {', '.join(list_backends())}") from None
+    return cls(spec)
+
+
+class Backend(ABC):
+    """One runtime on one device. Subclasses declare ``name``, ``model_format`` and ``options``."""
+
+    name: ClassVar[str]
+    model_format: ClassVar[str]  # "onnx" or "tflite": the file type measure() takes
+    options: ClassVar[dict[str, Any]] = {}  # option -> default; the default's type is the option's type
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        self.spec = spec
+        self.settings = self._check_options(spec.options)
+
+    def _check_options(self, given: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            raise UserError(f"device {self.spec.name!r}: backend {self.name!r} has no option {unknown[0]!r}; "
+                            f"options: {', '.join(sorted(self.options)) or 'none'}")
+        for key, value in given.items():
+            default = self.options[key]
+            if default is not None and not isinstance(value, type(default)):
+                raise UserError(f"device {self.spec.name!r}: option {key!r} must be {type(default).__name__}, got {value!r}")
+        return self.options | given
+
+    @abstractmethod
+    def unavailable_reason(self) -> str | None: ...
+
+    def require_available(self) -> None:
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise UserError(f"device {self.spec.name!r} ({self.name}) cannot run here: {reason}")
+
+    @abstractmethod
+    def fingerprint(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def measure(self, model_file: Path) -> Measurement: ...
+
+
+def host_cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def measuring_cores(spec: DeviceSpec) -> set[int]:
+    """The cores to pin to: the spec's, else the last ``threads`` cores this process may use."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if spec.cores is not None:
+        missing = set(spec.cores) - set(allowed)
+        if missing:
+            raise UserError(f"device {spec.name!r}: cores {sorted(missing)} are not available here (have {allowed})")
+        return set(spec.cores)
+    return set(allowed[-spec.threads :])
+
+
+@contextlib.contextmanager
+def pinned(cores: set[int]) -> Iterator[None]:
+    """Pin this process to ``cores`` for the duration: the largest single cut in timing noise."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def time_runs(run_once: Callable[[], object], warmup: int, repeats: int, min_time_s: float = 0.0) -> list[float]:
+    """Warm up, then time ``repeats`` runs (more until ``min_time_s`` is spent); milliseconds per run."""
+    for _ in range(warmup):
+        run_once()
+    samples: list[float] = []
+    spent = 0.0
+    while len(samples) < repeats or spent < min_time_s:
+        start = time.perf_counter_ns()
+        run_once()
+        elapsed = (time.perf_counter_ns() - start) / 1e6
+        samples.append(elapsed)
+        spent += elapsed / 1e3
+        if len(samples) >= 100 * repeats:
+            break
+    return samples

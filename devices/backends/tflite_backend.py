@@ -1,0 +1,76 @@
+"""The TFLite interpreter on this machine's CPU (LiteRT's ``ai-edge-litert``), XNNPACK on or off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.backends.base import Backend, host_cpu_model, measuring_cores, pinned, register_backend, time_runs
+from devices.measurement import Measurement
+from hwnas.errors import UserError
+
+
+def load_interpreter_class() -> tuple[type, Any, str]:
+    """(Interpreter, OpResolverType, package@version) from ai-edge-litert, else tflite-runtime."""
+    from importlib.metadata import version
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        return Interpreter, OpResolverType, f"ai-edge-litert {version('ai-edge-litert')}"
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter, OpResolverType  # type: ignore[import-not-found]
+
+        return Interpreter, OpResolverType, f"tflite-runtime {version('tflite-runtime')}"
+
+
+@register_backend
+class TfliteBackend(Backend):
+    name = "tflite"
+    model_format = "tflite"
+    options: dict[str, Any] = {"xnnpack": True}
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            load_interpreter_class()
+        except ImportError:
+            return "no TFLite interpreter: pip install -e '.[tflite]' (ai-edge-litert)"
+        return None
+
+    def fingerprint(self) -> dict[str, Any]:
+        _, _, runtime = load_interpreter_class()
+        return {
+            "device": host_cpu_model(), "runtime": "tflite", "runtime_version": runtime, "threads": self.spec.threads,
+            "precision": self.spec.precision, "xnnpack": self.settings["xnnpack"],
+        }
+
+    def interpreter(self, model_file: Path):  # noqa: ANN201  (a TFLite Interpreter)
+        interpreter_class, resolver, _ = load_interpreter_class()
+        resolver_type = resolver.AUTO if self.settings["xnnpack"] else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            interpreter = interpreter_class(model_path=str(model_file), num_threads=self.spec.threads,
+                                            experimental_op_resolver_type=resolver_type)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise UserError(f"TFLite interpreter cannot load {model_file}: {str(error).splitlines()[0]}") from error
+        return interpreter
+
+    def measure(self, model_file: Path) -> Measurement:
+        self.require_available()
+        interpreter = self.interpreter(model_file)
+        rng = np.random.default_rng(0)
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], _random_input(detail, rng))
+        with pinned(measuring_cores(self.spec)):
+            samples = time_runs(interpreter.invoke, self.spec.warmup, self.spec.repeats, self.spec.min_time_s)
+        return Measurement(tuple(samples), self.fingerprint())
+
+
+def _random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=detail["shape"], endpoint=True).astype(dtype)
+    return rng.standard_normal(detail["shape"]).astype(dtype)

@@ -1,0 +1,104 @@
+"""DeviceSpec: a device described in a small TOML file.
+
+Example (``devices/specs/host-ort.toml``)::
+
+    name = "host-cpu-onnxruntime"
+    backend = "onnxruntime"
+    threads = 1
+    precision = "fp32"
+    warmup = 20
+    repeats = 200
+    min_time_s = 0.2        # keep repeating a fast model until this much time is measured
+    cores = [1]             # pin the measuring process here (default: the last `threads` cores)
+
+    [options]               # backend-specific, checked by the backend
+    graph_optimization = "all"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import UserError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SPECS_DIR = Path(__file__).with_name("specs")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    backend: str
+    threads: int = 1
+    precision: str = "fp32"
+    warmup: int = 20
+    repeats: int = 200
+    min_time_s: float = 0.0
+    cores: tuple[int, ...] | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserError(f"device {self.name!r}: precision {self.precision!r} not in {PRECISIONS}")
+        for name in ("threads", "repeats"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"device {self.name!r}: {name} must be a whole number >= 1, got {value!r}")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise UserError(f"device {self.name!r}: warmup must be a whole number >= 0, got {self.warmup!r}")
+        if not isinstance(self.min_time_s, int | float) or self.min_time_s < 0:
+            raise UserError(f"device {self.name!r}: min_time_s must be >= 0, got {self.min_time_s!r}")
+        if self.cores is not None and (not self.cores or any(not isinstance(c, int) or c < 0 for c in self.cores)):
+            raise UserError(f"device {self.name!r}: cores must be a non-empty list of core numbers, got {self.cores!r}")
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> DeviceSpec:
+        path = resolve_spec_path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise UserError(f"device spec {path} is malformed TOML: {error}") from None
+        except OSError as error:
+            raise UserError(f"cannot read device spec {path}: {error.strerror}") from None
+        return cls.from_json(data, source=str(path))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str = "") -> DeviceSpec:
+        known = {f.name for f in fields(cls)} - {"source"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"device spec {source or data.get('name')}: unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        for required in ("name", "backend"):
+            if not isinstance(data.get(required), str):
+                raise UserError(f"device spec {source}: field {required!r} is required (a string)")
+        values = dict(data)
+        if values.get("cores") is not None:
+            values["cores"] = tuple(values["cores"])
+        if not isinstance(values.get("options", {}), dict):
+            raise UserError(f"device spec {source}: [options] must be a table")
+        return cls(**values, source=source)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("source")
+        data["cores"] = list(self.cores) if self.cores is not None else None
+        return data
+
+
+def resolve_spec_path(path: str | Path) -> Path:
+    """A path, or the name of a shipped spec (``host-ort`` -> ``devices/specs/host-ort.toml``)."""
+    candidate = Path(path)
+    if candidate.exists():
+        return candidate
+    shipped = SPECS_DIR / f"{candidate.name.removesuffix('.toml')}.toml"
+    if shipped.exists():
+        return shipped
+    raise UserError(f"device spec {path} not found (shipped specs: {', '.join(shipped_specs())})")
+
+
+def shipped_specs() -> list[str]:
+    return sorted(p.stem for p in SPECS_DIR.glob("*.toml"))

@@ -1,0 +1,53 @@
+"""PyTorch -> ONNX.
+
+We use torch 2.14's default, the dynamo-based exporter (``dynamo=True``): it is the maintained
+path (the TorchScript exporter is deprecated), folds BatchNorm into the convolutions and writes
+one self-contained file with ``external_data=False``. It costs ~0.9 s for a single layer against
+~0.02 s for the legacy exporter; profiling pays that in a parallel conversion phase, so the files
+measured are made exactly the way deployed files are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from hwnas.errors import UserError
+from hwnas.fileio import atomic_write
+
+DEFAULT_OPSET = 18
+
+
+def export_onnx(
+    module: nn.Module,
+    example_input: torch.Tensor,
+    out_path: Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+) -> Path:
+    """Export ``module`` (in eval mode) to ``out_path``, check it with ``onnx.checker``, write atomically."""
+    module = module.eval()
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+
+    def write(temp: Path) -> None:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:
+                program = torch.onnx.export(
+                    module, (example_input,), dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes,
+                    input_names=["input"], output_names=["output"], verbose=False,
+                )
+            except Exception as error:  # the exporter raises many types; name the first line
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise UserError(f"ONNX export failed: {first_line}") from error
+        program.save(str(temp), external_data=False)
+        onnx.checker.check_model(str(temp))
+
+    return atomic_write(Path(out_path), write)

@@ -1,0 +1,152 @@
+"""Profile a device: every layer a search space can produce, plus whole sampled networks.
+
+Two phases, so that nothing is timed while the machine is busy converting:
+
+1. *convert*: every model file not yet in the cache is made, in parallel on all cores;
+2. *measure*: each layer and network not yet done in the store is timed on pinned cores; an
+   attempt whose coefficient of variation exceeds ``cv_threshold`` is recorded and measured again
+   (up to ``max_attempts``); every attempt is committed to the store the moment it is known.
+
+A killed profile resumes where it stopped: the cache keeps converted files, the store keeps
+every attempt, and done layers are never measured again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from devices.backends import Backend, make_backend
+from devices.measurement import Measurement
+from devices.spec import DeviceSpec
+from hwnas.arch import Arch
+from hwnas.opkey import OpKey
+from hwnas.space import SearchSpace
+from latency_tables.convert import ConversionJob, convert_all, network_job, op_job
+from latency_tables.store import LatencyStore
+from latency_tables.table import LatencyEntry, LatencyTable
+
+
+@dataclass
+class ProfileSettings:
+    networks: int = 40
+    seed: int = 0
+    workers: int = 2
+    cv_threshold: float = 0.15
+    max_attempts: int = 3
+    allow_mismatch: bool = False
+
+
+@dataclass
+class ProfileReport:
+    table: LatencyTable
+    ops: int
+    networks: int
+    measured_now: int
+    attempts_now: int
+    wall_s: float
+    convert_s: float
+    measure_s: float
+    noisy: list[str] = field(default_factory=list)
+
+
+def sample_networks(space: SearchSpace, count: int, seed: int) -> list[Arch]:
+    """A fixed list of distinct sampled architectures (the same list on every resume)."""
+    rng, seen, archs = random.Random(seed), set(), []
+    for _ in range(count * 20):
+        if len(archs) == count:
+            break
+        arch = space.sample(rng)
+        if arch not in seen:
+            seen.add(arch)
+            archs.append(arch)
+    return archs
+
+
+def store_meta(spec: DeviceSpec, backend: Backend, space: SearchSpace) -> dict[str, Any]:
+    return {"spec": spec.to_json(), "fingerprint": backend.fingerprint(), "space": space.to_json(), "space_hash": space.hash}
+
+
+class Profiler:
+    """Profiles one device for one space into ``out`` (store.sqlite, table.json) using ``cache``."""
+
+    def __init__(self, spec: DeviceSpec, space: SearchSpace, out: Path, cache: Path, settings: ProfileSettings | None = None,
+                 backend: Backend | None = None) -> None:
+        self.spec, self.space, self.out, self.cache = spec, space, Path(out), Path(cache)
+        self.settings = settings or ProfileSettings()
+        self.backend = backend or make_backend(spec)
+
+    def run(self, progress: bool = True) -> ProfileReport:
+        self.backend.require_available()
+        started = time.perf_counter()
+        store = LatencyStore.open(self.out / "store.sqlite", store_meta(self.spec, self.backend, self.space), self.settings.allow_mismatch)
+        try:
+            ops = [(key.describe(), op_job(key, self.backend.model_format, self.cache), {"op": key.to_json()})
+                   for key in self.space.enumerate_op_keys()]
+            nets = [(arch.format(), network_job(self.space, arch, self.backend.model_format, self.cache), {"arch": arch.format()})
+                    for arch in sample_networks(self.space, self.settings.networks, self.settings.seed)]
+            work = [("op", *item) for item in ops if item[0] not in store.done("op")]
+            work += [("network", *item) for item in nets if item[0] not in store.done("network")]
+            with _bar(progress) as bar:
+                convert_s = self._convert([job for _, _, job, _ in work], bar)
+                measure_start = time.perf_counter()
+                attempts = self._measure(store, work, bar)
+                measure_s = time.perf_counter() - measure_start
+            table = self.build_table(store)
+            wall_s = time.perf_counter() - started
+            table = LatencyTable(**{**table.__dict__, "stats": {
+                "ops": len(ops), "networks": len(nets), "measured_now": len(work), "attempts_now": attempts, "wall_s": wall_s,
+                "convert_s": convert_s, "measure_s": measure_s}})
+            table.save(self.out / "table.json")
+        finally:
+            store.close()
+        noisy = [entry.op.describe() for entry in table.entries.values() if (entry.cv or 0) > self.settings.cv_threshold]
+        return ProfileReport(table, len(ops), len(nets), len(work), attempts, wall_s, convert_s, measure_s, noisy)
+
+    def _convert(self, jobs: list[ConversionJob], bar: Progress) -> float:
+        started = time.perf_counter()
+        task = bar.add_task(f"convert ({self.backend.model_format})", total=len(jobs))
+        convert_all(jobs, self.settings.workers, on_done=lambda _job: bar.advance(task))
+        return time.perf_counter() - started
+
+    def _measure(self, store: LatencyStore, work: list[tuple[str, str, ConversionJob, dict[str, Any]]], bar: Progress) -> int:
+        task = bar.add_task(f"measure on {self.spec.name}", total=len(work))
+        attempts = 0
+        for subject, key, job, detail in work:
+            attempts += self.measure_until_stable(store, subject, key, detail, lambda job=job: self.backend.measure(job.path))
+            bar.advance(task)
+        return attempts
+
+    def measure_until_stable(self, store: LatencyStore, subject: str, key: str, detail: dict[str, Any],
+                             measure: Callable[[], Measurement]) -> int:
+        """Measure until the CV is under the threshold or attempts run out; every attempt is stored."""
+        done_before = store.attempts(subject, key)
+        for attempt in range(done_before + 1, max(self.settings.max_attempts, done_before + 1) + 1):
+            measurement = measure()
+            accepted = measurement.cv <= self.settings.cv_threshold or attempt >= self.settings.max_attempts
+            store.record(subject, key, detail, measurement, accepted)
+            if accepted:
+                return attempt - done_before
+        return self.settings.max_attempts - done_before
+
+    def build_table(self, store: LatencyStore) -> LatencyTable:
+        meta = store.meta()
+        entries = {}
+        for row in store.accepted("op"):
+            op = OpKey.from_json(row.detail["op"])
+            entries[op] = LatencyEntry(op, row.summary["median_ms"], row.summary["p10_ms"], row.summary["p90_ms"],
+                                       row.summary["cv"], row.summary["n"])
+        networks = [{"arch": row.key, **row.summary} for row in store.accepted("network")]
+        return LatencyTable(device=meta["spec"], fingerprint=meta["fingerprint"], space=self.space.name, space_hash=self.space.hash,
+                            entries=entries, networks=networks, kind="measured", source=str(store.path))
+
+
+def _bar(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), disable=not enabled)

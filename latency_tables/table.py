@@ -1,0 +1,133 @@
+"""LatencyTable: a versioned, fingerprinted latency lookup table, saved as JSON.
+
+JSON because a table is something people diff, review and share; written atomically (temp file
+and rename) so a killed run never leaves half a table. A table is only valid for the device
+fingerprint and search space it was measured for: ``check`` refuses anything else and says
+what differs, unless the caller explicitly overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import UserError
+from hwnas.fileio import atomic_write_json
+from hwnas.opkey import OpKey
+from latency_tables.compat import differences
+
+TABLE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LatencyEntry:
+    op: OpKey
+    median_ms: float
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    cv: float | None = None
+    n: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.op.describe(), "op": self.op.to_json(), "median_ms": self.median_ms, "p10_ms": self.p10_ms,
+                "p90_ms": self.p90_ms, "cv": self.cv, "n": self.n}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LatencyEntry:
+        return cls(OpKey.from_json(data["op"]), float(data["median_ms"]), data.get("p10_ms"), data.get("p90_ms"),
+                   data.get("cv"), data.get("n"))
+
+
+@dataclass(frozen=True)
+class LatencyTable:
+    """Per-layer latencies of one search space on one device (plus whole-network measurements)."""
+
+    device: dict[str, Any]
+    fingerprint: dict[str, Any]
+    space: str
+    space_hash: str | None
+    entries: dict[OpKey, LatencyEntry]
+    networks: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "measured"  # or "imported"
+    source: str = ""
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def lookup(self, key: OpKey) -> float:
+        try:
+            return self.entries[key].median_ms
+        except KeyError:
+            raise UserError(f"latency table ({self.space} on {self.device.get('name', '?')}) has no entry for {key.describe()}") from None
+
+    def predict(self, keys: list[OpKey] | tuple[OpKey, ...]) -> float:
+        """The classic LUT estimate: the sum of the layers' medians."""
+        return sum(self.lookup(key) for key in keys)
+
+    def check(self, fingerprint: dict[str, Any] | None = None, space_hash: str | None = None, override: bool = False) -> None:
+        """Raise UserError saying what differs when the table is not for this device or space."""
+        found = []
+        if fingerprint is not None:
+            found += differences("fingerprint", self.fingerprint, fingerprint)
+        if space_hash is not None and self.space_hash != space_hash:
+            found.append(f"space hash: {self.space_hash} vs {space_hash}")
+        if found and not override:
+            raise UserError(f"latency table is for another device or space (table vs wanted: {'; '.join(found[:4])}); "
+                            "pass --allow-mismatch to use it anyway")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": TABLE_SCHEMA_VERSION, "kind": self.kind, "source": self.source, "created": self.created,
+            "device": self.device, "fingerprint": self.fingerprint, "space": self.space, "space_hash": self.space_hash,
+            "stats": self.stats,
+            "entries": [entry.to_json() for entry in sorted(self.entries.values(), key=lambda e: e.op)],
+            "networks": self.networks,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LatencyTable:
+        version = data.get("schema_version")
+        if version != TABLE_SCHEMA_VERSION:
+            raise UserError(f"latency table schema {version!r}; this hwnas reads {TABLE_SCHEMA_VERSION}")
+        entries = [LatencyEntry.from_json(entry) for entry in data["entries"]]
+        return cls(data["device"], data["fingerprint"], data["space"], data.get("space_hash"),
+                   {entry.op: entry for entry in entries}, data.get("networks", []), data.get("kind", "measured"),
+                   data.get("source", ""), data.get("created", ""), data.get("stats", {}))
+
+    def save(self, path: Path) -> Path:
+        return atomic_write_json(Path(path), self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> LatencyTable:
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as error:
+            raise UserError(f"cannot read latency table {path}: {error.strerror}") from None
+        except json.JSONDecodeError as error:
+            raise UserError(f"latency table {path} is not valid JSON ({error})") from None
+        try:
+            return cls.from_json(data)
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"latency table {path} is malformed ({error})") from None
+
+
+def diff_tables(first: LatencyTable, second: LatencyTable) -> dict[str, Any]:
+    """Per-layer relative differences of two tables over their common layers."""
+    common = sorted(set(first.entries) & set(second.entries))
+    rows = [
+        {"key": key.describe(), "first_ms": first.entries[key].median_ms, "second_ms": second.entries[key].median_ms,
+         "relative": (second.entries[key].median_ms - first.entries[key].median_ms) / first.entries[key].median_ms}
+        for key in common
+    ]
+    relative = sorted(abs(row["relative"]) for row in rows)
+    return {
+        "common": len(common), "only_first": len(set(first.entries) - set(second.entries)),
+        "only_second": len(set(second.entries) - set(first.entries)),
+        "median_abs_relative": statistics.median(relative) if relative else None,
+        "max_abs_relative": relative[-1] if relative else None,
+        "fingerprint_differences": differences("fingerprint", first.fingerprint, second.fingerprint),
+        "rows": rows,
+    }
