@@ -1,24 +1,35 @@
-"""PyTorch -> TFLite through litert-torch (no TensorFlow needed).
+"""PyTorch -> TFLite through litert-torch (no TensorFlow needed), and its quantized variants.
 
-Inputs and outputs are made channel-last (NHWC) with ``litert_torch.to_channel_last_io`` so a
-phone feeds camera frames with no transpose. litert-torch is an optional extra (``.[tflite]``);
-importing it is deferred so the rest of hwnas works without it.
+Inputs and outputs are channel-last (NHWC, ``litert_torch.to_channel_last_io``) so a phone feeds
+camera frames with no transpose. Quantization goes through ai-edge-quantizer on the float file:
+
+``tflite``          float32
+``tflite-fp16``     float16 weights (float casting), float compute where the runtime has no fp16
+``tflite-dynamic``  dynamic-range: int8 weights, activations quantized on the fly
+``tflite-int8``     full integer: int8 weights and activations, ranges calibrated on real images
+
+litert-torch and the interpreter are the optional extra ``.[tflite]``; imports are deferred so
+the rest of hwnas works without them. The interpreter is ``ai-edge-litert`` (``tflite_runtime``
+is accepted when it is all a user has).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from exporters.base import Exporter, Runner, Tolerance, first_line, register_exporter
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write
 
 
 def quiet_tensorflow_logs() -> None:
-    """litert-torch brings absl/TF logging that floods stderr; keep errors only."""
+    """litert-torch brings absl/TF logging and progress lines that flood the terminal; keep errors only."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
@@ -33,8 +44,10 @@ def require_litert_torch():  # noqa: ANN201  (returns the module)
     return litert_torch
 
 
-def to_nhwc(example_input: torch.Tensor) -> torch.Tensor:
-    return example_input.permute(0, 2, 3, 1).contiguous() if example_input.ndim == 4 else example_input
+def to_nhwc(batch: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    if batch.ndim != 4:
+        return batch
+    return batch.permute(0, 2, 3, 1).contiguous() if isinstance(batch, torch.Tensor) else np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
 
 
 def export_tflite(module: nn.Module, example_input: torch.Tensor, out_path: Path, *, channel_last: bool = True) -> Path:
@@ -43,21 +56,147 @@ def export_tflite(module: nn.Module, example_input: torch.Tensor, out_path: Path
     module = module.eval()
     sample = example_input
     if channel_last and example_input.ndim == 4:
-        outputs = [0] if _output_is_spatial(module, example_input) else None
-        module = litert_torch.to_channel_last_io(module, args=[0], outputs=outputs)
+        with torch.no_grad():
+            spatial_output = module(example_input).ndim == 4
+        module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0] if spatial_output else None)
         sample = to_nhwc(example_input)
 
     def write(temp: Path) -> None:
         try:
             converted = litert_torch.convert(module, (sample,))
         except Exception as error:  # the converter raises many types; name the first line
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"TFLite conversion failed: {first_line}") from error
+            raise UserError(f"TFLite conversion failed: {first_line(error)}") from error
         converted.export(str(temp))
 
     return atomic_write(Path(out_path), write)
 
 
-def _output_is_spatial(module: nn.Module, example_input: torch.Tensor) -> bool:
-    with torch.no_grad():
-        return module(example_input).ndim == 4
+def quantize_tflite(float_file: Path, out_path: Path, mode: str, calibration: np.ndarray | None = None) -> Path:
+    """Quantize a float .tflite with ai-edge-quantizer (``mode``: fp16, dynamic or int8)."""
+    quiet_tensorflow_logs()
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe
+
+    quant = quantizer.Quantizer(str(float_file))
+    if mode == "int8":
+        quant.load_quantization_recipe(recipe.static_wi8_ai8())
+    elif mode == "dynamic":
+        quant.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    elif mode == "fp16":
+        quant.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                                     algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    else:
+        raise ValueError(f"unknown quantization mode {mode!r}")
+    calibration_result = None
+    if quant.need_calibration:
+        if calibration is None or len(calibration) == 0:
+            raise UserError("int8 quantization needs calibration images (from the training data)")
+        signature, input_name = _signature_input(float_file)
+        samples = [{input_name: image[None].astype(np.float32)} for image in calibration]
+        calibration_result = quant.calibrate({signature: samples}, num_threads=1)
+
+    def write(temp: Path) -> None:
+        try:
+            result = quant.quantize(calibration_result, enable_progress_report=False)
+        except Exception as error:  # the quantizer raises many types; name the first line
+            raise UserError(f"TFLite {mode} quantization failed: {first_line(error)}") from error
+        temp.write_bytes(bytes(result.quantized_model))
+
+    return atomic_write(Path(out_path), write)
+
+
+def _signature_input(model_file: Path) -> tuple[str, str]:
+    from devices.backends.tflite_backend import load_interpreter_class
+
+    interpreter_class, _, _ = load_interpreter_class()
+    signatures = interpreter_class(model_path=str(model_file)).get_signature_list()
+    name, signature = next(iter(signatures.items()))
+    return name, signature["inputs"][0]
+
+
+def tflite_runner(path: Path) -> Runner:
+    """Run a .tflite image by image; takes NCHW float batches, feeds NHWC (quantizing if needed)."""
+    from devices.backends.tflite_backend import load_interpreter_class
+
+    interpreter_class, _, _ = load_interpreter_class()
+    interpreter = interpreter_class(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        outputs = []
+        for image in to_nhwc(batch):
+            interpreter.set_tensor(source["index"], _to_input(image[None], source))
+            interpreter.invoke()
+            outputs.append(_from_output(interpreter.get_tensor(target["index"]), target))
+        return np.concatenate(outputs)
+
+    return run
+
+
+def _to_input(array: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.round(array / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return array.astype(detail["dtype"])
+
+
+def _from_output(array: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail.get("quantization", (0.0, 0))
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        return (array.astype(np.float32) - zero) * scale
+    return array.astype(np.float32)
+
+
+class _TfliteBase(Exporter):
+    suffix = ".tflite"
+    measure_backends = ("tflite", "android-adb")
+    mode: str | None = None
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            require_litert_torch()
+        except UserError as error:
+            return str(error)
+        return None
+
+    def export(self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None) -> Path:
+        if self.mode is None:
+            return export_tflite(module, example_input, out_path)
+        with tempfile.TemporaryDirectory() as scratch:
+            float_file = export_tflite(module, example_input, Path(scratch) / "float.tflite")
+            nhwc = to_nhwc(calibration) if calibration is not None else None  # the file takes channel-last input
+            return quantize_tflite(float_file, out_path, self.mode, nhwc)
+
+    def runner(self, path: Path) -> Runner:
+        return tflite_runner(path)
+
+
+@register_exporter
+class TfliteExporter(_TfliteBase):
+    format = "tflite"
+
+
+@register_exporter
+class TfliteFp16Exporter(_TfliteBase):
+    format = "tflite-fp16"
+    precision = "fp16"
+    mode = "fp16"
+    tolerance = Tolerance(max_abs_diff=None, min_top1_agreement=0.98)
+
+
+@register_exporter
+class TfliteDynamicExporter(_TfliteBase):
+    format = "tflite-dynamic"
+    precision = "int8-dynamic"
+    mode = "dynamic"
+    tolerance = Tolerance(max_abs_diff=None)
+
+
+@register_exporter
+class TfliteInt8Exporter(_TfliteBase):
+    format = "tflite-int8"
+    precision = "int8"
+    mode = "int8"
+    needs_calibration = True
+    tolerance = Tolerance(max_abs_diff=None)

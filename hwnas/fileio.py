@@ -24,6 +24,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     temp = Path(temp_name)
     try:
         write(temp)
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
@@ -33,3 +34,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 def atomic_write_json(path: Path, data: Any) -> Path:
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda temp: temp.write_text(text))
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

@@ -21,6 +21,8 @@ Presets:
 from __future__ import annotations
 
 import fnmatch
+import json
+from pathlib import Path
 
 from hwnas.errors import UserError
 from hwnas.opkey import make_divisible
@@ -138,3 +140,21 @@ def _ofa_mbv3() -> SearchSpace:
 
 for _factory in (_default, _proxylessnas, _mnasnet, _ofa_mbv3):
     register_space(_factory())
+
+
+def resolve_space(name_or_path: str) -> SearchSpace:
+    """A registered preset by name, or a search space saved as JSON (``hwnas space show --json``)."""
+    path = Path(name_or_path)
+    if name_or_path in _REGISTRY or not path.suffix:
+        return get_space(name_or_path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise UserError(f"cannot read search space {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"search space {path} is not valid JSON ({error})") from None
+    data.pop("hash", None)
+    try:
+        return SearchSpace.from_json(data)
+    except (KeyError, TypeError) as error:
+        raise UserError(f"search space {path} is malformed ({error})") from None

@@ -35,7 +35,7 @@ class ConversionJob:
 
 
 def _tool_versions(fmt: str) -> str:
-    names = ["torch", "hwnas"] + (["onnx", "onnxscript"] if fmt == "onnx" else ["litert-torch"])
+    names = ["torch", "hwnas"] + (["onnx", "onnxscript", "onnxslim"] if fmt == "onnx" else ["litert-torch"])
     found = []
     for name in names:
         try:
@@ -73,14 +73,9 @@ def run_job(job: ConversionJob) -> Path:
         space = SearchSpace.from_json(job.space or {})
         arch = space.parse(job.arch or "")
         module, shape = build_model(space, arch), input_shape(space, arch)
-    example = torch.randn(shape)
-    if job.fmt == "onnx":
-        from exporters.onnx_export import export_onnx
+    from exporters import get_exporter
 
-        return export_onnx(module, example, job.path)
-    from exporters.tflite_export import export_tflite
-
-    return export_tflite(module, example, job.path)
+    return get_exporter(job.fmt).export(module.eval(), torch.randn(shape), job.path)
 
 
 def _quiet_worker() -> None:

@@ -85,8 +85,9 @@ class AndroidAdbBackend(Backend):
         "use_xnnpack": True, "use_gpu": False, "op_profiling": False, "rounds": 5, "timeout_s": 300,
     }
 
-    def _adb(self, *args: str, timeout: float | None = None) -> str:
-        command = [self.settings["adb"]] + (["-s", self.settings["serial"]] if self.settings["serial"] else []) + list(args)
+    def _adb(self, *args: str, timeout: float | None = None, with_serial: bool = True) -> str:
+        serial = ["-s", self.settings["serial"]] if self.settings["serial"] and with_serial else []
+        command = [self.settings["adb"], *serial, *args]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=timeout or self.settings["timeout_s"], check=False)
         except subprocess.TimeoutExpired:
@@ -102,7 +103,7 @@ class AndroidAdbBackend(Backend):
         if shutil.which(self.settings["adb"]) is None:
             return f"adb not found on PATH ({self.settings['adb']!r}); install Android platform-tools"
         try:
-            listing = self._adb("devices", timeout=30)
+            listing = self._adb("devices", timeout=30, with_serial=False)
         except UserError as error:
             return str(error)
         attached = [line.split()[0] for line in listing.splitlines()[1:] if line.strip().endswith("device")]

@@ -78,7 +78,6 @@ class TensorRTBackend(Backend):
         return Path(onnx_file).with_suffix(f".{stamp}.plan")
 
     def load_engine(self, onnx_file: Path):  # noqa: ANN201  (a tensorrt.ICudaEngine)
-        trt = _import_tensorrt()
         cached = self.engine_path(onnx_file)
         if self.settings["engine_cache"] and cached.exists():
             serialized = cached.read_bytes()
@@ -86,32 +85,69 @@ class TensorRTBackend(Backend):
             serialized = self.build_engine(onnx_file)
             if self.settings["engine_cache"]:
                 cached.write_bytes(serialized)
+        return self.deserialize(serialized)
+
+    def deserialize(self, serialized: bytes):  # noqa: ANN201  (a tensorrt.ICudaEngine)
+        trt = _import_tensorrt()
         return trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(serialized)
 
-    # --- profile: CUDA-event timing ---------------------------------------------------------
-    def measure(self, model_file: Path) -> Measurement:
-        self.require_available()
+    def bind(self, engine: Any) -> tuple[Any, dict[str, Any]]:
+        """An execution context with one device buffer per I/O tensor (batch 1 where dynamic)."""
         import torch
 
         trt = _import_tensorrt()
         device = torch.device("cuda", self.settings["gpu"])
+        context = engine.create_execution_context()
+        buffers = {}
+        for index in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(index)
+            shape = tuple(max(dim, 1) for dim in engine.get_tensor_shape(name))
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                context.set_input_shape(name, shape)
+            buffers[name] = torch.randn(shape, device=device).to(_torch_dtype(trt, engine.get_tensor_dtype(name)))
+            context.set_tensor_address(name, buffers[name].data_ptr())
+        return context, buffers
+
+    # --- profile: CUDA-event timing ---------------------------------------------------------
+    def measure(self, model_file: Path) -> Measurement:
+        """Time an ONNX file (engine built and cached) or a serialized engine (``.plan``/``.engine``)."""
+        self.require_available()
+        import torch
+
+        device = torch.device("cuda", self.settings["gpu"])
         with torch.cuda.device(device):
-            engine = self.load_engine(model_file)
-            context = engine.create_execution_context()
-            buffers = []
-            for index in range(engine.num_io_tensors):
-                name = engine.get_tensor_name(index)
-                shape = tuple(max(dim, 1) for dim in engine.get_tensor_shape(name))
-                dtype = _torch_dtype(trt, engine.get_tensor_dtype(name))
-                if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                    context.set_input_shape(name, shape)
-                buffer = torch.randn(shape, device=device).to(dtype)
-                context.set_tensor_address(name, buffer.data_ptr())
-                buffers.append(buffer)
+            is_engine = Path(model_file).suffix in (".plan", ".engine")
+            engine = self.deserialize(Path(model_file).read_bytes()) if is_engine else self.load_engine(model_file)
+            context, _buffers = self.bind(engine)
             stream = torch.cuda.Stream(device)
             samples = _time_with_events(lambda: context.execute_async_v3(stream.cuda_stream), stream,
                                         self.spec.warmup, self.spec.repeats)
         return Measurement(tuple(samples), self.fingerprint())
+
+    def runner(self, engine_file: Path) -> Any:
+        """Run a serialized engine on NCHW float batches, image by image; returns the first output."""
+        import numpy as np
+        import torch
+
+        self.require_available()
+        trt = _import_tensorrt()
+        engine = self.deserialize(Path(engine_file).read_bytes())
+        context, buffers = self.bind(engine)
+        names = list(buffers)
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        stream = torch.cuda.Stream(buffers[names[0]].device)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            results = []
+            for image in batch:
+                buffers[inputs[0]].copy_(torch.from_numpy(image[None]).to(buffers[inputs[0]].dtype))
+                context.execute_async_v3(stream.cuda_stream)
+                stream.synchronize()
+                results.append(buffers[outputs[0]].float().cpu().numpy().copy())
+            return np.concatenate(results)
+
+        return run
 
 
 def _torch_dtype(trt: Any, dtype: Any) -> Any:

@@ -1,0 +1,116 @@
+"""Measured whole networks: the ground truth latency predictors are fitted on and judged against.
+
+They come from a latency table (``table.networks``: what ``hwnas profile --networks N`` measured)
+or from a CSV of ``arch,latency_ms`` rows, so measurements made elsewhere can be used too. Every
+architecture string is parsed and checked against the search space on reading: an unknown one is
+a one-line error naming it (and its line), never a silently dropped row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwnas.arch import Arch
+from hwnas.errors import ArchError, UserError
+from hwnas.space import SearchSpace
+
+CSV_ARCH_COLUMNS = ("arch", "architecture")
+CSV_LATENCY_COLUMNS = ("latency_ms", "median_ms", "ms")
+
+
+@dataclass(frozen=True)
+class MeasuredNetwork:
+    """One whole network's measured latency (median ms) and, when known, its spread."""
+
+    arch: Arch
+    ms: float
+    p10_ms: float | None = None
+    p90_ms: float | None = None
+    cv: float | None = None
+    source: str = ""
+
+
+def networks_from_table(table_networks: Sequence[dict], space: SearchSpace, source: str = "table") -> list[MeasuredNetwork]:
+    """The whole networks a profile measured (``LatencyTable.networks``)."""
+    found = []
+    for row in table_networks:
+        try:
+            arch = space.parse(row["arch"])
+        except ArchError as error:
+            raise UserError(f"{source}: network {row['arch']!r} is not of space {space.name!r} ({error})") from None
+        found.append(MeasuredNetwork(arch, float(row["median_ms"]), row.get("p10_ms"), row.get("p90_ms"), row.get("cv"), source))
+    return found
+
+
+def read_latency_csv(path: Path, space: SearchSpace) -> list[MeasuredNetwork]:
+    """Rows of ``arch`` (architecture string) and ``latency_ms`` (measured median, ms), with a header line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise UserError(f"cannot read latency CSV {path}: {error.strerror}") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [name.strip() for name in reader.fieldnames or []]
+    arch_col = next((name for name in CSV_ARCH_COLUMNS if name in header), None)
+    ms_col = next((name for name in CSV_LATENCY_COLUMNS if name in header), None)
+    if arch_col is None or ms_col is None:
+        raise UserError(f"latency CSV {path}: header must name an 'arch' and a 'latency_ms' column, found {header}")
+    reader.fieldnames = header
+    found = []
+    for line, row in enumerate(reader, start=2):
+        text_arch, text_ms = (row.get(arch_col) or "").strip(), (row.get(ms_col) or "").strip()
+        try:
+            arch = space.parse(text_arch)
+        except ArchError as error:
+            raise UserError(f"latency CSV {path} line {line}: unknown architecture {text_arch!r} for space {space.name!r} ({error})") from None
+        try:
+            ms = float(text_ms)
+        except ValueError:
+            raise UserError(f"latency CSV {path} line {line}: latency {text_ms!r} is not a number") from None
+        if not ms > 0:
+            raise UserError(f"latency CSV {path} line {line}: latency must be positive, got {ms}")
+        found.append(MeasuredNetwork(arch, ms, source=str(path)))
+    if not found:
+        raise UserError(f"latency CSV {path} has no rows")
+    return found
+
+
+def write_latency_csv(path: Path, networks: Sequence[MeasuredNetwork]) -> None:
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["arch", "latency_ms"])
+        for network in networks:
+            writer.writerow([network.arch.format(), f"{network.ms:.6f}"])
+
+
+def merge(*groups: Sequence[MeasuredNetwork]) -> list[MeasuredNetwork]:
+    """All networks, one per architecture (the first measurement wins: no arch counted twice)."""
+    seen: set[Arch] = set()
+    merged = []
+    for group in groups:
+        for network in group:
+            if network.arch not in seen:
+                seen.add(network.arch)
+                merged.append(network)
+    return merged
+
+
+def split(networks: Sequence[MeasuredNetwork], holdout: float, seed: int = 0) -> tuple[list[MeasuredNetwork], list[MeasuredNetwork]]:
+    """A seeded (train, held-out) split by architecture; ``holdout`` is the held-out share."""
+    if not 0 <= holdout < 1:
+        raise UserError(f"--holdout must be in [0, 1), got {holdout}")
+    order = list(networks)
+    random.Random(seed).shuffle(order)
+    cut = len(order) - round(len(order) * holdout)
+    return order[:cut], order[cut:]
+
+
+def training_hash(networks: Sequence[MeasuredNetwork]) -> str:
+    """Content hash of a training set (order-independent), recorded in a predictor's sidecar."""
+    lines = sorted(f"{network.arch.format()}\t{network.ms:.9g}" for network in networks)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]

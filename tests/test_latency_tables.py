@@ -1,0 +1,136 @@
+"""Measurement store, latency tables and importing public tables."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA
+from devices.measurement import Measurement
+from hwnas.errors import UserError
+from hwnas.opkey import OpKey
+from hwnas.presets import get_space
+from latency_tables.importer import import_public_table
+from latency_tables.store import LatencyStore
+from latency_tables.table import LatencyEntry, LatencyTable, diff_tables
+
+PIXEL1 = SHARED_DATA / "lut" / "proxylessnas_mobile_pixel1.yaml"
+SHIPPED = Path(__file__).resolve().parents[1] / "latency_tables" / "data"
+META = {"fingerprint": {"device": "cpu", "threads": 1}, "space_hash": "abc", "spec": {"repeats": 10}}
+
+
+def test_store_is_append_only_and_tracks_done(tmp_path: Path) -> None:
+    store = LatencyStore.open(tmp_path / "s.sqlite", META)
+    noisy, calm = Measurement((1.0, 2.0, 3.0)), Measurement((1.0, 1.0, 1.01))
+    assert store.record("op", "k1", {"x": 1}, noisy, accepted=False) == 1
+    assert store.record("op", "k1", {"x": 1}, calm, accepted=True) == 2
+    assert store.done("op") == {"k1"} and store.done("network") == set()
+    assert store.samples("op", "k1") == [[1.0, 2.0, 3.0], [1.0, 1.0, 1.01]]
+    [row] = store.accepted("op")
+    assert row.attempt == 2 and row.summary["median_ms"] == pytest.approx(1.0) and row.detail == {"x": 1}
+    store.close()
+    again = LatencyStore.open(tmp_path / "s.sqlite", META | {"spec": {"repeats": 99}})
+    assert again.count() == 2 and again.meta()["fingerprint"] == META["fingerprint"]
+
+
+def test_store_of_another_device_is_refused_naming_the_difference(tmp_path: Path) -> None:
+    LatencyStore.open(tmp_path / "s.sqlite", META).close()
+    other = META | {"fingerprint": {"device": "cpu", "threads": 2}}
+    with pytest.raises(UserError, match=r"fingerprint\.threads: 1 vs 2"):
+        LatencyStore.open(tmp_path / "s.sqlite", other)
+    assert LatencyStore.open(tmp_path / "s.sqlite", other, allow_mismatch=True).count() == 0
+
+
+def test_corrupt_store_is_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(UserError, match="not a readable hwnas measurement store"):
+        LatencyStore.open(path, META)
+
+
+def test_store_rows_cannot_be_duplicated(tmp_path: Path) -> None:
+    store = LatencyStore.open(tmp_path / "s.sqlite", META)
+    store.record("op", "k", {}, Measurement((1.0,)), True)
+    with pytest.raises(sqlite3.IntegrityError):
+        store._db.execute("INSERT INTO measurements (subject, key, attempt, detail, samples, sample_kind, median_ms, p10_ms, "
+                          "p90_ms, cv, n, outliers, accepted, measured_at) SELECT subject, key, attempt, detail, samples, "
+                          "sample_kind, median_ms, p10_ms, p90_ms, cv, n, outliers, accepted, measured_at FROM measurements")
+
+
+def small_table(median: float = 1.0, threads: int = 1) -> LatencyTable:
+    key = OpKey("Conv_1", 4, 8, 16)
+    return LatencyTable({"name": "cpu"}, {"device": "cpu", "threads": threads}, "default", "h1",
+                        {key: LatencyEntry(key, median, 0.9, 1.1, 0.05, 100)})
+
+
+def test_table_json_round_trip_and_atomic_save(tmp_path: Path) -> None:
+    table = small_table()
+    path = table.save(tmp_path / "t.json")
+    assert LatencyTable.load(path) == table
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def test_table_check_names_what_differs() -> None:
+    table = small_table()
+    table.check({"device": "cpu", "threads": 1}, "h1")
+    with pytest.raises(UserError, match=r"fingerprint\.threads: 1 vs 4"):
+        table.check({"device": "cpu", "threads": 4})
+    with pytest.raises(UserError, match="space hash: h1 vs h2"):
+        table.check(space_hash="h2")
+    table.check({"device": "gpu"}, "h2", override=True)
+
+
+def test_table_lookup_and_diff() -> None:
+    first, second = small_table(1.0), small_table(1.1, threads=2)
+    key = next(iter(first.entries))
+    assert first.predict([key, key]) == pytest.approx(2.0)
+    with pytest.raises(UserError, match="no entry"):
+        first.lookup(OpKey("Conv_1", 4, 8, 32))
+    report = diff_tables(first, second)
+    assert report["common"] == 1 and report["median_abs_relative"] == pytest.approx(0.1)
+    assert report["fingerprint_differences"] == ["fingerprint.threads: 1 vs 2"]
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"schema_version": 99}', '{"schema_version": 1}'])
+def test_bad_table_files_are_user_errors(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    with pytest.raises(UserError):
+        LatencyTable.load(path)
+
+
+@pytest.mark.skipif(not PIXEL1.exists(), reason="../shared/data is not present")
+def test_import_proxylessnas_pixel1_table() -> None:
+    space = get_space("proxylessnas")
+    table = import_public_table(PIXEL1, space, "Pixel 1")
+    assert len(table.entries) == 72 and table.kind == "imported" and table.source == str(PIXEL1)
+    assert set(table.entries) == set(space.enumerate_op_keys())
+    stem = OpKey("Conv", 224, 3, 32, kernel=3, stride=2)
+    assert table.lookup(stem) == pytest.approx(4.083755600814664)
+    assert table.entries[stem].n == 982 and table.entries[stem].cv == pytest.approx(0.2502372872758427**0.5 / 4.083755600814664)
+    assert 20 < table.predict(space.op_keys(space.sample(0))) < 400
+
+
+def test_import_rejects_keys_outside_the_space_and_bad_yaml(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("Conv_1-input:7x7x999-output:7x7x1280:\n  count: 1\n  mean: 1.0\n  var: 0.1\n")
+    with pytest.raises(UserError, match="not a layer of space 'proxylessnas'"):
+        import_public_table(outside, get_space("proxylessnas"), "x")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        import_public_table(broken, get_space("proxylessnas"), "x")
+
+
+@pytest.mark.parametrize("name", ["default-host-cpu-onnxruntime.json", "default-host-cpu-tflite-xnnpack.json"])
+def test_shipped_tables_cover_the_default_space(name: str) -> None:
+    table = LatencyTable.load(SHIPPED / name)
+    space = get_space("default")
+    assert table.space_hash == space.hash and table.kind == "measured"
+    assert set(table.entries) == set(space.enumerate_op_keys())
+    assert table.fingerprint["device"] and table.fingerprint["runtime"] in ("onnxruntime", "tflite")
+    assert len(table.networks) >= 40 and all(n["median_ms"] > 0 for n in table.networks)
+    assert json.loads((SHIPPED / name).read_text())["stats"]["ops"] == len(space.enumerate_op_keys())

@@ -1,0 +1,135 @@
+"""Profiling for real on ONNX Runtime: tiny space, resumption after kill -9, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devices import DeviceSpec
+from devices.measurement import Measurement
+from hwnas.space import SearchSpace, StageSpace
+from latency_tables.profiler import Profiler, ProfileSettings
+from latency_tables.store import LatencyStore
+from latency_tables.table import LatencyTable
+
+TINY = SearchSpace(
+    name="tiny", description="a few layers for profiling tests", in_channels=1, num_classes=10, resolutions=(16,),
+    stem_channels=8, stem_stride=1,
+    stages=(StageSpace(2, (8, 16), (1, 2), (3, 5), (3,)), StageSpace(1, (16,), (1,), (3,), (3, 6), (False, True))),
+    final_expand=32,
+)
+ORT_SPEC = 'name = "cpu"\nbackend = "onnxruntime"\nwarmup = 5\nrepeats = 40\n'
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    space, spec = tmp_path / "tiny.json", tmp_path / "cpu.toml"
+    space.write_text(json.dumps(TINY.to_json()))
+    spec.write_text(ORT_SPEC)
+    return {"space": space, "spec": spec, "cache": tmp_path / "cache"}
+
+
+def hwnas(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwnas", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def rows(store: Path) -> list[tuple[str, str, int, str]]:
+    with sqlite3.connect(store) as db:
+        return db.execute("SELECT subject, key, attempt, samples FROM measurements ORDER BY id").fetchall()
+
+
+def test_profile_measures_every_layer_and_the_networks(tmp_path: Path, files: dict[str, Path]) -> None:
+    spec = DeviceSpec.from_toml(files["spec"])
+    report = Profiler(spec, TINY, tmp_path / "out", files["cache"], ProfileSettings(networks=3, workers=2)).run(progress=False)
+    table = LatencyTable.load(tmp_path / "out" / "table.json")
+    assert set(table.entries) == set(TINY.enumerate_op_keys()) and report.ops == len(TINY.enumerate_op_keys())
+    assert len(table.networks) == 3 and table.space_hash == TINY.hash and table.fingerprint["runtime"] == "onnxruntime"
+    assert all(entry.median_ms > 0 and entry.n >= 40 for entry in table.entries.values())
+    assert report.measured_now == report.ops + 3
+    again = Profiler(spec, TINY, tmp_path / "out", files["cache"], ProfileSettings(networks=3)).run(progress=False)
+    assert again.measured_now == 0 and again.attempts_now == 0 and again.table.entries == table.entries
+
+
+def test_noisy_layers_are_measured_again_and_every_attempt_kept(tmp_path: Path, files: dict[str, Path]) -> None:
+    profiler = Profiler(DeviceSpec.from_toml(files["spec"]), TINY, tmp_path, files["cache"], ProfileSettings(cv_threshold=0.1, max_attempts=3))
+    store = LatencyStore.open(tmp_path / "s.sqlite", {"fingerprint": {}, "space_hash": TINY.hash})
+    noisy, calm = Measurement((1.0, 1.5, 2.0, 2.5)), Measurement((1.0, 1.01, 0.99, 1.0))
+    results = iter([noisy, calm])
+    assert profiler.measure_until_stable(store, "op", "a", {}, lambda: next(results)) == 2
+    assert profiler.measure_until_stable(store, "op", "b", {}, lambda: noisy) == 3
+    assert [r.accepted for r in store.all()] == [False, True, False, False, True]
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, files: dict[str, Path]) -> None:
+    out, fresh = tmp_path / "killed", tmp_path / "fresh"
+    common = ["--space", files["space"], "--cache", files["cache"], "--networks", "4", "--json"]
+    assert hwnas("profile", files["spec"], "--out", fresh, *common).returncode == 0  # also fills the conversion cache
+    process = subprocess.Popen([sys.executable, "-m", "hwnas", "profile", str(files["spec"]), "--out", str(out), *map(str, common)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = out / "store.sqlite"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (store.exists() and _count(store) >= 5):
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = rows(store)
+    total = len(TINY.enumerate_op_keys()) + 4
+    assert 5 <= len(before) < total, "the kill should land in the middle of measuring"
+    result = hwnas("profile", files["spec"], "--out", out, *common)
+    assert result.returncode == 0, result.stderr
+    after = rows(store)
+    assert after[: len(before)] == before  # nothing stored was changed
+    done_before = {(subject, key) for subject, key, _, _ in before}
+    assert not [row for row in after[len(before):] if (row[0], row[1]) in done_before and row[2] == 1]
+    assert json.loads(result.stdout)["measured_now"] == total - len({(s, k) for s, k, _, _ in before})
+    resumed, uninterrupted = LatencyTable.load(out / "table.json"), LatencyTable.load(fresh / "table.json")
+    assert set(resumed.entries) == set(uninterrupted.entries)
+    assert {n["arch"] for n in resumed.networks} == {n["arch"] for n in uninterrupted.networks}
+
+
+def _count(store: Path) -> int:
+    try:
+        return len(rows(store))
+    except sqlite3.Error:
+        return 0
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr and fragment in lines[0], result.stderr
+
+
+def test_profile_bad_input_is_one_line(tmp_path: Path, files: dict[str, Path]) -> None:
+    bad_backend, bad_toml = tmp_path / "b.toml", tmp_path / "m.toml"
+    bad_backend.write_text('name = "x"\nbackend = "coreml"\n')
+    bad_toml.write_text('name = "x"\nbackend = \n')
+    assert_one_line_error(hwnas("profile", bad_backend, "--space", files["space"]), "unknown backend 'coreml'")
+    assert_one_line_error(hwnas("profile", bad_toml, "--space", files["space"]), "malformed TOML")
+    assert_one_line_error(hwnas("profile", "nvidia-trt", "--space", files["space"], "--out", tmp_path / "t"), "cannot run here")
+    assert_one_line_error(hwnas("devices", "check", "nvidia-trt"), "cannot run here")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "store.sqlite").write_bytes(b"garbage" * 500)
+    assert_one_line_error(hwnas("profile", files["spec"], "--space", files["space"], "--out", corrupt), "not a readable")
+
+
+@pytest.mark.slow
+def test_store_of_another_device_is_refused_and_kept(tmp_path: Path, files: dict[str, Path]) -> None:
+    out = tmp_path / "out"
+    common = ["--space", files["space"], "--cache", files["cache"], "--networks", "0", "--out", out]
+    assert hwnas("profile", files["spec"], *common).returncode == 0
+    before = rows(out / "store.sqlite")
+    two_threads = tmp_path / "two.toml"
+    two_threads.write_text(ORT_SPEC + "threads = 2\n")
+    assert_one_line_error(hwnas("profile", two_threads, *common), "fingerprint.threads: 1 vs 2")
+    assert rows(out / "store.sqlite") == before
