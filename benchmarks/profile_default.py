@@ -29,8 +29,26 @@ ROOT = Path(__file__).resolve().parents[1]
 def profile(spec: str, out: Path, cache: Path, networks: int) -> dict:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "hwnas", "profile", spec, "--space", "default", "--out", str(out), "--cache", str(cache),
-         "--networks", str(networks), "--json"], capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "hwnas",
+            "profile",
+            spec,
+            "--space",
+            "default",
+            "--out",
+            str(out),
+            "--cache",
+            str(cache),
+            "--networks",
+            str(networks),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         sys.exit(f"profile failed: {result.stderr.strip()}")
     return json.loads(result.stdout) | {"process_wall_s": round(time.perf_counter() - started, 2)}
@@ -46,8 +64,21 @@ def main() -> None:
         work = Path(scratch)
         first = profile(args.spec, work / "first", work / "cache", args.networks)
         second = profile(args.spec, work / "second", work / "cache", args.networks)
-        diff = subprocess.run([sys.executable, "-m", "hwnas", "lut", "diff", str(work / "first" / "table.json"),
-                               str(work / "second" / "table.json"), "--json"], capture_output=True, text=True, check=True)
+        diff = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hwnas",
+                "lut",
+                "diff",
+                str(work / "first" / "table.json"),
+                str(work / "second" / "table.json"),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         agreement = {k: v for k, v in json.loads(diff.stdout).items() if k != "rows"}
         table = json.loads((work / "first" / "table.json").read_text())
         if args.ship:
@@ -67,6 +98,7 @@ def main() -> None:
         "target_wall_s": 600,
     }
     out = ROOT / "benchmarks" / "results" / f"profile_{Path(args.spec).stem}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: results[k] for k in ("convert_share", "measure_share", "agreement")}, indent=2))
     print(f"cold profile {first['wall_s']} s; written {out}")
