@@ -65,6 +65,10 @@ class Measurement:
 
     def summary(self) -> dict[str, float | int]:
         return {
-            "median_ms": self.median_ms, "p10_ms": self.p10_ms, "p90_ms": self.p90_ms, "cv": self.cv,
-            "n": len(self.samples_ms), "outliers": self.outliers,
+            "median_ms": self.median_ms,
+            "p10_ms": self.p10_ms,
+            "p90_ms": self.p90_ms,
+            "cv": self.cv,
+            "n": len(self.samples_ms),
+            "outliers": self.outliers,
         }

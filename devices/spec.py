@@ -71,7 +71,9 @@ class DeviceSpec:
         known = {f.name for f in fields(cls)} - {"source"}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UserError(f"device spec {source or data.get('name')}: unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}")
+            raise UserError(
+                f"device spec {source or data.get('name')}: unknown field {unknown[0]!r}; known: {', '.join(sorted(known))}"
+            )
         for required in ("name", "backend"):
             if not isinstance(data.get(required), str):
                 raise UserError(f"device spec {source}: field {required!r} is required (a string)")

@@ -9,5 +9,15 @@ from exporters.base import Exporter, Tolerance, get_exporter, list_formats, regi
 from exporters.pipeline import ExportRequest, export_all
 from exporters.verify import Verification, VerificationError, verify
 
-__all__ = ["ExportRequest", "Exporter", "Tolerance", "Verification", "VerificationError", "export_all", "get_exporter",
-           "list_formats", "register_exporter", "verify"]
+__all__ = [
+    "ExportRequest",
+    "Exporter",
+    "Tolerance",
+    "Verification",
+    "VerificationError",
+    "export_all",
+    "get_exporter",
+    "list_formats",
+    "register_exporter",
+    "verify",
+]

@@ -46,8 +46,9 @@ class Exporter(ABC):
     needs_calibration: ClassVar[bool] = False
 
     @abstractmethod
-    def export(self, module: nn.Module, example_input: torch.Tensor, out_path: Path,
-               calibration: np.ndarray | None = None) -> Path: ...
+    def export(
+        self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None
+    ) -> Path: ...
 
     @abstractmethod
     def runner(self, path: Path) -> Runner: ...

@@ -15,8 +15,19 @@ from typing import Any
 
 from hwnas.fileio import atomic_write, atomic_write_json
 
-RUNTIME_PACKAGES = ("hwnas", "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "onnxslim", "litert-torch",
-                    "ai-edge-litert", "ai-edge-quantizer", "tensorrt")
+RUNTIME_PACKAGES = (
+    "hwnas",
+    "torch",
+    "torchvision",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "onnxslim",
+    "litert-torch",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
+    "tensorrt",
+)
 
 
 def sha256(path: Path) -> str:
@@ -60,15 +71,21 @@ def render_markdown(card: dict[str, Any]) -> str:
             lines.append(f"- **{key}**: `{model[key]}`")
     if model.get("recipe"):
         lines.append(f"- **recipe**: `{model['recipe']}`")
-    lines += ["", "## Exported files", "", "| format | file | size | max abs diff | top-1 agreement | accuracy | verified |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Exported files",
+        "",
+        "| format | file | size | max abs diff | top-1 agreement | accuracy | verified |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for item in card["exports"]:
         check = item.get("verification") or {}
         accuracy = check.get("file_accuracy")
         lines.append(
             f"| {item['format']} | {item.get('file', '-')} | {item.get('bytes', 0) / 1e6:.2f} MB | "
             f"{_num(check.get('max_abs_diff'))} | {_num(check.get('top1_agreement'))} | {_num(accuracy)} | "
-            f"{'yes' if check.get('passed') else 'NO: ' + str(check.get('failure') or item.get('error'))} |")
+            f"{'yes' if check.get('passed') else 'NO: ' + str(check.get('failure') or item.get('error'))} |"
+        )
     lines += ["", "## Latency", "", "| format | device | median ms | p10 | p90 | fingerprint |", "|---|---|---|---|---|---|"]
     for item in card["exports"]:
         for measured in item.get("latency", []):
@@ -76,9 +93,13 @@ def render_markdown(card: dict[str, Any]) -> str:
             if "error" in measured:
                 lines.append(f"| {item['format']} | {measured['device']} | not measured: {measured['error']} | | | |")
             else:
-                lines.append(f"| {item['format']} | {measured['device']} | {measured['median_ms']:.4f} | {measured['p10_ms']:.4f} | "
-                             f"{measured['p90_ms']:.4f} | {fingerprint} |")
-    lines += ["", "## Files", ""] + [f"- `{item.get('file')}` sha256 `{item.get('sha256')}`" for item in card["exports"] if item.get("file")]
+                lines.append(
+                    f"| {item['format']} | {measured['device']} | {measured['median_ms']:.4f} | {measured['p10_ms']:.4f} | "
+                    f"{measured['p90_ms']:.4f} | {fingerprint} |"
+                )
+    lines += ["", "## Files", ""] + [
+        f"- `{item.get('file')}` sha256 `{item.get('sha256')}`" for item in card["exports"] if item.get("file")
+    ]
     lines += ["", "## Versions", ""] + [f"- {name} {value}" for name, value in card["versions"].items()]
     return "\n".join(lines) + "\n"
 

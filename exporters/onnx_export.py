@@ -47,8 +47,14 @@ def export_onnx(
             warnings.simplefilter("ignore")
             try:
                 program = torch.onnx.export(
-                    module, (example_input,), dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes,
-                    input_names=["input"], output_names=["output"], verbose=False,
+                    module,
+                    (example_input,),
+                    dynamo=True,
+                    opset_version=opset,
+                    dynamic_shapes=dynamic_shapes,
+                    input_names=["input"],
+                    output_names=["output"],
+                    verbose=False,
                 )
             except Exception as error:  # the exporter raises many types; name the first line
                 raise UserError(f"ONNX export failed: {first_line(error)}") from error
@@ -68,7 +74,9 @@ class OnnxExporter(Exporter):
     suffix = ".onnx"
     measure_backends = ("onnxruntime", "tensorrt")
 
-    def export(self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None) -> Path:
+    def export(
+        self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None
+    ) -> Path:
         return export_onnx(module, example_input, out_path, simplify=True)
 
     def runner(self, path: Path) -> Runner:

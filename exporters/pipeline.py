@@ -18,9 +18,15 @@ from exporters.model_card import sha256, write_model_card
 from exporters.verify import verify
 from hwnas.errors import UserError
 
-FILE_NAMES = {"onnx": "model.onnx", "tflite": "model.tflite", "tflite-fp16": "model.fp16.tflite",
-              "tflite-dynamic": "model.dynamic.tflite", "tflite-int8": "model.int8.tflite", "tensorrt": "model.plan",
-              "tensorrt-fp16": "model.fp16.plan"}
+FILE_NAMES = {
+    "onnx": "model.onnx",
+    "tflite": "model.tflite",
+    "tflite-fp16": "model.fp16.tflite",
+    "tflite-dynamic": "model.dynamic.tflite",
+    "tflite-int8": "model.int8.tflite",
+    "tensorrt": "model.plan",
+    "tensorrt-fp16": "model.fp16.plan",
+}
 
 
 @dataclass
@@ -55,8 +61,9 @@ def resolve_formats(formats: list[str]) -> list[Exporter]:
     return exporters
 
 
-def export_all(request: ExportRequest, formats: list[str], out_dir: Path, devices: list[DeviceSpec],
-               on_step: Any = None) -> dict[str, Any]:
+def export_all(
+    request: ExportRequest, formats: list[str], out_dir: Path, devices: list[DeviceSpec], on_step: Any = None
+) -> dict[str, Any]:
     """Export, verify and re-measure every format; write the model card; return it."""
     exporters = resolve_formats(formats)
     check_out_dir(out_dir)
@@ -70,9 +77,17 @@ def export_all(request: ExportRequest, formats: list[str], out_dir: Path, device
             on_step(f"{exporter.format}: verify on {len(request.images)} images")
         check = verify(exporter, path, request.module, request.images, request.labels)
         latency = [_measure(backend, path) for backend in backends if backend.name in exporter.measure_backends]
-        exports.append({"format": exporter.format, "precision": exporter.precision, "file": path.name,
-                        "bytes": os.path.getsize(path), "sha256": sha256(path), "verification": check.to_json(),
-                        "latency": latency})
+        exports.append(
+            {
+                "format": exporter.format,
+                "precision": exporter.precision,
+                "file": path.name,
+                "bytes": os.path.getsize(path),
+                "sha256": sha256(path),
+                "verification": check.to_json(),
+                "latency": latency,
+            }
+        )
     write_model_card(out_dir, request.info, exports)
     return {"model": request.info, "exports": exports}
 

@@ -28,13 +28,16 @@ class _TensorRTBase(Exporter):
     measure_backends = ("tensorrt",)
 
     def backend(self) -> TensorRTBackend:
-        return TensorRTBackend(DeviceSpec(f"tensorrt-export-{self.precision}", "tensorrt", precision=self.precision,
-                                          options={"engine_cache": False}))
+        return TensorRTBackend(
+            DeviceSpec(f"tensorrt-export-{self.precision}", "tensorrt", precision=self.precision, options={"engine_cache": False})
+        )
 
     def unavailable_reason(self) -> str | None:
         return self.backend().unavailable_reason()
 
-    def export(self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None) -> Path:
+    def export(
+        self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None
+    ) -> Path:
         backend = self.backend()
         reason = backend.unavailable_reason()
         if reason is not None:

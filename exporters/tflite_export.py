@@ -35,7 +35,7 @@ def quiet_tensorflow_logs() -> None:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 
-def require_litert_torch():  # noqa: ANN201  (returns the module)
+def require_litert_torch():
     quiet_tensorflow_logs()
     try:
         import litert_torch
@@ -47,7 +47,11 @@ def require_litert_torch():  # noqa: ANN201  (returns the module)
 def to_nhwc(batch: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
     if batch.ndim != 4:
         return batch
-    return batch.permute(0, 2, 3, 1).contiguous() if isinstance(batch, torch.Tensor) else np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    return (
+        batch.permute(0, 2, 3, 1).contiguous()
+        if isinstance(batch, torch.Tensor)
+        else np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+    )
 
 
 def export_tflite(module: nn.Module, example_input: torch.Tensor, out_path: Path, *, channel_last: bool = True) -> Path:
@@ -82,8 +86,12 @@ def quantize_tflite(float_file: Path, out_path: Path, mode: str, calibration: np
     elif mode == "dynamic":
         quant.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     elif mode == "fp16":
-        quant.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
-                                     algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        quant.add_weight_only_config(
+            regex=".*",
+            operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+            num_bits=16,
+            algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING,
+        )
     else:
         raise ValueError(f"unknown quantization mode {mode!r}")
     calibration_result = None
@@ -160,7 +168,9 @@ class _TfliteBase(Exporter):
             return str(error)
         return None
 
-    def export(self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None) -> Path:
+    def export(
+        self, module: nn.Module, example_input: torch.Tensor, out_path: Path, calibration: np.ndarray | None = None
+    ) -> Path:
         if self.mode is None:
             return export_tflite(module, example_input, out_path)
         with tempfile.TemporaryDirectory() as scratch:

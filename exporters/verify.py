@@ -45,8 +45,14 @@ def torch_outputs(module: nn.Module, images: np.ndarray, batch: int = 256) -> np
     return np.concatenate([module(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)])
 
 
-def verify(exporter: Exporter, path: Path, module: nn.Module, images: np.ndarray, labels: np.ndarray | None = None,
-           reference: np.ndarray | None = None) -> Verification:
+def verify(
+    exporter: Exporter,
+    path: Path,
+    module: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    reference: np.ndarray | None = None,
+) -> Verification:
     """Compare the file at ``path`` with ``module`` on ``images`` (NCHW float32) under the exporter's tolerance."""
     expected = torch_outputs(module, images) if reference is None else reference
     actual = exporter.runner(path)(images).reshape(expected.shape)
@@ -57,22 +63,34 @@ def verify(exporter: Exporter, path: Path, module: nn.Module, images: np.ndarray
         torch_accuracy = float((expected.argmax(1) == labels).mean())
         file_accuracy = float((actual.argmax(1) == labels).mean())
     failure = _first_failure(exporter, differences, expected, actual, agreement, torch_accuracy, file_accuracy)
-    return Verification(exporter.format, len(images), float(differences.max()), agreement, torch_accuracy, file_accuracy,
-                        failure is None, failure)
+    return Verification(
+        exporter.format, len(images), float(differences.max()), agreement, torch_accuracy, file_accuracy, failure is None, failure
+    )
 
 
-def _first_failure(exporter: Exporter, differences: np.ndarray, expected: np.ndarray, actual: np.ndarray, agreement: float,
-                   torch_accuracy: float | None, file_accuracy: float | None) -> str | None:
+def _first_failure(
+    exporter: Exporter,
+    differences: np.ndarray,
+    expected: np.ndarray,
+    actual: np.ndarray,
+    agreement: float,
+    torch_accuracy: float | None,
+    file_accuracy: float | None,
+) -> str | None:
     tolerance = exporter.tolerance
     if tolerance.max_abs_diff is not None and differences.max() > tolerance.max_abs_diff:
         image = int(np.argmax(differences > tolerance.max_abs_diff))
         where = int(np.abs(actual[image] - expected[image]).argmax())
-        return (f"image {image}: |diff| {differences[image]:.3g} > {tolerance.max_abs_diff:g} at output {where} "
-                f"(torch {expected[image].flat[where]:.6g}, file {actual[image].flat[where]:.6g})")
+        return (
+            f"image {image}: |diff| {differences[image]:.3g} > {tolerance.max_abs_diff:g} at output {where} "
+            f"(torch {expected[image].flat[where]:.6g}, file {actual[image].flat[where]:.6g})"
+        )
     if agreement < tolerance.min_top1_agreement:
         image = int(np.argmax(actual.argmax(1) != expected.argmax(1)))
-        return (f"top-1 agreement {agreement:.3f} < {tolerance.min_top1_agreement}; first disagreement at image {image} "
-                f"(torch class {expected[image].argmax()}, file class {actual[image].argmax()})")
+        return (
+            f"top-1 agreement {agreement:.3f} < {tolerance.min_top1_agreement}; first disagreement at image {image} "
+            f"(torch class {expected[image].argmax()}, file class {actual[image].argmax()})"
+        )
     if torch_accuracy is not None and file_accuracy is not None and torch_accuracy - file_accuracy > tolerance.max_accuracy_drop:
         return f"accuracy {file_accuracy:.4f} is more than {tolerance.max_accuracy_drop:.0%} below PyTorch's {torch_accuracy:.4f}"
     return None

@@ -130,3 +130,21 @@ def arch_cost(space: SearchSpace, arch: Arch) -> OpCost:
     """FLOPs and parameters of ``arch`` as the sum over its layers (equal to the built model's)."""
     costs = [op_cost(key) for key in space.op_keys(arch)]
     return OpCost(sum(c.flops for c in costs), sum(c.params for c in costs))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 64) -> nn.Module:
+    """Re-estimate BatchNorm statistics from real images (cumulative average), then switch to eval.
+
+    An untrained network's BatchNorm layers hold mean 0 / variance 1, so its activations fade to
+    nothing and every input gives the same output: comparing an exported file with PyTorch on
+    such a network proves little. With statistics from real images the outputs depend on the input.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    for start in range(0, len(images), batch):
+        model(images[start : start + batch])
+    return model.eval()

@@ -128,7 +128,7 @@ def arch_info(arch: Annotated[str, typer.Argument(help="architecture string")], 
 
 def main() -> None:
     """Console-script entry point: user mistakes become one line and exit code 2."""
-    from hwnas import cli_profile, cli_train  # noqa: F401  (registering their verbs)
+    from hwnas import cli_export, cli_predictor, cli_profile, cli_train  # noqa: F401  (registering their verbs)
 
     try:
         app()

@@ -77,16 +77,25 @@ def profile_command(
     settings = ProfileSettings(networks, seed, workers, cv_threshold, max_attempts, allow_mismatch)
     report = Profiler(device, search_space, out, cache or default_cache(), settings).run(progress=not as_json)
     summary = {
-        "table": str(out / "table.json"), "store": str(out / "store.sqlite"), "ops": report.ops, "networks": report.networks,
-        "measured_now": report.measured_now, "attempts_now": report.attempts_now, "wall_s": round(report.wall_s, 2),
-        "convert_s": round(report.convert_s, 2), "measure_s": round(report.measure_s, 2), "noisy": report.noisy,
+        "table": str(out / "table.json"),
+        "store": str(out / "store.sqlite"),
+        "ops": report.ops,
+        "networks": report.networks,
+        "measured_now": report.measured_now,
+        "attempts_now": report.attempts_now,
+        "wall_s": round(report.wall_s, 2),
+        "convert_s": round(report.convert_s, 2),
+        "measure_s": round(report.measure_s, 2),
+        "noisy": report.noisy,
     }
     if as_json:
         _print_json(summary)
         return
-    console.print(f"{report.ops} layers and {report.networks} networks of {search_space.name!r} on {device.name}: "
-                  f"measured {report.measured_now} now ({report.attempts_now} attempts) in {report.wall_s:.1f} s "
-                  f"(converting {report.convert_s:.1f} s, measuring {report.measure_s:.1f} s)")
+    console.print(
+        f"{report.ops} layers and {report.networks} networks of {search_space.name!r} on {device.name}: "
+        f"measured {report.measured_now} now ({report.attempts_now} attempts) in {report.wall_s:.1f} s "
+        f"(converting {report.convert_s:.1f} s, measuring {report.measure_s:.1f} s)"
+    )
     if report.noisy:
         console.print(f"[yellow]{len(report.noisy)} layers stayed above CV {cv_threshold} after {max_attempts} attempts[/]")
     console.print(f"table: {out / 'table.json'}")
@@ -99,13 +108,17 @@ def lut_show(table_file: Annotated[Path, typer.Argument(help="table.json")], top
     if as_json:
         _print_json(table.to_json())
         return
-    console.print(f"[bold]{table.space}[/] on [bold]{table.device.get('name', '?')}[/] ({table.kind}; {len(table.entries)} layers, "
-                  f"{len(table.networks)} networks; created {table.created})")
+    console.print(
+        f"[bold]{table.space}[/] on [bold]{table.device.get('name', '?')}[/] ({table.kind}; {len(table.entries)} layers, "
+        f"{len(table.networks)} networks; created {table.created})"
+    )
     for key, value in table.fingerprint.items():
         console.print(f"  {key}: {value}")
     rows = Table("layer", "median ms", "p10", "p90", "CV", "n")
     for entry in sorted(table.entries.values(), key=lambda e: -e.median_ms)[:top]:
-        rows.add_row(entry.op.describe(), f"{entry.median_ms:.4f}", _fmt(entry.p10_ms), _fmt(entry.p90_ms), _fmt(entry.cv), str(entry.n))
+        rows.add_row(
+            entry.op.describe(), f"{entry.median_ms:.4f}", _fmt(entry.p10_ms), _fmt(entry.p90_ms), _fmt(entry.cv), str(entry.n)
+        )
     console.print(rows)
 
 
@@ -120,7 +133,9 @@ def lut_diff(first: Path, second: Path, as_json: JsonFlag = False) -> None:
     if as_json:
         _print_json(report)
         return
-    console.print(f"{report['common']} common layers ({report['only_first']} only in the first, {report['only_second']} only in the second)")
+    console.print(
+        f"{report['common']} common layers ({report['only_first']} only in the first, {report['only_second']} only in the second)"
+    )
     if report["common"]:
         console.print(f"median |relative difference| {report['median_abs_relative']:.2%}, max {report['max_abs_relative']:.2%}")
     for difference in report["fingerprint_differences"]:

@@ -55,7 +55,9 @@ def op_job(key: OpKey, fmt: str, cache_dir: Path) -> ConversionJob:
 
 
 def network_job(space: SearchSpace, arch: Arch, fmt: str, cache_dir: Path) -> ConversionJob:
-    return ConversionJob(fmt, cached_path(cache_dir, fmt, f"{space.hash}|{arch.format()}"), space=space.to_json(), arch=arch.format())
+    return ConversionJob(
+        fmt, cached_path(cache_dir, fmt, f"{space.hash}|{arch.format()}"), space=space.to_json(), arch=arch.format()
+    )
 
 
 def run_job(job: ConversionJob) -> Path:

@@ -39,7 +39,11 @@ def import_public_table(path: Path, space: SearchSpace, device: str, style: Publ
     return LatencyTable(
         device={"name": device, "backend": "imported"},
         fingerprint={"device": device, "runtime": "imported", "source": Path(path).name},
-        space=space.name, space_hash=space.hash, entries=entries, kind="imported", source=str(path),
+        space=space.name,
+        space_hash=space.hash,
+        entries=entries,
+        kind="imported",
+        source=str(path),
         stats={"statistic": "mean", "style": style, "ops": len(entries)},
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +76,15 @@ def store_meta(spec: DeviceSpec, backend: Backend, space: SearchSpace) -> dict[s
 class Profiler:
     """Profiles one device for one space into ``out`` (store.sqlite, table.json) using ``cache``."""
 
-    def __init__(self, spec: DeviceSpec, space: SearchSpace, out: Path, cache: Path, settings: ProfileSettings | None = None,
-                 backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        space: SearchSpace,
+        out: Path,
+        cache: Path,
+        settings: ProfileSettings | None = None,
+        backend: Backend | None = None,
+    ) -> None:
         self.spec, self.space, self.out, self.cache = spec, space, Path(out), Path(cache)
         self.settings = settings or ProfileSettings()
         self.backend = backend or make_backend(spec)
@@ -85,14 +92,21 @@ class Profiler:
     def run(self, progress: bool = True) -> ProfileReport:
         self.backend.require_available()
         started = time.perf_counter()
-        store = LatencyStore.open(self.out / "store.sqlite", store_meta(self.spec, self.backend, self.space), self.settings.allow_mismatch)
+        store = LatencyStore.open(
+            self.out / "store.sqlite", store_meta(self.spec, self.backend, self.space), self.settings.allow_mismatch
+        )
         try:
-            ops = [(key.describe(), op_job(key, self.backend.model_format, self.cache), {"op": key.to_json()})
-                   for key in self.space.enumerate_op_keys()]
-            nets = [(arch.format(), network_job(self.space, arch, self.backend.model_format, self.cache), {"arch": arch.format()})
-                    for arch in sample_networks(self.space, self.settings.networks, self.settings.seed)]
-            work = [("op", *item) for item in ops if item[0] not in store.done("op")]
-            work += [("network", *item) for item in nets if item[0] not in store.done("network")]
+            ops = [
+                (key.describe(), op_job(key, self.backend.model_format, self.cache), {"op": key.to_json()})
+                for key in self.space.enumerate_op_keys()
+            ]
+            nets = [
+                (arch.format(), network_job(self.space, arch, self.backend.model_format, self.cache), {"arch": arch.format()})
+                for arch in sample_networks(self.space, self.settings.networks, self.settings.seed)
+            ]
+            done_ops, done_nets = store.done("op"), store.done("network")
+            work = [("op", *item) for item in ops if item[0] not in done_ops]
+            work += [("network", *item) for item in nets if item[0] not in done_nets]
             with _bar(progress) as bar:
                 convert_s = self._convert([job for _, _, job, _ in work], bar)
                 measure_start = time.perf_counter()
@@ -100,9 +114,20 @@ class Profiler:
                 measure_s = time.perf_counter() - measure_start
             table = self.build_table(store)
             wall_s = time.perf_counter() - started
-            table = LatencyTable(**{**table.__dict__, "stats": {
-                "ops": len(ops), "networks": len(nets), "measured_now": len(work), "attempts_now": attempts, "wall_s": wall_s,
-                "convert_s": convert_s, "measure_s": measure_s}})
+            table = LatencyTable(
+                **{
+                    **table.__dict__,
+                    "stats": {
+                        "ops": len(ops),
+                        "networks": len(nets),
+                        "measured_now": len(work),
+                        "attempts_now": attempts,
+                        "wall_s": wall_s,
+                        "convert_s": convert_s,
+                        "measure_s": measure_s,
+                    },
+                }
+            )
             table.save(self.out / "table.json")
         finally:
             store.close()
@@ -123,8 +148,9 @@ class Profiler:
             bar.advance(task)
         return attempts
 
-    def measure_until_stable(self, store: LatencyStore, subject: str, key: str, detail: dict[str, Any],
-                             measure: Callable[[], Measurement]) -> int:
+    def measure_until_stable(
+        self, store: LatencyStore, subject: str, key: str, detail: dict[str, Any], measure: Callable[[], Measurement]
+    ) -> int:
         """Measure until the CV is under the threshold or attempts run out; every attempt is stored."""
         done_before = store.attempts(subject, key)
         for attempt in range(done_before + 1, max(self.settings.max_attempts, done_before + 1) + 1):
@@ -140,13 +166,29 @@ class Profiler:
         entries = {}
         for row in store.accepted("op"):
             op = OpKey.from_json(row.detail["op"])
-            entries[op] = LatencyEntry(op, row.summary["median_ms"], row.summary["p10_ms"], row.summary["p90_ms"],
-                                       row.summary["cv"], row.summary["n"])
+            entries[op] = LatencyEntry(
+                op, row.summary["median_ms"], row.summary["p10_ms"], row.summary["p90_ms"], row.summary["cv"], row.summary["n"]
+            )
         networks = [{"arch": row.key, **row.summary} for row in store.accepted("network")]
-        return LatencyTable(device=meta["spec"], fingerprint=meta["fingerprint"], space=self.space.name, space_hash=self.space.hash,
-                            entries=entries, networks=networks, kind="measured", source=str(store.path))
+        return LatencyTable(
+            device=meta["spec"],
+            fingerprint=meta["fingerprint"],
+            space=self.space.name,
+            space_hash=self.space.hash,
+            entries=entries,
+            networks=networks,
+            kind="measured",
+            source=str(store.path),
+        )
 
 
 def _bar(enabled: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), disable=not enabled)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )

@@ -100,8 +100,10 @@ class LatencyStore:
                 for difference in differences(name, json.loads(stored[name]), value)
             ]
             if found and not allow_mismatch:
-                raise UserError(f"{self.path} holds measurements of something else (store vs now: {'; '.join(found[:4])}); "
-                                "use another store or --allow-mismatch")
+                raise UserError(
+                    f"{self.path} holds measurements of something else (store vs now: {'; '.join(found[:4])}); "
+                    "use another store or --allow-mismatch"
+                )
             return
         with self._db:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -118,9 +120,22 @@ class LatencyStore:
         self._db.execute(
             "INSERT INTO measurements (subject, key, attempt, detail, samples, sample_kind, median_ms, p10_ms, p90_ms, cv, n, "
             "outliers, accepted, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (subject, key, attempt, json.dumps(detail, sort_keys=True), json.dumps(list(measurement.samples_ms)),
-             measurement.sample_kind, summary["median_ms"], summary["p10_ms"], summary["p90_ms"], summary["cv"],
-             summary["n"], summary["outliers"], int(accepted), time.time()),
+            (
+                subject,
+                key,
+                attempt,
+                json.dumps(detail, sort_keys=True),
+                json.dumps(list(measurement.samples_ms)),
+                measurement.sample_kind,
+                summary["median_ms"],
+                summary["p10_ms"],
+                summary["p90_ms"],
+                summary["cv"],
+                summary["n"],
+                summary["outliers"],
+                int(accepted),
+                time.time(),
+            ),
         )
         return attempt
 
@@ -148,14 +163,20 @@ class LatencyStore:
     def _select(self, where: str, args: tuple[Any, ...]) -> list[StoredMeasurement]:
         rows = self._db.execute(
             f"SELECT subject, key, attempt, detail, median_ms, p10_ms, p90_ms, cv, n, outliers, sample_kind, accepted "
-            f"FROM measurements {where} ORDER BY id", args)
+            f"FROM measurements {where} ORDER BY id",
+            args,
+        )
         return [
-            StoredMeasurement(subject, key, attempt, json.loads(detail),
-                              {"median_ms": median, "p10_ms": p10, "p90_ms": p90, "cv": cv, "n": n, "outliers": outliers,
-                               "sample_kind": kind}, bool(accepted))
+            StoredMeasurement(
+                subject,
+                key,
+                attempt,
+                json.loads(detail),
+                {"median_ms": median, "p10_ms": p10, "p90_ms": p90, "cv": cv, "n": n, "outliers": outliers, "sample_kind": kind},
+                bool(accepted),
+            )
             for subject, key, attempt, detail, median, p10, p90, cv, n, outliers, kind, accepted in rows
         ]
 
     def close(self) -> None:
         self._db.close()
-

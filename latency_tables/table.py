@@ -33,13 +33,26 @@ class LatencyEntry:
     n: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.op.describe(), "op": self.op.to_json(), "median_ms": self.median_ms, "p10_ms": self.p10_ms,
-                "p90_ms": self.p90_ms, "cv": self.cv, "n": self.n}
+        return {
+            "key": self.op.describe(),
+            "op": self.op.to_json(),
+            "median_ms": self.median_ms,
+            "p10_ms": self.p10_ms,
+            "p90_ms": self.p90_ms,
+            "cv": self.cv,
+            "n": self.n,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LatencyEntry:
-        return cls(OpKey.from_json(data["op"]), float(data["median_ms"]), data.get("p10_ms"), data.get("p90_ms"),
-                   data.get("cv"), data.get("n"))
+        return cls(
+            OpKey.from_json(data["op"]),
+            float(data["median_ms"]),
+            data.get("p10_ms"),
+            data.get("p90_ms"),
+            data.get("cv"),
+            data.get("n"),
+        )
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,9 @@ class LatencyTable:
         try:
             return self.entries[key].median_ms
         except KeyError:
-            raise UserError(f"latency table ({self.space} on {self.device.get('name', '?')}) has no entry for {key.describe()}") from None
+            raise UserError(
+                f"latency table ({self.space} on {self.device.get('name', '?')}) has no entry for {key.describe()}"
+            ) from None
 
     def predict(self, keys: list[OpKey] | tuple[OpKey, ...]) -> float:
         """The classic LUT estimate: the sum of the layers' medians."""
@@ -75,13 +90,21 @@ class LatencyTable:
         if space_hash is not None and self.space_hash != space_hash:
             found.append(f"space hash: {self.space_hash} vs {space_hash}")
         if found and not override:
-            raise UserError(f"latency table is for another device or space (table vs wanted: {'; '.join(found[:4])}); "
-                            "pass --allow-mismatch to use it anyway")
+            raise UserError(
+                f"latency table is for another device or space (table vs wanted: {'; '.join(found[:4])}); "
+                "pass --allow-mismatch to use it anyway"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema_version": TABLE_SCHEMA_VERSION, "kind": self.kind, "source": self.source, "created": self.created,
-            "device": self.device, "fingerprint": self.fingerprint, "space": self.space, "space_hash": self.space_hash,
+            "schema_version": TABLE_SCHEMA_VERSION,
+            "kind": self.kind,
+            "source": self.source,
+            "created": self.created,
+            "device": self.device,
+            "fingerprint": self.fingerprint,
+            "space": self.space,
+            "space_hash": self.space_hash,
             "stats": self.stats,
             "entries": [entry.to_json() for entry in sorted(self.entries.values(), key=lambda e: e.op)],
             "networks": self.networks,
@@ -93,9 +116,18 @@ class LatencyTable:
         if version != TABLE_SCHEMA_VERSION:
             raise UserError(f"latency table schema {version!r}; this hwnas reads {TABLE_SCHEMA_VERSION}")
         entries = [LatencyEntry.from_json(entry) for entry in data["entries"]]
-        return cls(data["device"], data["fingerprint"], data["space"], data.get("space_hash"),
-                   {entry.op: entry for entry in entries}, data.get("networks", []), data.get("kind", "measured"),
-                   data.get("source", ""), data.get("created", ""), data.get("stats", {}))
+        return cls(
+            data["device"],
+            data["fingerprint"],
+            data["space"],
+            data.get("space_hash"),
+            {entry.op: entry for entry in entries},
+            data.get("networks", []),
+            data.get("kind", "measured"),
+            data.get("source", ""),
+            data.get("created", ""),
+            data.get("stats", {}),
+        )
 
     def save(self, path: Path) -> Path:
         return atomic_write_json(Path(path), self.to_json())
@@ -118,13 +150,18 @@ def diff_tables(first: LatencyTable, second: LatencyTable) -> dict[str, Any]:
     """Per-layer relative differences of two tables over their common layers."""
     common = sorted(set(first.entries) & set(second.entries))
     rows = [
-        {"key": key.describe(), "first_ms": first.entries[key].median_ms, "second_ms": second.entries[key].median_ms,
-         "relative": (second.entries[key].median_ms - first.entries[key].median_ms) / first.entries[key].median_ms}
+        {
+            "key": key.describe(),
+            "first_ms": first.entries[key].median_ms,
+            "second_ms": second.entries[key].median_ms,
+            "relative": (second.entries[key].median_ms - first.entries[key].median_ms) / first.entries[key].median_ms,
+        }
         for key in common
     ]
     relative = sorted(abs(row["relative"]) for row in rows)
     return {
-        "common": len(common), "only_first": len(set(first.entries) - set(second.entries)),
+        "common": len(common),
+        "only_first": len(set(first.entries) - set(second.entries)),
         "only_second": len(set(second.entries) - set(first.entries)),
         "median_abs_relative": statistics.median(relative) if relative else None,
         "max_abs_relative": relative[-1] if relative else None,

@@ -36,7 +36,11 @@ def test_parse_logcat_style_with_median_uses_the_regular_run_line() -> None:
 def test_parse_op_profiling_table() -> None:
     parsed = parse_benchmark_output((RECORDED / "riscv_mobilenet_v1_op_profiling.txt").read_text())
     assert parsed.avg_ms == pytest.approx(2950.34) and len(parsed.ops) == 31
-    assert parsed.ops[0] == {"type": "CONV_2D", "avg_ms": pytest.approx(60.957), "name": "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]:0"}
+    assert parsed.ops[0] == {
+        "type": "CONV_2D",
+        "avg_ms": pytest.approx(60.957),
+        "name": "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]:0",
+    }
     assert sum(op["type"] == "DEPTHWISE_CONV_2D" for op in parsed.ops) == 13
 
 
@@ -71,8 +75,15 @@ def test_push_run_parse_through_adb(fake_adb: Path, tmp_path: Path) -> None:
     assert ["-s", "emulator-5554", "push", str(model), "/data/local/tmp/hwnas/layer.tflite"] in made
     runs = [call for call in made if "/data/local/tmp/benchmark_model" in call]
     assert len(runs) == 4
-    assert runs[0][2:] == ["shell", "/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/hwnas/layer.tflite",
-                           "--num_threads=2", "--warmup_runs=7", "--num_runs=25", "--use_xnnpack=true"]
+    assert runs[0][2:] == [
+        "shell",
+        "/data/local/tmp/benchmark_model",
+        "--graph=/data/local/tmp/hwnas/layer.tflite",
+        "--num_threads=2",
+        "--warmup_runs=7",
+        "--num_runs=25",
+        "--use_xnnpack=true",
+    ]
 
 
 def test_op_profiling_flag_is_passed(fake_adb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

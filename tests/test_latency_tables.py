@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED_DATA
 from devices.measurement import Measurement
 from hwnas.errors import UserError
 from hwnas.opkey import OpKey
@@ -16,6 +15,8 @@ from hwnas.presets import get_space
 from latency_tables.importer import import_public_table
 from latency_tables.store import LatencyStore
 from latency_tables.table import LatencyEntry, LatencyTable, diff_tables
+
+from conftest import SHARED_DATA
 
 PIXEL1 = SHARED_DATA / "lut" / "proxylessnas_mobile_pixel1.yaml"
 SHIPPED = Path(__file__).resolve().parents[1] / "latency_tables" / "data"
@@ -55,15 +56,22 @@ def test_store_rows_cannot_be_duplicated(tmp_path: Path) -> None:
     store = LatencyStore.open(tmp_path / "s.sqlite", META)
     store.record("op", "k", {}, Measurement((1.0,)), True)
     with pytest.raises(sqlite3.IntegrityError):
-        store._db.execute("INSERT INTO measurements (subject, key, attempt, detail, samples, sample_kind, median_ms, p10_ms, "
-                          "p90_ms, cv, n, outliers, accepted, measured_at) SELECT subject, key, attempt, detail, samples, "
-                          "sample_kind, median_ms, p10_ms, p90_ms, cv, n, outliers, accepted, measured_at FROM measurements")
+        store._db.execute(
+            "INSERT INTO measurements (subject, key, attempt, detail, samples, sample_kind, median_ms, p10_ms, "
+            "p90_ms, cv, n, outliers, accepted, measured_at) SELECT subject, key, attempt, detail, samples, "
+            "sample_kind, median_ms, p10_ms, p90_ms, cv, n, outliers, accepted, measured_at FROM measurements"
+        )
 
 
 def small_table(median: float = 1.0, threads: int = 1) -> LatencyTable:
     key = OpKey("Conv_1", 4, 8, 16)
-    return LatencyTable({"name": "cpu"}, {"device": "cpu", "threads": threads}, "default", "h1",
-                        {key: LatencyEntry(key, median, 0.9, 1.1, 0.05, 100)})
+    return LatencyTable(
+        {"name": "cpu"},
+        {"device": "cpu", "threads": threads},
+        "default",
+        "h1",
+        {key: LatencyEntry(key, median, 0.9, 1.1, 0.05, 100)},
+    )
 
 
 def test_table_json_round_trip_and_atomic_save(tmp_path: Path) -> None:

@@ -21,8 +21,13 @@ from latency_tables.store import LatencyStore
 from latency_tables.table import LatencyTable
 
 TINY = SearchSpace(
-    name="tiny", description="a few layers for profiling tests", in_channels=1, num_classes=10, resolutions=(16,),
-    stem_channels=8, stem_stride=1,
+    name="tiny",
+    description="a few layers for profiling tests",
+    in_channels=1,
+    num_classes=10,
+    resolutions=(16,),
+    stem_channels=8,
+    stem_stride=1,
     stages=(StageSpace(2, (8, 16), (1, 2), (3, 5), (3,)), StageSpace(1, (16,), (1,), (3,), (3, 6), (False, True))),
     final_expand=32,
 )
@@ -59,7 +64,9 @@ def test_profile_measures_every_layer_and_the_networks(tmp_path: Path, files: di
 
 
 def test_noisy_layers_are_measured_again_and_every_attempt_kept(tmp_path: Path, files: dict[str, Path]) -> None:
-    profiler = Profiler(DeviceSpec.from_toml(files["spec"]), TINY, tmp_path, files["cache"], ProfileSettings(cv_threshold=0.1, max_attempts=3))
+    profiler = Profiler(
+        DeviceSpec.from_toml(files["spec"]), TINY, tmp_path, files["cache"], ProfileSettings(cv_threshold=0.1, max_attempts=3)
+    )
     store = LatencyStore.open(tmp_path / "s.sqlite", {"fingerprint": {}, "space_hash": TINY.hash})
     noisy, calm = Measurement((1.0, 1.5, 2.0, 2.5)), Measurement((1.0, 1.01, 0.99, 1.0))
     results = iter([noisy, calm])
@@ -73,8 +80,11 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     out, fresh = tmp_path / "killed", tmp_path / "fresh"
     common = ["--space", files["space"], "--cache", files["cache"], "--networks", "4", "--json"]
     assert hwnas("profile", files["spec"], "--out", fresh, *common).returncode == 0  # also fills the conversion cache
-    process = subprocess.Popen([sys.executable, "-m", "hwnas", "profile", str(files["spec"]), "--out", str(out), *map(str, common)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hwnas", "profile", str(files["spec"]), "--out", str(out), *map(str, common)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     store = out / "store.sqlite"
     deadline = time.time() + 120
     while time.time() < deadline and not (store.exists() and _count(store) >= 5):
@@ -89,7 +99,7 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     after = rows(store)
     assert after[: len(before)] == before  # nothing stored was changed
     done_before = {(subject, key) for subject, key, _, _ in before}
-    assert not [row for row in after[len(before):] if (row[0], row[1]) in done_before and row[2] == 1]
+    assert not [row for row in after[len(before) :] if (row[0], row[1]) in done_before and row[2] == 1]
     assert json.loads(result.stdout)["measured_now"] == total - len({(s, k) for s, k, _, _ in before})
     resumed, uninterrupted = LatencyTable.load(out / "table.json"), LatencyTable.load(fresh / "table.json")
     assert set(resumed.entries) == set(uninterrupted.entries)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from devices.backends.base import Backend, register_backend
 from devices.measurement import Measurement
@@ -23,11 +23,16 @@ from hwnas.errors import UserError
 
 _NUMBER = r"([0-9.]+(?:e[+-]?[0-9]+)?)"
 _SUMMARY_RE = re.compile(
-    rf"Inference timings in us: Init: {_NUMBER}, First inference: {_NUMBER}, Warmup \(avg\): {_NUMBER}, Inference \(avg\): {_NUMBER}"
+    rf"Inference timings in us: Init: {_NUMBER}, First inference: {_NUMBER}, "
+    rf"Warmup \(avg\): {_NUMBER}, Inference \(avg\): {_NUMBER}"
 )
-_STATS_RE = re.compile(rf"count=(\d+) first={_NUMBER} curr={_NUMBER} min={_NUMBER} max={_NUMBER} avg={_NUMBER} std={_NUMBER}"
-                       rf"(?: p5={_NUMBER} median={_NUMBER} p95={_NUMBER})?")
-_OP_ROW_RE = re.compile(rf"^\s*([A-Z_0-9]+)\s+{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}%\s+{_NUMBER}%\s+{_NUMBER}\s+(\d+)\s+(.+)$")
+_STATS_RE = re.compile(
+    rf"count=(\d+) first={_NUMBER} curr={_NUMBER} min={_NUMBER} max={_NUMBER} avg={_NUMBER} std={_NUMBER}"
+    rf"(?: p5={_NUMBER} median={_NUMBER} p95={_NUMBER})?"
+)
+_OP_ROW_RE = re.compile(
+    rf"^\s*([A-Z_0-9]+)\s+{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}\s+{_NUMBER}%\s+{_NUMBER}%\s+{_NUMBER}\s+(\d+)\s+(.+)$"
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,13 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
     detail: dict[str, Any] = {}
     if stats:
         groups = stats[-1].groups()
-        detail = {"count": int(groups[0]), "min_ms": float(groups[3]) / 1000, "max_ms": float(groups[4]) / 1000,
-                  "std_ms": float(groups[6]) / 1000, "median_ms": float(groups[8]) / 1000 if groups[8] else None}
+        detail = {
+            "count": int(groups[0]),
+            "min_ms": float(groups[3]) / 1000,
+            "max_ms": float(groups[4]) / 1000,
+            "std_ms": float(groups[6]) / 1000,
+            "median_ms": float(groups[8]) / 1000 if groups[8] else None,
+        }
     return BenchmarkOutput(init, first, warmup, average, ops=_parse_op_profile(text), **detail)
 
 
@@ -80,18 +90,29 @@ def _parse_op_profile(text: str) -> list[dict[str, Any]]:
 class AndroidAdbBackend(Backend):
     name = "android-adb"
     model_format = "tflite"
-    options: dict[str, Any] = {
-        "serial": "", "adb": "adb", "benchmark_binary": "/data/local/tmp/benchmark_model", "remote_dir": "/data/local/tmp/hwnas",
-        "use_xnnpack": True, "use_gpu": False, "op_profiling": False, "rounds": 5, "timeout_s": 300,
+    options: ClassVar[dict[str, Any]] = {
+        "serial": "",
+        "adb": "adb",
+        "benchmark_binary": "/data/local/tmp/benchmark_model",
+        "remote_dir": "/data/local/tmp/hwnas",
+        "use_xnnpack": True,
+        "use_gpu": False,
+        "op_profiling": False,
+        "rounds": 5,
+        "timeout_s": 300,
     }
 
     def _adb(self, *args: str, timeout: float | None = None, with_serial: bool = True) -> str:
         serial = ["-s", self.settings["serial"]] if self.settings["serial"] and with_serial else []
         command = [self.settings["adb"], *serial, *args]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout or self.settings["timeout_s"], check=False)
+            result = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout or self.settings["timeout_s"], check=False
+            )
         except subprocess.TimeoutExpired:
-            raise UserError(f"adb timed out after {timeout or self.settings['timeout_s']} s: {' '.join(command[:6])} ...") from None
+            raise UserError(
+                f"adb timed out after {timeout or self.settings['timeout_s']} s: {' '.join(command[:6])} ..."
+            ) from None
         except FileNotFoundError:
             raise UserError(f"adb not found: {self.settings['adb']!r}") from None
         if result.returncode != 0:
@@ -116,13 +137,20 @@ class AndroidAdbBackend(Backend):
         return None
 
     def fingerprint(self) -> dict[str, Any]:
-        props = {key: self._adb("shell", "getprop", key, timeout=30).strip()
-                 for key in ("ro.product.model", "ro.soc.model", "ro.build.version.release")}
+        props = {
+            key: self._adb("shell", "getprop", key, timeout=30).strip()
+            for key in ("ro.product.model", "ro.soc.model", "ro.build.version.release")
+        }
         return {
-            "device": props["ro.product.model"], "soc": props["ro.soc.model"], "android": props["ro.build.version.release"],
-            "runtime": "tflite benchmark_model", "runtime_version": self.settings["benchmark_binary"],
-            "threads": self.spec.threads, "precision": self.spec.precision,
-            "xnnpack": self.settings["use_xnnpack"], "gpu": self.settings["use_gpu"],
+            "device": props["ro.product.model"],
+            "soc": props["ro.soc.model"],
+            "android": props["ro.build.version.release"],
+            "runtime": "tflite benchmark_model",
+            "runtime_version": self.settings["benchmark_binary"],
+            "threads": self.spec.threads,
+            "precision": self.spec.precision,
+            "xnnpack": self.settings["use_xnnpack"],
+            "gpu": self.settings["use_gpu"],
         }
 
     # --- the three steps -------------------------------------------------------------------
@@ -134,8 +162,12 @@ class AndroidAdbBackend(Backend):
 
     def benchmark_command(self, remote_model: str, runs: int) -> list[str]:
         command = [
-            "shell", shlex.quote(self.settings["benchmark_binary"]), f"--graph={shlex.quote(remote_model)}",
-            f"--num_threads={self.spec.threads}", f"--warmup_runs={self.spec.warmup}", f"--num_runs={runs}",
+            "shell",
+            shlex.quote(self.settings["benchmark_binary"]),
+            f"--graph={shlex.quote(remote_model)}",
+            f"--num_threads={self.spec.threads}",
+            f"--warmup_runs={self.spec.warmup}",
+            f"--num_runs={runs}",
             f"--use_xnnpack={str(self.settings['use_xnnpack']).lower()}",
         ]
         if self.settings["use_gpu"]:

@@ -59,8 +59,10 @@ class Backend(ABC):
     def _check_options(self, given: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(given) - set(self.options))
         if unknown:
-            raise UserError(f"device {self.spec.name!r}: backend {self.name!r} has no option {unknown[0]!r}; "
-                            f"options: {', '.join(sorted(self.options)) or 'none'}")
+            raise UserError(
+                f"device {self.spec.name!r}: backend {self.name!r} has no option {unknown[0]!r}; "
+                f"options: {', '.join(sorted(self.options)) or 'none'}"
+            )
         for key, value in given.items():
             default = self.options[key]
             if default is not None and not isinstance(value, type(default)):

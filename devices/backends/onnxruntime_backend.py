@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -22,7 +22,7 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     model_format = "onnx"
-    options: dict[str, Any] = {"graph_optimization": "all"}
+    options: ClassVar[dict[str, Any]] = {"graph_optimization": "all"}
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -37,20 +37,34 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime
 
         return {
-            "device": host_cpu_model(), "runtime": "onnxruntime", "runtime_version": onnxruntime.__version__,
-            "threads": self.spec.threads, "precision": self.spec.precision, "provider": "CPUExecutionProvider",
+            "device": host_cpu_model(),
+            "runtime": "onnxruntime",
+            "runtime_version": onnxruntime.__version__,
+            "threads": self.spec.threads,
+            "precision": self.spec.precision,
+            "provider": "CPUExecutionProvider",
             "graph_optimization": self.settings["graph_optimization"],
         }
 
-    def session(self, model_file: Path):  # noqa: ANN201  (an onnxruntime.InferenceSession)
+    def session(self, model_file: Path):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.spec.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        levels = dict(zip(_OPTIMIZATION_LEVELS, (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                                 ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ort.GraphOptimizationLevel.ORT_ENABLE_ALL), strict=True))
+        levels = dict(
+            zip(
+                _OPTIMIZATION_LEVELS,
+                (
+                    ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                    ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                    ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                    ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                ),
+                strict=True,
+            )
+        )
         options.graph_optimization_level = levels[self.settings["graph_optimization"]]
         options.log_severity_level = 3
         try:

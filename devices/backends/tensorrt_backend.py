@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from devices.backends.base import Backend, register_backend
 from devices.measurement import Measurement
 from hwnas.errors import UserError
 
 
-def _import_tensorrt():  # noqa: ANN202  (the tensorrt module)
+def _import_tensorrt():
     import tensorrt
 
     return tensorrt
@@ -26,7 +26,7 @@ def _import_tensorrt():  # noqa: ANN202  (the tensorrt module)
 class TensorRTBackend(Backend):
     name = "tensorrt"
     model_format = "onnx"
-    options: dict[str, Any] = {"workspace_mb": 1024, "gpu": 0, "engine_cache": True}
+    options: ClassVar[dict[str, Any]] = {"workspace_mb": 1024, "gpu": 0, "engine_cache": True}
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -47,9 +47,13 @@ class TensorRTBackend(Backend):
         trt = _import_tensorrt()
         properties = torch.cuda.get_device_properties(self.settings["gpu"])
         return {
-            "device": properties.name, "compute_capability": f"{properties.major}.{properties.minor}",
-            "runtime": "tensorrt", "runtime_version": trt.__version__, "cuda": torch.version.cuda,
-            "precision": self.spec.precision, "workspace_mb": self.settings["workspace_mb"],
+            "device": properties.name,
+            "compute_capability": f"{properties.major}.{properties.minor}",
+            "runtime": "tensorrt",
+            "runtime_version": trt.__version__,
+            "cuda": torch.version.cuda,
+            "precision": self.spec.precision,
+            "workspace_mb": self.settings["workspace_mb"],
         }
 
     # --- convert: ONNX -> serialized engine -----------------------------------------------
@@ -77,7 +81,7 @@ class TensorRTBackend(Backend):
         stamp = hashlib.sha256(repr(sorted(self.fingerprint().items())).encode()).hexdigest()[:12]
         return Path(onnx_file).with_suffix(f".{stamp}.plan")
 
-    def load_engine(self, onnx_file: Path):  # noqa: ANN201  (a tensorrt.ICudaEngine)
+    def load_engine(self, onnx_file: Path):
         cached = self.engine_path(onnx_file)
         if self.settings["engine_cache"] and cached.exists():
             serialized = cached.read_bytes()
@@ -87,7 +91,7 @@ class TensorRTBackend(Backend):
                 cached.write_bytes(serialized)
         return self.deserialize(serialized)
 
-    def deserialize(self, serialized: bytes):  # noqa: ANN201  (a tensorrt.ICudaEngine)
+    def deserialize(self, serialized: bytes):
         trt = _import_tensorrt()
         return trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(serialized)
 
@@ -120,8 +124,9 @@ class TensorRTBackend(Backend):
             engine = self.deserialize(Path(model_file).read_bytes()) if is_engine else self.load_engine(model_file)
             context, _buffers = self.bind(engine)
             stream = torch.cuda.Stream(device)
-            samples = _time_with_events(lambda: context.execute_async_v3(stream.cuda_stream), stream,
-                                        self.spec.warmup, self.spec.repeats)
+            samples = _time_with_events(
+                lambda: context.execute_async_v3(stream.cuda_stream), stream, self.spec.warmup, self.spec.repeats
+            )
         return Measurement(tuple(samples), self.fingerprint())
 
     def runner(self, engine_file: Path) -> Any:

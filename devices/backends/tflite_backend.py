@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def load_interpreter_class() -> tuple[type, Any, str]:
 class TfliteBackend(Backend):
     name = "tflite"
     model_format = "tflite"
-    options: dict[str, Any] = {"xnnpack": True}
+    options: ClassVar[dict[str, Any]] = {"xnnpack": True}
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -42,16 +42,21 @@ class TfliteBackend(Backend):
     def fingerprint(self) -> dict[str, Any]:
         _, _, runtime = load_interpreter_class()
         return {
-            "device": host_cpu_model(), "runtime": "tflite", "runtime_version": runtime, "threads": self.spec.threads,
-            "precision": self.spec.precision, "xnnpack": self.settings["xnnpack"],
+            "device": host_cpu_model(),
+            "runtime": "tflite",
+            "runtime_version": runtime,
+            "threads": self.spec.threads,
+            "precision": self.spec.precision,
+            "xnnpack": self.settings["xnnpack"],
         }
 
-    def interpreter(self, model_file: Path):  # noqa: ANN201  (a TFLite Interpreter)
+    def interpreter(self, model_file: Path):
         interpreter_class, resolver, _ = load_interpreter_class()
         resolver_type = resolver.AUTO if self.settings["xnnpack"] else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         try:
-            interpreter = interpreter_class(model_path=str(model_file), num_threads=self.spec.threads,
-                                            experimental_op_resolver_type=resolver_type)
+            interpreter = interpreter_class(
+                model_path=str(model_file), num_threads=self.spec.threads, experimental_op_resolver_type=resolver_type
+            )
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise UserError(f"TFLite interpreter cannot load {model_file}: {str(error).splitlines()[0]}") from error

@@ -1,0 +1,66 @@
+"""``hwnas export``: deployable files, verified against PyTorch and re-measured on devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from devices import DeviceSpec
+from exporters import export_all, list_formats
+from hwnas.cli import JsonFlag, _print_json, app, console
+from hwnas.errors import UserError
+from hwnas.export_model import build_request, resolve_model
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[str, typer.Argument(help="run folder, architecture string, or torchvision:NAME")],
+    formats: Annotated[str, typer.Option("--format", help=f"comma-separated: {', '.join(list_formats())}")] = "onnx,tflite",
+    device: Annotated[list[str] | None, typer.Option("--device", help="device spec to re-measure on (repeatable)")] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("export"),
+    checkpoint: Annotated[Path | None, typer.Option(help="weights (state dict) for an architecture string")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="images for verification and int8 calibration")] = None,
+    images: Annotated[int, typer.Option(min=1, help="validation images to verify on")] = 500,
+    calibration: Annotated[int, typer.Option(min=1, help="training images for int8 calibration")] = 200,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export MODEL, verify every file against PyTorch, re-measure it, and write a model card."""
+    specs = [DeviceSpec.from_toml(spec) for spec in device or []]
+    resolved = resolve_model(model, checkpoint)
+    request = build_request(resolved, data, images, calibration)
+    card = export_all(request, formats.split(","), out, specs, on_step=None if as_json else lambda s: console.log(s))
+    if as_json:
+        _print_json(card)
+    else:
+        _show(card, out)
+    failed = [item for item in card["exports"] if not item["verification"]["passed"]]
+    if failed:
+        raise UserError("verification failed: " + "; ".join(f"{i['format']}: {i['verification']['failure']}" for i in failed))
+
+
+def _show(card: dict, out: Path) -> None:
+    table = Table("format", "file", "MB", "max |diff|", "top-1 agree", "accuracy", "latency (median ms)")
+    for item in card["exports"]:
+        check = item["verification"]
+        latency = (
+            ", ".join(
+                f"{m['device']}: {m['median_ms']:.3f}" if "median_ms" in m else f"{m['device']}: {m['error']}"
+                for m in item["latency"]
+            )
+            or "-"
+        )
+        accuracy = "-" if check["file_accuracy"] is None else f"{check['file_accuracy']:.4f}"
+        table.add_row(
+            item["format"],
+            item["file"],
+            f"{item['bytes'] / 1e6:.2f}",
+            f"{check['max_abs_diff']:.2e}",
+            f"{check['top1_agreement']:.4f}",
+            accuracy,
+            latency,
+        )
+    console.print(table)
+    console.print(f"model card: {out / 'model_card.md'}")

@@ -1,0 +1,135 @@
+"""What ``hwnas export MODEL`` exports: resolve MODEL into a module, its inputs and real images.
+
+MODEL is one of:
+
+- a run folder (``result.json`` + ``model.pt``, as written by ``hwnas train --out`` / ``hwnas run``);
+- an architecture string, with ``--checkpoint model.pt`` for trained weights;
+- ``torchvision:NAME`` (e.g. ``torchvision:mobilenet_v2``), built with random weights (nothing is
+  downloaded).
+
+Verification images are real: the validation split of the data (``--data``), resized and
+channel-matched to the model's input. An untrained model (no checkpoint, or torchvision) gets its
+BatchNorm statistics re-estimated on training images first, so its outputs depend on its input.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+from torch.utils.data import Dataset
+
+from exporters import ExportRequest
+from hwnas.arch import Arch
+from hwnas.builder import arch_cost, build_model, count_flops, count_params, recalibrate_batchnorm
+from hwnas.data import load_data
+from hwnas.errors import UserError
+from hwnas.presets import get_space
+from hwnas.trainer import Prepared
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    module: nn.Module
+    channels: int
+    resolution: int
+    info: dict[str, Any]
+    trained: bool
+
+
+def resolve_model(model: str, checkpoint: Path | None = None) -> ResolvedModel:
+    if model.startswith("torchvision:"):
+        return _torchvision(model.split(":", 1)[1])
+    path = Path(model)
+    if path.is_dir():
+        return _run_folder(path)
+    if path.exists():
+        raise UserError(f"{model} is a file; MODEL is a run folder, an architecture string or torchvision:NAME")
+    return _arch(model, checkpoint)
+
+
+def _torchvision(name: str) -> ResolvedModel:
+    try:
+        module = torchvision.models.get_model(name, weights=None)
+    except ValueError:
+        raise UserError(f"unknown torchvision model {name!r}") from None
+    info = {"name": name, "source": f"torchvision:{name} (random weights)", "input_shape": [1, 3, 224, 224]}
+    return ResolvedModel(module.eval(), 3, 224, info, trained=False)
+
+
+def _run_folder(path: Path) -> ResolvedModel:
+    result_file, weights = path / "result.json", path / "model.pt"
+    if not result_file.exists() or not weights.exists():
+        raise UserError(f"{path} is not a run folder (needs result.json and model.pt)")
+    try:
+        result = json.loads(result_file.read_text())
+    except json.JSONDecodeError as error:
+        raise UserError(f"{result_file} is not valid JSON ({error})") from None
+    resolved = _arch(result["arch"], weights)
+    info = resolved.info | {
+        "recipe": result.get("recipe"),
+        "dataset": result.get("dataset"),
+        "val_accuracy": result.get("val_accuracy"),
+        "test_accuracy": result.get("test_accuracy"),
+        "source": str(path),
+    }
+    return ResolvedModel(resolved.module, resolved.channels, resolved.resolution, info, trained=True)
+
+
+def _arch(text: str, checkpoint: Path | None) -> ResolvedModel:
+    arch = Arch.parse(text)
+    space = get_space(arch.space)
+    space.validate(arch)
+    module = build_model(space, arch)
+    if checkpoint is not None:
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            module.load_state_dict(state)
+        except FileNotFoundError:
+            raise UserError(f"checkpoint {checkpoint} does not exist") from None
+        except (RuntimeError, KeyError, EOFError) as error:
+            raise UserError(f"checkpoint {checkpoint} does not fit {arch.format()} ({str(error).splitlines()[0]})") from None
+    cost = arch_cost(space, arch)
+    info = {
+        "name": arch.id,
+        "arch": arch.format(),
+        "source": str(checkpoint) if checkpoint else "random weights",
+        "input_shape": [1, space.in_channels, arch.resolution, arch.resolution],
+        "flops": cost.flops,
+        "params": cost.params,
+    }
+    return ResolvedModel(module.eval(), space.in_channels, arch.resolution, info, trained=checkpoint is not None)
+
+
+def _stack(dataset: Dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
+    count = min(count, len(dataset))  # type: ignore[arg-type]
+    pairs = [dataset[i] for i in range(count)]
+    return np.stack([image.numpy() for image, _ in pairs]).astype(np.float32), np.array([label for _, label in pairs])
+
+
+def build_request(resolved: ResolvedModel, data: str | None, images: int, calibration: int) -> ExportRequest:
+    """Verification images (validation split) and calibration images (training split) for ``resolved``."""
+    splits = load_data(data)
+    val_images, val_labels = _stack(Prepared(splits.val, resolved.resolution, resolved.channels), images)
+    train_images, _ = _stack(Prepared(splits.train, resolved.resolution, resolved.channels), calibration)
+    module = resolved.module
+    info = dict(resolved.info)
+    if not resolved.trained:
+        recalibrate_batchnorm(module, torch.from_numpy(train_images))
+        info["batchnorm"] = f"statistics re-estimated on {len(train_images)} training images of {splits.name} (untrained weights)"
+    output_size = module(torch.from_numpy(val_images[:1])).shape[-1]
+    labels_meaningful = resolved.trained and output_size == splits.num_classes
+    example = torch.from_numpy(val_images[:1]).clone()
+    info |= {
+        "dataset": info.get("dataset") or splits.name,
+        "verification_images": len(val_images),
+        "params": info.get("params") or count_params(module),
+        "flops": info.get("flops") or count_flops(module, tuple(example.shape)),
+    }
+    return ExportRequest(module, example, val_images, val_labels if labels_meaningful else None, train_images, info)
