@@ -1,0 +1,183 @@
+"""Exporters for real: files run in ONNX Runtime and the TFLite interpreter and are compared with PyTorch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from devices import DeviceSpec
+from exporters import ExportRequest, export_all, get_exporter, list_formats, verify
+from exporters.base import Tolerance
+from hwnas.builder import build_model, recalibrate_batchnorm
+from hwnas.errors import UserError
+from hwnas.export_model import build_request, resolve_model
+from hwnas.presets import get_space
+
+ARCH = "default:r32_c16[k3e3]_c32[k5e6]_c48[k3e3sh]_c80[k3e6sh]"
+HAS_TFLITE = all(__import__("importlib").util.find_spec(name) for name in ("litert_torch", "ai_edge_litert"))
+needs_tflite = pytest.mark.skipif(not HAS_TFLITE, reason="the .[tflite] extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def request_default() -> ExportRequest:
+    return build_request(resolve_model(ARCH), None, images=64, calibration=64)
+
+
+def test_formats_are_registered() -> None:
+    assert {"onnx", "tflite", "tflite-fp16", "tflite-int8", "tflite-dynamic", "tensorrt", "tensorrt-fp16"} <= set(list_formats())
+    with pytest.raises(UserError, match="unknown export format 'coreml'"):
+        get_exporter("coreml")
+
+
+def test_untrained_models_get_input_dependent_outputs(request_default: ExportRequest) -> None:
+    outputs = request_default.module(torch.from_numpy(request_default.images[:8]))
+    assert outputs.std(0).mean() > 1e-2  # BatchNorm statistics come from real images
+    assert request_default.labels is None  # accuracy of random weights means nothing
+
+
+def test_onnx_export_verifies_to_1e_4(tmp_path: Path, request_default: ExportRequest) -> None:
+    exporter = get_exporter("onnx")
+    path = exporter.export(request_default.module, request_default.example_input, tmp_path / "m.onnx")
+    check = verify(exporter, path, request_default.module, request_default.images)
+    assert check.passed and check.max_abs_diff <= 1e-4 and check.top1_agreement == 1.0
+    assert oct(os.stat(path).st_mode & 0o777) != "0o600"
+
+
+@needs_tflite
+@pytest.mark.parametrize("fmt", ["tflite", "tflite-fp16", "tflite-dynamic", "tflite-int8"])
+def test_tflite_formats_verify(tmp_path: Path, request_default: ExportRequest, fmt: str) -> None:
+    exporter = get_exporter(fmt)
+    path = exporter.export(
+        request_default.module, request_default.example_input, tmp_path / f"{fmt}.tflite", request_default.calibration
+    )
+    check = verify(exporter, path, request_default.module, request_default.images)
+    assert check.passed, check.failure
+    if fmt == "tflite":
+        assert check.max_abs_diff <= 1e-4
+    else:
+        assert check.max_abs_diff > 0  # quantization really changed the numbers
+
+
+def test_verification_names_the_first_mismatch(tmp_path: Path, request_default: ExportRequest) -> None:
+    exporter = get_exporter("onnx")
+    path = exporter.export(request_default.module, request_default.example_input, tmp_path / "m.onnx")
+    other = build_model(get_space("default"), get_space("default").parse(ARCH))
+    recalibrate_batchnorm(other, torch.from_numpy(request_default.calibration))
+    check = verify(exporter, path, other, request_default.images)
+    assert not check.passed and check.failure.startswith("image 0: |diff|") and "torch" in check.failure
+    strict = type("Strict", (type(exporter),), {"tolerance": Tolerance(max_abs_diff=0.0, min_top1_agreement=1.0)})
+    assert verify(strict(), path, request_default.module, request_default.images).passed
+
+
+def test_export_all_writes_a_model_card_and_remeasures(tmp_path: Path, request_default: ExportRequest) -> None:
+    spec = DeviceSpec("cpu", "onnxruntime", warmup=3, repeats=20)
+    card = export_all(request_default, ["onnx"], tmp_path, [spec])
+    [item] = card["exports"]
+    assert item["verification"]["passed"] and item["latency"][0]["median_ms"] > 0
+    assert item["latency"][0]["fingerprint"]["runtime"] == "onnxruntime"
+    saved = json.loads((tmp_path / "model_card.json").read_text())
+    assert saved["exports"][0]["sha256"] == item["sha256"] and saved["model"]["arch"] == ARCH
+    assert "| onnx | model.onnx |" in (tmp_path / "model_card.md").read_text()
+
+
+def test_missing_runtime_fails_before_writing(tmp_path: Path, request_default: ExportRequest) -> None:
+    if get_exporter("tensorrt").unavailable_reason() is None:
+        pytest.skip("TensorRT is available here")
+    with pytest.raises(UserError, match="'tensorrt' cannot be exported here"):
+        export_all(request_default, ["onnx", "tensorrt"], tmp_path / "out", [])
+    assert not (tmp_path / "out").exists()
+
+
+def test_unsupported_op_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
+    class Unexportable(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.fft.fft2(x).abs()
+
+    with pytest.raises(UserError, match="ONNX export failed"):
+        get_exporter("onnx").export(Unexportable(), torch.randn(1, 1, 8, 8), tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_directory(tmp_path: Path, request_default: ExportRequest) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot write to"):
+        export_all(request_default, ["onnx"], blocker / "sub", [])
+
+
+def test_resolve_model_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="unknown torchvision model"):
+        resolve_model("torchvision:resnet9000")
+    with pytest.raises(UserError, match="not a run folder"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_model(ARCH, tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"weight": torch.zeros(1)}, bad)
+    with pytest.raises(UserError, match="does not fit"):
+        resolve_model(ARCH, bad)
+
+
+def hwnas(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwnas", *map(str, args)], capture_output=True, text=True, timeout=900)
+
+
+def test_cli_export_errors_are_one_line(tmp_path: Path) -> None:
+    for args, fragment in [
+        (["export", ARCH, "--format", "onnx,coreml", "--out", tmp_path / "a"], "unknown export format"),
+        (["export", "default:r32_c16[k3e3", "--out", tmp_path / "b"], "bad stage token"),
+        (["export", ARCH, "--format", "tensorrt", "--out", tmp_path / "c"], "cannot be exported here"),
+    ]:
+        result = hwnas(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+@needs_tflite
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0"])
+def test_torchvision_models_export_and_verify(tmp_path: Path, name: str) -> None:
+    request = build_request(resolve_model(f"torchvision:{name}"), None, images=8, calibration=32)
+    card = export_all(request, ["onnx", "tflite"], tmp_path, [])
+    for item in card["exports"]:
+        assert item["verification"]["passed"], item["verification"]["failure"]
+        assert item["verification"]["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.slow
+@needs_tflite
+def test_cli_export_of_a_trained_run_folder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    trained = hwnas("train", "--arch", ARCH, "--epochs", "1", "--out", run, "--json")
+    assert trained.returncode == 0, trained.stderr
+    result = hwnas(
+        "export",
+        run,
+        "--format",
+        "onnx,tflite,tflite-int8",
+        "--device",
+        "host-ort",
+        "--device",
+        "host-tflite",
+        "--out",
+        tmp_path / "export",
+        "--images",
+        "300",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    card = json.loads(result.stdout)
+    by_format = {item["format"]: item for item in card["exports"]}
+    fp32, int8 = by_format["tflite"]["verification"], by_format["tflite-int8"]["verification"]
+    assert fp32["max_abs_diff"] <= 1e-4 and fp32["file_accuracy"] > 0.6
+    assert int8["torch_accuracy"] - int8["file_accuracy"] <= 0.01
+    assert by_format["tflite-int8"]["bytes"] < by_format["tflite"]["bytes"] / 2
+    assert {m["device"] for m in by_format["tflite"]["latency"]} == {"host-cpu-tflite-xnnpack"}
+    assert (tmp_path / "export" / "model_card.md").exists()
