@@ -71,23 +71,37 @@ def main() -> None:
                     model.fit([archs[i] for i in train], [recipes[i] for i in train], acc[train])
                     predicted = model.predict([archs[i] for i in test], [recipes[i] for i in test])
                     taus[name].append(kendalltau(predicted, acc[test]).statistic)
-        row = {"labelled_pairs": size, "held_out_pairs": len(acc) - size, "runs": len(taus["pretrained"]),
-               **{f"tau_{name}_mean": float(np.mean(v)) for name, v in taus.items()},
-               **{f"tau_{name}_std": float(np.std(v)) for name, v in taus.items()},
-               "pretrained_better_share": float(np.mean(np.array(taus["pretrained"]) > np.array(taus["random_init"])))}
+        row = {
+            "labelled_pairs": size,
+            "held_out_pairs": len(acc) - size,
+            "runs": len(taus["pretrained"]),
+            **{f"tau_{name}_mean": float(np.mean(v)) for name, v in taus.items()},
+            **{f"tau_{name}_std": float(np.std(v)) for name, v in taus.items()},
+            "pretrained_better_share": float(np.mean(np.array(taus["pretrained"]) > np.array(taus["random_init"]))),
+        }
         results.append(row)
-        print(f"n={size:3d}: tau pretrained {row['tau_pretrained_mean']:.3f}±{row['tau_pretrained_std']:.3f}  "
-              f"random init {row['tau_random_init_mean']:.3f}±{row['tau_random_init_std']:.3f}  "
-              f"FLOPs {row['tau_flops_mean']:.3f}  params {row['tau_params_mean']:.3f}  "
-              f"(pretrained better in {row['pretrained_better_share']:.0%} of runs)", flush=True)
+        print(
+            f"n={size:3d}: tau pretrained {row['tau_pretrained_mean']:.3f}±{row['tau_pretrained_std']:.3f}  "
+            f"random init {row['tau_random_init_mean']:.3f}±{row['tau_random_init_std']:.3f}  "
+            f"FLOPs {row['tau_flops_mean']:.3f}  params {row['tau_params_mean']:.3f}  "
+            f"(pretrained better in {row['pretrained_better_share']:.0%} of runs)",
+            flush=True,
+        )
     pretrain_losses = {seed: v["pretrained"].pretrain_loss_ for seed, v in bases.items()}
     report = {
         "command": " ".join(["benchmarks/predictor_accuracy.py", *sys.argv[1:]]),
-        "pairs_file": str(args.pairs), "pairs": len(acc), "how_pairs_were_made": how,
-        "accuracy_range": [float(acc.min()), float(acc.max())], "accuracy_median": float(np.median(acc)),
-        "pretrain_samples": args.pretrain_samples, "pretrain_final_mse_standardised": pretrain_losses,
-        "splits": args.splits, "seeds": args.seeds, "hyperparameters": AccuracyPredictor(space).hyperparameters(),
-        "results": results, "wall_s": round(time.perf_counter() - started, 1),
+        "pairs_file": str(args.pairs),
+        "pairs": len(acc),
+        "how_pairs_were_made": how,
+        "accuracy_range": [float(acc.min()), float(acc.max())],
+        "accuracy_median": float(np.median(acc)),
+        "pretrain_samples": args.pretrain_samples,
+        "pretrain_final_mse_standardised": pretrain_losses,
+        "splits": args.splits,
+        "seeds": args.seeds,
+        "hyperparameters": AccuracyPredictor(space).hyperparameters(),
+        "results": results,
+        "wall_s": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -48,7 +48,10 @@ def main() -> None:
     how = {
         "command": " ".join(["benchmarks/predictor_collect_pairs.py", *sys.argv[1:]]),
         "data": f"embedded Fashion-MNIST subset, first {args.train} training / {args.val} validation images (ImageSplits.head)",
-        "epochs": args.epochs, "threads": args.threads, "candidate_seed": args.seed, "train_seed": 0,
+        "epochs": args.epochs,
+        "threads": args.threads,
+        "candidate_seed": args.seed,
+        "train_seed": 0,
         "sampling": "space.sample + predictors.accuracy.sample_recipe, one random.Random(candidate_seed) stream",
         "metric": "val_accuracy (top-1 on the validation images)",
     }
@@ -67,11 +70,22 @@ def main() -> None:
             print(f"budget of {args.budget_s} s reached after {len(done)} pairs")
             break
         result = train(space, arch, recipe, data, seed=0, threads=args.threads, progress=False)
-        done.append({"arch": arch.format(), "recipe": recipe.to_json(), "val_accuracy": result.val_accuracy,
-                     "flops": result.flops, "params": result.params, "wall_time_s": round(result.wall_time_s, 2)})
+        done.append(
+            {
+                "arch": arch.format(),
+                "recipe": recipe.to_json(),
+                "val_accuracy": result.val_accuracy,
+                "flops": result.flops,
+                "params": result.params,
+                "wall_time_s": round(result.wall_time_s, 2),
+            }
+        )
         atomic_write_json(args.out, {"space": space.name, "space_hash": space.hash, "how": how, "pairs": done})
-        print(f"{len(done):3d}/{args.pairs} acc {result.val_accuracy:.4f} in {result.wall_time_s:.1f} s  {arch.format()} "
-              f"{recipe.optimizer} lr={recipe.lr}", flush=True)
+        print(
+            f"{len(done):3d}/{args.pairs} acc {result.val_accuracy:.4f} in {result.wall_time_s:.1f} s  {arch.format()} "
+            f"{recipe.optimizer} lr={recipe.lr}",
+            flush=True,
+        )
     print(f"{len(done)} pairs -> {args.out}")
 
 

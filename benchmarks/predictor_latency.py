@@ -56,16 +56,21 @@ def cross_validated(table: LatencyTable, networks: list, folds: int, seed: int) 
             predicted[name][test] = predictor.predict([networks[i].arch for i in test])
     measured = np.array([n.ms for n in networks])
     return {
-        "folds": folds, "train_networks_per_fold": len(networks) - len(networks) // folds, "held_out_total": len(networks),
+        "folds": folds,
+        "train_networks_per_fold": len(networks) - len(networks) // folds,
+        "held_out_total": len(networks),
         "metrics": {name: latency_metrics(values, measured) for name, values in predicted.items()},
-        "_predicted": predicted, "_measured": measured,
+        "_predicted": predicted,
+        "_measured": measured,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, required=True)
-    parser.add_argument("--networks", type=Path, action="append", default=[], help="more measured networks (networks JSON or CSV)")
+    parser.add_argument(
+        "--networks", type=Path, action="append", default=[], help="more measured networks (networks JSON or CSV)"
+    )
     parser.add_argument("--repeats", type=Path, default=None, help="the table's networks measured again (between-run noise)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -94,16 +99,27 @@ def main() -> None:
     beats = {rival: all(_better(cv["metrics"][best], cv["metrics"][rival], key) for key in _KEYS) for rival in ("lut", "flops")}
     results = {
         "command": " ".join(["benchmarks/predictor_latency.py", *sys.argv[1:]]),
-        "device": device, "fingerprint": table.fingerprint, "space": table.space, "space_hash": table.space_hash,
-        "networks_measured": len(networks), "networks_from_table": len(table.networks),
+        "device": device,
+        "fingerprint": table.fingerprint,
+        "space": table.space,
+        "space_hash": table.space_hash,
+        "networks_measured": len(networks),
+        "networks_from_table": len(table.networks),
         "cross_validation": {k: v for k, v in cv.items() if not k.startswith("_")},
-        "fixed_split": {"train_networks": len(train), "held_out_networks": len(held_out), "seed": args.seed, "metrics": fixed_all,
-                        "cli_equivalent": fixed.get("held_out", {})},
+        "fixed_split": {
+            "train_networks": len(train),
+            "held_out_networks": len(held_out),
+            "seed": args.seed,
+            "metrics": fixed_all,
+            "cli_equivalent": fixed.get("held_out", {}),
+        },
         "noise_floor": floor,
-        "targets": {"calibrated_within_10pct_cv": cv["metrics"][best]["within_10pct"],
-                    "meets_95pct": cv["metrics"][best]["within_10pct"] >= 0.95,
-                    "meets_99pct": cv["metrics"][best]["within_10pct"] >= 0.99,
-                    "beats_on_every_metric": beats},
+        "targets": {
+            "calibrated_within_10pct_cv": cv["metrics"][best]["within_10pct"],
+            "meets_95pct": cv["metrics"][best]["within_10pct"] >= 0.95,
+            "meets_99pct": cv["metrics"][best]["within_10pct"] >= 0.99,
+            "beats_on_every_metric": beats,
+        },
         "plot": str(plot.relative_to(ROOT)) if plot.is_relative_to(ROOT) else str(plot),
         "machine": {"python": platform.python_version()},
         "wall_s": round(time.perf_counter() - started, 1),
@@ -112,12 +128,16 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     for name, metrics in cv["metrics"].items():
-        print(f"{device} {name:22s} within5 {metrics['within_5pct']:.1%} within10 {metrics['within_10pct']:.1%} "
-              f"MAPE {metrics['mape_pct']:.2f}% RMSE {metrics['rmse_ms']:.4f} tau {metrics['kendall_tau']:.3f}")
+        print(
+            f"{device} {name:22s} within5 {metrics['within_5pct']:.1%} within10 {metrics['within_10pct']:.1%} "
+            f"MAPE {metrics['mape_pct']:.2f}% RMSE {metrics['rmse_ms']:.4f} tau {metrics['kendall_tau']:.3f}"
+        )
     between = floor.get("between_runs", {})
     if between.get("n", 0) > 1:
-        print(f"{device} noise floor (between runs, {between['n']} networks): within5 {between['within_5pct']:.1%} "
-              f"within10 {between['within_10pct']:.1%} MAPE {between['mape_pct']:.2f}% tau {between['kendall_tau']:.3f}")
+        print(
+            f"{device} noise floor (between runs, {between['n']} networks): within5 {between['within_5pct']:.1%} "
+            f"within10 {between['within_10pct']:.1%} MAPE {between['mape_pct']:.2f}% tau {between['kendall_tau']:.3f}"
+        )
     print(f"-> {out}")
 
 

@@ -61,11 +61,22 @@ def main() -> None:
     work = args.work or Path(tempfile.gettempdir()) / f"hwnas-predictor-measure-{args.out.stem}"
     started = time.perf_counter()
     measured = measure(spec, backend, space, archs, work, args.workers)
-    networks = LatencyTable(device=table.device, fingerprint=backend.fingerprint(), space=space.name, space_hash=space.hash,
-                            entries={}, networks=measured, kind="measured",
-                            source=" ".join(["benchmarks/predictor_measure.py", *sys.argv[1:]]),
-                            stats={"networks": len(measured), "wall_s": round(time.perf_counter() - started, 1),
-                                   "repeat_of_table": bool(args.repeat), "seed": None if args.repeat else args.seed})
+    networks = LatencyTable(
+        device=table.device,
+        fingerprint=backend.fingerprint(),
+        space=space.name,
+        space_hash=space.hash,
+        entries={},
+        networks=measured,
+        kind="measured",
+        source=" ".join(["benchmarks/predictor_measure.py", *sys.argv[1:]]),
+        stats={
+            "networks": len(measured),
+            "wall_s": round(time.perf_counter() - started, 1),
+            "repeat_of_table": bool(args.repeat),
+            "seed": None if args.repeat else args.seed,
+        },
+    )
     networks.save(args.out)
     print(f"{len(measured)} networks of {space.name!r} on {spec.name} -> {args.out} ({time.perf_counter() - started:.0f} s)")
 

@@ -54,20 +54,24 @@ def read_latency_csv(path: Path, space: SearchSpace) -> list[MeasuredNetwork]:
         text = path.read_text()
     except OSError as error:
         raise UserError(f"cannot read latency CSV {path}: {error.strerror}") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [name.strip() for name in reader.fieldnames or []]
-    arch_col = next((name for name in CSV_ARCH_COLUMNS if name in header), None)
-    ms_col = next((name for name in CSV_LATENCY_COLUMNS if name in header), None)
+    rows = list(csv.reader(text.splitlines()))
+    header = [name.strip() for name in rows[0]] if rows else []
+    arch_col = next((header.index(name) for name in CSV_ARCH_COLUMNS if name in header), None)
+    ms_col = next((header.index(name) for name in CSV_LATENCY_COLUMNS if name in header), None)
     if arch_col is None or ms_col is None:
         raise UserError(f"latency CSV {path}: header must name an 'arch' and a 'latency_ms' column, found {header}")
-    reader.fieldnames = header
     found = []
-    for line, row in enumerate(reader, start=2):
-        text_arch, text_ms = (row.get(arch_col) or "").strip(), (row.get(ms_col) or "").strip()
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(field.strip() for field in row):
+            continue
+        row = _rejoin_arch(row, len(header), arch_col)
+        text_arch, text_ms = row[arch_col].strip(), row[ms_col].strip() if ms_col < len(row) else ""
         try:
             arch = space.parse(text_arch)
         except ArchError as error:
-            raise UserError(f"latency CSV {path} line {line}: unknown architecture {text_arch!r} for space {space.name!r} ({error})") from None
+            raise UserError(
+                f"latency CSV {path} line {line}: unknown architecture {text_arch!r} for space {space.name!r} ({error})"
+            ) from None
         try:
             ms = float(text_ms)
         except ValueError:
@@ -78,6 +82,14 @@ def read_latency_csv(path: Path, space: SearchSpace) -> list[MeasuredNetwork]:
     if not found:
         raise UserError(f"latency CSV {path} has no rows")
     return found
+
+
+def _rejoin_arch(row: list[str], columns: int, arch_col: int) -> list[str]:
+    """Architecture strings contain commas: an unquoted one spans extra fields, which belong to it."""
+    surplus = len(row) - columns
+    if surplus <= 0:
+        return row + [""] * -surplus
+    return [*row[:arch_col], ",".join(row[arch_col : arch_col + surplus + 1]), *row[arch_col + surplus + 1 :]]
 
 
 def write_latency_csv(path: Path, networks: Sequence[MeasuredNetwork]) -> None:
@@ -100,7 +112,9 @@ def merge(*groups: Sequence[MeasuredNetwork]) -> list[MeasuredNetwork]:
     return merged
 
 
-def split(networks: Sequence[MeasuredNetwork], holdout: float, seed: int = 0) -> tuple[list[MeasuredNetwork], list[MeasuredNetwork]]:
+def split(
+    networks: Sequence[MeasuredNetwork], holdout: float, seed: int = 0
+) -> tuple[list[MeasuredNetwork], list[MeasuredNetwork]]:
     """A seeded (train, held-out) split by architecture; ``holdout`` is the held-out share."""
     if not 0 <= holdout < 1:
         raise UserError(f"--holdout must be in [0, 1), got {holdout}")

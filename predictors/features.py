@@ -27,8 +27,22 @@ BYTES_PER_VALUE = 4  # fp32 activations and weights
 def feature_names(space: SearchSpace) -> list[str]:
     """The feature list for ``space`` (its length depends on the number of stages)."""
     stages = [f"lut_stage{index}" for index in range(1, len(space.stages) + 1)]
-    return ["lut_sum", "lut_stem", *stages, "lut_head", "layers", "blocks", "skips", "se_blocks", "hswish_blocks",
-            "mflops", "mparams", "resolution", "act_mb", "weight_mb"]
+    return [
+        "lut_sum",
+        "lut_stem",
+        *stages,
+        "lut_head",
+        "layers",
+        "blocks",
+        "skips",
+        "se_blocks",
+        "hswish_blocks",
+        "mflops",
+        "mparams",
+        "resolution",
+        "act_mb",
+        "weight_mb",
+    ]
 
 
 def _activation_values(key: OpKey) -> int:

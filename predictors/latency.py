@@ -43,7 +43,9 @@ def space_of(table: LatencyTable, space: SearchSpace | None = None) -> SearchSpa
     """The search space a table was made for, checked against the hash the table records."""
     space = space or get_space(table.space)
     if table.space_hash is not None and table.space_hash != space.hash:
-        raise UserError(f"latency table is for space {table.space!r} hash {table.space_hash}, not {space.name!r} hash {space.hash}")
+        raise UserError(
+            f"latency table is for space {table.space!r} hash {table.space_hash}, not {space.name!r} hash {space.hash}"
+        )
     return space
 
 
@@ -159,9 +161,18 @@ class CalibratedLatency(LatencyPredictor):
 
     kind = "calibrated"
 
-    def __init__(self, table: LatencyTable, space: SearchSpace | None = None, correction: str = "ridge", alpha: float = 1.0,
-                 n_estimators: int = 200, max_depth: int = 2, learning_rate: float = 0.05, subsample: float = 0.8,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self,
+        table: LatencyTable,
+        space: SearchSpace | None = None,
+        correction: str = "ridge",
+        alpha: float = 1.0,
+        n_estimators: int = 200,
+        max_depth: int = 2,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        random_state: int = 0,
+    ) -> None:
         super().__init__(table, space)
         self.correction = correction
         self.alpha = alpha
@@ -172,8 +183,15 @@ class CalibratedLatency(LatencyPredictor):
         self.random_state = random_state
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {"correction": self.correction, "alpha": self.alpha, "n_estimators": self.n_estimators, "max_depth": self.max_depth,
-                "learning_rate": self.learning_rate, "subsample": self.subsample, "random_state": self.random_state}
+        return {
+            "correction": self.correction,
+            "alpha": self.alpha,
+            "n_estimators": self.n_estimators,
+            "max_depth": self.max_depth,
+            "learning_rate": self.learning_rate,
+            "subsample": self.subsample,
+            "random_state": self.random_state,
+        }
 
     def feature_list(self) -> list[str]:
         return list(getattr(self, "features_", feature_names(self._space())))
@@ -182,8 +200,13 @@ class CalibratedLatency(LatencyPredictor):
         return make_pipeline(StandardScaler(), Ridge(alpha=self.alpha))
 
     def _gbr(self) -> GradientBoostingRegressor:
-        return GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
-                                         subsample=self.subsample, random_state=self.random_state)
+        return GradientBoostingRegressor(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=self.subsample,
+            random_state=self.random_state,
+        )
 
     def _features(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
         space = self._space()

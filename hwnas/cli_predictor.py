@@ -1,0 +1,124 @@
+"""``hwnas predictor fit|eval``: fit a latency predictor on measured networks, judge it on held-out ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hwnas.cli import JsonFlag, _print_json, app, console
+from latency_tables.table import LatencyTable
+from predictors.io import load_predictor, save_predictor
+from predictors.latency import CORRECTIONS, PREDICTORS, space_of
+from predictors.workflow import evaluate_predictor, fit_and_evaluate, load_networks, read_networks_file
+
+predictor_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate latency predictors.")
+app.add_typer(predictor_app, name="predictor")
+
+TableOption = Annotated[Path, typer.Option("--table", help="the device's latency table (table.json of hwnas profile)")]
+NetworksOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--networks", help="more measured networks: a CSV (arch,latency_ms) or a networks JSON of the same device; repeatable"
+    ),
+]
+RepeatsOption = Annotated[
+    Path | None,
+    typer.Option("--repeats", help="the same networks measured again (networks JSON or CSV): the between-run noise floor"),
+]
+PlotOption = Annotated[Path | None, typer.Option("--plot", help="write a predicted-vs-measured scatter PNG here")]
+AllowMismatch = Annotated[bool, typer.Option("--allow-mismatch", help="use networks files of another device anyway")]
+
+
+@predictor_app.command("fit")
+def predictor_fit(
+    table: TableOption,
+    out: Annotated[Path, typer.Option("--out", help="predictor file to write (its sidecar goes beside it as .json)")],
+    kind: Annotated[str, typer.Option(help=f"predictor: {', '.join(PREDICTORS)}")] = "calibrated",
+    correction: Annotated[str, typer.Option(help=f"calibrated only: {', '.join(CORRECTIONS)}")] = "ridge",
+    networks: NetworksOption = None,
+    repeats: RepeatsOption = None,
+    holdout: Annotated[float, typer.Option(help="share of measured networks held out for evaluation (0: fit on all)")] = 0.25,
+    seed: Annotated[int, typer.Option(help="seed of the train / held-out split")] = 0,
+    plot: PlotOption = None,
+    allow_mismatch: AllowMismatch = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Fit a latency predictor on a table's measured networks; score it and the baselines on held-out ones."""
+    lut = LatencyTable.load(table)
+    measured = load_networks(lut, networks or [], allow_mismatch)
+    again = read_networks_file(repeats, lut, allow_mismatch) if repeats else []
+    hyper: dict[str, Any] = {"correction": correction} if kind == "calibrated" else {}
+    predictor, report = fit_and_evaluate(lut, measured, kind, holdout, seed, plot, again, **hyper)
+    model, sidecar = save_predictor(
+        predictor, out, metrics=report.get("held_out", {}).get(kind, {}), extra={"evaluation": report, "table": str(table)}
+    )
+    report |= {"predictor": str(model), "sidecar": str(sidecar)}
+    if as_json:
+        _print_json(report)
+        return
+    console.print(
+        f"fitted [bold]{kind}[/] on {report['train_networks']} measured networks of {lut.space} on "
+        f"{lut.device.get('name', '?')} -> {model}"
+    )
+    if "held_out" in report:
+        _print_metrics(report["held_out"], f"{report['held_out_networks']} held-out networks")
+        _print_noise(report["noise_floor"])
+
+
+@predictor_app.command("eval")
+def predictor_eval(
+    predictor_file: Annotated[Path, typer.Argument(help="predictor file written by hwnas predictor fit")],
+    table: TableOption,
+    networks: NetworksOption = None,
+    repeats: RepeatsOption = None,
+    include_training: Annotated[bool, typer.Option(help="also score the networks the predictor was fitted on")] = False,
+    plot: PlotOption = None,
+    allow_mismatch: AllowMismatch = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score a saved predictor and the LUT sum on measured networks it was not fitted on."""
+    lut = LatencyTable.load(table)
+    predictor = load_predictor(predictor_file, fingerprint=lut.fingerprint, space_hash=space_of(lut).hash)
+    measured = load_networks(lut, networks or [], allow_mismatch)
+    again = read_networks_file(repeats, lut, allow_mismatch) if repeats else []
+    report = evaluate_predictor(predictor, lut, measured, include_training, again, plot)
+    if as_json:
+        _print_json(report)
+        return
+    _print_metrics(
+        report["metrics"], f"{report['networks']} networks ({report['excluded_training_networks']} training ones left out)"
+    )
+    _print_noise(report["noise_floor"])
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]], caption: str) -> None:
+    rows = Table("predictor", "within ±5%", "within ±10%", "RMSE ms", "MAPE %", "max |err| %", "Kendall tau", caption=caption)
+    for name, m in metrics.items():
+        rows.add_row(
+            name,
+            f"{m['within_5pct']:.1%}",
+            f"{m['within_10pct']:.1%}",
+            f"{m['rmse_ms']:.4f}",
+            f"{m['mape_pct']:.2f}",
+            f"{m['max_abs_pct']:.1f}",
+            f"{m['kendall_tau']:.3f}",
+        )
+    console.print(rows)
+
+
+def _print_noise(floor: dict[str, Any]) -> None:
+    within = floor.get("within_run", {})
+    if within.get("n"):
+        console.print(
+            f"noise floor, within a run: median p10-p90 width {within['median_p10_p90_width_pct']:.1f}% of the median, "
+            f"median CV {within['median_cv_pct']:.1f}%"
+        )
+    between = floor.get("between_runs")
+    if between and between.get("n", 0) > 1:
+        console.print(
+            f"noise floor, between runs ({between['n']} networks measured twice): {between['within_5pct']:.1%} within ±5%, "
+            f"{between['within_10pct']:.1%} within ±10%, MAPE {between['mape_pct']:.2f}%, tau {between['kendall_tau']:.3f}"
+        )

@@ -1,0 +1,323 @@
+"""FBNetV3's accuracy predictor: an (architecture, recipe) encoder pre-trained on free labels.
+
+Measuring accuracy means training a network, so labelled pairs are few. FBNetV3 (Dai et al.,
+2021) gets more out of them by first teaching the encoder what architectures *are*, using
+labels that cost nothing: the FLOPs and parameter count of thousands of sampled candidates.
+Then an accuracy head on top of the encoder is fitted to the measured (arch, recipe, accuracy)
+pairs, first with the encoder frozen, then all of it with a smaller learning rate. Without
+pre-training the same network and schedule start from a random encoder, so comparing the two at
+the same number of labelled pairs isolates what pre-training buys.
+
+The encoding is fixed-length for a space: resolution, per-stage width and depth one-hots, one
+slot per possible block (present, kernel, expansion, SE, activation), and the recipe (optimizer
+one-hot, log learning rate and weight decay, the rest scaled to about [0, 1]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.arch import Arch
+from hwnas.builder import arch_cost
+from hwnas.errors import UserError
+from hwnas.fileio import atomic_write, atomic_write_json
+from hwnas.recipe import OPTIMIZERS, Recipe
+from hwnas.space import SearchSpace
+
+RECIPE_FEATURES = 14
+
+
+def _one_hot(value: Any, choices: Sequence[Any]) -> list[float]:
+    return [float(value == choice) for choice in choices]
+
+
+def encode(space: SearchSpace, arch: Arch, recipe: Recipe) -> np.ndarray:
+    """The fixed-length vector of ``(arch, recipe)`` for ``space`` (see the module docstring)."""
+    space.validate(arch)
+    values = _one_hot(arch.resolution, space.resolutions) if len(space.resolutions) > 1 else []
+    for stage, spec in zip(arch.stages, space.stages, strict=True):
+        values += _one_hot(stage.width, spec.widths) + _one_hot(stage.depth, spec.depths)
+        for slot in range(max(spec.depths)):
+            block = stage.blocks[slot] if slot < stage.depth else None
+            values.append(float(block is not None))
+            values += _one_hot(block.kernel if block else None, spec.kernels)
+            values += _one_hot(block.expansion if block else None, spec.expansions)
+            if len(spec.se) > 1:
+                values.append(float(bool(block and block.se)))
+            if len(spec.acts) > 1:
+                values.append(float(bool(block and block.act == "hswish")))
+    return np.asarray(values + encode_recipe(recipe), dtype=np.float32)
+
+
+def encode_recipe(recipe: Recipe) -> list[float]:
+    values = _one_hot(recipe.optimizer, OPTIMIZERS)
+    values += [
+        (math.log10(recipe.lr) + 3) / 3,
+        (math.log10(recipe.weight_decay + 1e-7) + 7) / 6,
+        math.log2(recipe.epochs) / 8,
+        math.log2(recipe.batch_size) / 12,
+        recipe.warmup_epochs,
+        recipe.label_smoothing * 2,
+        min(recipe.mixup, 1.0),
+        recipe.dropout,
+        recipe.drop_path,
+        -math.log10(1 - recipe.ema) / 5 if recipe.ema > 0 else 0.0,
+        recipe.randaugment / 30,
+    ]
+    assert len(values) == RECIPE_FEATURES
+    return values
+
+
+def sample_recipe(rng: random.Random, epochs: int = 1) -> Recipe:
+    """A random recipe of FBNetV3's joint space, with ranges that train at all in ``epochs`` epochs."""
+    optimizer = rng.choice(OPTIMIZERS)
+    lr_range = {"sgd": (0.02, 0.8), "rmsprop": (1e-4, 1e-2), "adamw": (3e-4, 1e-2)}[optimizer]
+    wd_range = (1e-4, 0.1) if optimizer == "adamw" else (1e-6, 1e-3)
+    return Recipe(
+        optimizer=optimizer,
+        lr=round(_log_uniform(rng, *lr_range), 6),
+        weight_decay=round(_log_uniform(rng, *wd_range), 8),
+        epochs=epochs,
+        batch_size=rng.choice((64, 128, 256)),
+        warmup_epochs=round(rng.uniform(0.0, 0.3), 3),
+        label_smoothing=rng.choice((0.0, 0.1)),
+        mixup=rng.choice((0.0, 0.0, 0.2)),
+        dropout=round(rng.uniform(0.0, 0.3), 3),
+        drop_path=round(rng.uniform(0.0, 0.2), 3),
+        ema=rng.choice((0.0, 0.0, 0.9)),
+        randaugment=rng.choice((0, 0, 5, 9)),
+    )
+
+
+def _log_uniform(rng: random.Random, low: float, high: float) -> float:
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+class _Net(nn.Module):
+    def __init__(self, inputs: int, hidden: int, embedding: int) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, embedding), nn.ReLU())
+        self.proxy_head = nn.Linear(embedding, 2)  # standardised log FLOPs and log params
+        self.accuracy_head = nn.Sequential(nn.Linear(embedding, 32), nn.ReLU(), nn.Linear(32, 1))
+
+
+class AccuracyPredictor:
+    """Encoder MLP + accuracy head (FBNetV3). ``pretrain_samples=0`` turns pre-training off."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        hidden: int = 128,
+        embedding: int = 64,
+        pretrain_samples: int = 4000,
+        pretrain_epochs: int = 40,
+        head_epochs: int = 150,
+        finetune_epochs: int = 150,
+        lr: float = 3e-3,
+        finetune_lr: float = 5e-4,
+        weight_decay: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        self.space = space
+        self.hidden = hidden
+        self.embedding = embedding
+        self.pretrain_samples = pretrain_samples
+        self.pretrain_epochs = pretrain_epochs
+        self.head_epochs = head_epochs
+        self.finetune_epochs = finetune_epochs
+        self.lr = lr
+        self.finetune_lr = finetune_lr
+        self.weight_decay = weight_decay
+        self.seed = seed
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for name in (
+                "hidden",
+                "embedding",
+                "pretrain_samples",
+                "pretrain_epochs",
+                "head_epochs",
+                "finetune_epochs",
+                "lr",
+                "finetune_lr",
+                "weight_decay",
+                "seed",
+            )
+        }
+
+    def _encode(self, archs: Sequence[Arch], recipes: Sequence[Recipe]) -> torch.Tensor:
+        if len(archs) != len(recipes):
+            raise UserError(f"got {len(archs)} architectures but {len(recipes)} recipes")
+        return torch.from_numpy(np.stack([encode(self.space, a, r) for a, r in zip(archs, recipes, strict=True)]))
+
+    def _new_net(self) -> _Net:
+        torch.manual_seed(self.seed)
+        inputs = len(encode(self.space, self.space.sample(0), Recipe()))
+        return _Net(inputs, self.hidden, self.embedding)
+
+    def pretrain(self) -> AccuracyPredictor:
+        """Fit encoder + proxy head to log FLOPs and log params of sampled (arch, recipe) pairs: free labels."""
+        self.net_ = self._new_net()
+        self.pretrain_loss_: float | None = None
+        if self.pretrain_samples <= 0:
+            return self
+        rng = random.Random(self.seed + 1)
+        archs = [self.space.sample(rng) for _ in range(self.pretrain_samples)]
+        recipes = [sample_recipe(rng) for _ in archs]
+        costs = [arch_cost(self.space, arch) for arch in archs]
+        labels = np.log([[c.flops, c.params] for c in costs])
+        labels = (labels - labels.mean(0)) / (labels.std(0) + 1e-9)
+        x, y = self._encode(archs, recipes), torch.tensor(labels, dtype=torch.float32)
+        params = [*self.net_.encoder.parameters(), *self.net_.proxy_head.parameters()]
+        self.pretrain_loss_ = _train(
+            lambda xb: self.net_.proxy_head(self.net_.encoder(xb)),
+            params,
+            x,
+            y,
+            self.pretrain_epochs,
+            self.lr,
+            1e-5,
+            batch=128,
+            seed=self.seed,
+        )
+        return self
+
+    def fit(self, archs: Sequence[Arch], recipes: Sequence[Recipe], accuracy: Sequence[float]) -> AccuracyPredictor:
+        """Pre-train (unless done or off), then the accuracy head frozen-encoder first, then everything."""
+        if not hasattr(self, "net_"):
+            self.pretrain()
+        x = self._encode(archs, recipes)
+        acc = np.asarray(accuracy, dtype=np.float64)
+        self.acc_mean_, self.acc_std_ = float(acc.mean()), float(acc.std() + 1e-9)
+        y = torch.tensor((acc - self.acc_mean_) / self.acc_std_, dtype=torch.float32).unsqueeze(1)
+
+        def forward(xb: torch.Tensor) -> torch.Tensor:
+            return self.net_.accuracy_head(self.net_.encoder(xb))
+
+        head = list(self.net_.accuracy_head.parameters())
+        _train(
+            forward, head, x, y, self.head_epochs, self.lr, self.weight_decay, batch=16, seed=self.seed, frozen=self.net_.encoder
+        )
+        self.fit_loss_ = _train(
+            forward,
+            [*self.net_.encoder.parameters(), *head],
+            x,
+            y,
+            self.finetune_epochs,
+            self.finetune_lr,
+            self.weight_decay,
+            batch=16,
+            seed=self.seed,
+        )
+        self.n_train_ = len(acc)
+        return self
+
+    def predict(self, archs: Sequence[Arch], recipes: Sequence[Recipe]) -> np.ndarray:
+        if not hasattr(self, "acc_mean_"):
+            raise UserError("AccuracyPredictor is not fitted yet")
+        with torch.no_grad():
+            out = self.net_.accuracy_head(self.net_.encoder(self._encode(archs, recipes))).squeeze(1).numpy()
+        return out.astype(np.float64) * self.acc_std_ + self.acc_mean_
+
+    # ---- persistence: state dict (no pickle) + sidecar with its sha256 ---------------------
+    def save(self, path: Path, extra: dict[str, Any] | None = None) -> Path:
+        path = Path(path)
+        atomic_write(path, lambda temp: torch.save(self.net_.state_dict(), temp))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        atomic_write_json(
+            path.with_suffix(".json"),
+            {
+                "kind": "accuracy-fbnetv3",
+                "model_sha256": digest,
+                "space": self.space.name,
+                "space_hash": self.space.hash,
+                "hyperparameters": self.hyperparameters(),
+                "acc_mean": self.acc_mean_,
+                "acc_std": self.acc_std_,
+                "n_train": self.n_train_,
+                **(extra or {}),
+            },
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: Path, space: SearchSpace) -> AccuracyPredictor:
+        path = Path(path)
+        try:
+            sidecar = json.loads(path.with_suffix(".json").read_text())
+            blob = path.read_bytes()
+        except (OSError, json.JSONDecodeError) as error:
+            raise UserError(f"cannot read accuracy predictor {path} and its sidecar ({error})") from None
+        if sidecar.get("space_hash") != space.hash:
+            raise UserError(
+                f"accuracy predictor {path} is for space {sidecar.get('space')!r} hash {sidecar.get('space_hash')}, "
+                f"not {space.name!r} hash {space.hash}"
+            )
+        if hashlib.sha256(blob).hexdigest() != sidecar.get("model_sha256"):
+            raise UserError(f"accuracy predictor {path} does not match its sidecar's sha256: corrupted or replaced, refusing it")
+        predictor = cls(space, **sidecar["hyperparameters"])
+        predictor.net_ = predictor._new_net()
+        predictor.net_.load_state_dict(torch.load(path, weights_only=True))
+        predictor.acc_mean_, predictor.acc_std_, predictor.n_train_ = sidecar["acc_mean"], sidecar["acc_std"], sidecar["n_train"]
+        return predictor
+
+
+def _train(
+    forward: Any,
+    params: list[nn.Parameter],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch: int,
+    seed: int,
+    frozen: nn.Module | None = None,
+) -> float:
+    """Plain AdamW + MSE; ``frozen`` gets no gradient. Returns the last epoch's mean loss."""
+    if frozen is not None:
+        frozen.requires_grad_(False)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(seed)
+    loss_sum = 0.0
+    for _ in range(epochs):
+        order, loss_sum = torch.randperm(len(x), generator=generator), 0.0
+        for start in range(0, len(x), batch):
+            index = order[start : start + batch]
+            loss = nn.functional.mse_loss(forward(x[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(loss.detach()) * len(index)
+    if frozen is not None:
+        frozen.requires_grad_(True)
+    return loss_sum / max(len(x), 1)
+
+
+def read_pairs(path: Path, space: SearchSpace) -> tuple[list[Arch], list[Recipe], list[float], dict[str, Any]]:
+    """Measured (arch, recipe, accuracy) pairs written by ``benchmarks/predictor_collect_pairs.py``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"cannot read accuracy pairs {path} ({error})") from None
+    if data.get("space_hash") != space.hash:
+        raise UserError(f"accuracy pairs {path} are of space hash {data.get('space_hash')}, not {space.name!r} hash {space.hash}")
+    pairs = data.get("pairs", [])
+    return (
+        [space.parse(p["arch"]) for p in pairs],
+        [Recipe.from_json(p["recipe"]) for p in pairs],
+        [float(p["val_accuracy"]) for p in pairs],
+        data.get("how", {}),
+    )
