@@ -54,6 +54,14 @@ def profile(spec: str, out: Path, cache: Path, networks: int) -> dict:
     return json.loads(result.stdout) | {"process_wall_s": round(time.perf_counter() - started, 2)}
 
 
+def network_agreement(first: Path, second: Path) -> float:
+    """Median |relative difference| of the whole networks measured by both profiles (the noise floor)."""
+    a = {n["arch"]: n["median_ms"] for n in json.loads(first.read_text())["networks"]}
+    b = {n["arch"]: n["median_ms"] for n in json.loads(second.read_text())["networks"]}
+    relative = sorted(abs(b[k] - a[k]) / a[k] for k in a.keys() & b.keys())
+    return relative[len(relative) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec")
@@ -79,7 +87,13 @@ def main() -> None:
             text=True,
             check=True,
         )
-        agreement = {k: v for k, v in json.loads(diff.stdout).items() if k != "rows"}
+        diff_report = json.loads(diff.stdout)
+        signed = sorted(row["relative"] for row in diff_report["rows"])
+        agreement = {k: v for k, v in diff_report.items() if k != "rows"} | {
+            "median_signed_relative": signed[len(signed) // 2],  # a whole-run shift shows here, not in the spread
+            "share_within_3pct": sum(abs(r) <= 0.03 for r in signed) / len(signed),
+            "networks_median_abs_relative": network_agreement(work / "first" / "table.json", work / "second" / "table.json"),
+        }
         table = json.loads((work / "first" / "table.json").read_text())
         if args.ship:
             target = ROOT / "latency_tables" / "data" / f"default-{table['device']['name']}.json"

@@ -9,6 +9,7 @@ Example (``devices/specs/host-ort.toml``)::
     warmup = 20
     repeats = 200
     min_time_s = 0.2        # keep repeating a fast model until this much time is measured
+    sessions = 5            # split the runs over this many freshly loaded sessions
     cores = [1]             # pin the measuring process here (default: the last `threads` cores)
 
     [options]               # backend-specific, checked by the backend
@@ -37,6 +38,7 @@ class DeviceSpec:
     warmup: int = 20
     repeats: int = 200
     min_time_s: float = 0.0
+    sessions: int = 1
     cores: tuple[int, ...] | None = None
     options: dict[str, Any] = field(default_factory=dict, hash=False)
     source: str = field(default="", compare=False)
@@ -44,7 +46,7 @@ class DeviceSpec:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserError(f"device {self.name!r}: precision {self.precision!r} not in {PRECISIONS}")
-        for name in ("threads", "repeats"):
+        for name in ("threads", "repeats", "sessions"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"device {self.name!r}: {name} must be a whole number >= 1, got {value!r}")

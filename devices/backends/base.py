@@ -84,6 +84,31 @@ class Backend(ABC):
     def measure(self, model_file: Path) -> Measurement: ...
 
 
+class LocalBackend(Backend):
+    """A runtime in this process: timed on pinned cores in ``spec.sessions`` fresh sessions.
+
+    One session's buffers land where they land; that placement biases every run of the session
+    alike (a few percent for sub-millisecond layers). Several fresh sessions, their samples pooled,
+    turn that bias into noise the median sees through, which is what makes two profiles agree.
+    """
+
+    @abstractmethod
+    def prepare(self, model_file: Path) -> Callable[[], object]:
+        """Load ``model_file`` into a fresh session with inputs set; return a function running it once."""
+
+    def measure(self, model_file: Path) -> Measurement:
+        self.require_available()
+        cores = measuring_cores(self.spec)
+        sessions = self.spec.sessions
+        repeats = -(-self.spec.repeats // sessions)
+        samples: list[float] = []
+        for _ in range(sessions):
+            run_once = self.prepare(model_file)
+            with pinned(cores):
+                samples += time_runs(run_once, self.spec.warmup, repeats, self.spec.min_time_s / sessions)
+        return Measurement(tuple(samples), self.fingerprint())
+
+
 def host_cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from devices.backends.base import Backend, host_cpu_model, measuring_cores, pinned, register_backend, time_runs
-from devices.measurement import Measurement
+from devices.backends.base import LocalBackend, host_cpu_model, register_backend
 from hwnas.errors import UserError
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # ONNX Runtime phones home on Linux otherwise
@@ -19,7 +19,7 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 
 @register_backend
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(LocalBackend):
     name = "onnxruntime"
     model_format = "onnx"
     options: ClassVar[dict[str, Any]] = {"graph_optimization": "all"}
@@ -72,13 +72,10 @@ class OnnxRuntimeBackend(Backend):
         except Exception as error:  # ORT raises its own Fail/InvalidGraph types
             raise UserError(f"ONNX Runtime cannot load {model_file}: {str(error).splitlines()[0]}") from error
 
-    def measure(self, model_file: Path) -> Measurement:
-        self.require_available()
+    def prepare(self, model_file: Path) -> Callable[[], object]:
         session = self.session(model_file)
         feeds = {item.name: _random_input(item.shape, _ORT_TYPES.get(item.type, np.float32)) for item in session.get_inputs()}
-        with pinned(measuring_cores(self.spec)):
-            samples = time_runs(lambda: session.run(None, feeds), self.spec.warmup, self.spec.repeats, self.spec.min_time_s)
-        return Measurement(tuple(samples), self.fingerprint())
+        return lambda: session.run(None, feeds)
 
 
 def _random_input(shape: list[Any], dtype: type) -> np.ndarray:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from devices.backends.base import Backend, host_cpu_model, measuring_cores, pinned, register_backend, time_runs
-from devices.measurement import Measurement
+from devices.backends.base import LocalBackend, host_cpu_model, register_backend
 from hwnas.errors import UserError
 
 
@@ -27,7 +27,7 @@ def load_interpreter_class() -> tuple[type, Any, str]:
 
 
 @register_backend
-class TfliteBackend(Backend):
+class TfliteBackend(LocalBackend):
     name = "tflite"
     model_format = "tflite"
     options: ClassVar[dict[str, Any]] = {"xnnpack": True}
@@ -62,15 +62,12 @@ class TfliteBackend(Backend):
             raise UserError(f"TFLite interpreter cannot load {model_file}: {str(error).splitlines()[0]}") from error
         return interpreter
 
-    def measure(self, model_file: Path) -> Measurement:
-        self.require_available()
+    def prepare(self, model_file: Path) -> Callable[[], object]:
         interpreter = self.interpreter(model_file)
         rng = np.random.default_rng(0)
         for detail in interpreter.get_input_details():
             interpreter.set_tensor(detail["index"], _random_input(detail, rng))
-        with pinned(measuring_cores(self.spec)):
-            samples = time_runs(interpreter.invoke, self.spec.warmup, self.spec.repeats, self.spec.min_time_s)
-        return Measurement(tuple(samples), self.fingerprint())
+        return interpreter.invoke
 
 
 def _random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
