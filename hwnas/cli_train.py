@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 
 from hwnas.arch import Arch
 from hwnas.cli import JsonFlag, Preset, _print_json, app, console
 from hwnas.data import load_data
-from hwnas.fileio import atomic_write, atomic_write_json
 from hwnas.presets import get_space
 from hwnas.recipe import Recipe
 from hwnas.trainer import TrainResult, train
@@ -30,14 +27,6 @@ def build_recipe(recipe_file: Path | None, overrides: list[str] | None, epochs: 
     recipe = Recipe.from_file(recipe_file) if recipe_file else Recipe()
     assignments = list(overrides or []) + ([f"epochs={epochs}"] if epochs is not None else [])
     return recipe.with_overrides(assignments)
-
-
-def save_result(out: Path, result: TrainResult) -> None:
-    """Write result.json and the weights (state dict, loadable with ``weights_only=True``)."""
-    atomic_write_json(out / "result.json", result.to_json())
-    if result.model is not None:
-        state = result.model.state_dict()
-        atomic_write(out / "model.pt", lambda temp: torch.save(state, temp))
 
 
 def report(result: TrainResult, as_json: bool) -> None:
@@ -73,7 +62,7 @@ def train_command(
     recipe = build_recipe(recipe_file, overrides, epochs)
     result = train(space, parsed, recipe, load_data(data), seed=seed, threads=threads, progress=not as_json, evaluate_test=test)
     if out is not None:
-        save_result(out, result)
+        result.save(out)
     report(result, as_json)
 
 
@@ -87,20 +76,24 @@ def run_command(
     out: Annotated[Path | None, typer.Option(help="run folder (default: runs/<time stamp>)")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """The main job on embedded defaults: sample an architecture, train it, keep the result in a run folder.
+    """The main job on embedded defaults: sample, predict latency, train, export, verify, re-measure.
 
-    Later pipeline steps (profiling, search, pruning, export) join this command as they land.
+    Search and pruning join this command as they land; everything is kept in one run folder.
     """
-    space = get_space(preset)
+    from hwnas.pipeline import run_pipeline
+
     out = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    arch = space.sample(random.Random(seed))
     recipe = build_recipe(None, None, epochs)
-    atomic_write_json(
-        out / "config.json",
-        {"preset": preset, "seed": seed, "arch": arch.format(), "recipe": recipe.to_json(), "data": data or "embedded"},
+    outcome = run_pipeline(
+        preset, seed, recipe, data, threads, out, progress=not as_json, log=(lambda message: None) if as_json else console.log
     )
-    result = train(space, arch, recipe, load_data(data), seed=seed, threads=threads, progress=not as_json, evaluate_test=True)
-    save_result(out, result)
-    report(result, as_json)
-    if not as_json:
-        console.print(f"run folder: {out}")
+    if as_json:
+        summary = {"result": outcome.result.to_json(), "predicted_latency": outcome.predicted_ms}
+        _print_json(summary | {"exports": outcome.card["exports"]})
+        return
+    report(outcome.result, as_json=False)
+    for item in outcome.card["exports"]:
+        check = item["verification"]
+        measured = ", ".join(f"{m['device']} {m['median_ms']:.3f} ms" for m in item["latency"] if "median_ms" in m)
+        console.print(f"{item['format']}: max |diff| {check['max_abs_diff']:.1e}, verified {check['passed']}; {measured}")
+    console.print(f"run folder: {out} (model card: {out / 'export' / 'model_card.md'})")

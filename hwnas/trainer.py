@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from hwnas.arch import Arch
 from hwnas.builder import build_model, count_flops, count_params, input_shape
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
+from hwnas.fileio import atomic_write, atomic_write_json
 from hwnas.recipe import Recipe
 from hwnas.space import SearchSpace
 
@@ -80,6 +82,13 @@ class TrainResult:
 
     def to_json(self) -> dict[str, Any]:
         return {name: value for name, value in self.__dict__.items() if name != "model"}
+
+    def save(self, folder: Path) -> None:
+        """A run folder: ``result.json`` and the weights (state dict, loadable with ``weights_only=True``)."""
+        atomic_write_json(folder / "result.json", self.to_json())
+        if self.model is not None:
+            state = self.model.state_dict()
+            atomic_write(folder / "model.pt", lambda temp: torch.save(state, temp))
 
 
 def train(

@@ -85,6 +85,12 @@ def test_train_one_epoch_on_embedded_data_beats_sixty_percent(tmp_path: Path) ->
 def test_run_keeps_everything_in_its_run_folder(tmp_path: Path) -> None:
     result = hwnas("run", "--out", str(tmp_path / "run"), "--epochs", "1", "--json")
     assert result.returncode == 0, result.stderr
-    config = json.loads((tmp_path / "run" / "config.json").read_text())
-    report = json.loads((tmp_path / "run" / "result.json").read_text())
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    report = json.loads((run / "result.json").read_text())
     assert config["arch"] == report["arch"] and report["test_accuracy"] > 0.5
+    card = json.loads((run / "export" / "model_card.json").read_text())
+    exports = {item["format"]: item for item in card["exports"]}
+    assert exports["onnx"]["verification"]["passed"] and exports["onnx"]["verification"]["file_accuracy"] > 0.5
+    assert exports["onnx"]["latency"][0]["median_ms"] > 0
+    assert json.loads(result.stdout)["result"]["arch"] == config["arch"]

@@ -132,3 +132,17 @@ def test_tensorrt_measures_on_a_gpu(layer_onnx: Path) -> None:
     measurement = backend.measure(layer_onnx)
     assert len(measurement.samples_ms) == 50 and measurement.median_ms > 0
     assert backend.fingerprint()["runtime"] == "tensorrt"
+
+
+def test_runs_are_spread_over_fresh_sessions(layer_onnx: Path) -> None:
+    from devices.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    class CountingBackend(OnnxRuntimeBackend):
+        loads = 0
+
+        def prepare(self, model_file: Path):  # noqa: ANN201
+            CountingBackend.loads += 1
+            return super().prepare(model_file)
+
+    measurement = CountingBackend(DeviceSpec("cpu", "onnxruntime", warmup=2, repeats=30, sessions=3)).measure(layer_onnx)
+    assert CountingBackend.loads == 3 and len(measurement.samples_ms) == 30

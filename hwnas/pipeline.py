@@ -1,0 +1,93 @@
+"""The main job, ``hwnas run``: everything that exists, chained on embedded defaults.
+
+Today: sample an architecture (search lands with a later issue), predict its latency from the
+shipped latency tables of this machine, train it on real images, export it to ONNX and TFLite,
+verify the files against PyTorch and re-measure them, and keep it all in one run folder.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devices import DeviceSpec, make_backend
+from exporters import export_all, get_exporter
+from hwnas.arch import Arch
+from hwnas.data import load_data
+from hwnas.errors import UserError
+from hwnas.export_model import build_request, resolve_model
+from hwnas.fileio import atomic_write_json
+from hwnas.presets import get_space
+from hwnas.recipe import Recipe
+from hwnas.space import SearchSpace
+from hwnas.trainer import TrainResult, train
+from latency_tables.table import LatencyTable
+
+SHIPPED_TABLES = Path(__file__).resolve().parents[1] / "latency_tables" / "data"
+HOST_SPECS = {"onnx": "host-ort", "tflite": "host-tflite"}
+
+
+@dataclass
+class RunOutcome:
+    arch: Arch
+    result: TrainResult
+    predicted_ms: dict[str, Any]
+    card: dict[str, Any]
+
+
+def predicted_latency(space: SearchSpace, arch: Arch) -> dict[str, Any]:
+    """LUT-sum latency per shipped table of this space that matches this machine's fingerprint."""
+    predictions: dict[str, Any] = {}
+    for path in sorted(SHIPPED_TABLES.glob(f"{space.name}-*.json")):
+        table = LatencyTable.load(path)
+        backend = make_backend(DeviceSpec.from_json(table.device))
+        if backend.unavailable_reason() is not None:
+            continue
+        try:
+            table.check(backend.fingerprint(), space.hash)
+        except UserError as mismatch:
+            predictions[table.device["name"]] = {"skipped": str(mismatch)}
+            continue
+        predictions[table.device["name"]] = {"lut_sum_ms": table.predict(space.op_keys(arch)), "table": path.name}
+    return predictions
+
+
+def run_pipeline(
+    preset: str,
+    seed: int,
+    recipe: Recipe,
+    data: str | None,
+    threads: int | None,
+    out: Path,
+    progress: bool,
+    log: Callable[[str], None],
+) -> RunOutcome:
+    space = get_space(preset)
+    arch = space.sample(random.Random(seed))
+    atomic_write_json(
+        out / "config.json",
+        {"preset": preset, "seed": seed, "arch": arch.format(), "recipe": recipe.to_json(), "data": data or "embedded"},
+    )
+    predicted = predicted_latency(space, arch)
+    log(f"architecture {arch.format()}; predicted latency {predicted or 'n/a (no table for this machine)'}")
+    result = train(space, arch, recipe, load_data(data), seed=seed, threads=threads, progress=progress, evaluate_test=True)
+    result.save(out)
+    formats = [fmt for fmt in ("onnx", "tflite") if get_exporter(fmt).unavailable_reason() is None]
+    devices = [DeviceSpec.from_toml(HOST_SPECS[fmt]) for fmt in formats]
+    request = build_request(resolve_model(str(out)), data, images=500, calibration=100)
+    request.info["predicted_latency_ms"] = predicted
+    card = export_all(request, formats, out / "export", devices, on_step=log)
+    atomic_write_json(
+        out / "summary.json",
+        {
+            "arch": arch.format(),
+            "val_accuracy": result.val_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "predicted_latency": predicted,
+            "exports": card["exports"],
+        },
+    )
+    return RunOutcome(arch, result, predicted, card)
