@@ -13,6 +13,7 @@ compared with. Two views of it:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def scatter_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], 
         axes.scatter(measured, predicted, s=14, alpha=0.75, label=name)
     axes.set_xlabel("measured latency (ms)")
     axes.set_ylabel("predicted latency (ms)")
-    axes.set_title(title, fontsize=9)
+    axes.set_title("\n".join(textwrap.wrap(title, 60)), fontsize=9)
     axes.legend(fontsize=8)
     axes.grid(True, alpha=0.3)
     figure.tight_layout()

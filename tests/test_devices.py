@@ -140,7 +140,7 @@ def test_runs_are_spread_over_fresh_sessions(layer_onnx: Path) -> None:
     class CountingBackend(OnnxRuntimeBackend):
         loads = 0
 
-        def prepare(self, model_file: Path):  # noqa: ANN201
+        def prepare(self, model_file: Path):
             CountingBackend.loads += 1
             return super().prepare(model_file)
 
