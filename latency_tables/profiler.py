@@ -14,6 +14,7 @@ every attempt, and done layers are never measured again.
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from devices.backends import Backend, make_backend
+from devices.backends.base import LocalBackend, measuring_cores, pinned, time_runs
 from devices.measurement import Measurement
 from devices.spec import DeviceSpec
 from hwnas.arch import Arch
@@ -110,29 +112,45 @@ class Profiler:
             with _bar(progress) as bar:
                 convert_s = self._convert([job for _, _, job, _ in work], bar)
                 measure_start = time.perf_counter()
+                if work:
+                    self.settle(work[0][2].path)
                 attempts = self._measure(store, work, bar)
                 measure_s = time.perf_counter() - measure_start
-            table = self.build_table(store)
             wall_s = time.perf_counter() - started
-            table = LatencyTable(
-                **{
-                    **table.__dict__,
-                    "stats": {
-                        "ops": len(ops),
-                        "networks": len(nets),
-                        "measured_now": len(work),
-                        "attempts_now": attempts,
-                        "wall_s": wall_s,
-                        "convert_s": convert_s,
-                        "measure_s": measure_s,
-                    },
-                }
-            )
+            stats = {
+                "ops": len(ops),
+                "networks": len(nets),
+                "measured_now": len(work),
+                "attempts_now": attempts,
+                "wall_s": wall_s,
+                "convert_s": convert_s,
+                "measure_s": measure_s,
+            }
+            table = replace(self.build_table(store), stats=stats)
             table.save(self.out / "table.json")
         finally:
             store.close()
         noisy = [entry.op.describe() for entry in table.entries.values() if (entry.cv or 0) > self.settings.cv_threshold]
         return ProfileReport(table, len(ops), len(nets), len(work), attempts, wall_s, convert_s, measure_s, noisy)
+
+    def settle(self, model_file: Path, window_s: float = 1.0, tolerance: float = 0.01, max_s: float = 30.0) -> float:
+        """Run one model in 1 s windows until two consecutive window medians agree within 1%.
+
+        Right after minutes of conversion on every core the CPU's clock and caches are still
+        moving; measuring straight away shifted a whole table by a few percent against a second
+        profile. Returns the seconds spent (at most ``max_s``).
+        """
+        if not isinstance(self.backend, LocalBackend):
+            return 0.0
+        started, previous = time.perf_counter(), None
+        run_once = self.backend.prepare(model_file)
+        with pinned(measuring_cores(self.spec)):
+            while time.perf_counter() - started < max_s:
+                current = statistics.median(time_runs(run_once, 0, 1, window_s))
+                if previous is not None and abs(current - previous) <= tolerance * previous:
+                    break
+                previous = current
+        return time.perf_counter() - started
 
     def _convert(self, jobs: list[ConversionJob], bar: Progress) -> float:
         started = time.perf_counter()
