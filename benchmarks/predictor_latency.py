@@ -55,10 +55,15 @@ def cross_validated(table: LatencyTable, networks: list, folds: int, seed: int) 
             predictor = make(table).fit(archs, ms)
             predicted[name][test] = predictor.predict([networks[i].arch for i in test])
     measured = np.array([n.ms for n in networks])
+    by_source = {}
+    for source in sorted({n.source for n in networks}):
+        mask = np.array([n.source == source for n in networks])
+        by_source[source] = {name: latency_metrics(values[mask], measured[mask]) for name, values in predicted.items()}
     return {
         "folds": folds,
         "train_networks_per_fold": len(networks) - len(networks) // folds,
         "held_out_total": len(networks),
+        "metrics_by_source": by_source,
         "metrics": {name: latency_metrics(values, measured) for name, values in predicted.items()},
         "_predicted": predicted,
         "_measured": measured,

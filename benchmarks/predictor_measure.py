@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=0, help="sampled networks to measure that the table does not hold")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", action="store_true", help="measure the table's own networks again instead")
+    parser.add_argument("--limit", type=int, default=None, help="with --repeat: only the table's first N networks")
     parser.add_argument("--out", type=Path, required=True, help="networks file to write (a table JSON with networks only)")
     parser.add_argument("--work", type=Path, default=None, help="store + cache folder (default: a folder beside --out)")
     parser.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0))))
@@ -54,7 +55,7 @@ def main() -> None:
     backend.require_available()
     table.check(backend.fingerprint(), space.hash)
     if args.repeat:
-        archs = [space.parse(row["arch"]) for row in table.networks]
+        archs = [space.parse(row["arch"]) for row in table.networks][: args.limit]
     else:
         known = {row["arch"] for row in table.networks}
         archs = [a for a in sample_networks(space, args.new + len(known), args.seed) if a.format() not in known][: args.new]

@@ -27,6 +27,7 @@ from predictors import (
     split,
 )
 from predictors.features import arch_features, feature_names
+from predictors.workflow import load_networks
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = Path(os.environ.get("HWNAS_TEST_TABLES", REPO / "latency_tables" / "data"))
@@ -224,3 +225,9 @@ def test_cli_bad_csv_and_missing_table_are_one_line_errors(tmp_path):
     assert missing.returncode == 2 and missing.stderr.startswith("error: cannot read latency table")
     kind = _hwnas("predictor", "fit", "--table", str(ORT), "--kind", "magic", "--out", str(tmp_path / "p.joblib"), cwd=tmp_path)
     assert kind.returncode == 2 and "unknown predictor kind 'magic'" in kind.stderr
+
+
+def test_networks_file_of_another_device_is_refused(ort):
+    with pytest.raises(UserError, match=r"another device or space.*fingerprint\.runtime"):
+        load_networks(ort, [TFLITE])
+    assert len(load_networks(ort, [ORT])) == len(ort.networks)  # the same networks twice count once
