@@ -60,7 +60,9 @@ def main() -> None:
     fp32, int8 = ({x["format"]: x for x in card["exports"]}[f] for f in ("tflite", "tflite-int8"))
     results = {
         "command": " ".join(["benchmarks/export_int8.py", *sys.argv[1:]]),
-        "arch": arch.format(), "recipe": result.recipe, "val_accuracy_torch": result.val_accuracy,
+        "arch": arch.format(),
+        "recipe": result.recipe,
+        "val_accuracy_torch": result.val_accuracy,
         "test_images": len(labels),
         "test_accuracy": held_out,
         "int8_drop_points": round(100 * (held_out["tflite"] - held_out["tflite-int8"]), 2),
@@ -75,7 +77,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: results[k] for k in ("test_accuracy", "int8_drop_points", "bytes")}, indent=2))
-    print(f"latency fp32 {results['latency_ms']['tflite']['median_ms']:.4f} ms, int8 {results['latency_ms']['tflite-int8']['median_ms']:.4f} ms")
+    latency = {fmt: round(value["median_ms"], 4) for fmt, value in results["latency_ms"].items()}
+    print(f"median latency (ms): {latency}")
 
 
 if __name__ == "__main__":

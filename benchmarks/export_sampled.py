@@ -48,10 +48,18 @@ def export_one(model: str, images: int) -> dict:
                 path = exporter.export(request.module, request.example_input, Path(scratch) / f"m{exporter.suffix}")
                 seconds = time.perf_counter() - started
                 check = verify(exporter, path, request.module, request.images)
-                row[fmt] = {"passed": check.passed, "max_abs_diff": check.max_abs_diff, "seconds": round(seconds, 2),
-                            "failure": check.failure}
+                row[fmt] = {
+                    "passed": check.passed,
+                    "max_abs_diff": check.max_abs_diff,
+                    "seconds": round(seconds, 2),
+                    "failure": check.failure,
+                }
             except Exception as error:  # a failed conversion is a result to count, not a crash
-                row[fmt] = {"passed": False, "error": str(error).splitlines()[0][:300], "seconds": round(time.perf_counter() - started, 2)}
+                row[fmt] = {
+                    "passed": False,
+                    "error": str(error).splitlines()[0][:300],
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
     return row
 
 
@@ -61,7 +69,8 @@ def summarize(rows: list[dict]) -> dict:
         results = [row[fmt] for row in rows]
         diffs = [r["max_abs_diff"] for r in results if "max_abs_diff" in r]
         summary[fmt] = {
-            "passed": sum(r["passed"] for r in results), "total": len(results),
+            "passed": sum(r["passed"] for r in results),
+            "total": len(results),
             "median_seconds": statistics.median(r["seconds"] for r in results),
             "max_abs_diff_max": max(diffs) if diffs else None,
             "failures": [{"model": row["model"], **row[fmt]} for row in rows if not row[fmt]["passed"]][:10],
@@ -75,6 +84,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--presets", default=",".join(PRESETS))
+    parser.add_argument("--no-torchvision", action="store_true", help="skip the four torchvision models")
+    parser.add_argument("--out", default="export_sampled.json", help="file name under benchmarks/results/")
     args = parser.parse_args()
     from hwnas.presets import get_space
 
@@ -82,7 +93,8 @@ def main() -> None:
     for preset in args.presets.split(","):
         rng = random.Random(0)
         jobs[preset] = [get_space(preset).sample(rng).format() for _ in range(args.count)]
-    jobs["torchvision"] = [f"torchvision:{name}" for name in TORCHVISION]
+    if not args.no_torchvision:
+        jobs["torchvision"] = [f"torchvision:{name}" for name in TORCHVISION]
     started = time.perf_counter()
     rows: dict[str, list[dict]] = {group: [] for group in jobs}
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
@@ -93,12 +105,14 @@ def main() -> None:
                 print(f"{done}/{len(futures)} after {time.perf_counter() - started:.0f} s", flush=True)
     results = {
         "command": " ".join(["benchmarks/export_sampled.py", *sys.argv[1:]]),
-        "count_per_preset": args.count, "verification_images": args.images, "tolerance_max_abs_diff": 1e-4,
+        "count_per_preset": args.count,
+        "verification_images": args.images,
+        "tolerance_max_abs_diff": 1e-4,
         "wall_s": round(time.perf_counter() - started, 1),
         "groups": {group: summarize(group_rows) for group, group_rows in rows.items()},
         "rows": rows,
     }
-    out = ROOT / "benchmarks" / "results" / "export_sampled.json"
+    out = ROOT / "benchmarks" / "results" / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     for group, summary in results["groups"].items():
