@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ def quiet_tensorflow_logs() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # ai-edge-quantizer draws progress bars per calibration step
 
 
 def require_litert_torch():
@@ -100,7 +102,9 @@ def quantize_tflite(float_file: Path, out_path: Path, mode: str, calibration: np
             raise UserError("int8 quantization needs calibration images (from the training data)")
         signature, input_name = _signature_input(float_file)
         samples = [{input_name: image[None].astype(np.float32)} for image in calibration]
-        calibration_result = quant.calibrate({signature: samples}, num_threads=1)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")  # the calibrator's own choice
+            calibration_result = quant.calibrate({signature: samples}, num_threads=1)
 
     def write(temp: Path) -> None:
         try:
