@@ -13,6 +13,7 @@ object both writes and verifies it:
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,5 +80,8 @@ def list_formats() -> list[str]:
 
 
 def first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    """The root cause's first line, without terminal colour codes (exporters wrap causes in generic advice)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -64,7 +64,7 @@ def export_tflite(module: nn.Module, example_input: torch.Tensor, out_path: Path
     if channel_last and example_input.ndim == 4:
         with torch.no_grad():
             spatial_output = module(example_input).ndim == 4
-        module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0] if spatial_output else None)
+        module = litert_torch.to_channel_last_io(module, args=[0], outputs=[0] if spatial_output else None).eval()
         sample = to_nhwc(example_input)
 
     def write(temp: Path) -> None:
