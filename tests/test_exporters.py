@@ -102,7 +102,7 @@ def test_unsupported_op_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.linalg.svd(x.flatten(1))[1]  # no ONNX operator for an SVD
 
-    with pytest.raises(UserError, match="ONNX export failed: No ONNX function found for .*linalg_svd"):
+    with pytest.raises(UserError, match=r"ONNX export failed: No ONNX function found for .*linalg_svd"):
         get_exporter("onnx").export(Unexportable(), torch.randn(1, 1, 8, 8), tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 
