@@ -29,12 +29,17 @@ from hwnas.trainer import train  # noqa: E402
 from predictors.accuracy import sample_recipe  # noqa: E402
 
 
+def _budget(how: dict) -> dict:
+    """What makes two pairs comparable: everything about how they were made except the command line."""
+    return {key: value for key, value in how.items() if key != "command"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="default")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train", type=int, default=3000, help="training images (first N of the embedded split)")
+    parser.add_argument("--train", type=int, default=9000, help="training images (first N of the embedded split)")
     parser.add_argument("--val", type=int, default=1000, help="validation images")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -58,8 +63,9 @@ def main() -> None:
     done: list[dict] = []
     if args.out.exists():
         previous = json.loads(args.out.read_text())
-        if previous.get("space_hash") == space.hash and previous.get("how", {}).get("candidate_seed") == args.seed:
-            done = previous["pairs"]
+        if previous.get("space_hash") != space.hash or _budget(previous.get("how", {})) != _budget(how):
+            sys.exit(f"{args.out} holds pairs of another space or proxy budget; pass another --out")
+        done = previous["pairs"]
     data = load_data().head(args.train, args.val)
     started = time.perf_counter()
     for index, (arch, recipe) in enumerate(candidates):

@@ -104,11 +104,23 @@ def _log_uniform(rng: random.Random, low: float, high: float) -> float:
 
 
 class _Net(nn.Module):
+    """Encoder over the whole (arch, recipe) vector, a proxy head (FLOPs, params) and an accuracy head.
+
+    The accuracy head also sees the recipe features directly: FLOPs and params do not depend on
+    the recipe, so pre-training teaches the encoder to ignore it, and a head that saw only the
+    embedding could not learn how the recipe moves accuracy (measured: it ranked worse than a
+    random encoder). The embedding carries the architecture; the recipe bypasses it.
+    """
+
     def __init__(self, inputs: int, hidden: int, embedding: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, embedding), nn.ReLU())
         self.proxy_head = nn.Linear(embedding, 2)  # standardised log FLOPs and log params
-        self.accuracy_head = nn.Sequential(nn.Linear(embedding, 32), nn.ReLU(), nn.Linear(32, 1))
+        self.accuracy_head = nn.Sequential(nn.Linear(embedding + RECIPE_FEATURES, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def accuracy(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardised accuracy of encoded pairs: head over [embedding, recipe features]."""
+        return self.accuracy_head(torch.cat([self.encoder(x), x[:, -RECIPE_FEATURES:]], dim=1))
 
 
 class AccuracyPredictor:
@@ -203,9 +215,7 @@ class AccuracyPredictor:
         self.acc_mean_, self.acc_std_ = float(acc.mean()), float(acc.std() + 1e-9)
         y = torch.tensor((acc - self.acc_mean_) / self.acc_std_, dtype=torch.float32).unsqueeze(1)
 
-        def forward(xb: torch.Tensor) -> torch.Tensor:
-            return self.net_.accuracy_head(self.net_.encoder(xb))
-
+        forward = self.net_.accuracy
         head = list(self.net_.accuracy_head.parameters())
         _train(
             forward, head, x, y, self.head_epochs, self.lr, self.weight_decay, batch=16, seed=self.seed, frozen=self.net_.encoder
@@ -228,7 +238,7 @@ class AccuracyPredictor:
         if not hasattr(self, "acc_mean_"):
             raise UserError("AccuracyPredictor is not fitted yet")
         with torch.no_grad():
-            out = self.net_.accuracy_head(self.net_.encoder(self._encode(archs, recipes))).squeeze(1).numpy()
+            out = self.net_.accuracy(self._encode(archs, recipes)).squeeze(1).numpy()
         return out.astype(np.float64) * self.acc_std_ + self.acc_mean_
 
     # ---- persistence: state dict (no pickle) + sidecar with its sha256 ---------------------
