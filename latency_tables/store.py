@@ -8,6 +8,10 @@ Contract (every writer and reader relies on it):
 - ``measurements`` is append-only: a row (one attempt at timing one layer or one whole network,
   with every raw sample) is never updated or deleted. ``subject`` is ``op`` or ``network``, ``key``
   the layer's ``OpKey.describe()`` or the architecture string.
+- A *round row* (``detail.round`` = r) is one fresh session's share of a layer's runs, never
+  accepted; when a subject has all its rounds, a *pooled row* (``detail.pooled_rounds``) holds
+  their samples together and counts as its first attempt. Further attempts time all sessions
+  back to back.
 - A subject is *done* when it has a row with ``accepted = 1``. A run killed at any point loses at
   most the attempt in flight; rerunning continues with the next attempt number and never
   re-measures a done subject.
@@ -114,8 +118,8 @@ class LatencyStore:
         return {key: json.loads(value) for key, value in rows}
 
     def record(self, subject: str, key: str, detail: dict[str, Any], measurement: Measurement, accepted: bool) -> int:
-        """Append one attempt (committed before returning); returns its attempt number."""
-        attempt = self.attempts(subject, key) + 1
+        """Append one row (committed before returning); returns its row number for ``key`` (the ``attempt`` column)."""
+        attempt = self._rows(subject, key) + 1
         summary = measurement.summary()
         self._db.execute(
             "INSERT INTO measurements (subject, key, attempt, detail, samples, sample_kind, median_ms, p10_ms, p90_ms, cv, n, "
@@ -140,6 +144,23 @@ class LatencyStore:
         return attempt
 
     def attempts(self, subject: str, key: str) -> int:
+        """Attempts at ``key`` so far; round rows are parts of an attempt, not attempts."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM measurements WHERE subject = ? AND key = ? AND json_extract(detail, '$.round') IS NULL",
+            (subject, key),
+        ).fetchone()
+        return int(row[0])
+
+    def round_samples(self, subject: str, key: str) -> list[list[float]]:
+        """Samples of each stored round row of ``key``, in round order."""
+        rows = self._db.execute(
+            "SELECT samples FROM measurements WHERE subject = ? AND key = ? AND json_extract(detail, '$.round') IS NOT NULL "
+            "ORDER BY json_extract(detail, '$.round')",
+            (subject, key),
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    def _rows(self, subject: str, key: str) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM measurements WHERE subject = ? AND key = ?", (subject, key)).fetchone()
         return int(row[0])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devices import DeviceSpec
+from devices import DeviceSpec, make_backend
 from devices.measurement import Measurement
 from hwnas.space import SearchSpace, StageSpace
 from latency_tables.profiler import Profiler, ProfileSettings
@@ -143,3 +143,47 @@ def test_store_of_another_device_is_refused_and_kept(tmp_path: Path, files: dict
     two_threads.write_text(ORT_SPEC + "threads = 2\n")
     assert_one_line_error(hwnas("profile", two_threads, *common), "fingerprint.threads: 1 vs 2")
     assert rows(out / "store.sqlite") == before
+
+
+def test_rounds_spread_each_layer_over_the_run_and_resume_after_an_interruption(tmp_path: Path, files: dict[str, Path]) -> None:
+    """sessions = 3: each layer is timed in 3 round-robin rounds, pooled; an interrupted run loses no stored round."""
+    (tmp_path / "rounds.toml").write_text(ORT_SPEC + "sessions = 3\n")
+    spec = DeviceSpec.from_toml(tmp_path / "rounds.toml")
+    backend = make_backend(spec)
+    real_session, calls, stop_at = backend.measure_session, [], [7]
+
+    def interruptible(model_file: Path) -> Measurement:
+        calls.append(model_file)
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt  # stands for the user's Ctrl-C in the middle of round 1
+        return real_session(model_file)
+
+    backend.measure_session = interruptible  # type: ignore[method-assign]
+    settings = ProfileSettings(networks=2, workers=2, cv_threshold=10.0)
+    profiler = Profiler(spec, TINY, tmp_path / "out", files["cache"], settings, backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        profiler.run(progress=False)
+    store_path = tmp_path / "out" / "store.sqlite"
+    before = rows(store_path)
+    assert len(before) == 6  # the six rounds measured before the interruption, each committed
+
+    calls.clear()
+    stop_at[0] = -1
+    report = profiler.run(progress=False)
+    subjects = len(TINY.enumerate_op_keys()) + 2
+    assert len(calls) == 3 * subjects - 6  # nothing stored was measured again
+    after = rows(store_path)
+    assert after[:6] == before
+    store = LatencyStore.open_existing(store_path)
+    try:
+        for subject, key, _, _ in after:
+            parts = store.round_samples(subject, key)
+            assert len(parts) == 3
+        pooled = {row.key: row for row in store.accepted("op")}
+        assert all(row.detail["pooled_rounds"] == 3 for row in pooled.values())
+        for op, entry in report.table.entries.items():
+            assert entry.n == sum(len(part) for part in store.round_samples("op", op.describe()))
+    finally:
+        store.close()
+    assert set(report.table.entries) == set(TINY.enumerate_op_keys()) and report.attempts_now == subjects
+    assert profiler.run(progress=False).attempts_now == 0

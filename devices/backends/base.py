@@ -97,15 +97,24 @@ class LocalBackend(Backend):
         """Load ``model_file`` into a fresh session with inputs set; return a function running it once."""
 
     def measure(self, model_file: Path) -> Measurement:
-        self.require_available()
-        cores = measuring_cores(self.spec)
-        sessions = self.spec.sessions
-        repeats = -(-self.spec.repeats // sessions)
+        """All ``spec.sessions`` sessions back to back, their samples pooled."""
         samples: list[float] = []
-        for _ in range(sessions):
-            run_once = self.prepare(model_file)
-            with pinned(cores):
-                samples += time_runs(run_once, self.spec.warmup, repeats, self.spec.min_time_s / sessions)
+        for _ in range(self.spec.sessions):
+            samples += self.measure_session(model_file).samples_ms
+        return Measurement(tuple(samples), self.fingerprint())
+
+    def measure_session(self, model_file: Path) -> Measurement:
+        """One fresh session's share (1 / ``spec.sessions``) of the runs and the minimum time.
+
+        The profiler calls this once per layer per round and pools the rounds, so a layer's runs
+        are spread over the whole profile instead of one contiguous second: a slow stretch of a
+        shared machine then touches every layer a little instead of a few layers a lot.
+        """
+        self.require_available()
+        sessions = self.spec.sessions
+        run_once = self.prepare(model_file)
+        with pinned(measuring_cores(self.spec)):
+            samples = time_runs(run_once, self.spec.warmup, -(-self.spec.repeats // sessions), self.spec.min_time_s / sessions)
         return Measurement(tuple(samples), self.fingerprint())
 
 
