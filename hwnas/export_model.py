@@ -54,12 +54,19 @@ def resolve_model(model: str, checkpoint: Path | None = None) -> ResolvedModel:
     return _arch(model, checkpoint)
 
 
+TORCHVISION_SEED = 0
+
+
 def _torchvision(name: str) -> ResolvedModel:
+    # Seeded, so the same command exports the same file and a verification result can be reproduced.
     try:
-        module = torchvision.models.get_model(name, weights=None)
+        with torch.random.fork_rng():
+            torch.manual_seed(TORCHVISION_SEED)
+            module = torchvision.models.get_model(name, weights=None)
     except ValueError:
         raise UserError(f"unknown torchvision model {name!r}") from None
-    info = {"name": name, "source": f"torchvision:{name} (random weights)", "input_shape": [1, 3, 224, 224]}
+    source = f"torchvision:{name} (random weights, seed {TORCHVISION_SEED})"
+    info = {"name": name, "source": source, "input_shape": [1, 3, 224, 224]}
     return ResolvedModel(module.eval(), 3, 224, info, trained=False)
 
 
