@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -63,6 +64,23 @@ def test_tflite_formats_verify(tmp_path: Path, request_default: ExportRequest, f
         assert check.max_abs_diff <= 1e-4
     else:
         assert check.max_abs_diff > 0  # quantization really changed the numbers
+
+
+@needs_tflite
+def test_int8_calibration_ranges_cover_every_calibration_image(tmp_path: Path, request_default: ExportRequest) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import recipe
+
+    from exporters.tflite_export import calibrate_min_max, export_tflite, to_nhwc
+
+    float_file = export_tflite(request_default.module, request_default.example_input, tmp_path / "float.tflite")
+    images = to_nhwc(request_default.calibration)
+    per_image_max = images.reshape(len(images), -1).max(axis=1)
+    assert per_image_max.min() < per_image_max.max()  # images differ, so an average of per-image ranges would clip
+    ranges = calibrate_min_max(float_file, recipe.static_wi8_ai8(), images)
+    input_name = Interpreter(model_path=str(float_file)).get_input_details()[0]["name"]
+    assert float(np.min(ranges[input_name]["min"])) == float(images.min())
+    assert float(np.max(ranges[input_name]["max"])) == float(images.max())
 
 
 def test_verification_names_the_first_mismatch(tmp_path: Path, request_default: ExportRequest) -> None:
