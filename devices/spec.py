@@ -81,7 +81,10 @@ class DeviceSpec:
                 raise UserError(f"device spec {source}: field {required!r} is required (a string)")
         values = dict(data)
         if values.get("cores") is not None:
-            values["cores"] = tuple(values["cores"])
+            cores = values["cores"]
+            if not isinstance(cores, list) or not all(isinstance(core, int) and core >= 0 for core in cores):
+                raise UserError(f"device spec {source}: cores must be a list of CPU numbers, e.g. cores = [1], got {cores!r}")
+            values["cores"] = tuple(cores)
         if not isinstance(values.get("options", {}), dict):
             raise UserError(f"device spec {source}: [options] must be a table")
         return cls(**values, source=source)

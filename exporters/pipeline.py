@@ -18,6 +18,7 @@ from exporters.model_card import sha256, write_model_card
 from exporters.verify import verify
 from hwnas.errors import UserError
 
+REJECTED_DIR = "rejected"  # files that failed verification
 FILE_NAMES = {
     "onnx": "model.onnx",
     "tflite": "model.tflite",
@@ -64,32 +65,50 @@ def resolve_formats(formats: list[str]) -> list[Exporter]:
 def export_all(
     request: ExportRequest, formats: list[str], out_dir: Path, devices: list[DeviceSpec], on_step: Any = None
 ) -> dict[str, Any]:
-    """Export, verify and re-measure every format; write the model card; return it."""
+    """Export, verify and re-measure every format; write the model card; return it.
+
+    A file that fails verification is moved to ``rejected/`` (kept for debugging, never under the
+    name a deployment script would pick up) and is not measured. If a format cannot be exported at
+    all, the model card still records the formats done before it, then the error propagates.
+    """
     exporters = resolve_formats(formats)
     check_out_dir(out_dir)
     backends = [make_backend(spec) for spec in devices]
-    exports = []
-    for exporter in exporters:
-        if on_step:
-            on_step(f"{exporter.format}: export")
-        path = exporter.export(request.module, request.example_input, out_dir / FILE_NAMES[exporter.format], request.calibration)
-        if on_step:
-            on_step(f"{exporter.format}: verify on {len(request.images)} images")
-        check = verify(exporter, path, request.module, request.images, request.labels)
-        latency = [_measure(backend, path) for backend in backends if backend.name in exporter.measure_backends]
-        exports.append(
-            {
-                "format": exporter.format,
-                "precision": exporter.precision,
-                "file": path.name,
-                "bytes": os.path.getsize(path),
-                "sha256": sha256(path),
-                "verification": check.to_json(),
-                "latency": latency,
-            }
-        )
-    write_model_card(out_dir, request.info, exports)
+    exports: list[dict[str, Any]] = []
+    try:
+        for exporter in exporters:
+            exports.append(_export_one(exporter, request, out_dir, backends, on_step))
+    finally:
+        if exports:
+            write_model_card(out_dir, request.info, exports)
     return {"model": request.info, "exports": exports}
+
+
+def _export_one(exporter: Exporter, request: ExportRequest, out_dir: Path, backends: list[Any], on_step: Any) -> dict[str, Any]:
+    if on_step:
+        on_step(f"{exporter.format}: export")
+    path = exporter.export(request.module, request.example_input, out_dir / FILE_NAMES[exporter.format], request.calibration)
+    if on_step:
+        on_step(f"{exporter.format}: verify on {len(request.images)} images")
+    check = verify(exporter, path, request.module, request.images, request.labels)
+    if not check.passed:
+        path = _reject(path, out_dir)
+    latency = [_measure(backend, path) for backend in backends if check.passed and backend.name in exporter.measure_backends]
+    return {
+        "format": exporter.format,
+        "precision": exporter.precision,
+        "file": path.relative_to(out_dir).as_posix(),
+        "bytes": os.path.getsize(path),
+        "sha256": sha256(path),
+        "verification": check.to_json(),
+        "latency": latency,
+    }
+
+
+def _reject(path: Path, out_dir: Path) -> Path:
+    rejected = out_dir / REJECTED_DIR / path.name
+    rejected.parent.mkdir(exist_ok=True)
+    return path.replace(rejected)
 
 
 def _measure(backend: Any, path: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,20 @@ def quiet_tensorflow_logs() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # ai-edge-quantizer draws progress bars per calibration step
+    os.environ.setdefault("TQDM_DISABLE", "1")  # bars that leave disable= unset; the quantizer's need quiet_quantizer()
+
+
+@contextlib.contextmanager
+def quiet_quantizer() -> Iterator[None]:
+    """Keep ai-edge-quantizer's tqdm bars and its interpreter-flag warning off the user's terminal.
+
+    Its bars pass ``disable=`` themselves (on for models of 100+ tensors), so ``TQDM_DISABLE``
+    cannot turn them off, and ``modify_model`` ignores ``enable_progress_bar``: capture stderr.
+    Exceptions still propagate.
+    """
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")  # the calibrator's choice
+        yield
 
 
 def require_litert_torch():
@@ -107,7 +121,8 @@ def quantize_tflite(float_file: Path, out_path: Path, mode: str, calibration: np
 
     def write(temp: Path) -> None:
         try:
-            result = quant.quantize(calibration_result, enable_progress_report=False)
+            with quiet_quantizer():
+                result = quant.quantize(calibration_result, enable_progress_bar=False, enable_progress_report=False)
         except Exception as error:  # the quantizer raises many types; name the first line
             raise UserError(f"TFLite {mode} quantization failed: {first_line(error)}") from error
         temp.write_bytes(bytes(result.quantized_model))
@@ -132,9 +147,7 @@ def calibrate_min_max(float_file: Path, quantization_recipe: Any, calibration: n
     manager.load_quantization_recipe(quantization_recipe)
     signature, input_name = _signature_input(float_file)
     samples = [{input_name: image[None].astype(np.float32)} for image in calibration]
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        # the calibrator's own choice of interpreter flag warns, and its tqdm bar ignores TQDM_DISABLE
-        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
+    with quiet_quantizer():
         ranges = calibrator.Calibrator(str(float_file), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
         ranges.calibrate({signature: samples}, manager)
     return ranges.get_model_qsvs()

@@ -131,7 +131,19 @@ def main() -> None:
     from hwnas import cli_export, cli_predictor, cli_profile, cli_train  # noqa: F401  (registering their verbs)
 
     try:
-        app()
+        code = app(standalone_mode=False)
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except typer.TyperException as error:  # typer's (vendored click's) usage errors: one line, not a box
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()  # a bare group (`hwnas`, `hwnas lut`): its help, as click would
+            sys.exit(2)
+        context = getattr(error, "ctx", None)
+        hint = f" (see '{context.command_path} --help')" if context is not None else ""
+        typer.echo(f"error: {error.format_message()}{hint}", err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

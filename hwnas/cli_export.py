@@ -38,7 +38,8 @@ def export_command(
         _show(card, out)
     failed = [item for item in card["exports"] if not item["verification"]["passed"]]
     if failed:
-        raise UserError("verification failed: " + "; ".join(f"{i['format']}: {i['verification']['failure']}" for i in failed))
+        reasons = "; ".join(f"{i['format']}: {i['verification']['failure']}" for i in failed)
+        raise UserError(f"verification failed (files moved to {out / 'rejected'}): {reasons}")
 
 
 def _show(card: dict, out: Path) -> None:

@@ -19,7 +19,7 @@ RecipeFile = Annotated[Path | None, typer.Option("--recipe", help="recipe file (
 Overrides = Annotated[list[str] | None, typer.Option("--set", help="recipe override key=value (repeatable)")]
 Epochs = Annotated[int | None, typer.Option(help="shorthand for --set epochs=N")]
 DataSource = Annotated[str | None, typer.Option("--data", help="'embedded' (default), 'fashion-mnist', or a folder")]
-Threads = Annotated[int | None, typer.Option(help="torch threads (default: all cores)")]
+Threads = Annotated[int | None, typer.Option(min=1, help="torch threads (default: all cores)")]
 Seed = Annotated[int, typer.Option(help="random seed")]
 
 

@@ -18,9 +18,12 @@ a folder                 MNIST-format idx files (``train-images-idx3-ubyte[.gz]`
 from __future__ import annotations
 
 import gzip
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +32,8 @@ from torchvision import datasets as tv_datasets
 from torchvision.transforms import v2
 
 from hwnas.errors import UserError
+
+T = TypeVar("T")
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -105,12 +110,23 @@ def load_data(source: str | Path | None = None, val_fraction: float = 0.1, split
     elif source == "fashion-mnist":
         if not DEBIAN_FASHION_MNIST.is_dir():
             raise UserError(f"full Fashion-MNIST not found at {DEBIAN_FASHION_MNIST}: apt-get install dataset-fashion-mnist")
-        name, (train, test), classes = "fashion-mnist", _idx_folder(DEBIAN_FASHION_MNIST), 10
+        name, (train, test), classes = "fashion-mnist", _read_dataset(_idx_folder, DEBIAN_FASHION_MNIST), 10
     else:
-        name, train, test, classes = _from_path(Path(source))
+        name, train, test, classes = _read_dataset(_from_path, Path(source))
     train, val = _split(train, val_fraction, split_seed)
     channels = int(train[0][0].shape[0])
     return ImageSplits(name, train, val, test, classes, channels)
+
+
+def _read_dataset(reader: Callable[[Path], T], path: Path) -> T:
+    """Run a dataset reader; a truncated, empty or foreign file is the user's data, not our bug: one line."""
+    try:
+        return reader(path)
+    except UserError:
+        raise
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError, KeyError, IndexError) as error:
+        detail = str(error).splitlines()[0] if str(error) else "no detail"
+        raise UserError(f"{path}: not a dataset hwnas can read ({type(error).__name__}: {detail})") from None
 
 
 def _embedded() -> tuple[TensorImages, TensorImages]:

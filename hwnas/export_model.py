@@ -15,6 +15,7 @@ BatchNorm statistics re-estimated on training images first, so its outputs depen
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ def _run_folder(path: Path) -> ResolvedModel:
         result = json.loads(result_file.read_text())
     except json.JSONDecodeError as error:
         raise UserError(f"{result_file} is not valid JSON ({error})") from None
+    if not isinstance(result, dict) or not isinstance(result.get("arch"), str):
+        raise UserError(f"{result_file} names no architecture (expected an 'arch' string, as hwnas train writes)")
     resolved = _arch(result["arch"], weights)
     info = resolved.info | {
         "recipe": result.get("recipe"),
@@ -100,7 +103,9 @@ def _arch(text: str, checkpoint: Path | None) -> ResolvedModel:
             module.load_state_dict(state)
         except FileNotFoundError:
             raise UserError(f"checkpoint {checkpoint} does not exist") from None
-        except (RuntimeError, KeyError, EOFError) as error:
+        except (pickle.UnpicklingError, OSError) as error:
+            raise UserError(f"checkpoint {checkpoint} is not a PyTorch state dict ({str(error).splitlines()[0]})") from None
+        except (RuntimeError, KeyError, EOFError, TypeError, AttributeError) as error:
             raise UserError(f"checkpoint {checkpoint} does not fit {arch.format()} ({str(error).splitlines()[0]})") from None
     cost = arch_cost(space, arch)
     info = {

@@ -153,8 +153,10 @@ def resolve_space(name_or_path: str) -> SearchSpace:
         raise UserError(f"cannot read search space {path}: {error.strerror}") from None
     except json.JSONDecodeError as error:
         raise UserError(f"search space {path} is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"search space {path} must hold a JSON object as `hwnas space show --json` writes")
     data.pop("hash", None)
     try:
         return SearchSpace.from_json(data)
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"search space {path} is malformed ({error})") from None

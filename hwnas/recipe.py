@@ -73,6 +73,8 @@ class Recipe:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Recipe:
+        if not isinstance(data, dict):
+            raise UserError(f"a recipe is a mapping of field names to values, got {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -70,7 +70,10 @@ def _key_for_space(text: str, style: PublicStyle, space: SearchSpace) -> OpKey:
 def _entry(key: OpKey, value: Any, text: str, path: Path) -> LatencyEntry:
     if not isinstance(value, dict) or "mean" not in value:
         raise UserError(f"{path}: entry {text!r} lacks a mean")
-    mean = float(value["mean"])
-    std = float(value["std"]) if "std" in value else math.sqrt(float(value["var"])) if "var" in value else None
-    count = int(value["count"]) if "count" in value else None
+    try:
+        mean = float(value["mean"])
+        std = float(value["std"]) if "std" in value else math.sqrt(float(value["var"])) if "var" in value else None
+        count = int(value["count"]) if "count" in value else None
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{path}: entry {text!r} has a value that is not a number ({error})") from None
     return LatencyEntry(key, mean, cv=std / mean if std is not None and mean > 0 else None, n=count)

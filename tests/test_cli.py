@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +96,106 @@ def test_run_keeps_everything_in_its_run_folder(tmp_path: Path) -> None:
     assert exports["onnx"]["verification"]["passed"] and exports["onnx"]["verification"]["file_accuracy"] > 0.5
     assert exports["onnx"]["latency"][0]["median_ms"] > 0
     assert json.loads(result.stdout)["result"]["arch"] == config["arch"]
+
+
+# ---- user mistakes found by review: each once printed a traceback with exit code 1 ---------------
+# In-process (``main()`` with argv), so a dozen cases cost one torch import, not twelve.
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    from hwnas.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["hwnas", *map(str, args)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return int(exited.value.code or 0), capsys.readouterr().err
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+TINY = get_space("default").sample(0).format()
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def truncated_idx_folder(tmp: Path) -> Path:
+    for name in IDX_FILES:
+        write(tmp / "mnist" / name, bytes(30))  # headers promise more images than there are bytes
+    return tmp / "mnist"
+
+
+def empty_cifar_folder(tmp: Path) -> Path:
+    (tmp / "cifar-10-batches-py").mkdir()
+    return tmp
+
+
+def run_folder_without_arch(tmp: Path) -> Path:
+    write(tmp / "run" / "model.pt", b"")
+    write(tmp / "run" / "result.json", "{}")
+    return tmp / "run"
+
+
+MISTAKES: dict[str, tuple[Callable[[Path], list[Any]], str]] = {
+    "missing option": (lambda tmp: ["train"], "Missing option '--arch'"),
+    "unknown command": (lambda tmp: ["bogus"], "No such command 'bogus'"),
+    "zero threads": (lambda tmp: ["train", "--threads", "0", "--arch", TINY], "'--threads'"),
+    "checkpoint not torch": (
+        lambda tmp: ["export", TINY, "--checkpoint", write(tmp / "w.pt", "not a pickle")],
+        "not a PyTorch state dict",
+    ),
+    "run folder without arch": (lambda tmp: ["export", run_folder_without_arch(tmp)], "names no architecture"),
+    "cores not a list": (
+        lambda tmp: ["devices", "check", write(tmp / "d.toml", 'name = "d"\nbackend = "onnxruntime"\ncores = 3\n')],
+        "cores must be a list",
+    ),
+    "empty cifar folder": (
+        lambda tmp: ["train", "--arch", TINY, "--data", empty_cifar_folder(tmp)],
+        "not a dataset hwnas can read",
+    ),
+    "truncated idx files": (
+        lambda tmp: ["train", "--arch", TINY, "--data", truncated_idx_folder(tmp)],
+        "not a dataset hwnas can read",
+    ),
+    "recipe not a mapping": (
+        lambda tmp: ["train", "--arch", TINY, "--recipe", write(tmp / "r.json", "5")],
+        "a recipe is a mapping",
+    ),
+    "space file holding a list": (
+        lambda tmp: ["lut", "import", write(tmp / "t.yaml", "a: 1\n"), "--space", write(tmp / "s.json", "[1, 2]")],
+        "must hold a JSON object",
+    ),
+    "public table with a word for a number": (
+        lambda tmp: [
+            "lut",
+            "import",
+            write(tmp / "t.yaml", "Conv-input:224x224x3-output:112x112x32: {count: 1, mean: fast, std: 0.1}\n"),
+            "--space",
+            "proxylessnas",
+        ],
+        "not a number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISTAKES))
+def test_user_mistakes_are_one_line_errors_with_exit_code_2(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_args, fragment = MISTAKES[case]
+    code, stderr = run_main(monkeypatch, capsys, *make_args(tmp_path))
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], stderr
+
+
+def test_bare_group_shows_its_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from hwnas.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["hwnas", "lut"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    assert exited.value.code == 2 and "import" in captured.out + captured.err and "Traceback" not in captured.err

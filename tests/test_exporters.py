@@ -96,6 +96,34 @@ def test_verification_names_the_first_mismatch(tmp_path: Path, request_default: 
     assert not tight.passed and "> 1e-12" in tight.failure
 
 
+def test_a_file_that_fails_verification_never_keeps_its_deployable_name(
+    tmp_path: Path, request_default: ExportRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx_exporter = type(get_exporter("onnx"))
+    monkeypatch.setattr(onnx_exporter, "tolerance", Tolerance(max_abs_diff=1e-12))  # float rounding is ~1e-7: fails
+    card = export_all(request_default, ["onnx"], tmp_path, [DeviceSpec("cpu", "onnxruntime", warmup=1, repeats=5)])
+    (item,) = card["exports"]
+    assert not item["verification"]["passed"] and item["file"] == "rejected/model.onnx"
+    assert not (tmp_path / "model.onnx").exists() and (tmp_path / "rejected" / "model.onnx").exists()
+    assert item["latency"] == []  # a rejected file is not measured
+    assert json.loads((tmp_path / "model_card.json").read_text())["exports"][0]["file"] == "rejected/model.onnx"
+
+
+@needs_tflite
+def test_a_format_that_cannot_be_exported_keeps_the_card_of_those_before_it(
+    tmp_path: Path, request_default: ExportRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> Path:
+        raise UserError("TFLite conversion failed: an op it cannot convert")
+
+    monkeypatch.setattr(type(get_exporter("tflite")), "export", refuse)
+    with pytest.raises(UserError, match="cannot convert"):
+        export_all(request_default, ["onnx", "tflite"], tmp_path, [])
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert [item["format"] for item in card["exports"]] == ["onnx"] and (tmp_path / "model.onnx").exists()
+    assert not (tmp_path / "model.tflite").exists()
+
+
 def test_export_all_writes_a_model_card_and_remeasures(tmp_path: Path, request_default: ExportRequest) -> None:
     spec = DeviceSpec("cpu", "onnxruntime", warmup=3, repeats=20)
     card = export_all(request_default, ["onnx"], tmp_path, [spec])
@@ -193,6 +221,7 @@ def test_cli_export_of_a_trained_run_folder(tmp_path: Path) -> None:
         "--json",
     )
     assert result.returncode == 0, result.stderr
+    assert "Calibration" not in result.stderr and "Transformations" not in result.stderr  # the quantizer's tqdm bars
     card = json.loads(result.stdout)
     by_format = {item["format"]: item for item in card["exports"]}
     fp32, int8 = by_format["tflite"]["verification"], by_format["tflite-int8"]["verification"]
