@@ -8,7 +8,7 @@
    can catch a whole-run shift of a few percent: the spread over pairs is part of the answer.
 
 Writes ``benchmarks/results/profile_<spec>.json`` (or ``--out``); with ``--ship`` the first table
-becomes the one shipped in ``latency_tables/data/``.
+becomes the one shipped in ``latency_tables/data/`` (``--ship-suffix`` names a second CPU's table).
 
     .venv/bin/python benchmarks/profile_default.py host-ort --networks 120 --profiles 4
 """
@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=2, help="profiles in all (the first cold); at least 2")
     parser.add_argument("--out", type=Path, help="result file (default benchmarks/results/profile_<spec>.json)")
     parser.add_argument("--ship", action="store_true", help="copy the first table to latency_tables/data/")
+    parser.add_argument(
+        "--ship-suffix", default="", help="appended to the shipped file's name, for a second CPU's table (e.g. -amd-epyc)"
+    )
     args = parser.parse_args()
     if args.profiles < 2:
         parser.error("--profiles must be at least 2 (agreement needs two tables)")
@@ -102,7 +105,7 @@ def main() -> None:
         ]
         table = json.loads(tables[0].read_text())
         if args.ship:
-            target = ROOT / "latency_tables" / "data" / f"default-{table['device']['name']}.json"
+            target = ROOT / "latency_tables" / "data" / f"default-{table['device']['name']}{args.ship_suffix}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(tables[0], target)
     per_pair = sorted(pair["median_abs_relative"] for pair in pairs)

@@ -39,19 +39,27 @@ class RunOutcome:
 
 
 def predicted_latency(space: SearchSpace, arch: Arch) -> dict[str, Any]:
-    """LUT-sum latency per shipped table of this space that matches this machine's fingerprint."""
+    """LUT-sum latency per device, from the shipped table of this space measured on this machine's CPU.
+
+    A device may have shipped tables for several CPUs (``default-host-cpu-onnxruntime.json`` from an
+    Intel Xeon, ``...-amd-epyc.json``): the one whose fingerprint matches is used; when none does,
+    the device's entry says why, and no number from another CPU is given.
+    """
     predictions: dict[str, Any] = {}
     for path in sorted(SHIPPED_TABLES.glob(f"{space.name}-*.json")):
         table = LatencyTable.load(path)
+        device = table.device["name"]
+        if "lut_sum_ms" in predictions.get(device, {}):
+            continue
         backend = make_backend(DeviceSpec.from_json(table.device))
         if backend.unavailable_reason() is not None:
             continue
         try:
             table.check(backend.fingerprint(), space.hash)
         except UserError as mismatch:
-            predictions[table.device["name"]] = {"skipped": str(mismatch)}
+            predictions.setdefault(device, {"skipped": str(mismatch)})
             continue
-        predictions[table.device["name"]] = {"lut_sum_ms": table.predict(space.op_keys(arch)), "table": path.name}
+        predictions[device] = {"lut_sum_ms": table.predict(space.op_keys(arch)), "table": path.name}
     return predictions
 
 
@@ -75,7 +83,13 @@ def run_pipeline(
     log(f"architecture {arch.format()}; predicted latency {predicted or 'n/a (no table for this machine)'}")
     result = train(space, arch, recipe, load_data(data), seed=seed, threads=threads, progress=progress, evaluate_test=True)
     result.save(out)
-    formats = [fmt for fmt in ("onnx", "tflite") if get_exporter(fmt).unavailable_reason() is None]
+    formats = []
+    for fmt in ("onnx", "tflite"):
+        reason = get_exporter(fmt).unavailable_reason()
+        if reason is None:
+            formats.append(fmt)
+        else:
+            log(f"skipping {fmt} export: {reason}")
     devices = [DeviceSpec.from_toml(HOST_SPECS[fmt]) for fmt in formats]
     request = build_request(resolve_model(str(out)), data, images=500, calibration=100)
     request.info["predicted_latency_ms"] = predicted

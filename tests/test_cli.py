@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -75,12 +76,13 @@ def test_unknown_preset() -> None:
 @pytest.mark.slow
 def test_train_one_epoch_on_embedded_data_beats_sixty_percent(tmp_path: Path) -> None:
     arch = hwnas("space", "sample", "--preset", "default", "--seed", "0", "-n", "5").stdout.split()[0]
-    result = hwnas("train", "--arch", arch, "--epochs", "1", "--out", str(tmp_path), "--json")
+    result = hwnas("train", "--arch", arch, "--epochs", "1", "--out", str(tmp_path))  # as a user runs it: no --json
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    assert report["val_accuracy"] > 0.60
+    bar = re.search(r"training\s.*?(\d+)/(\d+)\s+loss", result.stdout + result.stderr)
+    assert bar and bar.group(1) == bar.group(2) and int(bar.group(2)) > 10, result.stdout  # the bar ran to its end
     saved = json.loads((tmp_path / "result.json").read_text())
-    assert saved["val_accuracy"] == report["val_accuracy"] and (tmp_path / "model.pt").stat().st_size > 0
+    assert saved["val_accuracy"] > 0.60 and f"{saved['val_accuracy']:.4f}" in result.stdout
+    assert (tmp_path / "model.pt").stat().st_size > 0
 
 
 @pytest.mark.slow

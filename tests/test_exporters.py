@@ -201,6 +201,20 @@ def test_torchvision_models_export_and_verify(tmp_path: Path, name: str) -> None
 
 @pytest.mark.slow
 @needs_tflite
+@pytest.mark.parametrize("preset", ["proxylessnas", "mnasnet", "ofa-mbv3"])
+def test_a_sampled_architecture_of_every_imagenet_preset_exports_and_verifies(tmp_path: Path, preset: str) -> None:
+    """The test's small sample; benchmarks/export_sampled.py runs 100 of each preset."""
+    arch = get_space(preset).sample(0).format()
+    request = build_request(resolve_model(arch), None, images=8, calibration=32)
+    card = export_all(request, ["onnx", "tflite"], tmp_path, [])
+    assert [item["format"] for item in card["exports"]] == ["onnx", "tflite"]
+    for item in card["exports"]:
+        assert item["verification"]["passed"], item["verification"]["failure"]
+        assert item["verification"]["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.slow
+@needs_tflite
 def test_cli_export_of_a_trained_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
     trained = hwnas("train", "--arch", ARCH, "--epochs", "1", "--out", run, "--json")

@@ -133,7 +133,12 @@ def test_import_rejects_keys_outside_the_space_and_bad_yaml(tmp_path: Path) -> N
         import_public_table(broken, get_space("proxylessnas"), "x")
 
 
-@pytest.mark.parametrize("name", ["default-host-cpu-onnxruntime.json", "default-host-cpu-tflite-xnnpack.json"])
+def test_tables_ship_for_both_runtimes_of_this_machine_kind() -> None:
+    names = {path.name for path in SHIPPED.glob("default-*.json")}
+    assert {"default-host-cpu-onnxruntime.json", "default-host-cpu-tflite-xnnpack.json"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in SHIPPED.glob("default-*.json")))
 def test_shipped_tables_cover_the_default_space(name: str) -> None:
     table = LatencyTable.load(SHIPPED / name)
     space = get_space("default")
@@ -142,3 +147,23 @@ def test_shipped_tables_cover_the_default_space(name: str) -> None:
     assert table.fingerprint["device"] and table.fingerprint["runtime"] in ("onnxruntime", "tflite")
     assert len(table.networks) >= 40 and all(n["median_ms"] > 0 for n in table.networks)
     assert json.loads((SHIPPED / name).read_text())["stats"]["ops"] == len(space.enumerate_op_keys())
+
+
+def test_the_main_job_predicts_from_the_table_of_this_cpu_and_never_from_another() -> None:
+    from devices import DeviceSpec, make_backend
+    from hwnas.pipeline import predicted_latency
+
+    space = get_space("default")
+    arch = space.sample(0)
+    predictions = predicted_latency(space, arch)
+    for path in sorted(SHIPPED.glob("default-*.json")):
+        table = LatencyTable.load(path)
+        backend = make_backend(DeviceSpec.from_json(table.device))
+        if backend.unavailable_reason() is not None:
+            continue
+        matches = table.fingerprint == backend.fingerprint()
+        prediction = predictions[table.device["name"]]
+        if matches:
+            assert prediction == {"lut_sum_ms": table.predict(space.op_keys(arch)), "table": path.name}
+        else:
+            assert prediction.get("table") != path.name  # a table of another CPU never answers

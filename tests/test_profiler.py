@@ -75,32 +75,63 @@ def test_noisy_layers_are_measured_again_and_every_attempt_kept(tmp_path: Path, 
     assert [r.accepted for r in store.all()] == [False, True, False, False, True]
 
 
+def measurement_rows(store: Path) -> list[tuple[str, str, int | None, int]]:
+    """(subject, key, round or None, accepted) of every stored row, in the order written."""
+    with sqlite3.connect(store) as db:
+        return db.execute(
+            "SELECT subject, key, json_extract(detail, '$.round'), accepted FROM measurements ORDER BY id"
+        ).fetchall()
+
+
 @pytest.mark.slow
-def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, files: dict[str, Path]) -> None:
+@pytest.mark.parametrize("sessions", [1, 2])
+def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, files: dict[str, Path], sessions: int) -> None:
+    """SIGKILL mid-profile, rerun: no accepted layer and no stored round is measured again, nothing stored changes.
+
+    sessions = 1: each layer in one stretch, accepted as it goes; the kill lands after a few.
+    sessions = 2: round-robin rounds (as the shipped specs use), pooled only after the last round;
+    the kill lands in round 2, so every layer has round 1 stored and some have round 2.
+    """
+    spec = tmp_path / "spec.toml"
+    spec.write_text(ORT_SPEC + f"sessions = {sessions}\n")
     out, fresh = tmp_path / "killed", tmp_path / "fresh"
     common = ["--space", files["space"], "--cache", files["cache"], "--networks", "4", "--json"]
-    assert hwnas("profile", files["spec"], "--out", fresh, *common).returncode == 0  # also fills the conversion cache
+    assert hwnas("profile", spec, "--out", fresh, *common).returncode == 0  # also fills the conversion cache
+    subjects = len(TINY.enumerate_op_keys()) + 4
     process = subprocess.Popen(
-        [sys.executable, "-m", "hwnas", "profile", str(files["spec"]), "--out", str(out), *map(str, common)],
+        [sys.executable, "-m", "hwnas", "profile", str(spec), "--out", str(out), *map(str, common)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     store = out / "store.sqlite"
+    kill_after = 5 if sessions == 1 else subjects + 3
     deadline = time.time() + 120
-    while time.time() < deadline and not (store.exists() and _count(store) >= 5):
-        time.sleep(0.02)
+    while time.time() < deadline and not (store.exists() and _count(store) >= kill_after):
+        time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    before = rows(store)
-    total = len(TINY.enumerate_op_keys()) + 4
-    assert 5 <= len(before) < total, "the kill should land in the middle of measuring"
-    result = hwnas("profile", files["spec"], "--out", out, *common)
+    before, described_before = rows(store), measurement_rows(store)
+    accepted_before = {(s, k) for s, k, _, accepted in described_before if accepted}
+    rounds_before = {(s, k, r) for s, k, r, _ in described_before if r is not None}
+    if sessions == 1:
+        assert 0 < len(accepted_before) < subjects, "the kill should land in the middle of measuring"
+    else:
+        assert len({(s, k) for s, k, r in rounds_before if r == 1}) == subjects
+        assert 0 < len({(s, k) for s, k, r in rounds_before if r == 2}) < subjects, "the kill should land in round 2"
+
+    result = hwnas("profile", spec, "--out", out, *common)
     assert result.returncode == 0, result.stderr
-    after = rows(store)
-    assert after[: len(before)] == before  # nothing stored was changed
-    done_before = {(subject, key) for subject, key, _, _ in before}
-    assert not [row for row in after[len(before) :] if (row[0], row[1]) in done_before and row[2] == 1]
-    assert json.loads(result.stdout)["measured_now"] == total - len({(s, k) for s, k, _, _ in before})
+    assert rows(store)[: len(before)] == before  # nothing stored was changed or lost
+    described_after = measurement_rows(store)
+    new_rows = described_after[len(before) :]
+    assert not [row for row in new_rows if (row[0], row[1]) in accepted_before]  # no accepted layer measured again
+    new_rounds = [(s, k, r) for s, k, r, _ in new_rows if r is not None]
+    assert not set(new_rounds) & rounds_before and len(new_rounds) == len(set(new_rounds))  # no round measured twice
+    everything = {(s, k) for s, k, _, _ in described_after}
+    if sessions == 2:
+        assert rounds_before | set(new_rounds) == {(s, k, r) for s, k in everything for r in (1, 2)}
+    assert len(everything) == subjects and {(s, k) for s, k, _, accepted in described_after if accepted} == everything
+    assert json.loads(result.stdout)["measured_now"] == subjects - len(accepted_before)
     resumed, uninterrupted = LatencyTable.load(out / "table.json"), LatencyTable.load(fresh / "table.json")
     assert set(resumed.entries) == set(uninterrupted.entries)
     assert {n["arch"] for n in resumed.networks} == {n["arch"] for n in uninterrupted.networks}
@@ -131,6 +162,7 @@ def test_profile_bad_input_is_one_line(tmp_path: Path, files: dict[str, Path]) -
     corrupt.mkdir()
     (corrupt / "store.sqlite").write_bytes(b"garbage" * 500)
     assert_one_line_error(hwnas("profile", files["spec"], "--space", files["space"], "--out", corrupt), "not a readable")
+    assert (corrupt / "store.sqlite").read_bytes() == b"garbage" * 500  # left for the user to inspect, not replaced
 
 
 @pytest.mark.slow
