@@ -6,7 +6,7 @@ Two phases, so that nothing is timed while the machine is busy converting:
 2. *measure*: each layer and network not yet done in the store is timed on pinned cores, in
    ``spec.sessions`` round-robin rounds (one fresh session per layer per round, so a layer's runs
    are spread over the whole profile) whose samples are pooled; a result whose coefficient of
-   variation exceeds ``cv_threshold`` is recorded and measured again (up to ``max_attempts``);
+   variation exceeds ``cv_threshold`` is recorded and gets more rounds (up to ``max_attempts``);
    every round and attempt is committed to the store the moment it is known.
 
 A killed profile resumes where it stopped: the cache keeps converted files, the store keeps
@@ -180,29 +180,46 @@ class Profiler:
         """Round-robin: round r times every subject in one fresh session before round r+1 starts.
 
         Two profiles whose layers were each timed in one contiguous second differed by ~3.2% per
-        layer here (TFLite); spread over ``spec.sessions`` rounds across the run, by ~1-2%. Each
-        round is stored the moment it is known; a killed run resumes at the first missing round,
-        and a subject with all its rounds gets a pooled row, its first attempt.
+        layer here (TFLite); spread over ``spec.sessions`` rounds across the run, by ~1-2%. When all
+        its rounds are in, a subject gets a *pooled row* (an attempt) of every round's samples. A
+        pooled result too noisy to accept is not re-timed in one stretch (one slow stretch of the
+        machine would then decide it: six ONNX Runtime networks on an AMD EPYC came out ~60% slow
+        that way); instead the noisy subjects get ``spec.sessions`` more rounds, round-robin among
+        themselves, and the next attempt pools all rounds so far. Every round and pooled row is
+        stored the moment it is known, so a killed run resumes at the first missing round.
         """
-        rounds = self.spec.sessions
-        stored = {(subject, key): len(store.round_samples(subject, key)) for subject, key, _, _ in work}
-        task = bar.add_task(f"measure on {self.spec.name} ({rounds} rounds)", total=len(work) * rounds)
-        bar.advance(task, sum(min(count, rounds) for count in stored.values()))
-        for round_number in range(1, rounds + 1):
-            for subject, key, job, detail in work:
+        pooled_now, pending = 0, list(work)
+        for attempt in range(1, max(self.settings.max_attempts, 1) + 1):
+            done = {"op": store.done("op"), "network": store.done("network")}
+            pending = [item for item in pending if item[1] not in done[item[0]]]
+            if not pending:
+                break
+            rounds = attempt * self.spec.sessions
+            self._run_rounds(store, pending, backend, bar, rounds, again=attempt > 1)
+            for subject, key, _, detail in pending:
+                if store.attempts(subject, key) >= attempt:
+                    continue  # pooled before an interruption
+                samples = [sample for part in store.round_samples(subject, key)[:rounds] for sample in part]
+                pooled = Measurement(tuple(samples), backend.fingerprint())
+                accepted = pooled.cv <= self.settings.cv_threshold or attempt >= self.settings.max_attempts
+                store.record(subject, key, {**detail, "pooled_rounds": rounds}, pooled, accepted)
+                pooled_now += 1
+        return pooled_now
+
+    def _run_rounds(
+        self, store: LatencyStore, pending: list[Work], backend: LocalBackend, bar: Progress, rounds: int, again: bool
+    ) -> None:
+        """Bring every pending subject up to ``rounds`` stored rounds, one round of all of them at a time."""
+        stored = {(subject, key): len(store.round_samples(subject, key)) for subject, key, _, _ in pending}
+        first = min(stored.values(), default=rounds) + 1
+        label = f"measure on {self.spec.name} ({rounds} rounds)" + (f", {len(pending)} noisy ones again" if again else "")
+        task = bar.add_task(label, total=sum(max(rounds - count, 0) for count in stored.values()))
+        for round_number in range(first, rounds + 1):
+            for subject, key, job, detail in pending:
                 if stored[(subject, key)] >= round_number:
                     continue
                 store.record(subject, key, {**detail, "round": round_number}, backend.measure_session(job.path), accepted=False)
                 bar.advance(task)
-        pooled_now = 0
-        for subject, key, _, detail in work:
-            if store.attempts(subject, key) == 0:
-                samples = [sample for part in store.round_samples(subject, key) for sample in part]
-                pooled = Measurement(tuple(samples), backend.fingerprint())
-                accepted = pooled.cv <= self.settings.cv_threshold or self.settings.max_attempts <= 1
-                store.record(subject, key, {**detail, "pooled_rounds": rounds}, pooled, accepted)
-                pooled_now += 1
-        return pooled_now
 
     def measure_until_stable(
         self, store: LatencyStore, subject: str, key: str, detail: dict[str, Any], measure: Callable[[], Measurement]

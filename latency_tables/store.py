@@ -10,8 +10,9 @@ Contract (every writer and reader relies on it):
   the layer's ``OpKey.describe()`` or the architecture string.
 - A *round row* (``detail.round`` = r) is one fresh session's share of a layer's runs, never
   accepted; when a subject has all its rounds, a *pooled row* (``detail.pooled_rounds``) holds
-  their samples together and counts as its first attempt. Further attempts time all sessions
-  back to back.
+  their samples together and counts as its first attempt. A pooled row too noisy to accept is
+  followed by ``sessions`` more rounds and a pooled row of all rounds so far (the next attempt).
+  Subjects timed without rounds (``sessions = 1``) time each attempt in one stretch.
 - A subject is *done* when it has a row with ``accepted = 1``. A run killed at any point loses at
   most the attempt in flight; rerunning continues with the next attempt number and never
   re-measures a done subject.

@@ -129,7 +129,10 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     assert not set(new_rounds) & rounds_before and len(new_rounds) == len(set(new_rounds))  # no round measured twice
     everything = {(s, k) for s, k, _, _ in described_after}
     if sessions == 2:
-        assert rounds_before | set(new_rounds) == {(s, k, r) for s, k in everything for r in (1, 2)}
+        all_rounds = rounds_before | set(new_rounds)
+        assert {(s, k, r) for s, k in everything for r in (1, 2)} <= all_rounds  # every subject's two rounds, each once
+        first_pool_rejected = {(s, k) for s, k, r, accepted in described_after if r is None and not accepted}
+        assert {(s, k) for s, k, r in all_rounds if r > 2} <= first_pool_rejected  # more rounds only for noisy ones
     assert len(everything) == subjects and {(s, k) for s, k, _, accepted in described_after if accepted} == everything
     assert json.loads(result.stdout)["measured_now"] == subjects - len(accepted_before)
     resumed, uninterrupted = LatencyTable.load(out / "table.json"), LatencyTable.load(fresh / "table.json")
@@ -219,3 +222,25 @@ def test_rounds_spread_each_layer_over_the_run_and_resume_after_an_interruption(
         store.close()
     assert set(report.table.entries) == set(TINY.enumerate_op_keys()) and report.attempts_now == subjects
     assert profiler.run(progress=False).attempts_now == 0
+
+
+def test_noisy_pooled_results_get_more_rounds_spread_over_the_noisy_ones(tmp_path: Path, files: dict[str, Path]) -> None:
+    """cv_threshold = 0 makes every pooled result noisy: each attempt adds `sessions` rounds, round-robin, and pools all."""
+    (tmp_path / "rounds.toml").write_text(ORT_SPEC + "sessions = 2\n")
+    spec = DeviceSpec.from_toml(tmp_path / "rounds.toml")
+    settings = ProfileSettings(networks=1, workers=2, cv_threshold=0.0, max_attempts=3)
+    report = Profiler(spec, TINY, tmp_path / "out", files["cache"], settings).run(progress=False)
+    subjects = len(TINY.enumerate_op_keys()) + 1
+    with sqlite3.connect(tmp_path / "out" / "store.sqlite") as db:
+        described = db.execute(
+            "SELECT key, json_extract(detail, '$.round'), json_extract(detail, '$.pooled_rounds'), accepted, n "
+            "FROM measurements ORDER BY id"
+        ).fetchall()
+    rounds_in_order = [round_number for _, round_number, _, _, _ in described if round_number is not None]
+    assert rounds_in_order == sorted(rounds_in_order) and rounds_in_order.count(6) == subjects  # round r of all, then r+1
+    for key in {key for key, *_ in described}:
+        pooled = [(pooled_rounds, accepted, n) for k, _, pooled_rounds, accepted, n in described if k == key and pooled_rounds]
+        assert [(p, a) for p, a, _ in pooled] == [(2, 0), (4, 0), (6, 1)]  # three attempts, the last accepted
+        round_sizes = [n for k, round_number, _, _, n in described if k == key and round_number is not None]
+        assert pooled[-1][2] == sum(round_sizes)  # the accepted attempt pools every round, not one stretch
+    assert report.attempts_now == 3 * subjects
