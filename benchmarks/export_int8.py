@@ -20,7 +20,6 @@ import random
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import torch
 
 from devices import DeviceSpec, make_backend
 from exporters import export_all
-from exporters.tflite_export import _signature_input, tflite_runner, to_nhwc
+from exporters.tflite_export import quiet_quantizer, signature_input, tflite_runner, to_nhwc
 from hwnas.arch import Arch
 from hwnas.data import ImageSplits, load_data
 from hwnas.export_model import build_request, resolve_model
@@ -54,12 +53,12 @@ def library_default_int8(float_file: Path, calibration: np.ndarray, out: Path) -
 
     quant = quantizer.Quantizer(str(float_file))
     quant.load_quantization_recipe(recipe.static_wi8_ai8())
-    signature, input_name = _signature_input(float_file)
+    signature, input_name = signature_input(float_file)
     samples = [{input_name: image[None]} for image in to_nhwc(calibration)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_quantizer():
         ranges = quant.calibrate({signature: samples}, num_threads=1)
-    out.write_bytes(bytes(quant.quantize(ranges, enable_progress_report=False).quantized_model))
+        quantized = quant.quantize(ranges, enable_progress_bar=False, enable_progress_report=False)
+    out.write_bytes(bytes(quantized.quantized_model))
     return out
 
 

@@ -145,7 +145,7 @@ def calibrate_min_max(float_file: Path, quantization_recipe: Any, calibration: n
 
     manager = recipe_manager.RecipeManager()
     manager.load_quantization_recipe(quantization_recipe)
-    signature, input_name = _signature_input(float_file)
+    signature, input_name = signature_input(float_file)
     samples = [{input_name: image[None].astype(np.float32)} for image in calibration]
     with quiet_quantizer():
         ranges = calibrator.Calibrator(str(float_file), num_threads=1, qsv_update_func=qsv_utils.min_max_update)
@@ -153,7 +153,7 @@ def calibrate_min_max(float_file: Path, quantization_recipe: Any, calibration: n
     return ranges.get_model_qsvs()
 
 
-def _signature_input(model_file: Path) -> tuple[str, str]:
+def signature_input(model_file: Path) -> tuple[str, str]:
     from devices.backends.tflite_backend import load_interpreter_class
 
     interpreter_class, _, _ = load_interpreter_class()

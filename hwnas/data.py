@@ -185,16 +185,13 @@ def _cifar(root: Path, train: bool) -> TensorImages:
 def _image_folder(path: Path) -> tuple[str, Dataset, Dataset, int]:
     subfolders = {child.name for child in path.iterdir() if child.is_dir()}
     held_out = next((name for name in ("test", "val") if name in subfolders), None)
-    try:
-        if "train" in subfolders and held_out:
-            train = tv_datasets.ImageFolder(str(path / "train"))
-            test = tv_datasets.ImageFolder(str(path / held_out))
-            if train.classes != test.classes:
-                raise UserError(f"{path}: train/ and {held_out}/ have different class folders")
-            return path.name, _PilAsTensor(train), _PilAsTensor(test), len(train.classes)
-        everything = tv_datasets.ImageFolder(str(path))
-    except (FileNotFoundError, RuntimeError) as error:
-        raise UserError(f"{path}: not a dataset hwnas can read ({error})") from None
+    if "train" in subfolders and held_out:  # unreadable folders become one line in _read_dataset
+        train = tv_datasets.ImageFolder(str(path / "train"))
+        test = tv_datasets.ImageFolder(str(path / held_out))
+        if train.classes != test.classes:
+            raise UserError(f"{path}: train/ and {held_out}/ have different class folders")
+        return path.name, _PilAsTensor(train), _PilAsTensor(test), len(train.classes)
+    everything = tv_datasets.ImageFolder(str(path))
     whole = _PilAsTensor(everything)
     train, test = _split(whole, 0.1, seed=1)
     return path.name, train, test, len(everything.classes)

@@ -104,13 +104,15 @@ def test_run_keeps_everything_in_its_run_folder(tmp_path: Path) -> None:
 # In-process (``main()`` with argv), so a dozen cases cost one torch import, not twelve.
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``hwnas ARGS`` in this process: exit code, stdout, stderr."""
     from hwnas.cli import main
 
     monkeypatch.setattr(sys, "argv", ["hwnas", *map(str, args)])
     with pytest.raises(SystemExit) as exited:
         main()
-    return int(exited.value.code or 0), capsys.readouterr().err
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out, captured.err
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -187,17 +189,12 @@ def test_user_mistakes_are_one_line_errors_with_exit_code_2(
     case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_args, fragment = MISTAKES[case]
-    code, stderr = run_main(monkeypatch, capsys, *make_args(tmp_path))
+    code, _, stderr = run_main(monkeypatch, capsys, *make_args(tmp_path))
     assert code == 2, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], stderr
 
 
 def test_bare_group_shows_its_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from hwnas.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["hwnas", "lut"])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    assert exited.value.code == 2 and "import" in captured.out + captured.err and "Traceback" not in captured.err
+    code, stdout, stderr = run_main(monkeypatch, capsys, "lut")
+    assert code == 2 and "import" in stdout + stderr and "Traceback" not in stderr
