@@ -51,6 +51,7 @@ def export_one(model: str, images: int) -> dict:
                 row[fmt] = {
                     "passed": check.passed,
                     "max_abs_diff": check.max_abs_diff,
+                    "max_abs_diff_float64": check.max_abs_diff_float64,  # set only when the fp32 comparison missed
                     "seconds": round(seconds, 2),
                     "failure": check.failure,
                 }
@@ -73,6 +74,7 @@ def summarize(rows: list[dict]) -> dict:
             "total": len(results),
             "median_seconds": statistics.median(r["seconds"] for r in results),
             "max_abs_diff_max": max(diffs) if diffs else None,
+            "passed_on_float64": sum(r.get("max_abs_diff_float64") is not None and r["passed"] for r in results),
             "failures": [{"model": row["model"], **row[fmt]} for row in rows if not row[fmt]["passed"]][:10],
         }
     return summary

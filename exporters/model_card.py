@@ -83,7 +83,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         accuracy = check.get("file_accuracy")
         lines.append(
             f"| {item['format']} | {item.get('file', '-')} | {item.get('bytes', 0) / 1e6:.2f} MB | "
-            f"{_num(check.get('max_abs_diff'))} | {_num(check.get('top1_agreement'))} | {_num(accuracy)} | "
+            f"{_difference(check)} | {_num(check.get('top1_agreement'))} | {_num(accuracy)} | "
             f"{'yes' if check.get('passed') else 'NO: ' + str(check.get('failure') or item.get('error'))} |"
         )
     lines += ["", "## Latency", "", "| format | device | median ms | p10 | p90 | fingerprint |", "|---|---|---|---|---|---|"]
@@ -106,3 +106,9 @@ def render_markdown(card: dict[str, Any]) -> str:
 
 def _num(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
+
+
+def _difference(check: dict[str, Any]) -> str:
+    """The max abs diff from PyTorch, and from the float64 model when verification needed that."""
+    exact = check.get("max_abs_diff_float64")
+    return _num(check.get("max_abs_diff")) + ("" if exact is None else f" (float64: {_num(exact)})")

@@ -4,10 +4,17 @@ The file runs in its own runtime (ONNX Runtime, the TFLite interpreter, TensorRT
 validation images as the PyTorch module; we report the max absolute difference of the outputs,
 top-1 agreement and, when labels are given, both accuracies. A failure names the first image
 whose output is off, never a bare "mismatch".
+
+PyTorch's fp32 output is itself rounded: on a deep, untrained network its error against the
+exact (float64) answer measured 1-2e-5 here, the same size as the file's difference from it, and a
+CPU with other kernels can push the two apart past 1e-4 although both are right. So an fp32 file
+that misses PyTorch's fp32 output by more than the tolerance is compared with the float64 output
+too, and passes if it is within the tolerance of that. A wrong conversion is far from both.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,7 @@ class Verification:
     file_accuracy: float | None
     passed: bool
     failure: str | None = None
+    max_abs_diff_float64: float | None = None  # vs the float64 model; only computed when the fp32 check misses
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,6 +51,20 @@ class Verification:
 def torch_outputs(module: nn.Module, images: np.ndarray, batch: int = 256) -> np.ndarray:
     module.eval()
     return np.concatenate([module(torch.from_numpy(images[i : i + batch])).numpy() for i in range(0, len(images), batch)])
+
+
+@torch.no_grad()
+def float64_outputs(module: nn.Module, images: np.ndarray) -> np.ndarray | None:
+    """The module's output computed in float64 (the exact answer to fp32 rounding), or None if it cannot run so."""
+    try:
+        exact = copy.deepcopy(module).double().eval()
+        return torch_outputs(exact, images.astype(np.float64)).astype(np.float64)
+    except (RuntimeError, TypeError):  # an op without a float64 kernel
+        return None
+
+
+def _per_image_max(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    return np.abs(actual.astype(np.float64) - expected).reshape(len(actual), -1).max(axis=1)
 
 
 def verify(
@@ -56,21 +78,35 @@ def verify(
     """Compare the file at ``path`` with ``module`` on ``images`` (NCHW float32) under the exporter's tolerance."""
     expected = torch_outputs(module, images) if reference is None else reference
     actual = exporter.runner(path)(images).reshape(expected.shape)
-    differences = np.abs(actual - expected).reshape(len(images), -1).max(axis=1)
+    differences = _per_image_max(actual, expected)
+    tolerance, float64_difference = exporter.tolerance.max_abs_diff, None
+    if tolerance is not None and differences.max() > tolerance and (exact := float64_outputs(module, images)) is not None:
+        float64_difference = float(_per_image_max(actual, exact).max())
     agreement = float((actual.argmax(1) == expected.argmax(1)).mean())
     torch_accuracy = file_accuracy = None
     if labels is not None:
         torch_accuracy = float((expected.argmax(1) == labels).mean())
         file_accuracy = float((actual.argmax(1) == labels).mean())
-    failure = _first_failure(exporter, differences, expected, actual, agreement, torch_accuracy, file_accuracy)
+    failure = _first_failure(
+        exporter, differences, float64_difference, expected, actual, agreement, torch_accuracy, file_accuracy
+    )
     return Verification(
-        exporter.format, len(images), float(differences.max()), agreement, torch_accuracy, file_accuracy, failure is None, failure
+        exporter.format,
+        len(images),
+        float(differences.max()),
+        agreement,
+        torch_accuracy,
+        file_accuracy,
+        failure is None,
+        failure,
+        float64_difference,
     )
 
 
 def _first_failure(
     exporter: Exporter,
     differences: np.ndarray,
+    float64_difference: float | None,
     expected: np.ndarray,
     actual: np.ndarray,
     agreement: float,
@@ -78,12 +114,15 @@ def _first_failure(
     file_accuracy: float | None,
 ) -> str | None:
     tolerance = exporter.tolerance
-    if tolerance.max_abs_diff is not None and differences.max() > tolerance.max_abs_diff:
-        image = int(np.argmax(differences > tolerance.max_abs_diff))
+    limit = tolerance.max_abs_diff
+    near_float64 = float64_difference is not None and limit is not None and float64_difference <= limit
+    if limit is not None and differences.max() > limit and not near_float64:
+        image = int(np.argmax(differences > limit))
         where = int(np.abs(actual[image] - expected[image]).argmax())
+        exact = "" if float64_difference is None else f"; {float64_difference:.3g} from the float64 model"
         return (
-            f"image {image}: |diff| {differences[image]:.3g} > {tolerance.max_abs_diff:g} at output {where} "
-            f"(torch {expected[image].flat[where]:.6g}, file {actual[image].flat[where]:.6g})"
+            f"image {image}: |diff| {differences[image]:.3g} > {limit:g} at output {where} "
+            f"(torch {expected[image].flat[where]:.6g}, file {actual[image].flat[where]:.6g}){exact}"
         )
     if agreement < tolerance.min_top1_agreement:
         image = int(np.argmax(actual.argmax(1) != expected.argmax(1)))

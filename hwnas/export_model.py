@@ -4,7 +4,7 @@ MODEL is one of:
 
 - a run folder (``result.json`` + ``model.pt``, as written by ``hwnas train --out`` / ``hwnas run``);
 - an architecture string, with ``--checkpoint model.pt`` for trained weights;
-- ``torchvision:NAME`` (e.g. ``torchvision:mobilenet_v2``), built with random weights (nothing is
+- ``torchvision:NAME`` (e.g. ``torchvision:mobilenet_v2``), built with seeded random weights (nothing is
   downloaded).
 
 Verification images are real: the validation split of the data (``--data``), resized and
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,18 +57,24 @@ def resolve_model(model: str, checkpoint: Path | None = None) -> ResolvedModel:
     return _arch(model, checkpoint)
 
 
-TORCHVISION_SEED = 0
+RANDOM_WEIGHTS_SEED = 0
+
+
+@contextmanager
+def _seeded() -> Iterator[None]:
+    """Seeded random weights, so the same command exports the same file and a verification can be reproduced."""
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        yield
 
 
 def _torchvision(name: str) -> ResolvedModel:
-    # Seeded, so the same command exports the same file and a verification result can be reproduced.
     try:
-        with torch.random.fork_rng():
-            torch.manual_seed(TORCHVISION_SEED)
+        with _seeded():
             module = torchvision.models.get_model(name, weights=None)
     except ValueError:
         raise UserError(f"unknown torchvision model {name!r}") from None
-    source = f"torchvision:{name} (random weights, seed {TORCHVISION_SEED})"
+    source = f"torchvision:{name} (random weights, seed {RANDOM_WEIGHTS_SEED})"
     info = {"name": name, "source": source, "input_shape": [1, 3, 224, 224]}
     return ResolvedModel(module.eval(), 3, 224, info, trained=False)
 
@@ -96,7 +104,8 @@ def _arch(text: str, checkpoint: Path | None) -> ResolvedModel:
     arch = Arch.parse(text)
     space = get_space(arch.space)
     space.validate(arch)
-    module = build_model(space, arch)
+    with _seeded():
+        module = build_model(space, arch)
     if checkpoint is not None:
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -111,7 +120,7 @@ def _arch(text: str, checkpoint: Path | None) -> ResolvedModel:
     info = {
         "name": arch.id,
         "arch": arch.format(),
-        "source": str(checkpoint) if checkpoint else "random weights",
+        "source": str(checkpoint) if checkpoint else f"random weights, seed {RANDOM_WEIGHTS_SEED}",
         "input_shape": [1, space.in_channels, arch.resolution, arch.resolution],
         "flops": cost.flops,
         "params": cost.params,
