@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -39,6 +40,9 @@ def quiet_tensorflow_logs() -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     os.environ.setdefault("TQDM_DISABLE", "1")  # bars that leave disable= unset; the quantizer's need quiet_quantizer()
+    # litert-torch registers an Enum as a pytree constant at import; torch 2.14 logs a deprecation
+    # warning about it on every run. It concerns litert-torch's code, not the user's model.
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -49,7 +53,9 @@ def quiet_quantizer() -> Iterator[None]:
     cannot turn them off, and ``modify_model`` ignores ``enable_progress_bar``: capture stderr.
     Exceptions still propagate.
     """
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    from devices.backends.tflite_backend import without_delegate_banner
+
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), without_delegate_banner():
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")  # the calibrator's choice
         yield
 
@@ -154,21 +160,18 @@ def calibrate_min_max(float_file: Path, quantization_recipe: Any, calibration: n
 
 
 def signature_input(model_file: Path) -> tuple[str, str]:
-    from devices.backends.tflite_backend import load_interpreter_class
+    from devices.backends.tflite_backend import open_interpreter
 
-    interpreter_class, _, _ = load_interpreter_class()
-    signatures = interpreter_class(model_path=str(model_file)).get_signature_list()
+    signatures = open_interpreter(model_file, allocate=False).get_signature_list()
     name, signature = next(iter(signatures.items()))
     return name, signature["inputs"][0]
 
 
 def tflite_runner(path: Path) -> Runner:
     """Run a .tflite image by image; takes NCHW float batches, feeds NHWC (quantizing if needed)."""
-    from devices.backends.tflite_backend import load_interpreter_class
+    from devices.backends.tflite_backend import open_interpreter
 
-    interpreter_class, _, _ = load_interpreter_class()
-    interpreter = interpreter_class(model_path=str(path), num_threads=1)
-    interpreter.allocate_tensors()
+    interpreter = open_interpreter(path)
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
 
     def run(batch: np.ndarray) -> np.ndarray:

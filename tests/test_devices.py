@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,14 @@ def test_tflite_interpreter_measures_a_real_layer(tmp_path: Path, xnnpack: bool)
     measurement = backend.measure(model)
     assert len(measurement.samples_ms) >= 30 and measurement.median_ms > 0
     assert backend.fingerprint()["xnnpack"] is xnnpack
+
+
+def test_only_the_delegate_banner_is_dropped_from_native_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    from devices.backends.tflite_backend import DELEGATE_BANNER, without_delegate_banner
+
+    with without_delegate_banner():
+        os.write(2, f"{DELEGATE_BANNER}\nERROR: a real runtime error\n".encode())  # as the C++ runtime writes
+    assert capfd.readouterr().err == "ERROR: a real runtime error\n"
 
 
 def test_tensorrt_says_in_one_line_why_it_cannot_run_here() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +28,22 @@ def load_interpreter_class() -> tuple[type, Any, str]:
         from tflite_runtime.interpreter import Interpreter, OpResolverType  # type: ignore[import-not-found]
 
         return Interpreter, OpResolverType, f"tflite-runtime {version('tflite-runtime')}"
+
+
+def open_interpreter(model_file: Path, threads: int = 1, xnnpack: bool = True, allocate: bool = True) -> Any:
+    """An interpreter for ``model_file`` with its tensors allocated; a file it cannot load is a UserError."""
+    interpreter_class, resolver, _ = load_interpreter_class()
+    resolver_type = resolver.AUTO if xnnpack else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        with without_delegate_banner():
+            interpreter = interpreter_class(
+                model_path=str(model_file), num_threads=threads, experimental_op_resolver_type=resolver_type
+            )
+            if allocate:
+                interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise UserError(f"TFLite interpreter cannot load {model_file}: {str(error).splitlines()[0]}") from error
+    return interpreter
 
 
 @register_backend
@@ -50,17 +70,8 @@ class TfliteBackend(LocalBackend):
             "xnnpack": self.settings["xnnpack"],
         }
 
-    def interpreter(self, model_file: Path):
-        interpreter_class, resolver, _ = load_interpreter_class()
-        resolver_type = resolver.AUTO if self.settings["xnnpack"] else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        try:
-            interpreter = interpreter_class(
-                model_path=str(model_file), num_threads=self.spec.threads, experimental_op_resolver_type=resolver_type
-            )
-            interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise UserError(f"TFLite interpreter cannot load {model_file}: {str(error).splitlines()[0]}") from error
-        return interpreter
+    def interpreter(self, model_file: Path) -> Any:
+        return open_interpreter(model_file, self.spec.threads, xnnpack=self.settings["xnnpack"])
 
     def prepare(self, model_file: Path) -> Callable[[], object]:
         interpreter = self.interpreter(model_file)
@@ -68,6 +79,31 @@ class TfliteBackend(LocalBackend):
         for detail in interpreter.get_input_details():
             interpreter.set_tensor(detail["index"], _random_input(detail, rng))
         return interpreter.invoke
+
+
+DELEGATE_BANNER = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextmanager
+def without_delegate_banner() -> Iterator[None]:
+    """Drop the runtime's "Created ... XNNPACK delegate" line; pass every other line on.
+
+    The C++ runtime writes it straight to file descriptor 2, once per process, so neither Python's
+    ``sys.stderr`` nor a log level reaches it: capture the descriptor while the interpreter is built.
+    Warnings and errors the runtime prints meanwhile are written back to stderr unchanged.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if line.strip() != DELEGATE_BANNER))
 
 
 def _random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
