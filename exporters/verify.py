@@ -79,8 +79,8 @@ def verify(
     expected = torch_outputs(module, images) if reference is None else reference
     actual = exporter.runner(path)(images).reshape(expected.shape)
     differences = _per_image_max(actual, expected)
-    tolerance, float64_difference = exporter.tolerance.max_abs_diff, None
-    if tolerance is not None and differences.max() > tolerance and (exact := float64_outputs(module, images)) is not None:
+    limit, float64_difference = exporter.tolerance.max_abs_diff, None
+    if limit is not None and differences.max() > limit and (exact := float64_outputs(module, images)) is not None:
         float64_difference = float(_per_image_max(actual, exact).max())
     agreement = float((actual.argmax(1) == expected.argmax(1)).mean())
     torch_accuracy = file_accuracy = None

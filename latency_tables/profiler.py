@@ -168,7 +168,7 @@ class Profiler:
             return self._measure_rounds(store, work, backend, bar)  # its last attempt accepts every subject
         if not work:
             return attempts
-        task = bar.add_task(f"measure on {self.spec.name}" + (" (noisy ones again)" if attempts else ""), total=len(work))
+        task = bar.add_task(f"measure on {self.spec.name}", total=len(work))
         for subject, key, job, detail in work:
             attempts += self.measure_until_stable(store, subject, key, detail, lambda job=job: backend.measure(job.path))
             bar.advance(task)
