@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from devices import DeviceSpec, make_backend
-from exporters import export_all
-from exporters.tflite_export import quiet_quantizer, signature_input, tflite_runner, to_nhwc
 from hwnas.arch import Arch
 from hwnas.data import ImageSplits, load_data
+from hwnas.devices import DeviceSpec, make_backend
 from hwnas.export_model import build_request, resolve_model
+from hwnas.exporters import export_all
+from hwnas.exporters.tflite_export import quiet_quantizer, signature_input, tflite_runner, to_nhwc
 from hwnas.presets import get_space
 from hwnas.recipe import Recipe
 from hwnas.space import SearchSpace

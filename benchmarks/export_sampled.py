@@ -35,8 +35,8 @@ def export_one(model: str, images: int) -> dict:
 
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     torch.set_num_threads(1)
-    from exporters import get_exporter, verify
     from hwnas.export_model import build_request, resolve_model
+    from hwnas.exporters import get_exporter, verify
 
     request = build_request(resolve_model(model), None, images=images, calibration=64)
     row = {"model": model}

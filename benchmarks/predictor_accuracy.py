@@ -27,8 +27,8 @@ from scipy.stats import kendalltau
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hwnas.predictors.accuracy import AccuracyPredictor, read_pairs  # noqa: E402
 from hwnas.presets import get_space  # noqa: E402
-from predictors.accuracy import AccuracyPredictor, read_pairs  # noqa: E402
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 from hwnas.data import load_data  # noqa: E402
 from hwnas.fileio import atomic_write_json  # noqa: E402
+from hwnas.predictors.accuracy import sample_recipe  # noqa: E402
 from hwnas.presets import get_space  # noqa: E402
 from hwnas.trainer import train  # noqa: E402
-from predictors.accuracy import sample_recipe  # noqa: E402
 
 
 def _budget(how: dict) -> dict:

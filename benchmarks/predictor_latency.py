@@ -28,11 +28,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latency_tables.table import LatencyTable  # noqa: E402
-from predictors.data import split  # noqa: E402
-from predictors.evaluate import latency_metrics, scatter_plot  # noqa: E402
-from predictors.latency import CalibratedLatency, FlopsRegression, LutSum  # noqa: E402
-from predictors.workflow import fit_and_evaluate, load_networks, noise_floor, read_networks_file  # noqa: E402
+from hwnas.latency_tables.table import LatencyTable  # noqa: E402
+from hwnas.predictors.data import split  # noqa: E402
+from hwnas.predictors.evaluate import latency_metrics, scatter_plot  # noqa: E402
+from hwnas.predictors.latency import CalibratedLatency, FlopsRegression, LutSum  # noqa: E402
+from hwnas.predictors.workflow import fit_and_evaluate, load_networks, noise_floor, read_networks_file  # noqa: E402
 
 CANDIDATES = {
     "lut": lambda table: LutSum(table),

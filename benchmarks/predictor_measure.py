@@ -26,13 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from devices import DeviceSpec, make_backend  # noqa: E402
 from hwnas.arch import Arch  # noqa: E402
-from latency_tables.convert import convert_all, network_job  # noqa: E402
-from latency_tables.profiler import Profiler, ProfileSettings, sample_networks, store_meta  # noqa: E402
-from latency_tables.store import LatencyStore  # noqa: E402
-from latency_tables.table import LatencyTable  # noqa: E402
-from predictors.latency import space_of  # noqa: E402
+from hwnas.devices import DeviceSpec, make_backend  # noqa: E402
+from hwnas.latency_tables.convert import convert_all, network_job  # noqa: E402
+from hwnas.latency_tables.profiler import Profiler, ProfileSettings, sample_networks, store_meta  # noqa: E402
+from hwnas.latency_tables.store import LatencyStore  # noqa: E402
+from hwnas.latency_tables.table import LatencyTable  # noqa: E402
+from hwnas.predictors.latency import space_of  # noqa: E402
 
 
 def main() -> None:

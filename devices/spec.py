@@ -18,12 +18,12 @@ Example (``devices/specs/host-ort.toml``)::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
+from hwnas.fileio import read_toml
 
 PRECISIONS = ("fp32", "fp16", "int8")
 SPECS_DIR = Path(__file__).with_name("specs")
@@ -60,13 +60,7 @@ class DeviceSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> DeviceSpec:
         path = resolve_spec_path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise UserError(f"device spec {path} is malformed TOML: {error}") from None
-        except OSError as error:
-            raise UserError(f"cannot read device spec {path}: {error.strerror}") from None
-        return cls.from_json(data, source=str(path))
+        return cls.from_json(read_toml(path, "device spec"), source=str(path))
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "") -> DeviceSpec:

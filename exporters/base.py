@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwnas.errors import UserError
+from hwnas.exporters.formats import FILE_NAMES
+from hwnas.registry import Registry
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -59,25 +60,24 @@ class Exporter(ABC):
         return None
 
 
-_EXPORTERS: dict[str, Exporter] = {}
+EXPORTERS: Registry[Exporter] = Registry(
+    "export format", modules=[f"hwnas.exporters.{name}" for name in ("onnx_export", "tflite_export", "tensorrt_export")]
+)
 
 
 def register_exporter(cls: type[Exporter]) -> type[Exporter]:
-    if cls.format in _EXPORTERS:
-        raise ValueError(f"an exporter for {cls.format!r} is already registered")
-    _EXPORTERS[cls.format] = cls()
+    if cls.format not in FILE_NAMES:
+        raise ValueError(f"export format {cls.format!r} has no file name in hwnas.exporters.formats.FILE_NAMES")
+    EXPORTERS.register(cls.format, cls())
     return cls
 
 
 def get_exporter(fmt: str) -> Exporter:
-    try:
-        return _EXPORTERS[fmt]
-    except KeyError:
-        raise UserError(f"unknown export format {fmt!r}; known: {', '.join(list_formats())}") from None
+    return EXPORTERS.get(fmt)
 
 
 def list_formats() -> list[str]:
-    return sorted(_EXPORTERS)
+    return EXPORTERS.list()
 
 
 def first_line(error: BaseException) -> str:

@@ -6,7 +6,6 @@ Written beside the exported files as ``model_card.json`` (for machines) and ``mo
 
 from __future__ import annotations
 
-import hashlib
 import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -28,14 +27,6 @@ RUNTIME_PACKAGES = (
     "ai-edge-quantizer",
     "tensorrt",
 )
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
@@ -66,11 +57,13 @@ def write_model_card(out_dir: Path, model: dict[str, Any], exports: list[dict[st
 def render_markdown(card: dict[str, Any]) -> str:
     model = card["model"]
     lines = [f"# Model card: {model.get('name', 'model')}", ""]
-    for key in ("arch", "source", "dataset", "input_shape", "flops", "params", "torch_accuracy", "predicted_latency_ms"):
+    for key in ("arch", "source", "dataset", "input_shape", "flops", "params", "torch_accuracy"):
         if model.get(key) is not None:
-            lines.append(f"- **{key}**: `{model[key]}`")
-    if model.get("recipe"):
-        lines.append(f"- **recipe**: `{model['recipe']}`")
+            lines.append(f"- **{key}**: {_plain(model[key])}")
+    for key in ("recipe", "predicted_latency_ms"):
+        if model.get(key):
+            lines.append(f"- **{key}**:")
+            lines += [f"  - {name}: {_plain(value)}" for name, value in model[key].items()]
     lines += [
         "",
         "## Exported files",
@@ -102,6 +95,21 @@ def render_markdown(card: dict[str, Any]) -> str:
     ]
     lines += ["", "## Versions", ""] + [f"- {name} {value}" for name, value in card["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> str:
+    """A value as a person reads it: rounded numbers, ``a x b`` shapes, ``key: value`` for mappings, never a repr."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        return " x ".join(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{name}: {_plain(item)}" for name, item in value.items())
+    return f"`{value}`" if isinstance(value, str) and ":" in value and " " not in value else str(value)
 
 
 def _num(value: Any) -> str:

@@ -21,8 +21,8 @@ import onnx
 import torch
 from torch import nn
 
-from exporters.base import Exporter, Runner, first_line, register_exporter
 from hwnas.errors import UserError
+from hwnas.exporters.base import Exporter, Runner, first_line, register_exporter
 from hwnas.fileio import atomic_write
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

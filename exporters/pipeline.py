@@ -12,22 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from devices import DeviceSpec, make_backend
-from exporters.base import Exporter, get_exporter
-from exporters.model_card import sha256, write_model_card
-from exporters.verify import verify
+from hwnas.devices import DeviceSpec, make_backend
 from hwnas.errors import UserError
+from hwnas.exporters.base import Exporter, get_exporter
+from hwnas.exporters.formats import FILE_NAMES
+from hwnas.exporters.model_card import write_model_card
+from hwnas.exporters.verification import verify
+from hwnas.fileio import file_sha256
 
 REJECTED_DIR = "rejected"  # files that failed verification
-FILE_NAMES = {
-    "onnx": "model.onnx",
-    "tflite": "model.tflite",
-    "tflite-fp16": "model.fp16.tflite",
-    "tflite-dynamic": "model.dynamic.tflite",
-    "tflite-int8": "model.int8.tflite",
-    "tensorrt": "model.plan",
-    "tensorrt-fp16": "model.fp16.plan",
-}
 
 
 @dataclass
@@ -99,7 +92,7 @@ def _export_one(exporter: Exporter, request: ExportRequest, out_dir: Path, backe
         "precision": exporter.precision,
         "file": path.relative_to(out_dir).as_posix(),
         "bytes": os.path.getsize(path),
-        "sha256": sha256(path),
+        "sha256": file_sha256(path),
         "verification": check.to_json(),
         "latency": latency,
     }

@@ -1,6 +1,6 @@
 """TensorRT engines: ONNX (our exporter) -> engine with TensorRT's Python API (devices' backend).
 
-The engine build and execution live in :mod:`devices.backends.tensorrt_backend` (one place that
+The engine build and execution live in :mod:`hwnas.devices.backends.tensorrt_backend` (one place that
 talks to TensorRT); this exporter adds the ONNX step, the precision flags and an atomic write.
 Where there is no TensorRT or no GPU it fails with one line (``unavailable_reason``). INT8
 engines need a TensorRT calibrator and are not offered.
@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from devices.backends.tensorrt_backend import TensorRTBackend
-from devices.spec import DeviceSpec
-from exporters.base import Exporter, Runner, Tolerance, register_exporter
-from exporters.onnx_export import export_onnx
+from hwnas.devices.backends.tensorrt_backend import TensorRTBackend
+from hwnas.devices.spec import DeviceSpec
 from hwnas.errors import UserError
+from hwnas.exporters.base import Exporter, Runner, Tolerance, register_exporter
+from hwnas.exporters.onnx_export import export_onnx
 from hwnas.fileio import atomic_write
 
 

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.base import Exporter, Runner, Tolerance, first_line, register_exporter
 from hwnas.errors import UserError
+from hwnas.exporters.base import Exporter, Runner, Tolerance, first_line, register_exporter
 from hwnas.fileio import atomic_write
 
 
@@ -53,7 +53,7 @@ def quiet_quantizer() -> Iterator[None]:
     cannot turn them off, and ``modify_model`` ignores ``enable_progress_bar``: capture stderr.
     Exceptions still propagate.
     """
-    from devices.backends.tflite_backend import without_delegate_banner
+    from hwnas.devices.backends.tflite_backend import without_delegate_banner
 
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), without_delegate_banner():
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")  # the calibrator's choice
@@ -160,7 +160,7 @@ def calibrate_min_max(float_file: Path, quantization_recipe: Any, calibration: n
 
 
 def signature_input(model_file: Path) -> tuple[str, str]:
-    from devices.backends.tflite_backend import open_interpreter
+    from hwnas.devices.backends.tflite_backend import open_interpreter
 
     signatures = open_interpreter(model_file, allocate=False).get_signature_list()
     name, signature = next(iter(signatures.items()))
@@ -169,7 +169,7 @@ def signature_input(model_file: Path) -> tuple[str, str]:
 
 def tflite_runner(path: Path) -> Runner:
     """Run a .tflite image by image; takes NCHW float batches, feeds NHWC (quantizing if needed)."""
-    from devices.backends.tflite_backend import open_interpreter
+    from hwnas.devices.backends.tflite_backend import open_interpreter
 
     interpreter = open_interpreter(path)
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]

@@ -1,18 +1,25 @@
 """hwnas: hardware-aware neural architecture search for mobile and edge devices.
 
-The core (search space, architecture strings, layer keys, model builder) is importable without
-the training, search or CLI layers; see ``../README.md`` for the pipeline.
+One import package. The pipeline's stages are its subpackages, each kept in its own top-level
+folder of the repository: ``hwnas.devices`` (measure a model file on a runtime),
+``hwnas.latency_tables`` (profile a device), ``hwnas.predictors`` (latency and accuracy
+predictors), ``hwnas.exporters`` (deployable, verified files). The core values (``Arch``,
+``SearchSpace``, ``OpKey``, ``Recipe``, the presets) import no torch; model-building names
+(``build_model``, ``arch_cost``, ...) are imported on first use. See ``README.md``.
 """
 
 from hwnas.arch import Arch, Block, Stage
-from hwnas.builder import arch_cost, build_model, build_op, count_flops, count_params, op_cost
 from hwnas.errors import ArchError, UserError
+from hwnas.lazy import lazy_exports
 from hwnas.opkey import OpKey
 from hwnas.presets import get_space, list_spaces, register_space
 from hwnas.recipe import Recipe
 from hwnas.space import SearchSpace, StageSpace
 
 __version__ = "0.1.0"
+
+_BUILDER_NAMES = ("arch_cost", "build_model", "build_op", "count_flops", "count_params", "op_cost")
+__getattr__, _dir_lazy = lazy_exports(__name__, dict.fromkeys(_BUILDER_NAMES, "builder"))
 
 __all__ = [
     "Arch",
@@ -24,13 +31,8 @@ __all__ = [
     "Stage",
     "StageSpace",
     "UserError",
-    "arch_cost",
-    "build_model",
-    "build_op",
-    "count_flops",
-    "count_params",
     "get_space",
     "list_spaces",
-    "op_cost",
     "register_space",
+    *_BUILDER_NAMES,
 ]

@@ -24,12 +24,12 @@ Strides, stem and head are properties of the search space, not of the architectu
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from hwnas.errors import ArchError
+from hwnas.fileio import text_sha256
 
 ACTIVATIONS = ("relu", "hswish")
 
@@ -157,7 +157,7 @@ class Arch:
     @property
     def id(self) -> str:
         """A stable short id: the first 12 hex digits of the SHA-256 of the string form."""
-        return hashlib.sha256(self.format().encode()).hexdigest()[:12]
+        return text_sha256(self.format(), 12)
 
     @property
     def blocks(self) -> tuple[Block, ...]:

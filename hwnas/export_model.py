@@ -14,7 +14,6 @@ BatchNorm statistics re-estimated on training images first, so its outputs depen
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,11 +27,12 @@ import torchvision
 from torch import nn
 from torch.utils.data import Dataset
 
-from exporters import ExportRequest
 from hwnas.arch import Arch
 from hwnas.builder import arch_cost, build_model, count_flops, count_params, recalibrate_batchnorm
 from hwnas.data import load_data
 from hwnas.errors import UserError
+from hwnas.exporters import ExportRequest
+from hwnas.fileio import read_json
 from hwnas.presets import get_space
 from hwnas.trainer import Prepared
 
@@ -83,10 +83,7 @@ def _run_folder(path: Path) -> ResolvedModel:
     result_file, weights = path / "result.json", path / "model.pt"
     if not result_file.exists() or not weights.exists():
         raise UserError(f"{path} is not a run folder (needs result.json and model.pt)")
-    try:
-        result = json.loads(result_file.read_text())
-    except json.JSONDecodeError as error:
-        raise UserError(f"{result_file} is not valid JSON ({error})") from None
+    result = read_json(result_file, "run result")
     if not isinstance(result, dict) or not isinstance(result.get("arch"), str):
         raise UserError(f"{result_file} names no architecture (expected an 'arch' string, as hwnas train writes)")
     resolved = _arch(result["arch"], weights)

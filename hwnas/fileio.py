@@ -1,15 +1,27 @@
-"""Atomic file writes: a killed run leaves the old file or the new one, never half of one."""
+"""Reading and writing the files hwnas keeps and shares, in one place.
+
+Writes are atomic (temporary file beside the target, then rename): a killed run leaves the old
+file or the new one, never half of one. Reads of user-supplied JSON, TOML and YAML go through
+:func:`read_json`, :func:`read_toml` and :func:`read_yaml`: a missing, unreadable, oversized,
+non-UTF-8 or malformed file is a one-line :class:`UserError` naming it and what it was meant to
+be, never a traceback. YAML is read with the safe loader only and duplicate keys are refused
+(a merged duplicate silently changes a latency table).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
+
+MAX_FILE_BYTES = 20 * 1024 * 1024  # every spec, table, recipe, space and sidecar hwnas writes is far smaller
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -40,3 +52,85 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def read_text(path: Path, what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The UTF-8 text of ``path`` (``what`` names it in errors: "device spec", "recipe file", ...)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise UserError(f"{what} {path} is {size / 1e6:.1f} MB, more than the {max_bytes / 1e6:.0f} MB hwnas reads")
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise UserError(f"cannot read {what} {path}: it does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{what} {path} is a folder, not a file") from None
+    except OSError as error:
+        raise UserError(f"cannot read {what} {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {error.start})") from None
+
+
+def read_json(path: Path, what: str) -> Any:
+    text = read_text(path, what)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{what} {path} is not valid JSON ({error})") from None
+    except ValueError as error:  # NaN / Infinity, or an integer too long to convert
+        raise UserError(f"{what} {path}: {error}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number hwnas accepts")
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    text = read_text(path, what)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{what} {path} is malformed TOML: {error}") from None
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """Safe-loaded YAML (no Python tags), refusing duplicate keys."""
+    import yaml
+
+    text = read_text(path, what)
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass: no Python tags
+    except yaml.YAMLError as error:
+        raise UserError(f"{what} {path} is not valid YAML ({str(error).splitlines()[0]})") from None
+
+
+def _unique_key_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses a mapping with a repeated key (built on use: PyYAML loads lazily)."""
+    import yaml
+
+    class UniqueKeySafeLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeySafeLoader
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB chunks (model files can be large)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def text_sha256(text: str, digits: int = 64) -> str:
+    """SHA-256 of a string (ids and content hashes), cut to ``digits`` hex digits."""
+    return hashlib.sha256(text.encode()).hexdigest()[:digits]

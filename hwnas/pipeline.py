@@ -13,20 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devices import DeviceSpec, make_backend
-from exporters import export_all, get_exporter
+from hwnas import latency_tables as shipped_tables
 from hwnas.arch import Arch
 from hwnas.data import load_data
+from hwnas.devices import DeviceSpec, make_backend
 from hwnas.errors import UserError
 from hwnas.export_model import build_request, resolve_model
+from hwnas.exporters import export_all, get_exporter
 from hwnas.fileio import atomic_write_json
+from hwnas.latency_tables.table import LatencyTable
 from hwnas.presets import get_space
 from hwnas.recipe import Recipe
 from hwnas.space import SearchSpace
 from hwnas.trainer import TrainResult, train
-from latency_tables.table import LatencyTable
 
-SHIPPED_TABLES = Path(__file__).resolve().parents[1] / "latency_tables" / "data"
+SHIPPED_TABLES = Path(shipped_tables.__file__).parent / "data"  # hwnas.latency_tables's data, wherever it is installed
 HOST_SPECS = {"onnx": "host-ort", "tflite": "host-tflite"}
 
 
@@ -63,6 +64,19 @@ def predicted_latency(space: SearchSpace, arch: Arch) -> dict[str, Any]:
     return predictions
 
 
+def describe_prediction(predicted: dict[str, Any]) -> str:
+    """``host-cpu-tflite-xnnpack: 0.497 ms (LUT sum, default-....json)``, one device after another."""
+    if not predicted:
+        return "n/a (no shipped table matches this machine)"
+    parts = []
+    for device, value in predicted.items():
+        if "lut_sum_ms" in value:
+            parts.append(f"{device}: {value['lut_sum_ms']:.3f} ms (LUT sum, {value['table']})")
+        else:
+            parts.append(f"{device}: not predicted ({value['skipped']})")
+    return "; ".join(parts)
+
+
 def run_pipeline(
     preset: str,
     seed: int,
@@ -80,7 +94,8 @@ def run_pipeline(
         {"preset": preset, "seed": seed, "arch": arch.format(), "recipe": recipe.to_json(), "data": data or "embedded"},
     )
     predicted = predicted_latency(space, arch)
-    log(f"architecture {arch.format()}; predicted latency {predicted or 'n/a (no table for this machine)'}")
+    log(f"architecture {arch.format()}")
+    log(f"predicted latency: {describe_prediction(predicted)}")
     result = train(space, arch, recipe, load_data(data), seed=seed, threads=threads, progress=progress, evaluate_test=True)
     result.save(out)
     formats = []

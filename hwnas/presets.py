@@ -20,33 +20,27 @@ Presets:
 
 from __future__ import annotations
 
-import fnmatch
-import json
 from pathlib import Path
 
 from hwnas.errors import UserError
+from hwnas.fileio import read_json
 from hwnas.opkey import make_divisible
+from hwnas.registry import Registry
 from hwnas.space import SearchSpace, StageSpace
 
-_REGISTRY: dict[str, SearchSpace] = {}
+SPACES: Registry[SearchSpace] = Registry("search space")
 
 
 def register_space(space: SearchSpace) -> SearchSpace:
-    if space.name in _REGISTRY:
-        raise ValueError(f"a search space named {space.name!r} is already registered")
-    _REGISTRY[space.name] = space
-    return space
+    return SPACES.register(space.name, space)
 
 
 def get_space(name: str) -> SearchSpace:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown search space {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    return SPACES.get(name)
 
 
 def list_spaces(pattern: str = "*") -> list[str]:
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
+    return SPACES.list(pattern)
 
 
 def _default() -> SearchSpace:
@@ -145,14 +139,9 @@ for _factory in (_default, _proxylessnas, _mnasnet, _ofa_mbv3):
 def resolve_space(name_or_path: str) -> SearchSpace:
     """A registered preset by name, or a search space saved as JSON (``hwnas space show --json``)."""
     path = Path(name_or_path)
-    if name_or_path in _REGISTRY or not path.suffix:
+    if name_or_path in SPACES or not path.suffix:
         return get_space(name_or_path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise UserError(f"cannot read search space {path}: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"search space {path} is not valid JSON ({error})") from None
+    data = read_json(path, "search space")
     if not isinstance(data, dict):
         raise UserError(f"search space {path} must hold a JSON object as `hwnas space show --json` writes")
     data.pop("hash", None)

@@ -6,13 +6,12 @@ Round-trips through JSON; overrides come as ``key=value`` strings from the comma
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
+from hwnas.fileio import read_json, read_toml
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 
@@ -84,15 +83,8 @@ class Recipe:
     @classmethod
     def from_file(cls, path: Path) -> Recipe:
         """Read a recipe from JSON or TOML (by extension)."""
-        try:
-            text = Path(path).read_text()
-        except OSError as error:
-            raise UserError(f"cannot read recipe file {path}: {error.strerror}") from None
-        try:
-            data = tomllib.loads(text) if str(path).endswith(".toml") else json.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-            raise UserError(f"recipe file {path} is malformed: {error}") from None
-        return cls.from_json(data)
+        reader = read_toml if str(path).endswith(".toml") else read_json
+        return cls.from_json(reader(Path(path), "recipe file"))
 
     def with_overrides(self, assignments: list[str]) -> Recipe:
         """Apply ``key=value`` strings, converting each value to the field's type."""

@@ -9,7 +9,6 @@ enumerates every OpKey any of its architectures can produce (what a device profi
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -20,6 +19,7 @@ from typing import Any
 
 from hwnas.arch import ACTIVATIONS, Arch, Block, Stage
 from hwnas.errors import ArchError, UserError
+from hwnas.fileio import text_sha256
 from hwnas.opkey import OpKey
 
 Rng = random.Random | int | None
@@ -106,7 +106,7 @@ class SearchSpace:
     def hash(self) -> str:
         """Content hash: a latency table or predictor is valid only for the space it was made for."""
         canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return text_sha256(canonical, 16)
 
     # ---- membership -----------------------------------------------------------------------
     def validate(self, arch: Arch) -> Arch:

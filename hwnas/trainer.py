@@ -111,8 +111,7 @@ def train(
     torch.manual_seed(seed)
     started = time.perf_counter()
     model = build_model(space, arch, dropout=recipe.dropout, drop_path=recipe.drop_path)
-    loader = _train_loader(data, arch.resolution, space.in_channels, recipe, seed)
-    curve = _fit(model, loader, data, arch.resolution, space.in_channels, recipe, progress)
+    curve = fit_model(model, data, recipe, arch.resolution, space.in_channels, seed=seed, progress=progress)
     evaluated = curve.model
     test_accuracy = None
     if evaluate_test:
@@ -141,14 +140,30 @@ def _train_loader(data: ImageSplits, resolution: int, channels: int, recipe: Rec
 
 
 @dataclass
-class _Curve:
+class FitCurve:
+    """Per-epoch points (train loss, validation accuracy, seconds) and the module to evaluate (EMA weights if on)."""
+
     points: list[dict[str, float]]
     model: nn.Module
 
 
-def _fit(
-    model: nn.Module, loader: DataLoader, data: ImageSplits, resolution: int, channels: int, recipe: Recipe, progress: bool
-) -> _Curve:
+def fit_model(
+    model: nn.Module,
+    data: ImageSplits,
+    recipe: Recipe,
+    resolution: int,
+    channels: int,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> FitCurve:
+    """Train any ``nn.Module`` with ``recipe`` on ``data``, evaluating on the validation split each epoch.
+
+    Used by ``train`` for a search-space candidate, and by search workers and pruning fine-tuning
+    for any module. It sets no process-wide state: the caller chooses torch's threads and seeds
+    the global generator (weight init, dropout, augmentation); ``seed`` orders the batches only.
+    """
+    loader = _train_loader(data, resolution, channels, recipe, seed)
     optimizer = make_optimizer(model, recipe)
     total_steps = recipe.epochs * len(loader)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, round(recipe.warmup_epochs * len(loader))))
@@ -188,7 +203,7 @@ def _fit(
             bar.console.log(
                 f"epoch {epoch}/{recipe.epochs}: loss {loss_sum / seen:.4f}, val accuracy {accuracy:.4f}"
             ) if progress else None
-    return _Curve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)
+    return FitCurve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)
 
 
 def _progress_bar(enabled: bool) -> Progress:

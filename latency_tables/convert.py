@@ -7,7 +7,6 @@ so conversion runs on every core while nothing is being timed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.arch import Arch
+from hwnas.fileio import text_sha256
 from hwnas.opkey import OpKey
 from hwnas.space import SearchSpace
 
@@ -46,7 +46,7 @@ def _tool_versions(fmt: str) -> str:
 
 
 def cached_path(cache_dir: Path, fmt: str, identity: str) -> Path:
-    digest = hashlib.sha256(f"{identity}|{fmt}|{_tool_versions(fmt)}".encode()).hexdigest()[:20]
+    digest = text_sha256(f"{identity}|{fmt}|{_tool_versions(fmt)}", 20)
     return Path(cache_dir) / fmt / f"{digest}.{EXTENSIONS[fmt]}"
 
 
@@ -75,7 +75,7 @@ def run_job(job: ConversionJob) -> Path:
         space = SearchSpace.from_json(job.space or {})
         arch = space.parse(job.arch or "")
         module, shape = build_model(space, arch), input_shape(space, arch)
-    from exporters import get_exporter
+    from hwnas.exporters import get_exporter
 
     return get_exporter(job.fmt).export(module.eval(), torch.randn(shape), job.path)
 

@@ -12,12 +12,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwnas.errors import UserError
+from hwnas.fileio import read_yaml
+from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import OpKey, PublicStyle
 from hwnas.space import SearchSpace
-from latency_tables.table import LatencyEntry, LatencyTable
 
 
 def detect_style(keys: list[str]) -> PublicStyle:
@@ -49,12 +48,7 @@ def import_public_table(path: Path, space: SearchSpace, device: str, style: Publ
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise UserError(f"cannot read {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"{path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    data = read_yaml(path, "latency table")
     if not isinstance(data, dict) or not data:
         raise UserError(f"{path}: expected a mapping of layer keys to {{count, mean, std|var}}")
     return data

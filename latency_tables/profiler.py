@@ -16,25 +16,23 @@ every attempt, and done layers are never measured again.
 from __future__ import annotations
 
 import random
-import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from devices.backends import Backend, make_backend
-from devices.backends.base import LocalBackend, measuring_cores, pinned, time_runs
-from devices.measurement import Measurement
-from devices.spec import DeviceSpec
 from hwnas.arch import Arch
+from hwnas.devices.backends import Backend, make_backend
+from hwnas.devices.measurement import Measurement
+from hwnas.devices.spec import DeviceSpec
+from hwnas.latency_tables.convert import ConversionJob, convert_all, network_job, op_job
+from hwnas.latency_tables.store import LatencyStore
+from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import OpKey
 from hwnas.space import SearchSpace
-from latency_tables.convert import ConversionJob, convert_all, network_job, op_job
-from latency_tables.store import LatencyStore
-from latency_tables.table import LatencyEntry, LatencyTable
 
 Work = tuple[str, str, ConversionJob, dict[str, Any]]  # subject, key, its model file's job, detail to store
 
@@ -90,10 +88,13 @@ class Profiler:
         cache: Path,
         settings: ProfileSettings | None = None,
         backend: Backend | None = None,
+        layers: Sequence[OpKey] | None = None,
     ) -> None:
+        """``layers``: the layers to measure (default: every layer ``space`` can produce)."""
         self.spec, self.space, self.out, self.cache = spec, space, Path(out), Path(cache)
         self.settings = settings or ProfileSettings()
         self.backend = backend or make_backend(spec)
+        self.layers = list(layers) if layers is not None else space.enumerate_op_keys()
 
     def run(self, progress: bool = True) -> ProfileReport:
         self.backend.require_available()
@@ -103,8 +104,7 @@ class Profiler:
         )
         try:
             ops = [
-                (key.describe(), op_job(key, self.backend.model_format, self.cache), {"op": key.to_json()})
-                for key in self.space.enumerate_op_keys()
+                (key.describe(), op_job(key, self.backend.model_format, self.cache), {"op": key.to_json()}) for key in self.layers
             ]
             nets = [
                 (arch.format(), network_job(self.space, arch, self.backend.model_format, self.cache), {"arch": arch.format()})
@@ -117,7 +117,7 @@ class Profiler:
                 convert_s = self._convert([job for _, _, job, _ in work], bar)
                 measure_start = time.perf_counter()
                 if work:
-                    self.settle(work[0][2].path)
+                    self.backend.settle(work[0][2].path)
                 attempts = self._measure(store, work, bar)
                 measure_s = time.perf_counter() - measure_start
             wall_s = time.perf_counter() - started
@@ -137,25 +137,6 @@ class Profiler:
         noisy = [entry.op.describe() for entry in table.entries.values() if (entry.cv or 0) > self.settings.cv_threshold]
         return ProfileReport(table, len(ops), len(nets), len(work), attempts, wall_s, convert_s, measure_s, noisy)
 
-    def settle(self, model_file: Path, window_s: float = 1.0, tolerance: float = 0.01, max_s: float = 30.0) -> float:
-        """Run one model in 1 s windows until two consecutive window medians agree within 1%.
-
-        Right after minutes of conversion on every core the CPU's clock and caches are still
-        moving; measuring straight away shifted a whole table by a few percent against a second
-        profile. Returns the seconds spent (at most ``max_s``).
-        """
-        if not isinstance(self.backend, LocalBackend):
-            return 0.0
-        started, previous = time.perf_counter(), None
-        run_once = self.backend.prepare(model_file)
-        with pinned(measuring_cores(self.spec)):
-            while time.perf_counter() - started < max_s:
-                current = statistics.median(time_runs(run_once, 0, 1, window_s))
-                if previous is not None and abs(current - previous) <= tolerance * previous:
-                    break
-                previous = current
-        return time.perf_counter() - started
-
     def _convert(self, jobs: list[ConversionJob], bar: Progress) -> float:
         started = time.perf_counter()
         task = bar.add_task(f"convert ({self.backend.model_format})", total=len(jobs))
@@ -164,7 +145,7 @@ class Profiler:
 
     def _measure(self, store: LatencyStore, work: list[Work], bar: Progress) -> int:
         backend, attempts = self.backend, 0
-        if isinstance(backend, LocalBackend) and self.spec.sessions > 1:
+        if backend.times_in_rounds:
             return self._measure_rounds(store, work, backend, bar)  # its last attempt accepts every subject
         if not work:
             return attempts
@@ -174,7 +155,7 @@ class Profiler:
             bar.advance(task)
         return attempts
 
-    def _measure_rounds(self, store: LatencyStore, work: list[Work], backend: LocalBackend, bar: Progress) -> int:
+    def _measure_rounds(self, store: LatencyStore, work: list[Work], backend: Backend, bar: Progress) -> int:
         """Round-robin: round r times every subject in one fresh session before round r+1 starts.
 
         Two profiles whose layers were each timed in one contiguous second differed by ~3.2% per
@@ -205,7 +186,7 @@ class Profiler:
         return pooled_now
 
     def _run_rounds(
-        self, store: LatencyStore, pending: list[Work], backend: LocalBackend, bar: Progress, rounds: int, again: bool
+        self, store: LatencyStore, pending: list[Work], backend: Backend, bar: Progress, rounds: int, again: bool
     ) -> None:
         """Bring every pending subject up to ``rounds`` stored rounds, one round of all of them at a time."""
         stored = {(subject, key): len(store.round_samples(subject, key)) for subject, key, _, _ in pending}

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devices.measurement import Measurement
+from hwnas.devices.measurement import Measurement
 from hwnas.errors import UserError
-from latency_tables.compat import differences
+from hwnas.latency_tables.compat import differences
 
 SCHEMA_VERSION = 1
 CHECKED_META = ("fingerprint", "space_hash")  # what must match; the spec's repeat counts may change

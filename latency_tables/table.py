@@ -8,7 +8,6 @@ what differs, unless the caller explicitly overrides.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -16,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write_json
+from hwnas.fileio import atomic_write_json, read_json
+from hwnas.latency_tables.compat import differences
 from hwnas.opkey import OpKey
-from latency_tables.compat import differences
 
 TABLE_SCHEMA_VERSION = 1
 
@@ -134,12 +133,7 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: Path) -> LatencyTable:
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as error:
-            raise UserError(f"cannot read latency table {path}: {error.strerror}") from None
-        except json.JSONDecodeError as error:
-            raise UserError(f"latency table {path} is not valid JSON ({error})") from None
+        data = read_json(Path(path), "latency table")
         try:
             return cls.from_json(data)
         except (KeyError, TypeError, ValueError) as error:

@@ -6,12 +6,29 @@ saved with a checked JSON sidecar (:func:`save_predictor`, :func:`load_predictor
 :class:`AccuracyPredictor` (FBNetV3: encoder pre-trained on FLOPs and params, accuracy head).
 """
 
-from predictors.accuracy import AccuracyPredictor, encode, read_pairs, sample_recipe
-from predictors.data import MeasuredNetwork, networks_from_table, read_latency_csv, split
-from predictors.evaluate import latency_metrics
-from predictors.io import load_predictor, save_predictor
-from predictors.latency import CalibratedLatency, FlopsRegression, LatencyPredictor, LutSum, make_predictor
+from hwnas.lazy import lazy_exports
 
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AccuracyPredictor": "accuracy",
+        "encode": "accuracy",
+        "read_pairs": "accuracy",
+        "sample_recipe": "accuracy",
+        "MeasuredNetwork": "data",
+        "networks_from_table": "data",
+        "read_latency_csv": "data",
+        "split": "data",
+        "latency_metrics": "evaluate",
+        "load_predictor": "io",
+        "save_predictor": "io",
+        "CalibratedLatency": "latency",
+        "FlopsRegression": "latency",
+        "LatencyPredictor": "latency",
+        "LutSum": "latency",
+        "make_predictor": "latency",
+    },
+)
 __all__ = [
     "AccuracyPredictor",
     "CalibratedLatency",

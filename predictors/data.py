@@ -9,7 +9,6 @@ a one-line error naming it (and its line), never a silently dropped row.
 from __future__ import annotations
 
 import csv
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from hwnas.arch import Arch
 from hwnas.errors import ArchError, UserError
+from hwnas.fileio import read_text, text_sha256
 from hwnas.space import SearchSpace
 
 CSV_ARCH_COLUMNS = ("arch", "architecture")
@@ -50,10 +50,7 @@ def networks_from_table(table_networks: Sequence[dict], space: SearchSpace, sour
 def read_latency_csv(path: Path, space: SearchSpace) -> list[MeasuredNetwork]:
     """Rows of ``arch`` (architecture string) and ``latency_ms`` (measured median, ms), with a header line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise UserError(f"cannot read latency CSV {path}: {error.strerror}") from None
+    text = read_text(path, "latency CSV")
     rows = list(csv.reader(text.splitlines()))
     header = [name.strip() for name in rows[0]] if rows else []
     arch_col = next((header.index(name) for name in CSV_ARCH_COLUMNS if name in header), None)
@@ -127,4 +124,4 @@ def split(
 def training_hash(networks: Sequence[MeasuredNetwork]) -> str:
     """Content hash of a training set (order-independent), recorded in a predictor's sidecar."""
     lines = sorted(f"{network.arch.format()}\t{network.ms:.9g}" for network in networks)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    return text_sha256("\n".join(lines), 16)

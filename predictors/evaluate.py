@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
-from predictors.data import MeasuredNetwork
+from hwnas.predictors.data import MeasuredNetwork
 
 
 def latency_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:

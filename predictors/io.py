@@ -25,8 +25,8 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write, atomic_write_json
-from latency_tables.compat import differences
-from predictors.latency import PREDICTORS, LatencyPredictor
+from hwnas.latency_tables.compat import differences
+from hwnas.predictors.latency import PREDICTORS, LatencyPredictor
 
 SIDECAR_VERSION = 1
 PINNED_LIBRARIES = ("scikit-learn", "numpy")  # a pickle made by another version of these is refused

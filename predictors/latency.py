@@ -12,7 +12,7 @@
 
 scikit-learn conventions: hyperparameters in ``__init__``, ``fit`` returns ``self``, what fitting
 learns ends in ``_``. A predictor carries the device fingerprint and space hash of the table it
-was made from, so it can refuse to be used for another device or space (see :mod:`predictors.io`).
+was made from, so it can refuse to be used for another device or space (see :mod:`hwnas.predictors.io`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from sklearn.preprocessing import StandardScaler
 from hwnas.arch import Arch
 from hwnas.builder import arch_cost
 from hwnas.errors import UserError
+from hwnas.latency_tables.table import LatencyTable
+from hwnas.predictors.data import MeasuredNetwork, training_hash
+from hwnas.predictors.features import feature_matrix, feature_names
 from hwnas.presets import get_space
 from hwnas.space import SearchSpace
-from latency_tables.table import LatencyTable
-from predictors.data import MeasuredNetwork, training_hash
-from predictors.features import feature_matrix, feature_names
 
 ArchLike = Arch | str
 CORRECTIONS = ("ridge", "gbr", "ridge+gbr")

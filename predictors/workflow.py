@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
-from latency_tables.table import LatencyTable
-from predictors.data import MeasuredNetwork, merge, networks_from_table, read_latency_csv, split
-from predictors.evaluate import between_run_noise, latency_metrics, scatter_plot, within_run_noise
-from predictors.latency import FlopsRegression, LatencyPredictor, LutSum, make_predictor, space_of
+from hwnas.latency_tables.table import LatencyTable
+from hwnas.predictors.data import MeasuredNetwork, merge, networks_from_table, read_latency_csv, split
+from hwnas.predictors.evaluate import between_run_noise, latency_metrics, scatter_plot, within_run_noise
+from hwnas.predictors.latency import FlopsRegression, LatencyPredictor, LutSum, make_predictor, space_of
 
 
 def read_networks_file(path: Path, table: LatencyTable, allow_mismatch: bool = False) -> list[MeasuredNetwork]:

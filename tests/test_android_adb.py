@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from devices import DeviceSpec, make_backend
-from devices.backends.android_adb import parse_benchmark_output
+from hwnas.devices import DeviceSpec, make_backend
+from hwnas.devices.backends.android_adb import parse_benchmark_output
 from hwnas.errors import UserError
 
 RECORDED = Path(__file__).parent / "data" / "benchmark_model"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from devices import DeviceSpec, Measurement, list_backends, make_backend, shipped_specs
-from devices.backends.base import time_runs
-from exporters.onnx_export import export_onnx
 from hwnas.builder import build_op
+from hwnas.devices import DeviceSpec, Measurement, list_backends, make_backend, shipped_specs
+from hwnas.devices.backends.base import time_runs
 from hwnas.errors import UserError
+from hwnas.exporters.onnx_export import export_onnx
 from hwnas.opkey import OpKey
 
 LAYER = OpKey("expanded_conv", 16, 16, 24, kernel=5, stride=2, expansion=6, se=True, act="hswish")
@@ -107,7 +107,7 @@ def test_pinning_to_a_missing_core_is_a_user_error(layer_onnx: Path) -> None:
 def test_tflite_interpreter_measures_a_real_layer(tmp_path: Path, xnnpack: bool) -> None:
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("litert_torch")
-    from exporters.tflite_export import export_tflite
+    from hwnas.exporters.tflite_export import export_tflite
 
     model = export_tflite(build_op(LAYER), torch.randn(1, 16, 16, 16), tmp_path / "layer.tflite")
     backend = make_backend(DeviceSpec("cpu", "tflite", warmup=5, repeats=30, options={"xnnpack": xnnpack}))
@@ -117,7 +117,7 @@ def test_tflite_interpreter_measures_a_real_layer(tmp_path: Path, xnnpack: bool)
 
 
 def test_only_the_delegate_banner_is_dropped_from_native_stderr(capfd: pytest.CaptureFixture[str]) -> None:
-    from devices.backends.tflite_backend import DELEGATE_BANNER, without_delegate_banner
+    from hwnas.devices.backends.tflite_backend import DELEGATE_BANNER, without_delegate_banner
 
     with without_delegate_banner():
         os.write(2, f"{DELEGATE_BANNER}\nERROR: a real runtime error\n".encode())  # as the C++ runtime writes
@@ -144,7 +144,7 @@ def test_tensorrt_measures_on_a_gpu(layer_onnx: Path) -> None:
 
 
 def test_runs_are_spread_over_fresh_sessions(layer_onnx: Path) -> None:
-    from devices.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from hwnas.devices.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     class CountingBackend(OnnxRuntimeBackend):
         loads = 0

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from devices import DeviceSpec
-from exporters import ExportRequest, export_all, get_exporter, list_formats, verify
-from exporters.base import Tolerance
-from exporters.model_card import render_markdown
 from hwnas.builder import build_model, recalibrate_batchnorm
+from hwnas.devices import DeviceSpec
 from hwnas.errors import UserError
 from hwnas.export_model import build_request, resolve_model
+from hwnas.exporters import ExportRequest, export_all, get_exporter, list_formats, verify
+from hwnas.exporters.base import Tolerance
+from hwnas.exporters.model_card import render_markdown
 from hwnas.presets import get_space
 
 ARCH = "default:r32_c16[k3e3]_c32[k5e6]_c48[k3e3sh]_c80[k3e6sh]"
@@ -72,7 +72,7 @@ def test_int8_calibration_ranges_cover_every_calibration_image(tmp_path: Path, r
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import recipe
 
-    from exporters.tflite_export import calibrate_min_max, export_tflite, to_nhwc
+    from hwnas.exporters.tflite_export import calibrate_min_max, export_tflite, to_nhwc
 
     float_file = export_tflite(request_default.module, request_default.example_input, tmp_path / "float.tflite")
     images = to_nhwc(request_default.calibration)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from devices.measurement import Measurement
+from hwnas.devices.measurement import Measurement
 from hwnas.errors import UserError
+from hwnas.latency_tables.importer import import_public_table
+from hwnas.latency_tables.store import LatencyStore
+from hwnas.latency_tables.table import LatencyEntry, LatencyTable, diff_tables
 from hwnas.opkey import OpKey
 from hwnas.presets import get_space
-from latency_tables.importer import import_public_table
-from latency_tables.store import LatencyStore
-from latency_tables.table import LatencyEntry, LatencyTable, diff_tables
 
 from conftest import SHARED_DATA
 
@@ -150,7 +150,7 @@ def test_shipped_tables_cover_the_default_space(name: str) -> None:
 
 
 def test_the_main_job_predicts_from_the_table_of_this_cpu_and_never_from_another() -> None:
-    from devices import DeviceSpec, make_backend
+    from hwnas.devices import DeviceSpec, make_backend
     from hwnas.pipeline import predicted_latency
 
     space = get_space("default")

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from hwnas.errors import UserError
-from hwnas.presets import get_space
-from latency_tables.table import LatencyTable
-from predictors import (
+from hwnas.latency_tables.table import LatencyTable
+from hwnas.predictors import (
     CalibratedLatency,
     FlopsRegression,
     LutSum,
@@ -26,8 +25,9 @@ from predictors import (
     save_predictor,
     split,
 )
-from predictors.features import arch_features, feature_names
-from predictors.workflow import load_networks
+from hwnas.predictors.features import arch_features, feature_names
+from hwnas.predictors.workflow import load_networks
+from hwnas.presets import get_space
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = Path(os.environ.get("HWNAS_TEST_TABLES", REPO / "latency_tables" / "data"))

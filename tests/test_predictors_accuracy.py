@@ -12,9 +12,9 @@ from scipy.stats import kendalltau
 
 from hwnas.builder import arch_cost
 from hwnas.errors import UserError
+from hwnas.predictors.accuracy import AccuracyPredictor, encode, read_pairs, sample_recipe
 from hwnas.presets import get_space
 from hwnas.recipe import Recipe
-from predictors.accuracy import AccuracyPredictor, encode, read_pairs, sample_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = REPO / "predictors" / "data" / "accuracy-pairs-default.json"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from devices import DeviceSpec, make_backend
-from devices.measurement import Measurement
+from hwnas.devices import DeviceSpec, make_backend
+from hwnas.devices.measurement import Measurement
+from hwnas.latency_tables.profiler import Profiler, ProfileSettings
+from hwnas.latency_tables.store import LatencyStore
+from hwnas.latency_tables.table import LatencyTable
 from hwnas.space import SearchSpace, StageSpace
-from latency_tables.profiler import Profiler, ProfileSettings
-from latency_tables.store import LatencyStore
-from latency_tables.table import LatencyTable
 
 TINY = SearchSpace(
     name="tiny",

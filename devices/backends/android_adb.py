@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from devices.backends.base import Backend, register_backend
-from devices.measurement import Measurement
+from hwnas.devices.backends.base import Backend, register_backend
+from hwnas.devices.measurement import Measurement
 from hwnas.errors import UserError
 
 _NUMBER = r"([0-9.]+(?:e[+-]?[0-9]+)?)"

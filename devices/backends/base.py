@@ -13,35 +13,35 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import statistics
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from devices.measurement import Measurement
-from devices.spec import DeviceSpec
+from hwnas.devices.measurement import Measurement
+from hwnas.devices.spec import DeviceSpec
 from hwnas.errors import UserError
+from hwnas.registry import Registry
 
-_BACKENDS: dict[str, type[Backend]] = {}
+_BACKEND_MODULES = ("onnxruntime_backend", "tflite_backend", "android_adb", "tensorrt_backend")
+BACKENDS: Registry[type[Backend]] = Registry("backend", modules=[f"hwnas.devices.backends.{name}" for name in _BACKEND_MODULES])
 
 
 def register_backend(cls: type[Backend]) -> type[Backend]:
-    if cls.name in _BACKENDS:
-        raise ValueError(f"a backend named {cls.name!r} is already registered")
-    _BACKENDS[cls.name] = cls
-    return cls
+    return BACKENDS.register(cls.name, cls)
 
 
 def list_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return BACKENDS.list()
 
 
 def make_backend(spec: DeviceSpec) -> Backend:
     try:
-        cls = _BACKENDS[spec.backend]
-    except KeyError:
-        raise UserError(f"device {spec.name!r}: unknown backend {spec.backend!r}; known: {', '.join(list_backends())}") from None
+        cls = BACKENDS.get(spec.backend)
+    except UserError as error:
+        raise UserError(f"device {spec.name!r}: {error}") from None
     return cls(spec)
 
 
@@ -83,6 +83,20 @@ class Backend(ABC):
     @abstractmethod
     def measure(self, model_file: Path) -> Measurement: ...
 
+    # ---- what a profiler needs beyond measure() -------------------------------------------
+    @property
+    def times_in_rounds(self) -> bool:
+        """True when ``measure_session`` times one of ``spec.sessions`` shares, so a profiler can interleave layers."""
+        return False
+
+    def measure_session(self, model_file: Path) -> Measurement:
+        """One round's share of the runs; a backend that cannot split its runs times them all."""
+        return self.measure(model_file)
+
+    def settle(self, model_file: Path) -> float:
+        """Bring the device to a steady state before timing (seconds spent); nothing to do by default."""
+        return 0.0
+
 
 class LocalBackend(Backend):
     """A runtime in this process: timed on pinned cores in ``spec.sessions`` fresh sessions.
@@ -95,6 +109,27 @@ class LocalBackend(Backend):
     @abstractmethod
     def prepare(self, model_file: Path) -> Callable[[], object]:
         """Load ``model_file`` into a fresh session with inputs set; return a function running it once."""
+
+    @property
+    def times_in_rounds(self) -> bool:
+        return self.spec.sessions > 1
+
+    def settle(self, model_file: Path, window_s: float = 1.0, tolerance: float = 0.01, max_s: float = 30.0) -> float:
+        """Run one model in 1 s windows until two consecutive window medians agree within 1%.
+
+        Right after minutes of conversion on every core the CPU's clock and caches are still
+        moving; measuring straight away shifted a whole table by a few percent against a second
+        profile. Returns the seconds spent (at most ``max_s``).
+        """
+        started, previous = time.perf_counter(), None
+        run_once = self.prepare(model_file)
+        with pinned(measuring_cores(self.spec)):
+            while time.perf_counter() - started < max_s:
+                current = statistics.median(time_runs(run_once, 0, 1, window_s))
+                if previous is not None and abs(current - previous) <= tolerance * previous:
+                    break
+                previous = current
+        return time.perf_counter() - started
 
     def measure(self, model_file: Path) -> Measurement:
         """All ``spec.sessions`` sessions back to back, their samples pooled."""

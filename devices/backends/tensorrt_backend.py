@@ -7,13 +7,13 @@ Engines are cached beside the ONNX file, keyed by GPU, TensorRT version and prec
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from devices.backends.base import Backend, register_backend
-from devices.measurement import Measurement
+from hwnas.devices.backends.base import Backend, register_backend
+from hwnas.devices.measurement import Measurement
 from hwnas.errors import UserError
+from hwnas.fileio import text_sha256
 
 
 def _import_tensorrt():
@@ -78,7 +78,7 @@ class TensorRTBackend(Backend):
         return bytes(serialized)
 
     def engine_path(self, onnx_file: Path) -> Path:
-        stamp = hashlib.sha256(repr(sorted(self.fingerprint().items())).encode()).hexdigest()[:12]
+        stamp = text_sha256(repr(sorted(self.fingerprint().items())), 12)
         return Path(onnx_file).with_suffix(f".{stamp}.plan")
 
     def load_engine(self, onnx_file: Path):

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from devices.backends.base import LocalBackend, host_cpu_model, register_backend
+from hwnas.devices.backends.base import LocalBackend, host_cpu_model, register_backend
 from hwnas.errors import UserError
 
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.base import Exporter
 from hwnas.errors import UserError
+from hwnas.exporters.base import Exporter
 
 
 class VerificationError(UserError):

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from devices import DeviceSpec
-from exporters import export_all, list_formats
-from hwnas.cli import JsonFlag, _print_json, app, console
+from hwnas.cli.common import JsonFlag, app, console, esc, print_json
 from hwnas.errors import UserError
-from hwnas.export_model import build_request, resolve_model
+from hwnas.exporters.formats import FILE_NAMES
 
 
 @app.command("export")
 def export_command(
     model: Annotated[str, typer.Argument(help="run folder, architecture string, or torchvision:NAME")],
-    formats: Annotated[str, typer.Option("--format", help=f"comma-separated: {', '.join(list_formats())}")] = "onnx,tflite",
+    formats: Annotated[str, typer.Option("--format", help=f"comma-separated: {', '.join(FILE_NAMES)}")] = "onnx,tflite",
     device: Annotated[list[str] | None, typer.Option("--device", help="device spec to re-measure on (repeatable)")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("export"),
     checkpoint: Annotated[Path | None, typer.Option(help="weights (state dict) for an architecture string")] = None,
@@ -28,21 +26,26 @@ def export_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Export MODEL, verify every file against PyTorch, re-measure it, and write a model card."""
+    from hwnas.devices import DeviceSpec
+    from hwnas.export_model import build_request, resolve_model
+    from hwnas.exporters import export_all
+
     specs = [DeviceSpec.from_toml(spec) for spec in device or []]
     resolved = resolve_model(model, checkpoint)
     request = build_request(resolved, data, images, calibration)
-    card = export_all(request, formats.split(","), out, specs, on_step=None if as_json else lambda s: console.log(s))
+    card = export_all(request, formats.split(","), out, specs, on_step=None if as_json else lambda s: console.log(esc(s)))
     if as_json:
-        _print_json(card)
+        print_json(card)
     else:
-        _show(card, out)
+        show_exports(card, out)
     failed = [item for item in card["exports"] if not item["verification"]["passed"]]
     if failed:
         reasons = "; ".join(f"{i['format']}: {i['verification']['failure']}" for i in failed)
         raise UserError(f"verification failed (files moved to {out / 'rejected'}): {reasons}")
 
 
-def _show(card: dict, out: Path) -> None:
+def show_exports(card: dict[str, Any], out: Path) -> None:
+    """The verification table a person reads: one row per exported file."""
     table = Table("format", "file", "MB", "max |diff|", "top-1 agree", "accuracy", "latency (median ms)")
     for item in card["exports"]:
         check = item["verification"]
@@ -56,12 +59,12 @@ def _show(card: dict, out: Path) -> None:
         accuracy = "-" if check["file_accuracy"] is None else f"{check['file_accuracy']:.4f}"
         table.add_row(
             item["format"],
-            item["file"],
+            esc(item["file"]),
             f"{item['bytes'] / 1e6:.2f}",
             f"{check['max_abs_diff']:.2e}",
             f"{check['top1_agreement']:.4f}",
             accuracy,
-            latency,
+            esc(latency),
         )
     console.print(table)
-    console.print(f"model card: {out / 'model_card.md'}")
+    console.print(f"model card: {esc(out / 'model_card.md')}")

@@ -8,14 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hwnas.cli import JsonFlag, _print_json, app, console
-from latency_tables.table import LatencyTable
-from predictors.io import load_predictor, save_predictor
-from predictors.latency import CORRECTIONS, PREDICTORS, space_of
-from predictors.workflow import evaluate_predictor, fit_and_evaluate, load_networks, read_networks_file
+from hwnas.cli.common import JsonFlag, console, esc, group, print_json
 
-predictor_app = typer.Typer(no_args_is_help=True, help="Fit and evaluate latency predictors.")
-app.add_typer(predictor_app, name="predictor")
+predictor_app = group("predictor", "Fit and evaluate latency predictors.")
 
 TableOption = Annotated[Path, typer.Option("--table", help="the device's latency table (table.json of hwnas profile)")]
 NetworksOption = Annotated[
@@ -36,8 +31,8 @@ AllowMismatch = Annotated[bool, typer.Option("--allow-mismatch", help="use netwo
 def predictor_fit(
     table: TableOption,
     out: Annotated[Path, typer.Option("--out", help="predictor file to write (its sidecar goes beside it as .json)")],
-    kind: Annotated[str, typer.Option(help=f"predictor: {', '.join(PREDICTORS)}")] = "calibrated",
-    correction: Annotated[str, typer.Option(help=f"calibrated only: {', '.join(CORRECTIONS)}")] = "ridge",
+    kind: Annotated[str, typer.Option(help="calibrated (table sum x learned correction), lut or flops")] = "calibrated",
+    correction: Annotated[str, typer.Option(help="calibrated only: ridge, gbr or ridge+gbr")] = "ridge",
     networks: NetworksOption = None,
     repeats: RepeatsOption = None,
     holdout: Annotated[float, typer.Option(help="share of measured networks held out for evaluation (0: fit on all)")] = 0.25,
@@ -47,6 +42,10 @@ def predictor_fit(
     as_json: JsonFlag = False,
 ) -> None:
     """Fit a latency predictor on a table's measured networks; score it and the baselines on held-out ones."""
+    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.predictors.io import save_predictor
+    from hwnas.predictors.workflow import fit_and_evaluate, load_networks, read_networks_file
+
     lut = LatencyTable.load(table)
     measured = load_networks(lut, networks or [], allow_mismatch)
     again = read_networks_file(repeats, lut, allow_mismatch) if repeats else []
@@ -57,11 +56,11 @@ def predictor_fit(
     )
     report |= {"predictor": str(model), "sidecar": str(sidecar)}
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     console.print(
-        f"fitted [bold]{kind}[/] on {report['train_networks']} measured networks of {lut.space} on "
-        f"{lut.device.get('name', '?')} -> {model}"
+        f"fitted [bold]{esc(kind)}[/] on {report['train_networks']} measured networks of {esc(lut.space)} on "
+        f"{esc(lut.device.get('name', '?'))} -> {esc(model)}"
     )
     if "held_out" in report:
         _print_metrics(report["held_out"], f"{report['held_out_networks']} held-out networks")
@@ -80,13 +79,18 @@ def predictor_eval(
     as_json: JsonFlag = False,
 ) -> None:
     """Score a saved predictor and the LUT sum on measured networks it was not fitted on."""
+    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.predictors.io import load_predictor
+    from hwnas.predictors.latency import space_of
+    from hwnas.predictors.workflow import evaluate_predictor, load_networks, read_networks_file
+
     lut = LatencyTable.load(table)
     predictor = load_predictor(predictor_file, fingerprint=lut.fingerprint, space_hash=space_of(lut).hash)
     measured = load_networks(lut, networks or [], allow_mismatch)
     again = read_networks_file(repeats, lut, allow_mismatch) if repeats else []
     report = evaluate_predictor(predictor, lut, measured, include_training, again, plot)
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     _print_metrics(
         report["metrics"], f"{report['networks']} networks ({report['excluded_training_networks']} training ones left out)"

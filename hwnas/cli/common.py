@@ -1,0 +1,88 @@
+"""What every verb module shares: the typer app, the console, common options and printing helpers.
+
+Everything a user typed (architecture strings, paths, names) goes through :func:`esc` before it
+reaches rich: ``[k3e3,k5e6]`` is rich markup syntax, and unescaped block lists vanish from the
+printed architecture, so a user who copied the line would get another network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from hwnas.recipe import Recipe
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Hardware-aware NAS: profile a device, search under a latency budget, prune and export.",
+)
+console = Console()
+
+Preset = Annotated[str, typer.Option("--preset", "-p", help="search space preset (hwnas space list)")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+SpaceOption = Annotated[str, typer.Option("--space", help="search-space preset or JSON file")]
+SpecArg = Annotated[str, typer.Argument(help="device spec: a TOML path or a shipped name (hwnas devices list)")]
+AllowMismatch = Annotated[bool, typer.Option("--allow-mismatch", help="use a store/table of another device or space anyway")]
+
+
+def esc(value: object) -> str:
+    """``value`` as text that rich prints literally (no markup is read from it)."""
+    return escape(str(value))
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2))
+
+
+def group(name: str, help_text: str) -> typer.Typer:
+    """A sub-command group (``hwnas lut ...``) registered on the app."""
+    sub = typer.Typer(no_args_is_help=True, help=help_text)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+def key_values(values: dict[str, Any], digits: int = 4) -> str:
+    """``a: 0.4974, b: text`` with floats rounded: what a person reads instead of a dict repr."""
+    return ", ".join(f"{key}: {format_value(value, digits)}" for key, value in values.items())
+
+
+def format_value(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, dict):
+        return "{" + key_values(value, digits) + "}"
+    return str(value)
+
+
+# ---- options shared by the verbs that train (train, run) ----------------------------------------
+RecipeFile = Annotated[Path | None, typer.Option("--recipe", help="recipe file (JSON or TOML)")]
+Overrides = Annotated[list[str] | None, typer.Option("--set", help="recipe override key=value (repeatable)")]
+Epochs = Annotated[int | None, typer.Option(help="shorthand for --set epochs=N")]
+DataSource = Annotated[str | None, typer.Option("--data", help="'embedded' (default), 'fashion-mnist', or a folder")]
+Threads = Annotated[int | None, typer.Option(min=1, help="torch threads (default: all cores)")]
+Seed = Annotated[int, typer.Option(help="random seed")]
+
+
+def build_recipe(recipe_file: Path | None, overrides: list[str] | None, epochs: int | None) -> Recipe:
+    recipe = Recipe.from_file(recipe_file) if recipe_file else Recipe()
+    assignments = list(overrides or []) + ([f"epochs={epochs}"] if epochs is not None else [])
+    return recipe.with_overrides(assignments)
+
+
+def show_training(result: dict[str, Any]) -> None:
+    """A trained result (``TrainResult.to_json()``) as two lines; the architecture copies back exactly."""
+    console.print(f"[bold]{esc(result['arch'])}[/]")
+    test = result.get("test_accuracy")
+    console.print(
+        f"validation accuracy {result['val_accuracy']:.4f} on {esc(result['dataset'])} at {result['resolution']}px after "
+        f"{len(result['curve'])} epoch(s); {result['params'] / 1e6:.3f} M params, {result['flops'] / 1e6:.2f} MFLOPs; "
+        f"{result['wall_time_s']:.1f} s on {result['threads']} thread(s)"
+        + (f"; test accuracy {test:.4f}" if test is not None else "")
+    )

@@ -1,0 +1,64 @@
+"""``hwnas profile``: measure every layer of a search space (and whole networks) on a device."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hwnas.cli.common import AllowMismatch, JsonFlag, SpaceOption, SpecArg, app, console, esc, print_json
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hwnas" / "models"
+
+
+@app.command("profile")
+def profile_command(
+    spec: SpecArg,
+    space: SpaceOption = "default",
+    out: Annotated[Path | None, typer.Option(help="profile folder (default: runs/profiles/<device>-<space>)")] = None,
+    cache: Annotated[Path | None, typer.Option(help="converted-model cache (default: ~/.cache/hwnas/models)")] = None,
+    networks: Annotated[int, typer.Option(min=0, help="whole sampled networks to measure too")] = 40,
+    seed: Annotated[int, typer.Option(help="seed of the sampled networks")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="conversion processes")] = max(1, len(os.sched_getaffinity(0))),
+    cv_threshold: Annotated[float, typer.Option(min=0.0, help="re-measure attempts noisier than this CV")] = 0.15,
+    max_attempts: Annotated[int, typer.Option(min=1, help="attempts per layer at most")] = 3,
+    allow_mismatch: AllowMismatch = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure every layer of a search space (and sampled whole networks) on a device -> latency table."""
+    from hwnas.devices import DeviceSpec
+    from hwnas.latency_tables.profiler import Profiler, ProfileSettings
+    from hwnas.presets import resolve_space
+
+    device = DeviceSpec.from_toml(spec)
+    search_space = resolve_space(space)
+    out = out or Path("runs") / "profiles" / f"{device.name}-{search_space.name}"
+    settings = ProfileSettings(networks, seed, workers, cv_threshold, max_attempts, allow_mismatch)
+    report = Profiler(device, search_space, out, cache or default_cache(), settings).run(progress=not as_json)
+    summary = {
+        "table": str(out / "table.json"),
+        "store": str(out / "store.sqlite"),
+        "ops": report.ops,
+        "networks": report.networks,
+        "measured_now": report.measured_now,
+        "attempts_now": report.attempts_now,
+        "wall_s": round(report.wall_s, 2),
+        "convert_s": round(report.convert_s, 2),
+        "measure_s": round(report.measure_s, 2),
+        "noisy": report.noisy,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"{report.ops} layers and {report.networks} networks of {esc(repr(search_space.name))} on {esc(device.name)}: "
+        f"measured {report.measured_now} now ({report.attempts_now} attempts) in {report.wall_s:.1f} s "
+        f"(converting {report.convert_s:.1f} s, measuring {report.measure_s:.1f} s)"
+    )
+    if report.noisy:
+        console.print(f"[yellow]{len(report.noisy)} layers stayed above CV {cv_threshold} after {max_attempts} attempts[/]")
+    console.print(f"table: {esc(out / 'table.json')}")
