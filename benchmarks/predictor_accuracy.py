@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hwnas.predictors.accuracy import AccuracyPredictor, read_pairs  # noqa: E402
+from hwnas.predictors.registry import hyperparameters_of  # noqa: E402
 from hwnas.presets import get_space  # noqa: E402
 
 
@@ -99,7 +100,7 @@ def main() -> None:
         "pretrain_final_mse_standardised": pretrain_losses,
         "splits": args.splits,
         "seeds": args.seeds,
-        "hyperparameters": AccuracyPredictor(space).hyperparameters(),
+        "hyperparameters": hyperparameters_of(AccuracyPredictor(space)),
         "results": results,
         "wall_s": round(time.perf_counter() - started, 1),
     }

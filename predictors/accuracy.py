@@ -15,22 +15,22 @@ one-hot, log learning rate and weight decay, the rest scaled to about [0, 1]).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from torch import nn
 
 from hwnas.arch import Arch
 from hwnas.builder import arch_cost
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write, atomic_write_json
+from hwnas.fileio import read_json
+from hwnas.predictors.registry import PREDICTORS
 from hwnas.recipe import OPTIMIZERS, Recipe
 from hwnas.space import SearchSpace
 
@@ -123,8 +123,15 @@ class _Net(nn.Module):
         return self.accuracy_head(torch.cat([self.encoder(x), x[:, -RECIPE_FEATURES:]], dim=1))
 
 
-class AccuracyPredictor:
-    """Encoder MLP + accuracy head (FBNetV3). ``pretrain_samples=0`` turns pre-training off."""
+class AccuracyPredictor(BaseEstimator):
+    """Encoder MLP + accuracy head (FBNetV3). ``pretrain_samples=0`` turns pre-training off.
+
+    Saved like every predictor (:func:`hwnas.predictors.io.save_predictor`): the network as a torch
+    state dict (read back with ``weights_only=True``), the rest in the versioned JSON sidecar.
+    """
+
+    kind: ClassVar[str] = "accuracy-fbnetv3"
+    fitted_attributes: ClassVar[tuple[str, ...]] = ("net_", "acc_mean_", "acc_std_", "n_train_")
 
     def __init__(
         self,
@@ -151,23 +158,6 @@ class AccuracyPredictor:
         self.finetune_lr = finetune_lr
         self.weight_decay = weight_decay
         self.seed = seed
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            name: getattr(self, name)
-            for name in (
-                "hidden",
-                "embedding",
-                "pretrain_samples",
-                "pretrain_epochs",
-                "head_epochs",
-                "finetune_epochs",
-                "lr",
-                "finetune_lr",
-                "weight_decay",
-                "seed",
-            )
-        }
 
     def _encode(self, archs: Sequence[Arch], recipes: Sequence[Recipe]) -> torch.Tensor:
         if len(archs) != len(recipes):
@@ -241,47 +231,46 @@ class AccuracyPredictor:
             out = self.net_.accuracy(self._encode(archs, recipes)).squeeze(1).numpy()
         return out.astype(np.float64) * self.acc_std_ + self.acc_mean_
 
-    # ---- persistence: state dict (no pickle) + sidecar with its sha256 ---------------------
+    # ---- persistence (hwnas.predictors.io writes the sidecar and checks it on load) -----------
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> Path:
-        path = Path(path)
-        atomic_write(path, lambda temp: torch.save(self.net_.state_dict(), temp))
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        atomic_write_json(
-            path.with_suffix(".json"),
-            {
-                "kind": "accuracy-fbnetv3",
-                "model_sha256": digest,
-                "space": self.space.name,
-                "space_hash": self.space.hash,
-                "hyperparameters": self.hyperparameters(),
-                "acc_mean": self.acc_mean_,
-                "acc_std": self.acc_std_,
-                "n_train": self.n_train_,
-                **(extra or {}),
-            },
-        )
-        return path
+        from hwnas.predictors.io import save_predictor
+
+        return save_predictor(self, path, extra=extra)[0]
 
     @classmethod
     def load(cls, path: Path, space: SearchSpace) -> AccuracyPredictor:
-        path = Path(path)
+        from hwnas.predictors.io import load_predictor
+
+        return load_predictor(path, space_hash=space.hash, space=space)
+
+    def sidecar_fields(self) -> dict[str, Any]:
+        return {
+            "space": self.space.name,
+            "space_hash": self.space.hash,
+            "search_space": self.space.to_json(),
+            "acc_mean": self.acc_mean_,
+            "acc_std": self.acc_std_,
+            "n_train": self.n_train_,
+        }
+
+    def write_model(self, path: Path) -> None:
+        torch.save(self.net_.state_dict(), path)
+
+    @classmethod
+    def read_model(cls, path: Path, sidecar: dict[str, Any], space: SearchSpace | None = None) -> AccuracyPredictor:
         try:
-            sidecar = json.loads(path.with_suffix(".json").read_text())
-            blob = path.read_bytes()
-        except (OSError, json.JSONDecodeError) as error:
-            raise UserError(f"cannot read accuracy predictor {path} and its sidecar ({error})") from None
-        if sidecar.get("space_hash") != space.hash:
-            raise UserError(
-                f"accuracy predictor {path} is for space {sidecar.get('space')!r} hash {sidecar.get('space_hash')}, "
-                f"not {space.name!r} hash {space.hash}"
-            )
-        if hashlib.sha256(blob).hexdigest() != sidecar.get("model_sha256"):
-            raise UserError(f"accuracy predictor {path} does not match its sidecar's sha256: corrupted or replaced, refusing it")
-        predictor = cls(space, **sidecar["hyperparameters"])
-        predictor.net_ = predictor._new_net()
-        predictor.net_.load_state_dict(torch.load(path, weights_only=True))
-        predictor.acc_mean_, predictor.acc_std_, predictor.n_train_ = sidecar["acc_mean"], sidecar["acc_std"], sidecar["n_train"]
+            space = space or SearchSpace.from_json(sidecar["search_space"])
+            predictor = cls(space, **sidecar["hyperparameters"])
+            predictor.net_ = predictor._new_net()
+            predictor.net_.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            predictor.acc_mean_, predictor.acc_std_ = float(sidecar["acc_mean"]), float(sidecar["acc_std"])
+            predictor.n_train_ = int(sidecar["n_train"])
+        except (KeyError, TypeError, ValueError, RuntimeError, EOFError) as error:
+            raise UserError(f"accuracy predictor {path} does not load ({str(error).splitlines()[0]})") from None
         return predictor
+
+
+PREDICTORS.register(AccuracyPredictor.kind, AccuracyPredictor)
 
 
 def _train(
@@ -318,10 +307,9 @@ def _train(
 
 def read_pairs(path: Path, space: SearchSpace) -> tuple[list[Arch], list[Recipe], list[float], dict[str, Any]]:
     """Measured (arch, recipe, accuracy) pairs written by ``benchmarks/predictor_collect_pairs.py``."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read accuracy pairs {path} ({error})") from None
+    data = read_json(Path(path), "accuracy pairs")
+    if not isinstance(data, dict):
+        raise UserError(f"accuracy pairs {path} must hold a JSON object as benchmarks/predictor_collect_pairs.py writes")
     if data.get("space_hash") != space.hash:
         raise UserError(f"accuracy pairs {path} are of space hash {data.get('space_hash')}, not {space.name!r} hash {space.hash}")
     pairs = data.get("pairs", [])

@@ -1,22 +1,25 @@
-"""Save and load predictors as a model file plus a JSON sidecar, refusing anything that does not match.
+"""Save and load every predictor the same way: a model file plus a versioned JSON sidecar.
 
-A pickled model runs code when it is loaded, so the order of checks on load is the point:
+No predictor file is ever unpickled. Latency predictors are written with ``skops`` (plain data and
+an explicit list of scikit-learn types; anything else in the file is refused, naming the type);
+the accuracy predictor's network is a torch state dict, read with ``torch.load(weights_only=True)``.
+A shared predictor therefore cannot run code when it is loaded, whoever wrote it and its sidecar.
 
-1. read the sidecar (plain JSON, safe to read);
+The order of checks on load:
+
+1. read the sidecar (plain JSON) and its version;
 2. refuse a predictor of another device or search space (names the differing fields);
 3. refuse a model file whose SHA-256 is not the one the sidecar recorded (corrupted, truncated or
-   swapped files are never unpickled);
-4. refuse a model pickled by another scikit-learn / torch version (pickles do not travel);
-5. only then ``joblib.load``, and check the object is what the sidecar says.
+   swapped files are never parsed);
+4. refuse a model saved with another version of the library its format depends on;
+5. only then read it, through the class the sidecar's ``kind`` names (:data:`PREDICTORS`).
 
-The sidecar also records the feature list, the training set's hash and size, the metrics on
-held-out networks and the library versions, so a predictor file says what it is.
+The sidecar also records the hyperparameters (``get_params``), the feature list, the training
+set's hash and size, the metrics on held-out data and the library versions.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -24,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write, atomic_write_json
+from hwnas.fileio import atomic_write, atomic_write_json, file_sha256, read_json
 from hwnas.latency_tables.compat import differences
-from hwnas.predictors.latency import PREDICTORS, LatencyPredictor
+from hwnas.predictors.registry import PREDICTORS, hyperparameters_of
+from hwnas.space import SearchSpace
 
-SIDECAR_VERSION = 1
-PINNED_LIBRARIES = ("scikit-learn", "numpy")  # a pickle made by another version of these is refused
+SIDECAR_VERSION = 2
+# a model written with another version of these is refused: their file formats do not promise to travel
+PINNED_LIBRARIES = {"lut": (), "flops": ("scikit-learn",), "calibrated": ("scikit-learn",), "accuracy-fbnetv3": ()}
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -38,7 +43,7 @@ def sidecar_path(model_path: Path) -> Path:
 
 def library_versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for name in ("hwnas", "scikit-learn", "numpy", "scipy", "torch"):
+    for name in ("hwnas", "scikit-learn", "skops", "numpy", "scipy", "torch"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -46,41 +51,26 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def save_predictor(
-    predictor: LatencyPredictor, path: Path, metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+    predictor: Any, path: Path, metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
 ) -> tuple[Path, Path]:
-    """Write ``path`` (joblib) and its sidecar ``path.with_suffix('.json')``; returns both paths."""
-    import joblib
-
+    """Write ``path`` (the model file) and its sidecar ``path.with_suffix('.json')``; returns both paths."""
     path = Path(path)
     if path.suffix == ".json":
-        raise UserError(
-            f"predictor path {path} ends in .json, which is the sidecar's name; use e.g. {path.with_suffix('.joblib')}"
-        )
-    if not hasattr(predictor, "training_hash_"):
+        suggestion = path.with_suffix(".skops")
+        raise UserError(f"predictor path {path} ends in .json, which is the sidecar's name; use e.g. {suggestion}")
+    missing = [name for name in predictor.fitted_attributes if not hasattr(predictor, name)]
+    if missing:
         raise UserError("refusing to save a predictor that was never fitted")
-    atomic_write(path, lambda temp: joblib.dump(predictor, temp))
+    atomic_write(path, predictor.write_model)
     sidecar = {
         "sidecar_version": SIDECAR_VERSION,
         "kind": predictor.kind,
         "class": type(predictor).__name__,
         "model_file": path.name,
         "model_sha256": file_sha256(path),
-        "device": predictor.table.device.get("name", "?"),
-        "fingerprint": predictor.fingerprint,
-        "space": predictor.table.space,
-        "space_hash": predictor.space_hash,
-        "features": predictor.feature_list(),
-        "hyperparameters": predictor.hyperparameters(),
-        "training_set": {"hash": predictor.training_hash_, "networks": predictor.n_train_, "ids": predictor.training_ids_},
+        "hyperparameters": hyperparameters_of(predictor),
+        **predictor.sidecar_fields(),
         "metrics": metrics or {},
         "libraries": library_versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -92,19 +82,13 @@ def save_predictor(
 
 def read_sidecar(path: Path) -> dict[str, Any]:
     side = sidecar_path(path)
-    try:
-        data = json.loads(side.read_text())
-    except FileNotFoundError:
-        raise UserError(f"predictor {path} has no sidecar {side}; refusing to load a model file without one") from None
-    except OSError as error:
-        raise UserError(f"cannot read predictor sidecar {side}: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise UserError(f"predictor sidecar {side} is not valid JSON ({error})") from None
-    if not isinstance(data, dict) or data.get("sidecar_version") != SIDECAR_VERSION:
-        raise UserError(
-            f"predictor sidecar {side}: version {data.get('sidecar_version') if isinstance(data, dict) else None!r}, "
-            f"this hwnas reads {SIDECAR_VERSION}"
-        )
+    if not side.exists():
+        raise UserError(f"predictor {path} has no sidecar {side}; refusing to load a model file without one")
+    data = read_json(side, "predictor sidecar")
+    found = data.get("sidecar_version") if isinstance(data, dict) else None
+    if found != SIDECAR_VERSION:
+        hint = " (written by an older hwnas: refit it with hwnas predictor fit)" if isinstance(found, int) and found < 2 else ""
+        raise UserError(f"predictor sidecar {side}: version {found!r}, this hwnas reads {SIDECAR_VERSION}{hint}")
     return data
 
 
@@ -119,10 +103,10 @@ def check_identity(sidecar: dict[str, Any], path: Path, fingerprint: dict[str, A
         raise UserError(f"predictor {path} is for another device or space (predictor vs wanted: {'; '.join(found[:4])})")
 
 
-def load_predictor(path: Path, fingerprint: dict[str, Any] | None = None, space_hash: str | None = None) -> LatencyPredictor:
+def load_predictor(
+    path: Path, fingerprint: dict[str, Any] | None = None, space_hash: str | None = None, space: SearchSpace | None = None
+) -> Any:
     """Load a predictor saved by :func:`save_predictor`, after every check in the module docstring."""
-    import joblib
-
     path = Path(path)
     sidecar = read_sidecar(path)
     check_identity(sidecar, path, fingerprint, space_hash)
@@ -135,14 +119,13 @@ def load_predictor(path: Path, fingerprint: dict[str, Any] | None = None, space_
             f"predictor {path} does not match its sidecar (sha256 {actual[:12]} vs recorded "
             f"{str(sidecar.get('model_sha256'))[:12]}): corrupted or replaced, refusing to load it"
         )
+    kind = str(sidecar.get("kind"))
+    cls = PREDICTORS.get(kind)
     here = library_versions()
-    for name in PINNED_LIBRARIES:
-        if sidecar.get("libraries", {}).get(name) != here[name]:
-            raise UserError(
-                f"predictor {path} was saved with {name} {sidecar.get('libraries', {}).get(name)}, this is {here[name]}; refit it"
-            )
-    predictor = joblib.load(path)
-    expected = PREDICTORS.get(str(sidecar.get("kind")))
-    if expected is None or type(predictor) is not expected:
-        raise UserError(f"predictor {path} holds a {type(predictor).__name__}, its sidecar says {sidecar.get('class')}")
-    return predictor
+    for name in PINNED_LIBRARIES.get(kind, ()):
+        saved = sidecar.get("libraries", {}).get(name)
+        if saved != here[name]:
+            raise UserError(f"predictor {path} was saved with {name} {saved}, this is {here[name]}; refit it")
+    if not isinstance(sidecar.get("hyperparameters"), dict):
+        raise UserError(f"predictor sidecar {sidecar_path(path)} has no hyperparameters mapping")
+    return cls.read_model(path, sidecar, space)

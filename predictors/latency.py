@@ -17,10 +17,13 @@ was made from, so it can refuse to be used for another device or space (see :mod
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -32,6 +35,7 @@ from hwnas.errors import UserError
 from hwnas.latency_tables.table import LatencyTable
 from hwnas.predictors.data import MeasuredNetwork, training_hash
 from hwnas.predictors.features import feature_matrix, feature_names
+from hwnas.predictors.registry import PREDICTORS
 from hwnas.presets import get_space
 from hwnas.space import SearchSpace
 
@@ -49,10 +53,16 @@ def space_of(table: LatencyTable, space: SearchSpace | None = None) -> SearchSpa
     return space
 
 
-class LatencyPredictor:
-    """Common surface: device identity, architecture parsing, the training record."""
+class LatencyPredictor(BaseEstimator):
+    """Common surface: device identity, architecture parsing, the training record.
+
+    A scikit-learn estimator (``get_params``, ``clone``) whose constructor takes the device's
+    table (and the space, when it is not a registered preset). It saves without pickle: the
+    table and space as JSON, fitted scikit-learn models through ``skops`` (:mod:`hwnas.predictors.io`).
+    """
 
     kind: ClassVar[str] = "base"
+    fitted_attributes: ClassVar[tuple[str, ...]] = ("n_train_", "training_hash_", "training_ids_")
 
     def __init__(self, table: LatencyTable, space: SearchSpace | None = None) -> None:
         self.table = table
@@ -101,11 +111,79 @@ class LatencyPredictor:
     def predict(self, archs: Sequence[ArchLike]) -> np.ndarray:
         raise NotImplementedError
 
-    def hyperparameters(self) -> dict[str, Any]:
-        return {}
-
     def feature_list(self) -> list[str]:
         return []
+
+    # ---- persistence (called by hwnas.predictors.io, which writes the sidecar) --------------
+    def sidecar_fields(self) -> dict[str, Any]:
+        """What the sidecar records beyond the common fields: the device and the training set."""
+        return {
+            "device": self.table.device.get("name", "?"),
+            "fingerprint": self.fingerprint,
+            "space": self.table.space,
+            "space_hash": self.space_hash,
+            "features": self.feature_list(),
+            "training_set": {"hash": self.training_hash_, "networks": self.n_train_, "ids": self.training_ids_},
+        }
+
+    def write_model(self, path: Path) -> None:
+        """Table, space and fitted state in one skops file (plain data and scikit-learn models only)."""
+        import skops.io
+
+        state = {
+            "table": json.dumps(self.table.to_json()),
+            "space": json.dumps(self._space().to_json()),
+            "fitted": {name: getattr(self, name) for name in self.fitted_attributes},
+        }
+        skops.io.dump(state, path)
+
+    @classmethod
+    def read_model(cls, path: Path, sidecar: dict[str, Any], space: SearchSpace | None = None) -> LatencyPredictor:
+        """The predictor in ``path``; only plain data and the scikit-learn types in TRUSTED_TYPES are loaded."""
+        state = load_skops(path)
+        try:
+            table = LatencyTable.from_json(json.loads(state["table"]))
+            saved_space = SearchSpace.from_json(json.loads(state["space"]))
+            predictor = cls(table, space or saved_space, **sidecar["hyperparameters"])
+            for name in cls.fitted_attributes:
+                setattr(predictor, name, state["fitted"][name])
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"predictor {path} is malformed ({error})") from None
+        return predictor
+
+
+# Every type a latency predictor's skops file may hold beyond plain data. skops refuses anything
+# else unless listed, so a shared file can hold no object that runs code when it is loaded.
+TRUSTED_TYPES = (
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.linear_model._ridge.Ridge",
+    "sklearn.linear_model._base.LinearRegression",
+    "sklearn.ensemble._gb.GradientBoostingRegressor",
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.dummy.DummyRegressor",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.Interval",
+    "numpy.random.mtrand.RandomState",
+    "numpy.random._mt19937.MT19937",
+)
+
+
+def load_skops(path: Path) -> Any:
+    """skops.io.load with an explicit trust list; a file asking for any other type is refused, naming it."""
+    import skops.io
+
+    try:
+        untrusted = [name for name in skops.io.get_untrusted_types(file=path) if name not in TRUSTED_TYPES]
+        if untrusted:
+            raise UserError(f"predictor {path} holds types hwnas does not load ({', '.join(untrusted[:3])}); refusing it")
+        return skops.io.load(path, trusted=list(TRUSTED_TYPES))
+    except UserError:
+        raise
+    except Exception as error:  # a zip that is not a skops file, a truncated file, a bad schema
+        raise UserError(f"predictor {path} is not a readable predictor file ({str(error).splitlines()[0]})") from None
 
 
 class LutSum(LatencyPredictor):
@@ -129,6 +207,7 @@ class FlopsRegression(LatencyPredictor):
     """``ms = a * MFLOPs + b`` by least squares: the weak, table-free baseline."""
 
     kind = "flops"
+    fitted_attributes = (*LatencyPredictor.fitted_attributes, "model_")
 
     def fit(self, archs: Sequence[ArchLike], latency_ms: Sequence[float]) -> FlopsRegression:
         parsed = self._archs(archs)
@@ -160,6 +239,7 @@ class CalibratedLatency(LatencyPredictor):
     """
 
     kind = "calibrated"
+    fitted_attributes = (*LatencyPredictor.fitted_attributes, "models_", "features_")
 
     def __init__(
         self,
@@ -181,17 +261,6 @@ class CalibratedLatency(LatencyPredictor):
         self.learning_rate = learning_rate
         self.subsample = subsample
         self.random_state = random_state
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {
-            "correction": self.correction,
-            "alpha": self.alpha,
-            "n_estimators": self.n_estimators,
-            "max_depth": self.max_depth,
-            "learning_rate": self.learning_rate,
-            "subsample": self.subsample,
-            "random_state": self.random_state,
-        }
 
     def feature_list(self) -> list[str]:
         return list(getattr(self, "features_", feature_names(self._space())))
@@ -240,13 +309,14 @@ class CalibratedLatency(LatencyPredictor):
         return lut * np.exp(log_ratio)
 
 
-PREDICTORS: dict[str, type[LatencyPredictor]] = {"lut": LutSum, "calibrated": CalibratedLatency, "flops": FlopsRegression}
+for _cls in (LutSum, CalibratedLatency, FlopsRegression):
+    PREDICTORS.register(_cls.kind, _cls)
+
+LATENCY_KINDS = ("calibrated", "lut", "flops")
 
 
 def make_predictor(kind: str, table: LatencyTable, **hyperparameters: Any) -> LatencyPredictor:
-    """A predictor by kind name (``lut``, ``calibrated``, ``flops``)."""
-    try:
-        cls = PREDICTORS[kind]
-    except KeyError:
-        raise UserError(f"unknown predictor kind {kind!r}; expected one of {sorted(PREDICTORS)}") from None
-    return cls(table, **hyperparameters)
+    """A latency predictor by kind name (``lut``, ``calibrated``, ``flops``)."""
+    if kind not in LATENCY_KINDS:
+        raise UserError(f"unknown predictor kind {kind!r}; expected one of {list(LATENCY_KINDS)}")
+    return PREDICTORS.get(kind)(table, **hyperparameters)

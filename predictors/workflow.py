@@ -16,6 +16,7 @@ from hwnas.latency_tables.table import LatencyTable
 from hwnas.predictors.data import MeasuredNetwork, merge, networks_from_table, read_latency_csv, split
 from hwnas.predictors.evaluate import between_run_noise, latency_metrics, scatter_plot, within_run_noise
 from hwnas.predictors.latency import FlopsRegression, LatencyPredictor, LutSum, make_predictor, space_of
+from hwnas.predictors.registry import hyperparameters_of
 
 
 def read_networks_file(path: Path, table: LatencyTable, allow_mismatch: bool = False) -> list[MeasuredNetwork]:
@@ -64,7 +65,7 @@ def fit_and_evaluate(
         "held_out_networks": len(held_out),
         "split_seed": seed,
         "holdout": holdout,
-        "hyperparameters": predictor.hyperparameters(),
+        "hyperparameters": hyperparameters_of(predictor),
     }
     if held_out:
         rivals: dict[str, LatencyPredictor] = {kind: predictor}

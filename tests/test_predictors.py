@@ -98,7 +98,7 @@ def test_fit_returns_self_and_learns_underscore_attributes(ort, ort_split):
 
 def test_save_load_round_trip_predicts_the_same(tmp_path, ort, fitted, ort_split):
     _, held_out = ort_split
-    model, sidecar = save_predictor(fitted, tmp_path / "ort.joblib", metrics={"mape_pct": 1.0})
+    model, sidecar = save_predictor(fitted, tmp_path / "ort.skops", metrics={"mape_pct": 1.0})
     meta = json.loads(sidecar.read_text())
     assert meta["space_hash"] == get_space("default").hash and meta["fingerprint"] == ort.fingerprint
     assert meta["features"] == feature_names(get_space("default")) and meta["training_set"]["networks"] == fitted.n_train_
@@ -109,7 +109,7 @@ def test_save_load_round_trip_predicts_the_same(tmp_path, ort, fitted, ort_split
 
 
 def test_predictor_of_another_device_is_refused_naming_the_difference(tmp_path, fitted, tflite):
-    model, _ = save_predictor(fitted, tmp_path / "ort.joblib")
+    model, _ = save_predictor(fitted, tmp_path / "ort.skops")
     with pytest.raises(UserError, match=r"another device or space.*fingerprint\.runtime: 'onnxruntime' vs 'tflite'"):
         load_predictor(model, fingerprint=tflite.fingerprint)
     with pytest.raises(UserError, match=r"space hash: \w+ \(default\) vs 0123"):
@@ -117,7 +117,7 @@ def test_predictor_of_another_device_is_refused_naming_the_difference(tmp_path, 
 
 
 def test_corrupted_or_swapped_model_file_is_never_unpickled(tmp_path, ort, fitted):
-    model, _ = save_predictor(fitted, tmp_path / "ort.joblib")
+    model, _ = save_predictor(fitted, tmp_path / "ort.skops")
     marker = tmp_path / "unpickled"
 
     class Evil:
@@ -133,8 +133,58 @@ def test_corrupted_or_swapped_model_file_is_never_unpickled(tmp_path, ort, fitte
         load_predictor(model)
 
 
+class _RunsCodeWhenUnpickled:
+    """An object whose unpickling creates a file: what a hostile shared predictor would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _forge_sidecar(model: Path, sidecar: Path) -> None:
+    """Point a genuine sidecar at a replaced model file, as whoever wrote both files could."""
+    from hwnas.fileio import file_sha256
+
+    meta = json.loads(sidecar.read_text())
+    meta["model_sha256"] = file_sha256(model)
+    sidecar.write_text(json.dumps(meta))
+
+
+def test_a_forged_pickle_with_a_matching_sidecar_runs_no_code(tmp_path, ort, fitted):
+    model, sidecar = save_predictor(fitted, tmp_path / "ort.skops")
+    marker = tmp_path / "unpickled"
+    model.write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(marker)))
+    _forge_sidecar(model, sidecar)
+    with pytest.raises(UserError, match="not a readable predictor file"):
+        load_predictor(model, fingerprint=ort.fingerprint)
+    assert not marker.exists()
+
+
+def test_a_forged_skops_file_with_an_untrusted_type_is_refused_naming_it(tmp_path, ort, fitted):
+    import skops.io
+
+    model, sidecar = save_predictor(fitted, tmp_path / "ort.skops")
+    marker = tmp_path / "unpickled"
+    skops.io.dump({"table": "{}", "fitted": _RunsCodeWhenUnpickled(marker)}, model)
+    _forge_sidecar(model, sidecar)
+    with pytest.raises(UserError, match="holds types hwnas does not load .*_RunsCodeWhenUnpickled"):
+        load_predictor(model, fingerprint=ort.fingerprint)
+    assert not marker.exists()
+
+
+def test_get_params_and_clone_replace_hand_written_hyperparameters(ort, fitted):
+    from sklearn.base import clone
+
+    params = fitted.get_params()
+    assert params["correction"] == "ridge" and params["table"] is ort
+    copy = clone(fitted)
+    assert copy.get_params()["alpha"] == fitted.alpha and not hasattr(copy, "models_")
+
+
 def test_model_without_sidecar_is_refused(tmp_path, fitted):
-    model, sidecar = save_predictor(fitted, tmp_path / "ort.joblib")
+    model, sidecar = save_predictor(fitted, tmp_path / "ort.skops")
     sidecar.unlink()
     with pytest.raises(UserError, match="has no sidecar"):
         load_predictor(model)
@@ -192,7 +242,7 @@ def test_cli_fit_then_eval(tmp_path):
         "--table",
         str(ORT),
         "--out",
-        str(tmp_path / "p.joblib"),
+        str(tmp_path / "p.skops"),
         "--plot",
         str(tmp_path / "p.png"),
         "--json",
@@ -202,10 +252,10 @@ def test_cli_fit_then_eval(tmp_path):
     report = json.loads(fit.stdout)
     assert report["held_out"]["calibrated"]["mape_pct"] < report["held_out"]["lut"]["mape_pct"]
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    evaluated = _hwnas("predictor", "eval", str(tmp_path / "p.joblib"), "--table", str(ORT), "--json", cwd=tmp_path)
+    evaluated = _hwnas("predictor", "eval", str(tmp_path / "p.skops"), "--table", str(ORT), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["networks"] == report["held_out_networks"]
-    wrong = _hwnas("predictor", "eval", str(tmp_path / "p.joblib"), "--table", str(TFLITE), cwd=tmp_path)
+    wrong = _hwnas("predictor", "eval", str(tmp_path / "p.skops"), "--table", str(TFLITE), cwd=tmp_path)
     assert wrong.returncode == 2
     assert wrong.stderr.startswith("error: predictor") and "another device" in wrong.stderr
     assert wrong.stderr.count("\n") == 1
@@ -215,15 +265,15 @@ def test_cli_bad_csv_and_missing_table_are_one_line_errors(tmp_path):
     csv = tmp_path / "m.csv"
     csv.write_text("arch,latency_ms\nmobilenet_v2,1.0\n")
     bad_csv = _hwnas(
-        "predictor", "fit", "--table", str(ORT), "--networks", str(csv), "--out", str(tmp_path / "p.joblib"), cwd=tmp_path
+        "predictor", "fit", "--table", str(ORT), "--networks", str(csv), "--out", str(tmp_path / "p.skops"), cwd=tmp_path
     )
     assert bad_csv.returncode == 2 and bad_csv.stderr.count("\n") == 1
     assert "unknown architecture 'mobilenet_v2'" in bad_csv.stderr
     missing = _hwnas(
-        "predictor", "fit", "--table", str(tmp_path / "none.json"), "--out", str(tmp_path / "p.joblib"), cwd=tmp_path
+        "predictor", "fit", "--table", str(tmp_path / "none.json"), "--out", str(tmp_path / "p.skops"), cwd=tmp_path
     )
     assert missing.returncode == 2 and missing.stderr.startswith("error: cannot read latency table")
-    kind = _hwnas("predictor", "fit", "--table", str(ORT), "--kind", "magic", "--out", str(tmp_path / "p.joblib"), cwd=tmp_path)
+    kind = _hwnas("predictor", "fit", "--table", str(ORT), "--kind", "magic", "--out", str(tmp_path / "p.skops"), cwd=tmp_path)
     assert kind.returncode == 2 and "unknown predictor kind 'magic'" in kind.stderr
 
 
