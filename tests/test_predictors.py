@@ -169,7 +169,7 @@ def test_a_forged_skops_file_with_an_untrusted_type_is_refused_naming_it(tmp_pat
     marker = tmp_path / "unpickled"
     skops.io.dump({"table": "{}", "fitted": _RunsCodeWhenUnpickled(marker)}, model)
     _forge_sidecar(model, sidecar)
-    with pytest.raises(UserError, match="holds types hwnas does not load .*_RunsCodeWhenUnpickled"):
+    with pytest.raises(UserError, match=r"holds types hwnas does not load .*_RunsCodeWhenUnpickled"):
         load_predictor(model, fingerprint=ort.fingerprint)
     assert not marker.exists()
 
