@@ -20,10 +20,17 @@ from torchvision.ops import StochasticDepth
 from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation
 
 from hwnas.arch import Arch
-from hwnas.opkey import OpKey, make_divisible
+from hwnas.opkey import OpKey
 from hwnas.space import SearchSpace
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "hswish": nn.Hardswish}
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hswish": nn.Hardswish, "silu": nn.SiLU}
+
+
+def squeeze_excite(key: OpKey) -> SqueezeExcitation:
+    """The block's squeeze-excite as the network it comes from has it (see :mod:`hwnas.opkey`)."""
+    if key.act == "silu":  # EfficientNet: SiLU inside, sigmoid gate
+        return SqueezeExcitation(key.mid_channels, key.se_channels, activation=nn.SiLU)
+    return SqueezeExcitation(key.mid_channels, key.se_channels, scale_activation=nn.Hardsigmoid)
 
 
 class InvertedResidual(nn.Module):
@@ -38,7 +45,7 @@ class InvertedResidual(nn.Module):
             layers.append(Conv2dNormActivation(key.in_channels, mid, 1, activation_layer=activation))
         layers.append(Conv2dNormActivation(mid, mid, key.kernel, key.stride, groups=mid, activation_layer=activation))
         if key.se:
-            layers.append(SqueezeExcitation(mid, make_divisible(mid // 4), scale_activation=nn.Hardsigmoid))
+            layers.append(squeeze_excite(key))
         layers.append(Conv2dNormActivation(mid, key.out_channels, 1, activation_layer=None))
         self.block = nn.Sequential(*layers)
         self.use_skip = key.has_skip

@@ -15,6 +15,19 @@ read:
 ``Conv_2``         global average pool, then 1x1 convolution with bias and activation, no BN
                    (MobileNetV3's "feature mix" layer)
 ``Logits``         global average pool when the input is larger than 1x1, then a linear classifier
+
+Keys of networks outside a search space (torchvision models, pruned networks) need two more
+things, both optional so that every key of a space keeps its old form:
+
+- an explicit ``mid_channels`` (pruning turns an expansion's 96 channels into 61) and
+  ``se_channels`` (the squeeze width). Left at 0 they are derived from ``expansion`` as before; a
+  value equal to the derived one is the same key, so the shipped tables still match;
+- activations beyond ReLU / h-swish: ``relu6`` (MobileNetV2) and ``silu`` (EfficientNet, whose
+  squeeze-excite also differs: squeeze to a quarter of the *input* channels, SiLU, sigmoid gate;
+  every other block uses MobileNetV3's: a quarter of the mid channels rounded to 8, ReLU,
+  hard-sigmoid gate).
+
+:meth:`OpKey.describe` adds ``-ratio:``, ``-sech:`` or ``-act:`` only for keys that need them.
 """
 
 from __future__ import annotations
@@ -26,6 +39,8 @@ from typing import Any, Literal
 from hwnas.errors import UserError
 
 OP_TYPES = ("Conv", "expanded_conv", "Conv_1", "Conv_2", "Logits")
+LAYER_ACTIVATIONS = ("relu", "relu6", "hswish", "silu")
+_OFA_ACTIVATIONS = ("relu", "hswish")  # what an OFA key's ``-hs:`` can say
 PublicStyle = Literal["ofa", "proxyless"]
 
 _PUBLIC_KEY_RE = re.compile(
@@ -45,7 +60,13 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 @dataclass(frozen=True, order=True)
 class OpKey:
-    """One layer, as a latency table sees it. Square inputs only (``in_size`` x ``in_size``)."""
+    """One layer, as a latency table sees it. Square inputs only (``in_size`` x ``in_size``).
+
+    ``mid_channels`` / ``se_channels`` of 0 mean "derived from the expansion" and are filled in on
+    construction, so ``OpKey(..., expansion=6)`` and ``OpKey(..., expansion=6, mid_channels=144)``
+    are one key. An explicit mid count that no expansion ratio gives (a pruned block) keeps an
+    ``expansion`` of ``round(mid / in)`` (at least 2: it only says an expansion convolution exists).
+    """
 
     op: str
     in_size: int
@@ -56,10 +77,25 @@ class OpKey:
     expansion: int = 1
     se: bool = False
     act: str = "relu"
+    mid_channels: int = 0
+    se_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.op not in OP_TYPES:
             raise UserError(f"unknown layer type {self.op!r}; expected one of {OP_TYPES}")
+        if self.act not in LAYER_ACTIVATIONS:
+            raise UserError(f"unknown activation {self.act!r}; expected one of {LAYER_ACTIVATIONS}")
+        if min(self.in_size, self.in_channels, self.out_channels, self.kernel, self.stride, self.expansion) < 1:
+            raise UserError(f"layer sizes must be positive: {self!r}")
+        if self.expansion == 1 and self.mid_channels not in (0, self.in_channels):
+            raise UserError(f"a block without expansion convolution has mid channels = input channels, not {self.mid_channels}")
+        if self.mid_channels not in (0, self.derived_mid_channels):
+            object.__setattr__(self, "expansion", max(2, round(self.mid_channels / self.in_channels)))
+        object.__setattr__(self, "mid_channels", self.mid_channels or self.derived_mid_channels)
+        if self.se and self.op == "expanded_conv":
+            object.__setattr__(self, "se_channels", self.se_channels or self.derived_se_channels)
+        elif self.se_channels:
+            raise UserError("se_channels given for a layer without squeeze-excite")
 
     @property
     def out_size(self) -> int:
@@ -68,11 +104,16 @@ class OpKey:
         return (self.in_size - 1) // self.stride + 1
 
     @property
-    def mid_channels(self) -> int:
-        """Channels inside an inverted residual (after the expansion convolution)."""
-        if self.expansion == 1:
-            return self.in_channels
-        return make_divisible(self.in_channels * self.expansion)
+    def derived_mid_channels(self) -> int:
+        """The mid channels ``expansion`` gives (what a space's key has)."""
+        return self.in_channels if self.expansion == 1 else make_divisible(self.in_channels * self.expansion)
+
+    @property
+    def derived_se_channels(self) -> int:
+        """EfficientNet squeezes to a quarter of the block's input; MobileNetV3 / OFA to a quarter of mid, rounded to 8."""
+        if self.act == "silu":
+            return max(1, self.in_channels // 4)
+        return make_divisible(self.mid_channels // 4)
 
     @property
     def has_skip(self) -> bool:
@@ -85,10 +126,22 @@ class OpKey:
             text += f"-kernel:{self.kernel}-stride:{self.stride}"
         if self.op in ("Conv", "Conv_1", "Conv_2"):
             text += f"-hs:{int(self.act == 'hswish')}"
+        if self.op == "expanded_conv" and self.mid_channels != self.derived_mid_channels:
+            text += f"-ratio:{self.expansion}"
+        if self.se and self.se_channels != self.derived_se_channels:
+            text += f"-sech:{self.se_channels}"
+        if self.act not in _OFA_ACTIVATIONS and self.op != "Logits":
+            text += f"-act:{self.act}"
         return text
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Field values; derived channel counts are left out, so a space's key writes what it always wrote."""
+        data = dict(self.__dict__)
+        if self.mid_channels == self.derived_mid_channels:
+            del data["mid_channels"]
+        if not self.se or self.se_channels == self.derived_se_channels:
+            del data["se_channels"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> OpKey:
