@@ -87,7 +87,7 @@ def test_train_one_epoch_on_embedded_data_beats_sixty_percent(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_run_keeps_everything_in_its_run_folder(tmp_path: Path) -> None:
-    result = hwnas("run", "--out", str(tmp_path / "run"), "--epochs", "1", "--json")
+    result = hwnas("run", "--out", str(tmp_path / "run"), "--epochs", "1")  # as a user runs it: no --json
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
@@ -97,7 +97,10 @@ def test_run_keeps_everything_in_its_run_folder(tmp_path: Path) -> None:
     exports = {item["format"]: item for item in card["exports"]}
     assert exports["onnx"]["verification"]["passed"] and exports["onnx"]["verification"]["file_accuracy"] > 0.5
     assert exports["onnx"]["latency"][0]["median_ms"] > 0
-    assert json.loads(result.stdout)["result"]["arch"] == config["arch"]
+    printed = [line for line in result.stdout.splitlines() if line.startswith("default:")]
+    assert printed and Arch.parse(printed[0]) == Arch.parse(config["arch"])  # the printed line is the trained network
+    for text in (result.stdout, (run / "export" / "model_card.md").read_text()):
+        assert "{'" not in text and "lut_sum_ms': " not in text  # no Python dict reprs
 
 
 # ---- user mistakes found by review: each once printed a traceback with exit code 1 ---------------
@@ -198,3 +201,14 @@ def test_user_mistakes_are_one_line_errors_with_exit_code_2(
 def test_bare_group_shows_its_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, stderr = run_main(monkeypatch, capsys, "lut")
     assert code == 2 and "import" in stdout + stderr and "Traceback" not in stderr
+
+
+def test_printed_architecture_keeps_its_block_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    """rich reads ``[k3e3]`` as markup; the printed line must parse back to the same architecture."""
+    from hwnas.cli.common import show_training
+
+    arch = "default:r32_c16[k3e3]_c40[k5e6,k5e3]_c48[k7e3h]_c80[k3e3sh]"
+    result = {"arch": arch, "val_accuracy": 0.8, "dataset": "x[bold]", "resolution": 32, "curve": [{}], "params": 1000}
+    show_training(result | {"flops": 2e6, "wall_time_s": 1.0, "threads": 1, "test_accuracy": None})
+    printed = capsys.readouterr().out.splitlines()
+    assert Arch.parse(printed[0]) == Arch.parse(arch) and "x[bold]" in printed[1]

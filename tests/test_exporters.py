@@ -270,3 +270,22 @@ def test_cli_export_of_a_trained_run_folder(tmp_path: Path) -> None:
     assert by_format["tflite-int8"]["bytes"] < by_format["tflite"]["bytes"] / 2
     assert {m["device"] for m in by_format["tflite"]["latency"]} == {"host-cpu-tflite-xnnpack"}
     assert (tmp_path / "export" / "model_card.md").exists()
+
+
+def test_model_card_has_no_python_reprs() -> None:
+    card = {
+        "model": {
+            "name": "abc",
+            "arch": "default:r32_c16[k3e3]_c40[k5e6,k5e3]_c48[k7e3h]_c80[k3e3sh]",
+            "input_shape": [1, 1, 32, 32],
+            "flops": 1234567,
+            "recipe": {"optimizer": "sgd", "lr": 0.2, "epochs": 1},
+            "predicted_latency_ms": {"host-cpu-onnxruntime": {"lut_sum_ms": 0.4973735000000001, "table": "t.json"}},
+        },
+        "exports": [],
+        "versions": {"torch": "2.14.1"},
+    }
+    text = render_markdown(card)
+    assert "{" not in text and "'" not in text and "0.4973735000000001" not in text
+    assert "lut_sum_ms: 0.4974" in text and "lr: 0.2" in text and "1 x 1 x 32 x 32" in text
+    assert "`default:r32_c16[k3e3]_c40[k5e6,k5e3]_c48[k7e3h]_c80[k3e3sh]`" in text
