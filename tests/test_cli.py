@@ -204,10 +204,10 @@ def test_bare_group_shows_its_help(monkeypatch: pytest.MonkeyPatch, capsys: pyte
 
 
 def test_printed_architecture_keeps_its_block_lists(capsys: pytest.CaptureFixture[str]) -> None:
-    """rich reads ``[k3e3]`` as markup; the printed line must parse back to the same architecture."""
+    """rich reads ``[k3e3]`` as markup and wraps at 80 columns; the printed line must parse back to the same architecture."""
     from hwnas.cli.common import show_training
 
-    arch = "default:r32_c16[k3e3]_c40[k5e6,k5e3]_c48[k7e3h]_c80[k3e3sh]"
+    arch = "default:r32_c16[k3e3]_c40[k5e6,k5e3,k7e6s]_c48[k7e3h,k7e6h,k5e3h]_c80[k3e3sh,k7e6sh]"  # > 80 columns
     result = {"arch": arch, "val_accuracy": 0.8, "dataset": "x[bold]", "resolution": 32, "curve": [{}], "params": 1000}
     show_training(result | {"flops": 2e6, "wall_time_s": 1.0, "threads": 1, "test_accuracy": None})
     printed = capsys.readouterr().out.splitlines()

@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     help="Hardware-aware NAS: profile a device, search under a latency budget, prune and export.",
 )
-console = Console()
+console = Console(soft_wrap=True)  # never break a line a user may copy (an architecture string, a path)
 
 Preset = Annotated[str, typer.Option("--preset", "-p", help="search space preset (hwnas space list)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
