@@ -1,4 +1,10 @@
-"""Say exactly how two device fingerprints or spaces differ, so a mismatch error is actionable."""
+"""Say exactly how two device fingerprints or spaces differ, so a mismatch error is actionable.
+
+Fingerprints grew finer fields (CPU family / model / stepping, cache sizes, a hash of the CPU
+flags: :data:`EXTENDED_FINGERPRINT_KEYS`) after tables had shipped. Those fields are compared only
+when both sides have them: a table made before them is still usable, and the comparison says
+which fields it could not check (:func:`unchecked_fields`) instead of calling it another device.
+"""
 
 from __future__ import annotations
 
@@ -18,3 +24,20 @@ def differences(name: str, have: Any, want: Any) -> list[str]:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+EXTENDED_FINGERPRINT_KEYS = ("cpu_family", "cpu_model", "cpu_stepping", "cpu_caches", "cpu_flags_hash")
+
+
+def fingerprint_differences(name: str, have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """:func:`differences` of two fingerprints, skipping extended fields that one side lacks."""
+    have, want = dict(have or {}), dict(want or {})
+    for key in unchecked_fields(have, want):
+        have.pop(key, None)
+        want.pop(key, None)
+    return differences(name, have, want)
+
+
+def unchecked_fields(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """Extended fields present on one side only (an older table or store): they cannot be compared."""
+    return [key for key in EXTENDED_FINGERPRINT_KEYS if (key in (have or {})) != (key in (want or {}))]

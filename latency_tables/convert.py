@@ -32,6 +32,7 @@ class ConversionJob:
     op: dict[str, Any] | None = None
     space: dict[str, Any] | None = None
     arch: str | None = None
+    torchvision: dict[str, Any] | None = None  # {"name", "width", "resolution"}: a torchvision network (seeded weights)
 
 
 def _tool_versions(fmt: str) -> str:
@@ -60,6 +61,13 @@ def network_job(space: SearchSpace, arch: Arch, fmt: str, cache_dir: Path) -> Co
     )
 
 
+def torchvision_job(name: str, width: float | None, resolution: int, fmt: str, cache_dir: Path) -> ConversionJob:
+    """A torchvision network at ``width`` (None: its own) and ``resolution`` (reference networks, benchmarks)."""
+    identity = f"torchvision|{name}|{width}|{resolution}"
+    model = {"name": name, "width": width, "resolution": resolution}
+    return ConversionJob(fmt, cached_path(cache_dir, fmt, identity), torchvision=model)
+
+
 def run_job(job: ConversionJob) -> Path:
     """Build the module and export it (in a worker process; one torch thread each)."""
     import torch
@@ -71,6 +79,11 @@ def run_job(job: ConversionJob) -> Path:
     if job.op is not None:
         key = OpKey.from_json(job.op)
         module, shape = build_op(key), (1, key.in_channels, key.in_size, key.in_size)
+    elif job.torchvision is not None:
+        from hwnas.decompose import torchvision_model
+
+        spec = job.torchvision
+        module, shape = torchvision_model(spec["name"], spec["width"]), (1, 3, spec["resolution"], spec["resolution"])
     else:
         space = SearchSpace.from_json(job.space or {})
         arch = space.parse(job.arch or "")

@@ -11,6 +11,11 @@ Two phases, so that nothing is timed while the machine is busy converting:
 
 A killed profile resumes where it stopped: the cache keeps converted files, the store keeps
 every attempt, and done layers are never measured again.
+
+Reference networks (:mod:`hwnas.latency_tables.drift`) are timed in the same rounds as the layers
+and kept in ``table.references``. A later session on the same store (more ``--layers``, more
+networks) first re-times them and records the ratio to the stored figures (``table.drift``), so a
+table grown over two days says whether the two days ran at one speed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from hwnas.devices.backends import Backend, make_backend
 from hwnas.devices.measurement import Measurement
 from hwnas.devices.spec import DeviceSpec
 from hwnas.latency_tables.convert import ConversionJob, convert_all, network_job, op_job
+from hwnas.latency_tables.drift import DRIFT_PREFIX, REFERENCE_PREFIX, DriftCheck, drift_from_pairs, reference_job
 from hwnas.latency_tables.store import LatencyStore
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import OpKey
@@ -58,6 +64,7 @@ class ProfileReport:
     convert_s: float
     measure_s: float
     noisy: list[str] = field(default_factory=list)
+    drift: DriftCheck | None = None
 
 
 def sample_networks(space: SearchSpace, count: int, seed: int) -> list[Arch]:
@@ -89,12 +96,15 @@ class Profiler:
         settings: ProfileSettings | None = None,
         backend: Backend | None = None,
         layers: Sequence[OpKey] | None = None,
+        references: Sequence[str] = (),
     ) -> None:
-        """``layers``: the layers to measure (default: every layer ``space`` can produce)."""
+        """``layers``: the layers to measure (default: every layer ``space`` can produce);
+        ``references``: reference networks (names in :data:`~hwnas.latency_tables.drift.REFERENCES`)."""
         self.spec, self.space, self.out, self.cache = spec, space, Path(out), Path(cache)
         self.settings = settings or ProfileSettings()
         self.backend = backend or make_backend(spec)
-        self.layers = list(layers) if layers is not None else space.enumerate_op_keys()
+        self.layers = list(dict.fromkeys(layers)) if layers is not None else space.enumerate_op_keys()
+        self.references = list(references)
 
     def run(self, progress: bool = True) -> ProfileReport:
         self.backend.require_available()
@@ -110,14 +120,20 @@ class Profiler:
                 (arch.format(), network_job(self.space, arch, self.backend.model_format, self.cache), {"arch": arch.format()})
                 for arch in sample_networks(self.space, self.settings.networks, self.settings.seed)
             ]
+            refs = [
+                (REFERENCE_PREFIX + name, reference_job(name, self.backend.model_format, self.cache), {"reference": name})
+                for name in self.references
+            ]
             done_ops, done_nets = store.done("op"), store.done("network")
             work = [("op", *item) for item in ops if item[0] not in done_ops]
-            work += [("network", *item) for item in nets if item[0] not in done_nets]
+            work += [("network", *item) for item in nets + refs if item[0] not in done_nets]
+            retime = [item for item in refs if item[0] in done_nets] if work else []
             with _bar(progress) as bar:
-                convert_s = self._convert([job for _, _, job, _ in work], bar)
+                convert_s = self._convert([job for _, _, job, _ in work] + [job for _, job, _ in retime], bar)
                 measure_start = time.perf_counter()
                 if work:
                     self.backend.settle(work[0][2].path)
+                drift = self._retime_references(store, retime)
                 attempts = self._measure(store, work, bar)
                 measure_s = time.perf_counter() - measure_start
             wall_s = time.perf_counter() - started
@@ -135,7 +151,26 @@ class Profiler:
         finally:
             store.close()
         noisy = [entry.op.describe() for entry in table.entries.values() if (entry.cv or 0) > self.settings.cv_threshold]
-        return ProfileReport(table, len(ops), len(nets), len(work), attempts, wall_s, convert_s, measure_s, noisy)
+        return ProfileReport(table, len(ops), len(nets), len(work), attempts, wall_s, convert_s, measure_s, noisy, drift)
+
+    def _retime_references(
+        self, store: LatencyStore, retime: list[tuple[str, ConversionJob, dict[str, Any]]]
+    ) -> DriftCheck | None:
+        """A later session on this store: time the stored reference networks again, first, and record the ratio."""
+        if not retime:
+            return None
+        stored = {row.key: row.summary["median_ms"] for row in store.accepted("network")}
+        pairs = {}
+        for key, job, detail in retime:
+            measurement = self.backend.measure(job.path)
+            pairs[detail["reference"]] = (stored[key], measurement.median_ms)
+        check = drift_from_pairs(pairs, context=f"profile {self.out}")
+        session = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for row in check.rows:
+            detail = {"drift_of": row["reference"], "ratio": row["ratio"], "table_ms": row["table_ms"], "session": session}
+            detail["session_ratio"] = check.ratio
+            store.record("network", DRIFT_PREFIX + row["reference"], detail, _single(row["now_ms"]), accepted=False)
+        return check
 
     def _convert(self, jobs: list[ConversionJob], bar: Progress) -> float:
         started = time.perf_counter()
@@ -221,7 +256,9 @@ class Profiler:
             entries[op] = LatencyEntry(
                 op, row.summary["median_ms"], row.summary["p10_ms"], row.summary["p90_ms"], row.summary["cv"], row.summary["n"]
             )
-        networks = [{"arch": row.key, **row.summary} for row in store.accepted("network")]
+        accepted = store.accepted("network")
+        networks = [{"arch": row.key, **row.summary} for row in accepted if not row.key.startswith(REFERENCE_PREFIX)]
+        references = {row.detail["reference"]: row.summary for row in accepted if row.key.startswith(REFERENCE_PREFIX)}
         return LatencyTable(
             device=meta["spec"],
             fingerprint=meta["fingerprint"],
@@ -231,7 +268,34 @@ class Profiler:
             networks=networks,
             kind="measured",
             source=str(store.path),
+            references=references,
+            drift=_drift_records(store),
         )
+
+
+def _single(median_ms: float) -> Measurement:
+    return Measurement((median_ms,))
+
+
+def _drift_records(store: LatencyStore) -> list[dict[str, Any]]:
+    """One record per later session that re-timed the reference networks, in order."""
+    sessions: dict[str, dict[str, Any]] = {}
+    for row in store.all():
+        if row.subject != "network" or not row.key.startswith(DRIFT_PREFIX):
+            continue
+        record = sessions.setdefault(
+            row.detail["session"],
+            {"ratio": row.detail["session_ratio"], "context": "profile", "measured_at": row.detail["session"], "references": []},
+        )
+        record["references"].append(
+            {
+                "reference": row.detail["drift_of"],
+                "table_ms": row.detail["table_ms"],
+                "now_ms": row.summary["median_ms"],
+                "ratio": row.detail["ratio"],
+            }
+        )
+    return list(sessions.values())
 
 
 def _bar(enabled: bool) -> Progress:

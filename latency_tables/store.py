@@ -29,7 +29,7 @@ from typing import Any
 
 from hwnas.devices.measurement import Measurement
 from hwnas.errors import UserError
-from hwnas.latency_tables.compat import differences
+from hwnas.latency_tables.compat import differences, fingerprint_differences
 
 SCHEMA_VERSION = 1
 CHECKED_META = ("fingerprint", "space_hash")  # what must match; the spec's repeat counts may change
@@ -102,7 +102,9 @@ class LatencyStore:
                 difference
                 for name, value in meta.items()
                 if name in stored and name in CHECKED_META
-                for difference in differences(name, json.loads(stored[name]), value)
+                for difference in (fingerprint_differences if name == "fingerprint" else differences)(
+                    name, json.loads(stored[name]), value
+                )
             ]
             if found and not allow_mismatch:
                 raise UserError(

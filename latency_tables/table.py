@@ -16,7 +16,7 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json, read_json
-from hwnas.latency_tables.compat import differences
+from hwnas.latency_tables.compat import fingerprint_differences
 from hwnas.opkey import OpKey
 
 TABLE_SCHEMA_VERSION = 1
@@ -68,6 +68,8 @@ class LatencyTable:
     source: str = ""
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     stats: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference network -> its summary (drift check)
+    drift: list[dict[str, Any]] = field(default_factory=list)  # later sessions' re-timings of the references
 
     def lookup(self, key: OpKey) -> float:
         try:
@@ -85,7 +87,7 @@ class LatencyTable:
         """Raise UserError saying what differs when the table is not for this device or space."""
         found = []
         if fingerprint is not None:
-            found += differences("fingerprint", self.fingerprint, fingerprint)
+            found += fingerprint_differences("fingerprint", self.fingerprint, fingerprint)
         if space_hash is not None and self.space_hash != space_hash:
             found.append(f"space hash: {self.space_hash} vs {space_hash}")
         if found and not override:
@@ -107,6 +109,8 @@ class LatencyTable:
             "stats": self.stats,
             "entries": [entry.to_json() for entry in sorted(self.entries.values(), key=lambda e: e.op)],
             "networks": self.networks,
+            **({"references": self.references} if self.references else {}),
+            **({"drift": self.drift} if self.drift else {}),
         }
 
     @classmethod
@@ -126,6 +130,8 @@ class LatencyTable:
             data.get("source", ""),
             data.get("created", ""),
             data.get("stats", {}),
+            data.get("references", {}),
+            data.get("drift", []),
         )
 
     def save(self, path: Path) -> Path:
@@ -159,6 +165,6 @@ def diff_tables(first: LatencyTable, second: LatencyTable) -> dict[str, Any]:
         "only_second": len(set(second.entries) - set(first.entries)),
         "median_abs_relative": statistics.median(relative) if relative else None,
         "max_abs_relative": relative[-1] if relative else None,
-        "fingerprint_differences": differences("fingerprint", first.fingerprint, second.fingerprint),
+        "fingerprint_differences": fingerprint_differences("fingerprint", first.fingerprint, second.fingerprint),
         "rows": rows,
     }

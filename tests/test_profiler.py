@@ -15,6 +15,7 @@ import pytest
 
 from hwnas.devices import DeviceSpec, make_backend
 from hwnas.devices.measurement import Measurement
+from hwnas.latency_tables.drift import DEFAULT_REFERENCES
 from hwnas.latency_tables.profiler import Profiler, ProfileSettings
 from hwnas.latency_tables.store import LatencyStore
 from hwnas.latency_tables.table import LatencyTable
@@ -97,7 +98,7 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     out, fresh = tmp_path / "killed", tmp_path / "fresh"
     common = ["--space", files["space"], "--cache", files["cache"], "--networks", "4", "--json"]
     assert hwnas("profile", spec, "--out", fresh, *common).returncode == 0  # also fills the conversion cache
-    subjects = len(TINY.enumerate_op_keys()) + 4
+    subjects = len(TINY.enumerate_op_keys()) + 4 + len(DEFAULT_REFERENCES)  # the CLI times the reference networks too
     process = subprocess.Popen(
         [sys.executable, "-m", "hwnas", "profile", str(spec), "--out", str(out), *map(str, common)],
         stdout=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ A backend takes a model *file* (it knows nothing of search spaces) and measures 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import statistics
@@ -159,6 +160,44 @@ def host_cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def host_cpu_details() -> dict[str, Any]:
+    """What tells two CPUs of one marketing name apart: family / model / stepping, caches, flags.
+
+    "AMD EPYC" has named CPUs of different generations on this kind of machine. These fields are
+    compared only when both fingerprints have them (tables made before them stay usable). They do
+    not tell apart two days of one CPU that ran 1.6x apart: that is what the drift check is for.
+    """
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            name = name.strip()
+            if name in ("cpu family", "model", "stepping", "flags") and name not in fields:
+                fields[name] = value.strip()
+            if not line.strip() and fields:
+                break  # the first processor's block is enough
+    details: dict[str, Any] = {
+        "cpu_family": fields.get("cpu family", "?"),
+        "cpu_model": fields.get("model", "?"),
+        "cpu_stepping": fields.get("stepping", "?"),
+        "cpu_caches": _cache_sizes(),
+    }
+    flags = " ".join(sorted(fields.get("flags", "").split()))
+    details["cpu_flags_hash"] = hashlib.sha256(flags.encode()).hexdigest()[:16] if flags else "?"
+    return details
+
+
+def _cache_sizes() -> str:
+    """``L1d 32K, L1i 32K, L2 512K, L3 32768K`` from sysfs (cpu0), or ``?``."""
+    found = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        with contextlib.suppress(OSError):
+            level, kind, size = ((index / name).read_text().strip() for name in ("level", "type", "size"))
+            suffix = {"Data": "d", "Instruction": "i"}.get(kind, "")
+            found.append(f"L{level}{suffix} {size}")
+    return ", ".join(found) or "?"
 
 
 def measuring_cores(spec: DeviceSpec) -> set[int]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwnas.devices.backends.base import LocalBackend, host_cpu_model, register_backend
+from hwnas.devices.backends.base import LocalBackend, host_cpu_details, host_cpu_model, register_backend
 from hwnas.errors import UserError
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # ONNX Runtime phones home on Linux otherwise
@@ -38,6 +38,7 @@ class OnnxRuntimeBackend(LocalBackend):
 
         return {
             "device": host_cpu_model(),
+            **host_cpu_details(),
             "runtime": "onnxruntime",
             "runtime_version": onnxruntime.__version__,
             "threads": self.spec.threads,

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from hwnas.devices.backends.base import LocalBackend, host_cpu_model, register_backend
+from hwnas.devices.backends.base import LocalBackend, host_cpu_details, host_cpu_model, register_backend
 from hwnas.errors import UserError
 
 
@@ -63,6 +63,7 @@ class TfliteBackend(LocalBackend):
         _, _, runtime = load_interpreter_class()
         return {
             "device": host_cpu_model(),
+            **host_cpu_details(),
             "runtime": "tflite",
             "runtime_version": runtime,
             "threads": self.spec.threads,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from hwnas.cli.common import AllowMismatch, JsonFlag, SpaceOption, SpecArg, app, console, esc, print_json
+from hwnas.errors import UserError
 
 
 def default_cache() -> Path:
@@ -27,18 +28,29 @@ def profile_command(
     cv_threshold: Annotated[float, typer.Option(min=0.0, help="re-measure attempts noisier than this CV")] = 0.15,
     max_attempts: Annotated[int, typer.Option(min=1, help="attempts per layer at most")] = 3,
     allow_mismatch: AllowMismatch = False,
+    layers: Annotated[
+        int, typer.Option("--layers", min=0, help="also measure N sampled layers beyond the space (for the layer models)")
+    ] = 0,
+    layer_seed: Annotated[int, typer.Option(help="seed of the sampled layers (more --layers later extends the same list)")] = 0,
+    space_layers: Annotated[bool, typer.Option(help="measure the space's own layers (--no-space-layers: sampled only)")] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure every layer of a search space (and sampled whole networks) on a device -> latency table."""
     from hwnas.devices import DeviceSpec
+    from hwnas.latency_tables.drift import DEFAULT_REFERENCES
     from hwnas.latency_tables.profiler import Profiler, ProfileSettings
+    from hwnas.latency_tables.sampling import sample_layers
     from hwnas.presets import resolve_space
 
     device = DeviceSpec.from_toml(spec)
     search_space = resolve_space(space)
     out = out or Path("runs") / "profiles" / f"{device.name}-{search_space.name}"
     settings = ProfileSettings(networks, seed, workers, cv_threshold, max_attempts, allow_mismatch)
-    report = Profiler(device, search_space, out, cache or default_cache(), settings).run(progress=not as_json)
+    keys = (search_space.enumerate_op_keys() if space_layers else []) + sample_layers(layers, layer_seed)
+    if not keys:
+        raise UserError("nothing to measure: --no-space-layers needs --layers N")
+    profiler = Profiler(device, search_space, out, cache or default_cache(), settings, layers=keys, references=DEFAULT_REFERENCES)
+    report = profiler.run(progress=not as_json)
     summary = {
         "table": str(out / "table.json"),
         "store": str(out / "store.sqlite"),
@@ -50,15 +62,22 @@ def profile_command(
         "convert_s": round(report.convert_s, 2),
         "measure_s": round(report.measure_s, 2),
         "noisy": report.noisy,
+        "sampled_layers": layers,
+        "drift": report.drift.to_json() if report.drift else None,
     }
     if as_json:
         print_json(summary)
         return
     console.print(
-        f"{report.ops} layers and {report.networks} networks of {esc(repr(search_space.name))} on {esc(device.name)}: "
+        f"{report.ops} layers ({layers} sampled beyond the space) and {report.networks} networks of "
+        f"{esc(repr(search_space.name))} on {esc(device.name)}: "
         f"measured {report.measured_now} now ({report.attempts_now} attempts) in {report.wall_s:.1f} s "
         f"(converting {report.convert_s:.1f} s, measuring {report.measure_s:.1f} s)"
     )
+    if report.drift is not None:
+        console.print(
+            ("[yellow]" if report.drift.warn else "") + esc(report.drift.message()) + ("[/]" if report.drift.warn else "")
+        )
     if report.noisy:
         console.print(f"[yellow]{len(report.noisy)} layers stayed above CV {cv_threshold} after {max_attempts} attempts[/]")
     console.print(f"table: {esc(out / 'table.json')}")
