@@ -1,0 +1,238 @@
+"""Op-level latency models: the latency of a layer no table measured, from the layers a device did.
+
+A table answers exactly for its own layers. A pruned block (40 -> 27 channels), a torchvision
+network or any layer outside the profiled space needs a model. Following nn-Meter, there is one
+regressor per layer type, fitted on a device's measured layers (the table's entries, best with
+``hwnas profile --layers N`` sampled layers among them):
+
+1. a *cost model*: latency as a non-negative weighted sum of the layer's costs (multiply-adds of
+   the expansion, depthwise and projection convolutions, depthwise split by kernel size because
+   runtimes implement 3x3, 5x5 and 7x7 differently; elements passing each activation type;
+   elements read and written; squeeze-excite), fitted by relative least squares. It is the part
+   that extrapolates sensibly: twice the channels, about twice the time;
+2. a *correction*: gradient boosting on ``log(measured / cost model)`` from the layer's
+   parameters (sizes, channels, kernel, stride, SE, activation) and the logs of its costs (FLOPs,
+   memory traffic, parameter bytes). It learns what the cost model cannot say: a kernel size
+   that is slow at one width, cache effects at a given feature-map size.
+
+A layer type with few measured layers gets the cost model only; with fewer still, a model shared
+by all types. scikit-learn conventions: hyperparameters in ``__init__``, ``fit`` returns ``self``,
+what fitting learns ends in ``_``. Models are refitted from the table in well under a second, so
+nothing is saved (and nothing unpickled).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.linear_model import LinearRegression
+
+from hwnas.builder import op_cost
+from hwnas.errors import UserError
+from hwnas.opkey import LAYER_ACTIVATIONS, OP_TYPES, OpKey
+
+BYTES_PER_VALUE = 4  # fp32
+MIN_FOR_CORRECTION = 25  # measured layers of one type before the gradient-boosted correction is fitted
+MIN_FOR_COST_MODEL = 4  # ... before a type gets its own cost model
+
+
+@dataclass(frozen=True)
+class LayerCosts:
+    """What a layer costs, by part: the cost model's inputs (see the module docstring)."""
+
+    terms: dict[str, float]
+    flops: float
+    activation_bytes: float
+    parameter_bytes: float
+
+
+@lru_cache(maxsize=65536)
+def layer_costs(key: OpKey) -> LayerCosts:
+    """Costs of one layer; FLOPs and parameters counted by torch on the layer hwnas builds."""
+    counted = op_cost(key)
+    inputs = key.in_size**2 * key.in_channels
+    outputs = key.out_size**2 * key.out_channels
+    terms = dict.fromkeys(_term_names(), 0.0)
+    terms["io"] = inputs + outputs
+    act_elements = 0.0
+    if key.op == "expanded_conv":
+        mid, dw_out = key.mid_channels, key.out_size**2 * key.mid_channels
+        expanded = key.in_size**2 * mid if key.expansion != 1 else 0
+        terms["expand_macs"] = expanded * key.in_channels
+        terms[f"dw{key.kernel}_macs"] = dw_out * key.kernel**2
+        terms["project_macs"] = dw_out * key.out_channels
+        terms["mid_elements"] = expanded + dw_out
+        terms["se_macs"] = 2 * mid * key.se_channels + dw_out if key.se else 0.0
+        terms["skip_elements"] = outputs if key.has_skip else 0.0
+        act_elements = expanded + dw_out
+    elif key.op in ("Conv", "Conv_1"):
+        terms["conv_macs"] = outputs * key.in_channels * key.kernel**2
+        act_elements = outputs
+    else:  # Conv_2, Logits: a global pool when the input is larger than 1x1, then a matrix product
+        terms["pool_elements"] = inputs if key.in_size > 1 else 0.0
+        terms["conv_macs"] = key.in_channels * key.out_channels
+        act_elements = key.out_channels if key.op == "Conv_2" else 0.0
+    terms[f"act_{key.act}"] = act_elements
+    activation_bytes = (terms["io"] + 2 * terms["mid_elements"]) * BYTES_PER_VALUE
+    return LayerCosts(terms, float(counted.flops), float(activation_bytes), float(counted.params * BYTES_PER_VALUE))
+
+
+@lru_cache(maxsize=1)
+def _term_names() -> tuple[str, ...]:
+    acts = tuple(f"act_{act}" for act in LAYER_ACTIVATIONS)
+    parts = ("expand_macs", "dw3_macs", "dw5_macs", "dw7_macs", "project_macs", "mid_elements", "se_macs", "skip_elements")
+    return ("io", "conv_macs", "pool_elements", *parts, *acts)
+
+
+def cost_matrix(keys: Sequence[OpKey]) -> np.ndarray:
+    names = _term_names()
+    return np.array([[layer_costs(key).terms[name] for name in names] for key in keys], dtype=np.float64).reshape(len(keys), -1)
+
+
+FEATURE_NAMES = (
+    "log_in_size",
+    "log_out_size",
+    "log_in_channels",
+    "log_mid_channels",
+    "log_out_channels",
+    "kernel",
+    "stride",
+    "expansion_conv",
+    "se",
+    "skip",
+    *(f"act_{act}" for act in LAYER_ACTIVATIONS),
+    "log_flops",
+    "log_activation_bytes",
+    "log_parameter_bytes",
+)
+
+
+def feature_matrix(keys: Sequence[OpKey]) -> np.ndarray:
+    """The correction's features (:data:`FEATURE_NAMES`), one row per layer."""
+    rows = []
+    for key in keys:
+        costs = layer_costs(key)
+        rows.append(
+            [
+                math.log(key.in_size),
+                math.log(key.out_size),
+                math.log(key.in_channels),
+                math.log(key.mid_channels),
+                math.log(key.out_channels),
+                key.kernel,
+                key.stride,
+                float(key.expansion != 1),
+                float(key.se),
+                float(key.has_skip),
+                *(float(key.act == act) for act in LAYER_ACTIVATIONS),
+                math.log1p(costs.flops),
+                math.log1p(costs.activation_bytes),
+                math.log1p(costs.parameter_bytes),
+            ]
+        )
+    return np.asarray(rows, dtype=np.float64).reshape(len(keys), len(FEATURE_NAMES))
+
+
+class CostModel(BaseEstimator, RegressorMixin):
+    """Latency (ms) as an intercept plus a non-negative weighted sum of cost terms, fitted on relative error."""
+
+    def __init__(self, scale: float = 1e6) -> None:
+        self.scale = scale
+
+    def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> CostModel:
+        costs, target = cost_matrix(keys) / self.scale, np.asarray(ms, dtype=np.float64)
+        self.used_ = np.flatnonzero(costs.any(axis=0))
+        model = LinearRegression(positive=True)
+        model.fit(costs[:, self.used_], target, sample_weight=1.0 / np.maximum(target, 1e-6) ** 2)
+        self.model_ = model
+        self.floor_ = float(np.min(target)) * 0.5  # never predict below half the fastest layer it saw
+        return self
+
+    def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
+        costs = cost_matrix(keys) / self.scale
+        return np.maximum(self.model_.predict(costs[:, self.used_]), self.floor_)
+
+
+class LayerTypeModel(BaseEstimator, RegressorMixin):
+    """One layer type: the cost model, times a gradient-boosted correction when there is data for one."""
+
+    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05, subsample: float = 0.8) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+
+    def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerTypeModel:
+        target = np.asarray(ms, dtype=np.float64)
+        self.cost_ = CostModel().fit(keys, target)
+        self.correction_ = None
+        if len(keys) >= MIN_FOR_CORRECTION:
+            residual = np.log(target) - np.log(self.cost_.predict(keys))
+            self.correction_ = GradientBoostingRegressor(
+                n_estimators=self.n_estimators,
+                max_depth=self.max_depth,
+                learning_rate=self.learning_rate,
+                subsample=self.subsample,
+                loss="huber",
+                random_state=0,
+            ).fit(feature_matrix(keys), residual)
+        return self
+
+    def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
+        base = self.cost_.predict(keys)
+        if self.correction_ is None:
+            return base
+        return base * np.exp(self.correction_.predict(feature_matrix(keys)))
+
+
+class LayerLatencyModel(BaseEstimator, RegressorMixin):
+    """Per-layer-type latency models for one device: ``fit(keys, ms)``, ``predict(keys) -> ms``."""
+
+    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05) -> None:
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+
+    def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerLatencyModel:
+        keys, target = list(keys), np.asarray(ms, dtype=np.float64)
+        if len(keys) < MIN_FOR_COST_MODEL or np.any(target <= 0):
+            raise UserError(
+                f"layer models need at least {MIN_FOR_COST_MODEL} measured layers with positive latency, got {len(keys)} "
+                "(profile with --layers N)"
+            )
+        self.shared_ = CostModel().fit(keys, target)
+        self.types_: dict[str, LayerTypeModel] = {}
+        self.counts_ = {op: sum(key.op == op for key in keys) for op in OP_TYPES}
+        for op in OP_TYPES:
+            chosen = [i for i, key in enumerate(keys) if key.op == op]
+            if len(chosen) >= MIN_FOR_COST_MODEL:
+                model = LayerTypeModel(self.n_estimators, self.max_depth, self.learning_rate)
+                self.types_[op] = model.fit([keys[i] for i in chosen], target[chosen])
+        return self
+
+    def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
+        keys = list(keys)
+        out = np.empty(len(keys), dtype=np.float64)
+        for op in {key.op for key in keys}:
+            chosen = [i for i, key in enumerate(keys) if key.op == op]
+            model = self.types_.get(op, self.shared_)
+            out[chosen] = model.predict([keys[i] for i in chosen])
+        return out
+
+    def describe(self) -> dict[str, str]:
+        """Which model answers for each type, and from how many measured layers."""
+        return {
+            op: (
+                ("cost model + boosted correction" if self.types_[op].correction_ is not None else "cost model")
+                if op in self.types_
+                else "shared cost model"
+            )
+            + f" ({self.counts_[op]} layers)"
+            for op in OP_TYPES
+        }

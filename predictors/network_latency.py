@@ -1,0 +1,106 @@
+"""Latency of any network on a profiled device: table entries where they exist, layer models for the rest.
+
+``network_latency(module, input_shape, table)`` decomposes the module into OpKeys
+(:func:`hwnas.decompose.decompose`), looks every layer up in the device's table, and asks the
+device's layer models (:mod:`hwnas.predictors.layer_models`, fitted on that table's measured
+layers) for the layers the table does not hold. The answer says, per layer, where its figure
+came from, and how many layers were looked up and how many modelled.
+
+Each layer in a table was timed alone, so each paid the runtime's per-call cost (entering the
+runtime, binding input and output) once; a network pays it once in all. When the table measured
+the near-empty layer :data:`~hwnas.latency_tables.sampling.OVERHEAD_KEY` (``profile --layers``
+always does), that cost is taken off every layer but one (``call_overhead_ms``). Without it, the
+sum is the plain table sum, which overestimates small networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from hwnas.decompose import decompose
+from hwnas.latency_tables.sampling import OVERHEAD_KEY
+from hwnas.latency_tables.table import LatencyTable
+from hwnas.opkey import OpKey
+from hwnas.predictors.layer_models import LayerLatencyModel
+
+
+@dataclass(frozen=True)
+class LayerLatency:
+    key: OpKey
+    ms: float
+    source: str  # "table" or "model"
+
+
+@dataclass(frozen=True)
+class NetworkLatency:
+    """``total_ms`` = sum of the layers' ``ms`` - (layers - 1) x ``call_overhead_ms``, times ``scale``."""
+
+    total_ms: float
+    layers: tuple[LayerLatency, ...]
+    looked_up: int
+    modelled: int
+    call_overhead_ms: float = 0.0
+    scale: float = 1.0
+
+    @property
+    def looked_up_share(self) -> float:
+        return self.looked_up / len(self.layers) if self.layers else 0.0
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "total_ms": self.total_ms,
+            "looked_up": self.looked_up,
+            "modelled": self.modelled,
+            "call_overhead_ms": self.call_overhead_ms,
+            "scale": self.scale,
+            "layers": [{"key": layer.key.describe(), "ms": layer.ms, "source": layer.source} for layer in self.layers],
+        }
+
+
+_MODELS: dict[int, tuple[LatencyTable, LayerLatencyModel]] = {}
+
+
+def layer_model(table: LatencyTable) -> LayerLatencyModel:
+    """The layer models fitted on ``table``'s entries (fitted once per table object in this process)."""
+    cached = _MODELS.get(id(table))
+    if cached is not None and cached[0] is table:
+        return cached[1]
+    entries = [entry for key, entry in table.entries.items() if key != OVERHEAD_KEY]
+    model = LayerLatencyModel().fit([entry.op for entry in entries], [entry.median_ms for entry in entries])
+    if len(_MODELS) > 8:
+        _MODELS.clear()
+    _MODELS[id(table)] = (table, model)
+    return model
+
+
+def call_overhead(table: LatencyTable) -> float:
+    """The runtime's per-call cost as the table measured it (0 when it did not)."""
+    entry = table.entries.get(OVERHEAD_KEY)
+    return entry.median_ms if entry is not None else 0.0
+
+
+def keys_latency(keys: Sequence[OpKey], table: LatencyTable, *, scale: float = 1.0) -> NetworkLatency:
+    """Latency of a chain of layers; ``scale`` multiplies the result (a drift ratio, ``--rescale``)."""
+    keys = list(keys)
+    missing = [key for key in keys if key not in table.entries]
+    modelled = dict(zip(missing, layer_model(table).predict(missing), strict=True)) if missing else {}
+    layers = tuple(
+        LayerLatency(key, table.entries[key].median_ms, "table")
+        if key in table.entries
+        else LayerLatency(key, float(modelled[key]), "model")
+        for key in keys
+    )
+    overhead = call_overhead(table)
+    total = sum(layer.ms for layer in layers) - overhead * max(len(layers) - 1, 0)
+    looked_up = sum(layer.source == "table" for layer in layers)
+    return NetworkLatency(total * scale, layers, looked_up, len(layers) - looked_up, overhead, scale)
+
+
+def network_latency(
+    module: nn.Module, input_shape: tuple[int, int, int, int], table: LatencyTable, *, scale: float = 1.0
+) -> NetworkLatency:
+    """Latency of ``module`` on ``table``'s device for an input of ``input_shape`` (batch 1)."""
+    return keys_latency(decompose(module, input_shape), table, scale=scale)
