@@ -16,6 +16,11 @@ Presets:
     Once-for-All MobileNetV3 space: kernel {3,5,7}, expansion {3,4,6}, depth {2,3,4} per stage,
     resolutions 128-224, squeeze-excite in the 40/112/160-wide stages and h-swish from the
     80-wide stage on, as in MobileNetV3-Large.
+``ofa-mbv3-w12``
+    The same space at width 1.2, as Once-for-All published latency tables for it (Samsung Note10,
+    one YAML per resolution 160, 164, ..., 224): stem 24, a 24-wide first block, stage widths
+    32/48/96/136/192, final expand 1152, feature mix 1536. ``hwnas lut import`` reads those files
+    into one table of this space.
 """
 
 from __future__ import annotations
@@ -132,7 +137,33 @@ def _ofa_mbv3() -> SearchSpace:
     )
 
 
-for _factory in (_default, _proxylessnas, _mnasnet, _ofa_mbv3):
+def _ofa_mbv3_w12() -> SearchSpace:
+    """OFA's ``ofa_mbv3_d234_e346_k357_w1.2``: every width of ``ofa-mbv3`` x 1.2 (rounded to 8)."""
+    ofa = {"depths": (2, 3, 4), "kernels": (3, 5, 7), "expansions": (3, 4, 6)}
+    return SearchSpace(
+        name="ofa-mbv3-w12",
+        description="Once-for-All MobileNetV3 w1.2 space of the published Note10 latency tables (resolutions 160-224)",
+        in_channels=3,
+        num_classes=1000,
+        resolutions=tuple(range(160, 225, 4)),
+        stem_channels=24,
+        stem_stride=2,
+        stem_act="hswish",
+        stages=(
+            StageSpace(1, (24,), (1,), (3,), (1,)),
+            StageSpace(2, (32,), **ofa),
+            StageSpace(2, (48,), **ofa, se=(True,)),
+            StageSpace(2, (96,), **ofa, acts=("hswish",)),
+            StageSpace(1, (136,), **ofa, se=(True,), acts=("hswish",)),
+            StageSpace(2, (192,), **ofa, se=(True,), acts=("hswish",)),
+        ),
+        final_expand=1152,
+        feature_mix=1536,
+        head_act="hswish",
+    )
+
+
+for _factory in (_default, _proxylessnas, _mnasnet, _ofa_mbv3, _ofa_mbv3_w12):
     register_space(_factory())
 
 

@@ -65,15 +65,24 @@ def lut_diff(first: Path, second: Path, as_json: JsonFlag = False) -> None:
 
 @lut_app.command("import")
 def lut_import(
-    source: Annotated[Path, typer.Argument(help="OFA / ProxylessNAS latency YAML")],
+    sources: Annotated[list[Path], typer.Argument(help="OFA / ProxylessNAS latency YAML files, or folders of them")],
     space: SpaceOption = "proxylessnas",
     device: Annotated[str, typer.Option(help="name of the device the table was measured on")] = "imported",
     out: Annotated[Path, typer.Option(help="where to write the table")] = Path("table.json"),
+    skip_unknown: Annotated[bool, typer.Option("--skip-unknown", help="leave out keys that are no layer of --space")] = False,
 ) -> None:
-    """Import a public latency table (keys must be layers of --space)."""
-    from hwnas.latency_tables.importer import import_public_table
+    """Import public latency tables (one file per resolution, or a folder) as one table of --space."""
+    from hwnas.latency_tables.importer import import_public_tables
     from hwnas.presets import resolve_space
 
-    table = import_public_table(source, resolve_space(space), device)
-    table.save(out)
-    console.print(f"imported {len(table.entries)} layers of {esc(repr(table.space))} measured on {esc(device)} -> {esc(out)}")
+    report = import_public_tables(sources, resolve_space(space), device, skip_unknown=skip_unknown)
+    report.table.save(out)
+    console.print(
+        f"imported {len(report.table.entries)} layers of {esc(repr(report.table.space))} measured on {esc(device)} "
+        f"from {len(report.files)} file(s) -> {esc(out)}"
+        + (f" ({report.pools_merged} AvgPool2D entries added to their Conv_2 / Logits layer)" if report.pools_merged else "")
+    )
+    if report.unknown:
+        console.print(f"[yellow]skipped {len(report.unknown)} key(s) that are no layer of the space:[/]")
+        for text in report.unknown:
+            console.print(f"  {esc(text)}")
