@@ -80,6 +80,25 @@ def torchvision_model(name: str, width: float | None = None) -> nn.Module:
     return module.eval()
 
 
+def parse_torchvision(text: str) -> tuple[str, float | None, int | None]:
+    """``NAME[?width=W&resolution=R]`` (the part after ``torchvision:``) -> (name, width, resolution)."""
+    name, _, query = text.partition("?")
+    values: dict[str, str] = {}
+    for part in filter(None, query.split("&")):
+        field_name, sep, value = part.partition("=")
+        if not sep or field_name not in ("width", "resolution") or field_name in values:
+            raise UserError(f"bad torchvision query {part!r} in {text!r}: expected width=W and/or resolution=R, once each")
+        values[field_name] = value
+    try:
+        width = float(values["width"]) if "width" in values else None
+        resolution = int(values["resolution"]) if "resolution" in values else None
+    except ValueError:
+        raise UserError(f"bad torchvision query in {text!r}: width is a number, resolution a whole number") from None
+    if resolution is not None and not 8 <= resolution <= 1024:
+        raise UserError(f"resolution {resolution} is out of range (8-1024)")
+    return name, width, resolution
+
+
 def block_types() -> tuple[type[nn.Module], ...]:
     """Inverted-residual block classes read as one ``expanded_conv`` each."""
     from torchvision.models.efficientnet import MBConv

@@ -68,15 +68,23 @@ def _seeded() -> Iterator[None]:
         yield
 
 
-def _torchvision(name: str) -> ResolvedModel:
+def _torchvision(text: str) -> ResolvedModel:
+    """``NAME`` or ``NAME?width=W&resolution=R`` (width: the models :mod:`hwnas.decompose` reads)."""
+    from hwnas.decompose import parse_torchvision, torchvision_model
+
+    name, width, resolution = parse_torchvision(text)
+    resolution = resolution or 224
     try:
-        with _seeded():
-            module = torchvision.models.get_model(name, weights=None)
+        if width is not None:
+            module = torchvision_model(name, width)
+        else:
+            with _seeded():
+                module = torchvision.models.get_model(name, weights=None)
     except ValueError:
         raise UserError(f"unknown torchvision model {name!r}") from None
-    source = f"torchvision:{name} (random weights, seed {RANDOM_WEIGHTS_SEED})"
-    info = {"name": name, "source": source, "input_shape": [1, 3, 224, 224]}
-    return ResolvedModel(module.eval(), 3, 224, info, trained=False)
+    source = f"torchvision:{text} (random weights, seed {RANDOM_WEIGHTS_SEED})"
+    info = {"name": name, "width": width, "source": source, "input_shape": [1, 3, resolution, resolution]}
+    return ResolvedModel(module.eval(), 3, resolution, info, trained=False)
 
 
 def _run_folder(path: Path) -> ResolvedModel:

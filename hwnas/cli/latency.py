@@ -1,0 +1,181 @@
+"""``hwnas latency MODEL``: how fast is this network on that device? Predicted, and measured when it is here."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hwnas.cli.common import AllowMismatch, JsonFlag, app, console, esc, print_json
+from hwnas.errors import UserError
+
+PROFILES = Path("runs") / "profiles"
+
+
+@app.command("latency")
+def latency_command(
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="architecture string, torchvision:NAME[?width=W&resolution=R], run folder, or checkpoint with --arch"
+        ),
+    ],
+    device: Annotated[str | None, typer.Option("--device", help="device spec (its table is looked up)")] = None,
+    table: Annotated[Path | None, typer.Option("--table", help="the device's latency table (table.json)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="weights (state dict) for an architecture string")] = None,
+    measure: Annotated[bool, typer.Option("--measure", help="also export the model and time it on the device")] = False,
+    rescale: Annotated[bool, typer.Option("--rescale", help="multiply the prediction by the device's drift ratio")] = False,
+    layers: Annotated[bool, typer.Option(help="print the per-layer breakdown")] = True,
+    allow_mismatch: AllowMismatch = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Predicted latency of MODEL on a profiled device (table entries, layer models for the rest), and measured."""
+    from hwnas.devices import DeviceSpec
+    from hwnas.export_model import resolve_model
+    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.predictors.network_latency import network_latency
+
+    if device is None and table is None:
+        raise UserError("give --device SPEC or --table TABLE (or both)")
+    spec = DeviceSpec.from_toml(device) if device else None
+    table_path = table or _table_for(spec)  # type: ignore[arg-type]
+    lut = LatencyTable.load(table_path)
+    if spec is None and lut.kind == "measured":
+        spec = DeviceSpec.from_json(lut.device)  # a measured table names its device
+    backend = _checked_backend(spec, lut, measure, allow_mismatch)
+    resolved = resolve_model(model, checkpoint)
+    shape = (1, resolved.channels, resolved.resolution, resolved.resolution)
+    drift = _drift(lut, table_path, backend) if measure and backend is not None else None
+    scale, scale_note = _scale(lut, drift, rescale)
+    predicted = network_latency(resolved.module, shape, lut, scale=scale)
+    measured = _measure(resolved.module, shape, backend) if measure and backend is not None else None
+    report = {
+        "model": model,
+        "input_shape": list(shape),
+        "table": str(table_path),
+        "device": lut.device.get("name"),
+        "predicted": predicted.to_json(),
+        "rescale": scale_note,
+        "drift": drift.to_json() if drift else None,
+        "measured": measured,
+    }
+    if as_json:
+        print_json(report)
+    else:
+        _show(report, predicted, layers)
+
+
+def _table_for(spec: Any) -> Path:
+    """The device's table: a profile of it here (``runs/profiles/<device>-*``) or a shipped table that fits this CPU."""
+    from hwnas import latency_tables
+    from hwnas.devices import make_backend
+    from hwnas.latency_tables.compat import fingerprint_differences
+    from hwnas.latency_tables.table import LatencyTable
+
+    candidates = sorted(PROFILES.glob(f"{spec.name}-*/table.json"))
+    candidates += sorted((Path(latency_tables.__file__).parent / "data").glob("*.json"))
+    backend = make_backend(spec)
+    fingerprint = backend.fingerprint() if backend.unavailable_reason() is None else None
+    for path in candidates:
+        found = LatencyTable.load(path)
+        if found.device.get("name") != spec.name:
+            continue
+        if fingerprint is None or not fingerprint_differences("fingerprint", found.fingerprint, fingerprint):
+            return path
+    raise UserError(
+        f"no latency table of device {spec.name!r} for this machine (looked in {PROFILES}/{spec.name}-*/ and the shipped "
+        f"tables); profile it (hwnas profile {spec.source or spec.name} --layers 300) or pass --table"
+    )
+
+
+def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -> Any:
+    """The device's backend when it can run here; a table of another device is refused in one line."""
+    from hwnas.devices import make_backend
+
+    if spec is None:
+        if measure:
+            raise UserError("--measure needs --device SPEC (an imported table names no runtime here)")
+        return None
+    backend = make_backend(spec)
+    if measure:
+        backend.require_available()
+    if backend.unavailable_reason() is None:
+        lut.check(backend.fingerprint(), override=allow_mismatch)
+        return backend
+    if lut.device.get("name") != spec.name and not allow_mismatch:
+        raise UserError(f"latency table is of device {lut.device.get('name')!r}, not {spec.name!r}; pass --allow-mismatch")
+    return None
+
+
+def _drift(lut: Any, table_path: Path, backend: Any) -> Any:
+    """Re-time the table's reference networks before measuring; record the ratio in the table when it can be written."""
+    from hwnas import latency_tables
+    from hwnas.cli.profile import default_cache
+    from hwnas.latency_tables.drift import check_drift, record_drift
+
+    check = check_drift(lut, backend, default_cache(), context="latency --measure")
+    if check is None:
+        return None
+    shipped = Path(latency_tables.__file__).parent / "data"
+    if shipped.resolve() not in Path(table_path).resolve().parents:
+        record_drift(table_path, lut, check)
+    return check
+
+
+def _scale(lut: Any, drift: Any, rescale: bool) -> tuple[float, str]:
+    from hwnas.latency_tables.drift import latest_ratio
+
+    if not rescale:
+        return 1.0, "not rescaled"
+    if drift is not None:
+        return drift.ratio, f"x{drift.ratio:.3f} (drift measured now)"
+    ratio = latest_ratio(lut)
+    if ratio is None:
+        return 1.0, "not rescaled: the table has no drift record (measure with --measure, or re-profile)"
+    return ratio, f"x{ratio:.3f} (last recorded drift, {lut.drift[-1].get('measured_at', '?')})"
+
+
+def _measure(module: Any, shape: tuple[int, int, int, int], backend: Any) -> dict[str, Any]:
+    """Export the whole model to the device's format and time it there (the same timing loop as a profile)."""
+    import torch
+
+    from hwnas.exporters import get_exporter
+
+    exporter = get_exporter(backend.model_format)
+    reason = exporter.unavailable_reason()
+    if reason is not None:
+        raise UserError(f"cannot export to {backend.model_format} here: {reason}")
+    with tempfile.TemporaryDirectory(prefix="hwnas-latency-") as folder:
+        path = exporter.export(module.eval(), torch.zeros(shape), Path(folder) / f"model{exporter.suffix}")
+        backend.settle(path)
+        measurement = backend.measure(path)
+    return {"device": backend.spec.name, **measurement.summary()}
+
+
+def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
+    if layers:
+        rows = Table("#", "layer", "ms", "from")
+        for index, layer in enumerate(predicted.layers, start=1):
+            rows.add_row(str(index), esc(layer.key.describe()), f"{layer.ms:.4f}", layer.source)
+        console.print(rows)
+    total = len(predicted.layers)
+    console.print(
+        f"[bold]{esc(report['model'])}[/] {report['input_shape'][2]}px on {esc(report['device'])}: "
+        f"predicted [bold]{predicted.total_ms:.3f} ms[/] ({predicted.looked_up}/{total} layers looked up in the table, "
+        f"{predicted.modelled}/{total} modelled; per-call overhead {predicted.call_overhead_ms:.4f} ms counted once; "
+        f"{esc(report['rescale'])})"
+    )
+    if report["drift"]:
+        check = report["drift"]
+        colour = "yellow" if check["warn"] else "green"
+        console.print(f"[{colour}]drift check: reference networks now / in table = {check['ratio']:.3f}[/]")
+    measured = report["measured"]
+    if measured:
+        ratio = predicted.total_ms / measured["median_ms"]
+        console.print(
+            f"measured {measured['median_ms']:.3f} ms (median of {measured['n']}, CV {measured['cv']:.1%}); "
+            f"predicted / measured = {ratio:.3f}"
+        )
