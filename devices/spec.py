@@ -18,6 +18,7 @@ Example (``devices/specs/host-ort.toml``)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from hwnas.errors import UserError
 from hwnas.fileio import read_toml
 
 PRECISIONS = ("fp32", "fp16", "int8")
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # a spec's name becomes a folder name: no '/', no '..'
+
 SPECS_DIR = Path(__file__).with_name("specs")
 
 
@@ -44,6 +47,11 @@ class DeviceSpec:
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or _NAME_RE.fullmatch(self.name) is None:
+            raise UserError(
+                f"device name {self.name!r} is not allowed: it names folders (runs/profiles/<name>-<space>), so use "
+                "letters, digits, '.', '_' and '-' (at most 64, not starting with '.' or '-')"
+            )
         if self.precision not in PRECISIONS:
             raise UserError(f"device {self.name!r}: precision {self.precision!r} not in {PRECISIONS}")
         for name in ("threads", "repeats", "sessions"):

@@ -100,5 +100,17 @@ def test_unavailable_reasons(fake_adb: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "no Android device" in make_backend(DeviceSpec("p", "android-adb")).unavailable_reason()
     monkeypatch.setenv("FAKE_ADB_DEVICES", "a,b")
     assert "several devices" in make_backend(DeviceSpec("p", "android-adb")).unavailable_reason()
-    missing = make_backend(DeviceSpec("p", "android-adb", options={"adb": "/nonexistent/adb"}))
-    assert "adb not found" in missing.unavailable_reason()
+    monkeypatch.setenv("HWNAS_ADB", "/nonexistent/adb")
+    assert "adb not found" in make_backend(DeviceSpec("p", "android-adb")).unavailable_reason()
+
+
+def test_a_spec_cannot_choose_the_program_to_run(tmp_path: Path) -> None:
+    """A shared spec naming its own 'adb' once ran that script on `hwnas devices check`."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "evil-adb"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o755)
+    for key in ("adb", "benchmark_binary"):
+        with pytest.raises(UserError, match=f"cannot choose the program .*{key}.*HWNAS_"):
+            make_backend(DeviceSpec("p", "android-adb", options={key: str(script)})).unavailable_reason()
+    assert not marker.exists()

@@ -155,3 +155,9 @@ def test_runs_are_spread_over_fresh_sessions(layer_onnx: Path) -> None:
 
     measurement = CountingBackend(DeviceSpec("cpu", "onnxruntime", warmup=2, repeats=30, sessions=3)).measure(layer_onnx)
     assert CountingBackend.loads == 3 and len(measurement.samples_ms) == 30
+
+
+@pytest.mark.parametrize("name", ["../../../../tmp/x", "a/b", "..", ".hidden", "", "x" * 65, "-rf"])
+def test_a_spec_name_cannot_leave_the_profiles_folder(name: str) -> None:
+    with pytest.raises(UserError, match=r"device name .* is not allowed"):
+        DeviceSpec(name, "onnxruntime")

@@ -9,6 +9,7 @@ mean is one sample (``sample_kind = "round_mean"``).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 from hwnas.devices.backends.base import Backend, register_backend
 from hwnas.devices.measurement import Measurement
+from hwnas.devices.spec import DeviceSpec
 from hwnas.errors import UserError
 
 _NUMBER = r"([0-9.]+(?:e[+-]?[0-9]+)?)"
@@ -86,14 +88,18 @@ def _parse_op_profile(text: str) -> list[dict[str, Any]]:
     return rows
 
 
+DEFAULT_BENCHMARK_BINARY = "/data/local/tmp/benchmark_model"
+# The programs hwnas runs come from the user's environment, never from a device spec: specs are
+# shared files, and a spec that could name its own executable would run it on `hwnas devices check`.
+PROGRAM_VARIABLES = {"adb": "HWNAS_ADB", "benchmark_binary": "HWNAS_BENCHMARK_MODEL"}
+
+
 @register_backend
 class AndroidAdbBackend(Backend):
     name = "android-adb"
     model_format = "tflite"
     options: ClassVar[dict[str, Any]] = {
         "serial": "",
-        "adb": "adb",
-        "benchmark_binary": "/data/local/tmp/benchmark_model",
         "remote_dir": "/data/local/tmp/hwnas",
         "use_xnnpack": True,
         "use_gpu": False,
@@ -102,9 +108,20 @@ class AndroidAdbBackend(Backend):
         "timeout_s": 300,
     }
 
+    def __init__(self, spec: DeviceSpec) -> None:
+        for key, variable in PROGRAM_VARIABLES.items():
+            if key in spec.options:
+                raise UserError(
+                    f"device {spec.name!r}: a device spec cannot choose the program hwnas runs ([options] {key}); "
+                    f"set the environment variable {variable} instead"
+                )
+        super().__init__(spec)
+        self.adb_program = os.environ.get("HWNAS_ADB", "adb")
+        self.benchmark_binary = os.environ.get("HWNAS_BENCHMARK_MODEL", DEFAULT_BENCHMARK_BINARY)
+
     def _adb(self, *args: str, timeout: float | None = None, with_serial: bool = True) -> str:
         serial = ["-s", self.settings["serial"]] if self.settings["serial"] and with_serial else []
-        command = [self.settings["adb"], *serial, *args]
+        command = [self.adb_program, *serial, *args]
         try:
             result = subprocess.run(
                 command, capture_output=True, text=True, timeout=timeout or self.settings["timeout_s"], check=False
@@ -114,15 +131,15 @@ class AndroidAdbBackend(Backend):
                 f"adb timed out after {timeout or self.settings['timeout_s']} s: {' '.join(command[:6])} ..."
             ) from None
         except FileNotFoundError:
-            raise UserError(f"adb not found: {self.settings['adb']!r}") from None
+            raise UserError(f"adb not found: {self.adb_program!r}") from None
         if result.returncode != 0:
             message = (result.stderr or result.stdout).strip().splitlines()
             raise UserError(f"adb {' '.join(args[:2])} failed: {message[-1] if message else f'exit {result.returncode}'}")
         return result.stdout
 
     def unavailable_reason(self) -> str | None:
-        if shutil.which(self.settings["adb"]) is None:
-            return f"adb not found on PATH ({self.settings['adb']!r}); install Android platform-tools"
+        if shutil.which(self.adb_program) is None:
+            return f"adb not found on PATH ({self.adb_program!r}); install Android platform-tools"
         try:
             listing = self._adb("devices", timeout=30, with_serial=False)
         except UserError as error:
@@ -146,7 +163,7 @@ class AndroidAdbBackend(Backend):
             "soc": props["ro.soc.model"],
             "android": props["ro.build.version.release"],
             "runtime": "tflite benchmark_model",
-            "runtime_version": self.settings["benchmark_binary"],
+            "runtime_version": self.benchmark_binary,
             "threads": self.spec.threads,
             "precision": self.spec.precision,
             "xnnpack": self.settings["use_xnnpack"],
@@ -163,7 +180,7 @@ class AndroidAdbBackend(Backend):
     def benchmark_command(self, remote_model: str, runs: int) -> list[str]:
         command = [
             "shell",
-            shlex.quote(self.settings["benchmark_binary"]),
+            shlex.quote(self.benchmark_binary),
             f"--graph={shlex.quote(remote_model)}",
             f"--num_threads={self.spec.threads}",
             f"--warmup_runs={self.spec.warmup}",
