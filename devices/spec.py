@@ -27,6 +27,8 @@ from hwnas.errors import UserError
 from hwnas.fileio import read_toml
 
 PRECISIONS = ("fp32", "fp16", "int8")
+MAX_MIN_TIME_S = 60.0  # per measurement; `inf` would time one layer forever
+MAX_COUNT = 1_000_000
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")  # a spec's name becomes a folder name: no '/', no '..'
 
 SPECS_DIR = Path(__file__).with_name("specs")
@@ -58,10 +60,16 @@ class DeviceSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"device {self.name!r}: {name} must be a whole number >= 1, got {value!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
+        if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
             raise UserError(f"device {self.name!r}: warmup must be a whole number >= 0, got {self.warmup!r}")
-        if not isinstance(self.min_time_s, int | float) or self.min_time_s < 0:
-            raise UserError(f"device {self.name!r}: min_time_s must be >= 0, got {self.min_time_s!r}")
+        time_ok = isinstance(self.min_time_s, int | float) and not isinstance(self.min_time_s, bool)
+        if not time_ok or not 0 <= self.min_time_s <= MAX_MIN_TIME_S:
+            raise UserError(
+                f"device {self.name!r}: min_time_s must be a number of seconds in [0, {MAX_MIN_TIME_S}], got {self.min_time_s!r}"
+            )
+        for name in ("threads", "repeats", "sessions", "warmup"):
+            if getattr(self, name) > MAX_COUNT:
+                raise UserError(f"device {self.name!r}: {name} = {getattr(self, name)} is more than {MAX_COUNT}")
         if self.cores is not None and (not self.cores or any(not isinstance(c, int) or c < 0 for c in self.cores)):
             raise UserError(f"device {self.name!r}: cores must be a non-empty list of core numbers, got {self.cores!r}")
 

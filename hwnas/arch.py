@@ -33,7 +33,7 @@ from hwnas.fileio import text_sha256
 
 ACTIVATIONS = ("relu", "hswish")
 
-_NUMBER = r"[1-9][0-9]*"
+_NUMBER = r"[1-9][0-9]{0,5}"  # at most 999999: a 5,000-digit "width" is a typo, not a network
 _SPACE_RE = re.compile(r"[a-z][a-z0-9_\-]*")
 _RES_RE = re.compile(rf"r({_NUMBER})")
 _STAGE_RE = re.compile(rf"c({_NUMBER})\[([^\[\]]*)\]")

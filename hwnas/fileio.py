@@ -27,6 +27,8 @@ MAX_FILE_BYTES = 20 * 1024 * 1024  # every spec, table, recipe, space and sideca
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(temp_path)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder; name a file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -44,7 +46,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def atomic_write_json(path: Path, data: Any) -> Path:
-    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    """JSON that every reader accepts: NaN and infinities are refused here rather than written."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    except ValueError as error:
+        raise UserError(f"refusing to write {path}: {error} (a NaN or infinite number)") from None
     return atomic_write(path, lambda temp: temp.write_text(text))
 
 
@@ -92,6 +98,8 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{what} {path} is malformed TOML: {error}") from None
+    except ValueError as error:  # e.g. an integer too long to convert
+        raise UserError(f"{what} {path}: {error}") from None
 
 
 def read_yaml(path: Path, what: str) -> Any:

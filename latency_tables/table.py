@@ -8,6 +8,7 @@ what differs, unless the caller explicitly overrides.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,10 @@ class LatencyEntry:
     p90_ms: float | None = None
     cv: float | None = None
     n: int | None = None
+
+    def __post_init__(self) -> None:
+        if not positive_ms(self.median_ms):
+            raise UserError(f"latency of {self.op.describe()} must be a positive number of ms, got {self.median_ms!r}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -115,6 +120,8 @@ class LatencyTable:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LatencyTable:
+        if not isinstance(data, dict):
+            raise UserError(f"a latency table is a JSON object as hwnas profile writes, not {type(data).__name__}")
         version = data.get("schema_version")
         if version != TABLE_SCHEMA_VERSION:
             raise UserError(f"latency table schema {version!r}; this hwnas reads {TABLE_SCHEMA_VERSION}")
@@ -142,8 +149,15 @@ class LatencyTable:
         data = read_json(Path(path), "latency table")
         try:
             return cls.from_json(data)
-        except (KeyError, TypeError, ValueError) as error:
+        except UserError as error:
+            raise UserError(f"latency table {path}: {error}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise UserError(f"latency table {path} is malformed ({error})") from None
+
+
+def positive_ms(value: object) -> bool:
+    """A latency a table may hold: a finite number above zero (never NaN, infinite, zero or negative)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def diff_tables(first: LatencyTable, second: LatencyTable) -> dict[str, Any]:

@@ -79,3 +79,10 @@ def test_json_with_unknown_block_field_is_rejected() -> None:
     data["stages"][0]["blocks"][0]["dilation"] = 2
     with pytest.raises(ArchError, match="dilation"):
         Arch.from_json(data)
+
+
+def test_a_five_thousand_digit_number_is_a_bad_token_not_a_crash() -> None:
+    with pytest.raises(ArchError, match="bad stage token"):
+        Arch.parse("default:r32_c" + "9" * 5000 + "[k3e3]")
+    with pytest.raises(ArchError, match="bad resolution token"):
+        Arch.parse("default:r" + "1" * 5000 + "_c16[k3e3]")

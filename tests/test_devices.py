@@ -161,3 +161,14 @@ def test_runs_are_spread_over_fresh_sessions(layer_onnx: Path) -> None:
 def test_a_spec_name_cannot_leave_the_profiles_folder(name: str) -> None:
     with pytest.raises(UserError, match=r"device name .* is not allowed"):
         DeviceSpec(name, "onnxruntime")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("min_time_s", "inf"), ("min_time_s", "nan"), ("min_time_s", "-1.0"), ("warmup", "true"), ("repeats", "10000000")],
+)
+def test_spec_numbers_that_would_run_forever_or_are_not_numbers(tmp_path: Path, field: str, value: str) -> None:
+    spec = tmp_path / "d.toml"
+    spec.write_text(f'name = "d"\nbackend = "onnxruntime"\n{field} = {value}\n')
+    with pytest.raises(UserError, match=field):
+        DeviceSpec.from_toml(spec)

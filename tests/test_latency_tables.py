@@ -18,6 +18,7 @@ from hwnas.presets import get_space
 
 from conftest import SHARED_DATA
 
+REPO = Path(__file__).resolve().parents[1]
 PIXEL1 = SHARED_DATA / "lut" / "proxylessnas_mobile_pixel1.yaml"
 SHIPPED = Path(__file__).resolve().parents[1] / "latency_tables" / "data"
 META = {"fingerprint": {"device": "cpu", "threads": 1}, "space_hash": "abc", "spec": {"repeats": 10}}
@@ -168,3 +169,31 @@ def test_the_main_job_predicts_from_the_table_of_this_cpu_and_never_from_another
             assert prediction == {"lut_sum_ms": table.predict(space.op_keys(arch)), "table": path.name}
         else:
             assert prediction.get("table") != path.name  # a table of another CPU never answers
+
+
+@pytest.mark.parametrize("content", ["[]", "null", "5", '"text"'])
+def test_a_table_file_that_is_not_an_object_is_one_line(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match="is a JSON object"):
+        LatencyTable.load(path)
+
+
+@pytest.mark.parametrize("median", [0, -1.0, "NaN", "Infinity"])
+def test_zero_negative_nan_and_infinite_latencies_are_refused(tmp_path: Path, median: object) -> None:
+    table = json.loads((REPO / "latency_tables" / "data" / "default-host-cpu-onnxruntime.json").read_text())
+    table["entries"][0]["median_ms"] = median
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity"))
+    with pytest.raises(UserError, match=r"positive number of ms|not a number hwnas accepts"):
+        LatencyTable.load(path)
+
+
+def test_a_nan_is_never_written_as_json(tmp_path: Path) -> None:
+    from hwnas.fileio import atomic_write_json
+
+    with pytest.raises(UserError, match="NaN or infinite"):
+        atomic_write_json(tmp_path / "x.json", {"ms": float("nan")})
+    assert not (tmp_path / "x.json").exists()
+    with pytest.raises(UserError, match="is a folder"):
+        atomic_write_json(tmp_path, {"ms": 1.0})
