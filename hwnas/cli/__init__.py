@@ -40,8 +40,11 @@ def main() -> None:
         hint = f" (see '{context.command_path} --help')" if context is not None else ""
         typer.echo(f"error: {error.format_message()}{hint}", err=True)
         sys.exit(error.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo(
+            "interrupted: everything finished so far is kept; run the same command again to continue where it stopped",
+            err=True,
+        )
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
