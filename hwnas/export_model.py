@@ -3,6 +3,9 @@
 MODEL is one of:
 
 - a run folder (``result.json`` + ``model.pt``, as written by ``hwnas train --out`` / ``hwnas run``);
+- a pruned run folder (``pruned.json`` + ``model.pt``, as written by ``hwnas prune``): the base network is
+  rebuilt, its recorded channel pruning replayed through Torch-Pruning, then the state dict loaded
+  (``weights_only=True``: no module is ever unpickled);
 - an architecture string, with ``--checkpoint model.pt`` for trained weights;
 - ``torchvision:NAME`` (e.g. ``torchvision:mobilenet_v2``), built with seeded random weights (nothing is
   downloaded).
@@ -51,7 +54,7 @@ def resolve_model(model: str, checkpoint: Path | None = None) -> ResolvedModel:
         return _torchvision(model.split(":", 1)[1])
     path = Path(model)
     if path.is_dir():
-        return _run_folder(path)
+        return _pruned_run_folder(path) if (path / PRUNED_FILE).exists() else _run_folder(path)
     if path.exists():
         raise UserError(f"{model} is a file; MODEL is a run folder, an architecture string or torchvision:NAME")
     return _arch(model, checkpoint)
@@ -103,6 +106,57 @@ def _run_folder(path: Path) -> ResolvedModel:
         "source": str(path),
     }
     return ResolvedModel(resolved.module, resolved.channels, resolved.resolution, info, trained=True)
+
+
+PRUNED_FILE = "pruned.json"
+
+
+def build_base(base: dict[str, Any]) -> nn.Module:
+    """The unpruned network a pruned run folder names: ``{"arch": ...}``, ``{"torchvision": ..., "num_classes": ...}``
+    or ``{"pruned": <another pruned.json's base, history and input_shape>}`` (a pruned model pruned again)."""
+    with _seeded():
+        if isinstance(base.get("arch"), str):
+            arch = Arch.parse(base["arch"])
+            space = get_space(arch.space)
+            space.validate(arch)
+            return build_model(space, arch)
+        if isinstance(base.get("torchvision"), str):
+            try:
+                return torchvision.models.get_model(base["torchvision"], weights=None, num_classes=int(base["num_classes"]))
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"unknown torchvision model or class count in {base!r}") from None
+    if isinstance(base.get("pruned"), dict):
+        return build_pruned(base["pruned"])
+    raise UserError(f"pruned model names no base network it can build: {base!r}")
+
+
+def build_pruned(spec: dict[str, Any]) -> nn.Module:
+    """Rebuild ``spec["base"]`` and replay ``spec["history"]`` (Torch-Pruning's pruning history) on it."""
+    import torch_pruning as tp
+
+    module = build_base(spec["base"]).eval()
+    graph = tp.DependencyGraph().build_dependency(module, example_inputs=torch.zeros(tuple(spec["input_shape"])), verbose=False)
+    graph.load_pruning_history([[name, bool(is_out), [int(i) for i in idxs]] for name, is_out, idxs in spec["history"]])
+    return module
+
+
+def _pruned_run_folder(path: Path) -> ResolvedModel:
+    weights = path / "model.pt"
+    spec = read_json(path / PRUNED_FILE, "pruned model description")
+    if not isinstance(spec, dict) or not {"base", "history", "input_shape"} <= set(spec) or not weights.exists():
+        raise UserError(f"{path} is not a pruned run folder (needs {PRUNED_FILE} with base, history, input_shape, and model.pt)")
+    try:
+        module = build_pruned(spec)
+        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, TypeError, ValueError, IndexError) as error:
+        raise UserError(f"{path}: the pruned model does not rebuild ({str(error).splitlines()[0]})") from None
+    shape = [int(v) for v in spec["input_shape"]]
+    info = {
+        key: spec.get(key) for key in ("name", "source", "recipe", "dataset", "val_accuracy", "test_accuracy", "flops", "params")
+    } | {"input_shape": shape, "pruned": {"method": spec.get("method"), "budget": spec.get("budget"), "base": spec["base"]}}
+    info["name"] = info["name"] or path.name
+    info["source"] = str(path)
+    return ResolvedModel(module.eval(), shape[1], shape[-1], info, trained=True)
 
 
 def _arch(text: str, checkpoint: Path | None) -> ResolvedModel:
