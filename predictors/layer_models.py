@@ -162,17 +162,25 @@ class CostModel(BaseEstimator, RegressorMixin):
 class LayerTypeModel(BaseEstimator, RegressorMixin):
     """One layer type: the cost model, times a gradient-boosted correction when there is data for one."""
 
-    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05, subsample: float = 0.8) -> None:
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        max_depth: int = 3,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        correction: bool = True,
+    ) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.subsample = subsample
+        self.correction = correction
 
     def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerTypeModel:
         target = np.asarray(ms, dtype=np.float64)
         self.cost_ = CostModel().fit(keys, target)
         self.correction_ = None
-        if len(keys) >= MIN_FOR_CORRECTION:
+        if self.correction and len(keys) >= MIN_FOR_CORRECTION:
             residual = np.log(target) - np.log(self.cost_.predict(keys))
             self.correction_ = GradientBoostingRegressor(
                 n_estimators=self.n_estimators,
@@ -194,10 +202,11 @@ class LayerTypeModel(BaseEstimator, RegressorMixin):
 class LayerLatencyModel(BaseEstimator, RegressorMixin):
     """Per-layer-type latency models for one device: ``fit(keys, ms)``, ``predict(keys) -> ms``."""
 
-    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05) -> None:
+    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05, correction: bool = True) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
+        self.correction = correction  # False: cost models only (an ablation)
 
     def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerLatencyModel:
         keys, target = list(keys), np.asarray(ms, dtype=np.float64)
@@ -212,7 +221,7 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
         for op in OP_TYPES:
             chosen = [i for i, key in enumerate(keys) if key.op == op]
             if len(chosen) >= MIN_FOR_COST_MODEL:
-                model = LayerTypeModel(self.n_estimators, self.max_depth, self.learning_rate)
+                model = LayerTypeModel(self.n_estimators, self.max_depth, self.learning_rate, correction=self.correction)
                 self.types_[op] = model.fit([keys[i] for i in chosen], target[chosen])
         return self
 

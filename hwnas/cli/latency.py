@@ -33,18 +33,18 @@ def latency_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Predicted latency of MODEL on a profiled device (table entries, layer models for the rest), and measured."""
+    if device is None and table is None:
+        raise UserError("give --device SPEC or --table TABLE (or both)")
     from hwnas.devices import DeviceSpec
     from hwnas.export_model import resolve_model
     from hwnas.latency_tables.table import LatencyTable
     from hwnas.predictors.network_latency import network_latency
 
-    if device is None and table is None:
-        raise UserError("give --device SPEC or --table TABLE (or both)")
     spec = DeviceSpec.from_toml(device) if device else None
     table_path = table or _table_for(spec)  # type: ignore[arg-type]
     lut = LatencyTable.load(table_path)
-    if spec is None and lut.kind == "measured":
-        spec = DeviceSpec.from_json(lut.device)  # a measured table names its device
+    if spec is None and measure and lut.kind == "measured":
+        spec = DeviceSpec.from_json(lut.device)  # a measured table names the device to time on
     backend = _checked_backend(spec, lut, measure, allow_mismatch)
     resolved = resolve_model(model, checkpoint)
     shape = (1, resolved.channels, resolved.resolution, resolved.resolution)

@@ -1,0 +1,214 @@
+"""Latency of any network: sampled layers, layer models, network_latency, public tables, drift, ``hwnas latency``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwnas.builder import build_model, op_cost
+from hwnas.decompose import decompose, torchvision_model
+from hwnas.errors import UserError
+from hwnas.latency_tables.compat import fingerprint_differences
+from hwnas.latency_tables.drift import drift_from_pairs
+from hwnas.latency_tables.importer import import_public_tables
+from hwnas.latency_tables.sampling import OVERHEAD_KEY, sample_layers
+from hwnas.latency_tables.table import LatencyEntry, LatencyTable
+from hwnas.opkey import LAYER_ACTIVATIONS, OpKey
+from hwnas.predictors.layer_models import LayerLatencyModel
+from hwnas.predictors.network_latency import keys_latency, network_latency
+from hwnas.presets import get_space
+
+from conftest import REPO
+
+SHIPPED = REPO / "latency_tables" / "data"
+EPYC_ORT = SHIPPED / "default-host-cpu-onnxruntime-amd-epyc.json"  # real measurements (AMD EPYC, ONNX Runtime)
+NOTE10 = REPO / "tests" / "data" / "ofa_note10"
+
+
+def hwnas(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwnas", *map(str, args)], capture_output=True, text=True, timeout=900)
+
+
+# ---- sampled layers ---------------------------------------------------------------------------
+def test_sampled_layers_cover_the_ranges_and_extend_as_a_prefix() -> None:
+    keys = sample_layers(400, seed=3)
+    assert keys[0] == OVERHEAD_KEY and len(set(keys)) == 400 and sample_layers(50, seed=3) == keys[:50]
+    blocks = [key for key in keys if key.op == "expanded_conv"]
+    assert {key.op for key in keys} == {"Conv", "expanded_conv", "Conv_1", "Conv_2", "Logits"}
+    assert {key.kernel for key in blocks} == {3, 5, 7} and {key.stride for key in blocks} == {1, 2}
+    assert {key.act for key in blocks} == set(LAYER_ACTIVATIONS) and {key.se for key in blocks} == {False, True}
+    assert min(key.in_size for key in blocks) <= 4 and max(key.in_size for key in blocks) >= 150
+    assert min(key.in_channels for key in blocks) == 8 and max(key.mid_channels for key in blocks) >= 1000
+    assert any(key.expansion == 1 for key in blocks) and any("-ratio:" in key.describe() for key in blocks)
+    assert all(key.in_size * key.mid_channels <= 12_000 or key.in_size <= 8 for key in blocks)  # what real networks hold
+    assert all(op_cost(key).flops > 0 for key in keys[:60])  # every sampled layer builds
+
+
+# ---- layer models on real measurements --------------------------------------------------------
+def test_layer_models_predict_held_out_measured_layers() -> None:
+    """Fitted on 80% of a real table's layers, the models predict the other 20% to a useful accuracy."""
+    table = LatencyTable.load(EPYC_ORT)
+    entries = sorted(table.entries.values(), key=lambda e: e.op)
+    order = np.random.default_rng(0).permutation(len(entries))
+    test, train = order[: len(order) // 5], order[len(order) // 5 :]
+    model = LayerLatencyModel().fit([entries[i].op for i in train], [entries[i].median_ms for i in train])
+    assert model.get_params()["n_estimators"] == 300 and "boosted" in model.describe()["expanded_conv"]
+    predicted = model.predict([entries[i].op for i in test])
+    measured = np.array([entries[i].median_ms for i in test])
+    errors = np.abs(predicted / measured - 1)
+    assert np.median(errors) < 0.10 and np.mean(errors <= 0.25) >= 0.8, errors
+
+
+def test_layer_models_refuse_too_little_data() -> None:
+    with pytest.raises(UserError, match="--layers"):
+        LayerLatencyModel().fit([OpKey("Conv_1", 4, 8, 16)], [0.01])
+
+
+def test_network_latency_looks_up_what_the_table_holds_and_models_the_rest() -> None:
+    table = LatencyTable.load(EPYC_ORT)
+    space = get_space("default")
+    arch = space.sample(5)
+    exact = network_latency(build_model(space, arch), (1, 1, 32, 32), table)
+    assert exact.looked_up == len(exact.layers) and exact.modelled == 0 and exact.call_overhead_ms == 0
+    assert exact.total_ms == pytest.approx(table.predict(space.op_keys(arch)))
+    assert all(layer.source == "table" and layer.ms == table.lookup(layer.key) for layer in exact.layers)
+    wide = torchvision_model("mobilenet_v3_small")
+    other = network_latency(wide, (1, 3, 64, 64), table, scale=1.5)
+    assert other.modelled + other.looked_up == len(other.layers) == 15 and other.modelled >= 13 and other.scale == 1.5
+    assert other.total_ms == pytest.approx(1.5 * sum(layer.ms for layer in other.layers))
+    assert all((layer.source == "table") == (layer.key in table.entries) and layer.ms > 0 for layer in other.layers)
+
+
+def test_the_per_call_overhead_is_counted_once() -> None:
+    table = LatencyTable.load(EPYC_ORT)
+    keys = get_space("default").op_keys(get_space("default").sample(1))
+    with_overhead = replace(table, entries={**table.entries, OVERHEAD_KEY: LatencyEntry(OVERHEAD_KEY, 0.004)})
+    result = keys_latency(keys, with_overhead)
+    assert result.call_overhead_ms == 0.004
+    assert result.total_ms == pytest.approx(table.predict(keys) - 0.004 * (len(keys) - 1))
+    assert result.to_json()["looked_up"] == len(keys)
+
+
+# ---- public tables ----------------------------------------------------------------------------
+def test_ofa_note10_files_import_into_one_multi_resolution_table() -> None:
+    space = get_space("ofa-mbv3-w12")
+    report = import_public_tables([NOTE10], space, "Samsung Note10")
+    table = report.table
+    assert len(report.files) == 2 and report.unknown == [] and report.pools_merged == 2 and len(table.entries) == 16
+    assert set(table.entries) <= set(space.enumerate_op_keys())
+    assert {key.in_size for key in table.entries if key.op == "Conv"} == {160, 224}
+    feature_mix = OpKey("Conv_2", 7, 1152, 1536, act="hswish")  # AvgPool2D 0.05 + Conv_2 on the pooled map 0.42
+    assert table.lookup(feature_mix) == pytest.approx(0.47)
+    logits = OpKey("Logits", 1, 1536, 1000)  # in both files: count-weighted mean
+    assert table.lookup(logits) == pytest.approx(0.35) and table.entries[logits].n == 100
+
+
+def test_unknown_keys_are_all_listed_and_skipped_only_when_asked(tmp_path: Path) -> None:
+    extra = tmp_path / "192_lookup_table.yaml"
+    extra.write_text(
+        "Conv-input:192x192x3-output:96x96x24:\n  count: 5\n  mean: 0.9\n"
+        "MaxPool-input:7x7x8-output:1x1x8:\n  count: 5\n  mean: 0.1\n"
+        "Conv_1-input:6x6x192-output:6x6x960:\n  count: 5\n  mean: 0.2\n"
+    )
+    space = get_space("ofa-mbv3-w12")
+    with pytest.raises(UserError, match=r"2 key\(s\).*MaxPool-input.*Conv_1-input:6x6x192-output:6x6x960"):
+        import_public_tables([NOTE10, extra], space, "note10")
+    report = import_public_tables([NOTE10, extra], space, "note10", skip_unknown=True)
+    assert len(report.unknown) == 2 and len(report.table.entries) == 17 and report.table.stats["skipped_unknown"] == 2
+
+
+def test_lut_import_command_reads_a_folder_and_refuses_another_space_in_one_line(tmp_path: Path) -> None:
+    ok = hwnas("lut", "import", NOTE10, "--space", "ofa-mbv3-w12", "--device", "note10", "--out", tmp_path / "t.json")
+    assert ok.returncode == 0, ok.stderr
+    assert "16 layers" in ok.stdout and "2 AvgPool2D" in ok.stdout
+    bad = hwnas("lut", "import", NOTE10, "--space", "ofa-mbv3", "--out", tmp_path / "u.json")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--skip-unknown" in bad.stderr
+
+
+# ---- fingerprints and drift -------------------------------------------------------------------
+def test_extended_fingerprint_fields_are_compared_only_when_both_sides_have_them() -> None:
+    old = {"device": "AMD EPYC", "threads": 1}
+    new = old | {"cpu_family": "25", "cpu_model": "1", "cpu_caches": "L2 512K"}
+    assert fingerprint_differences("fingerprint", old, new) == []
+    other = new | {"cpu_model": "17"}
+    assert fingerprint_differences("fingerprint", new, other) == ["fingerprint.cpu_model: '1' vs '17'"]
+    LatencyTable.load(EPYC_ORT).check(json.loads(EPYC_ORT.read_text())["fingerprint"] | {"cpu_family": "25"})
+
+
+def test_drift_ratio_is_the_geometric_mean_and_warns_above_ten_percent() -> None:
+    calm = drift_from_pairs({"a": (1.0, 1.05), "b": (2.0, 1.9)}, "test")
+    assert calm.ratio == pytest.approx((1.05 * 0.95) ** 0.5) and not calm.warn
+    slow = drift_from_pairs({"a": (1.0, 1.6)}, "test")
+    assert slow.warn and "1.60x" in slow.message() and slow.to_json()["references"][0]["ratio"] == pytest.approx(1.6)
+
+
+# ---- hwnas latency ----------------------------------------------------------------------------
+def test_latency_command_prints_the_breakdown_and_json() -> None:
+    result = hwnas("latency", "torchvision:mobilenet_v2?width=0.5&resolution=96", "--table", EPYC_ORT, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["input_shape"] == [1, 3, 96, 96] and report["predicted"]["modelled"] == 20
+    assert len(report["predicted"]["layers"]) == 20 and report["predicted"]["total_ms"] > 0
+    arch = get_space("default").sample(0)
+    text = hwnas("latency", arch.format(), "--table", EPYC_ORT)
+    layers = len(get_space("default").op_keys(arch))
+    assert text.returncode == 0 and f"{layers}/{layers} layers looked up" in text.stdout, text.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["torchvision:resnet18", "--table", EPYC_ORT], "unsupported layer maxpool (MaxPool2d)"),
+        (["torchvision:mobilenet_v2", "--table", EPYC_ORT, "--device", "nvidia-trt", "--measure"], "cannot run here"),
+        (["torchvision:mobilenet_v2"], "--device SPEC or --table"),
+    ],
+)
+def test_latency_command_mistakes_are_one_line(args: list[str | Path], says: str) -> None:
+    result = hwnas("latency", *args)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
+
+
+def test_a_table_of_another_device_is_refused_in_one_line(tmp_path: Path) -> None:
+    data = json.loads(EPYC_ORT.read_text())
+    data["fingerprint"]["device"] = "Some Other CPU"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    result = hwnas("latency", "torchvision:mobilenet_v2", "--table", other, "--device", "host-ort")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "another device" in result.stderr
+
+
+@pytest.mark.slow
+def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path) -> None:
+    """Real profile of sampled layers with a reference network, grown in a second session (drift re-timed
+    first), then ``hwnas latency --measure`` on the same device: measured, drift recorded in the table."""
+    spec = tmp_path / "cpu.toml"
+    spec.write_text('name = "cpu"\nbackend = "onnxruntime"\nwarmup = 5\nrepeats = 40\nsessions = 2\n')
+    out, cache = tmp_path / "profile", tmp_path / "cache"
+    common = ["--no-space-layers", "--networks", "0", "--out", out, "--cache", cache, "--json"]
+    first = hwnas("profile", spec, "--layers", "12", *common)
+    assert first.returncode == 0, first.stderr
+    table = LatencyTable.load(out / "table.json")
+    assert len(table.entries) == 12 and set(table.references) == {"mobilenet_v2-w0.5-r96", "mobilenet_v3_small-r96"}
+    second = hwnas("profile", spec, "--layers", "16", *common)
+    assert second.returncode == 0, second.stderr
+    drift = json.loads(second.stdout)["drift"]
+    assert 0.5 < drift["ratio"] < 2.0 and len(drift["references"]) == 2
+    table = LatencyTable.load(out / "table.json")
+    assert len(table.entries) == 16 and len(table.drift) == 1
+    measured = hwnas(
+        "latency", "torchvision:mobilenet_v3_small?resolution=96", "--device", spec, "--table", out / "table.json", "--measure",
+        "--rescale", "--json",
+    )  # fmt: skip
+    assert measured.returncode == 0, measured.stderr
+    report = json.loads(measured.stdout)
+    assert report["measured"]["median_ms"] > 0 and report["drift"]["ratio"] > 0
+    assert report["predicted"]["scale"] == pytest.approx(report["drift"]["ratio"])
+    assert len(LatencyTable.load(out / "table.json").drift) == 2
+    keys = decompose(torchvision_model("mobilenet_v3_small"), (1, 3, 96, 96))
+    assert report["predicted"]["looked_up"] + report["predicted"]["modelled"] == len(keys)
