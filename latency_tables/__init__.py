@@ -12,6 +12,22 @@ __getattr__, __dir__ = lazy_exports(
         "Profiler": "profiler",
         "ProfileSettings": "profiler",
         "import_public_table": "importer",
+        "import_public_tables": "importer",
+        "sample_layers": "sampling",
+        "check_drift": "drift",
+        "DriftCheck": "drift",
     },
 )
-__all__ = ["LatencyEntry", "LatencyStore", "LatencyTable", "ProfileSettings", "Profiler", "diff_tables", "import_public_table"]
+__all__ = [
+    "DriftCheck",
+    "LatencyEntry",
+    "LatencyStore",
+    "LatencyTable",
+    "ProfileSettings",
+    "Profiler",
+    "check_drift",
+    "diff_tables",
+    "import_public_table",
+    "import_public_tables",
+    "sample_layers",
+]

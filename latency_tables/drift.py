@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.devices.backends import Backend
+from hwnas.devices.spec import DeviceSpec
+from hwnas.errors import UserError
+from hwnas.latency_tables.compat import fingerprint_differences
 from hwnas.latency_tables.convert import ConversionJob, convert_all, torchvision_job
 from hwnas.latency_tables.table import LatencyTable
 
@@ -30,6 +33,8 @@ REFERENCES: dict[str, dict[str, Any]] = {
     "mobilenet_v3_small-r96": {"name": "mobilenet_v3_small", "width": None, "resolution": 96},
 }
 DEFAULT_REFERENCES = tuple(REFERENCES)
+PROFILES = Path("runs") / "profiles"  # where ``hwnas profile`` writes a device's tables by default
+SHIPPED = Path(__file__).with_name("data")
 REFERENCE_PREFIX = "reference:"
 DRIFT_PREFIX = "drift:"
 WARN_ABOVE = 0.10
@@ -109,3 +114,37 @@ def record_drift(table_path: Path, table: LatencyTable, check: DriftCheck) -> La
 def latest_ratio(table: LatencyTable) -> float | None:
     """The most recent recorded drift ratio (what ``--rescale`` applies without measuring)."""
     return float(table.drift[-1]["ratio"]) if table.drift else None
+
+
+def find_device_table(spec: DeviceSpec, fingerprint: dict[str, Any] | None) -> Path | None:
+    """A table of device ``spec``: a profile of it here (``runs/profiles/<device>-*``), else a shipped one.
+
+    With ``fingerprint`` (the device is here), only a table whose fingerprint matches; without it,
+    the first table of that device name.
+    """
+    candidates = sorted(PROFILES.glob(f"{spec.name}-*/table.json")) + sorted(SHIPPED.glob("*.json"))
+    for path in candidates:
+        try:
+            table = LatencyTable.load(path)
+        except UserError:
+            continue
+        if table.device.get("name") != spec.name:
+            continue
+        if fingerprint is None or not fingerprint_differences("fingerprint", table.fingerprint, fingerprint):
+            return path
+    return None
+
+
+def drift_first(table_path: Path, backend: Backend, cache: Path, context: str) -> DriftCheck | None:
+    """What a measuring session does first: re-time the table's references, record the ratio (not in shipped tables)."""
+    table = LatencyTable.load(table_path)
+    check = check_drift(table, backend, cache, context)
+    if check is not None and SHIPPED.resolve() not in Path(table_path).resolve().parents:
+        record_drift(table_path, table, check)
+    return check
+
+
+def drift_before_measuring(spec: DeviceSpec, backend: Backend, cache: Path, context: str) -> DriftCheck | None:
+    """:func:`drift_first` on the device's own table, when it has one with reference networks."""
+    path = find_device_table(spec, backend.fingerprint())
+    return drift_first(path, backend, cache, context) if path is not None else None

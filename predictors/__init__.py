@@ -4,6 +4,8 @@ Latency: :class:`LutSum`, :class:`CalibratedLatency` (LUT sum x learned correcti
 whole networks) and :class:`FlopsRegression`, all ``fit(archs, ms)`` / ``predict(archs) -> ms``,
 saved with a checked JSON sidecar (:func:`save_predictor`, :func:`load_predictor`). Accuracy:
 :class:`AccuracyPredictor` (FBNetV3: encoder pre-trained on FLOPs and params, accuracy head).
+Any network (torchvision, pruned): :func:`network_latency` / :func:`keys_latency`, table entries
+where they exist and :class:`LayerLatencyModel` (per-layer-type models) for the rest.
 """
 
 from hwnas.lazy import lazy_exports
@@ -27,6 +29,11 @@ __getattr__, __dir__ = lazy_exports(
         "LatencyPredictor": "latency",
         "LutSum": "latency",
         "make_predictor": "latency",
+        "LayerLatencyModel": "layer_models",
+        "LayerLatency": "network_latency",
+        "NetworkLatency": "network_latency",
+        "keys_latency": "network_latency",
+        "network_latency": "network_latency",
     },
 )
 __all__ = [
@@ -34,12 +41,17 @@ __all__ = [
     "CalibratedLatency",
     "FlopsRegression",
     "LatencyPredictor",
+    "LayerLatency",
+    "LayerLatencyModel",
     "LutSum",
     "MeasuredNetwork",
+    "NetworkLatency",
     "encode",
+    "keys_latency",
     "latency_metrics",
     "load_predictor",
     "make_predictor",
+    "network_latency",
     "networks_from_table",
     "read_latency_csv",
     "read_pairs",

@@ -86,3 +86,26 @@ def show_training(result: dict[str, Any]) -> None:
         f"{result['wall_time_s']:.1f} s on {result['threads']} thread(s)"
         + (f"; test accuracy {test:.4f}" if test is not None else "")
     )
+
+
+def drift_checks(specs: list[Any], quiet: bool = False) -> list[Any]:
+    """Before a session measures on devices: re-time each device's reference networks and say how it drifted.
+
+    A device whose table has no reference networks (made before drift checks), or that is not
+    here, is skipped. Returns the checks (:class:`~hwnas.latency_tables.drift.DriftCheck`).
+    """
+    from hwnas.cli.profile import default_cache
+    from hwnas.devices import make_backend
+    from hwnas.latency_tables.drift import drift_before_measuring
+
+    checks = []
+    for spec in specs:
+        backend = make_backend(spec)
+        if backend.unavailable_reason() is not None:
+            continue
+        check = drift_before_measuring(spec, backend, default_cache(), context=f"before measuring on {spec.name}")
+        if check is not None:
+            checks.append(check)
+            if not quiet:
+                console.print(("[yellow]" if check.warn else "") + esc(check.message()) + ("[/]" if check.warn else ""))
+    return checks

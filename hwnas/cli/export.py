@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hwnas.cli.common import JsonFlag, app, console, esc, print_json
+from hwnas.cli.common import JsonFlag, app, console, drift_checks, esc, print_json
 from hwnas.errors import UserError
 from hwnas.exporters.formats import FILE_NAMES
 
@@ -31,6 +31,7 @@ def export_command(
     from hwnas.exporters import export_all
 
     specs = [DeviceSpec.from_toml(spec) for spec in device or []]
+    drift_checks(specs, quiet=as_json)
     resolved = resolve_model(model, checkpoint)
     request = build_request(resolved, data, images, calibration)
     card = export_all(request, formats.split(","), out, specs, on_step=None if as_json else lambda s: console.log(esc(s)))

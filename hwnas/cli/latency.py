@@ -12,8 +12,6 @@ from rich.table import Table
 from hwnas.cli.common import AllowMismatch, JsonFlag, app, console, esc, print_json
 from hwnas.errors import UserError
 
-PROFILES = Path("runs") / "profiles"
-
 
 @app.command("latency")
 def latency_command(
@@ -48,7 +46,7 @@ def latency_command(
     backend = _checked_backend(spec, lut, measure, allow_mismatch)
     resolved = resolve_model(model, checkpoint)
     shape = (1, resolved.channels, resolved.resolution, resolved.resolution)
-    drift = _drift(lut, table_path, backend) if measure and backend is not None else None
+    drift = _drift(table_path, backend) if measure and backend is not None else None
     scale, scale_note = _scale(lut, drift, rescale)
     predicted = network_latency(resolved.module, shape, lut, scale=scale)
     measured = _measure(resolved.module, shape, backend) if measure and backend is not None else None
@@ -70,25 +68,17 @@ def latency_command(
 
 def _table_for(spec: Any) -> Path:
     """The device's table: a profile of it here (``runs/profiles/<device>-*``) or a shipped table that fits this CPU."""
-    from hwnas import latency_tables
     from hwnas.devices import make_backend
-    from hwnas.latency_tables.compat import fingerprint_differences
-    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.latency_tables.drift import PROFILES, find_device_table
 
-    candidates = sorted(PROFILES.glob(f"{spec.name}-*/table.json"))
-    candidates += sorted((Path(latency_tables.__file__).parent / "data").glob("*.json"))
     backend = make_backend(spec)
-    fingerprint = backend.fingerprint() if backend.unavailable_reason() is None else None
-    for path in candidates:
-        found = LatencyTable.load(path)
-        if found.device.get("name") != spec.name:
-            continue
-        if fingerprint is None or not fingerprint_differences("fingerprint", found.fingerprint, fingerprint):
-            return path
-    raise UserError(
-        f"no latency table of device {spec.name!r} for this machine (looked in {PROFILES}/{spec.name}-*/ and the shipped "
-        f"tables); profile it (hwnas profile {spec.source or spec.name} --layers 300) or pass --table"
-    )
+    path = find_device_table(spec, backend.fingerprint() if backend.unavailable_reason() is None else None)
+    if path is None:
+        raise UserError(
+            f"no latency table of device {spec.name!r} for this machine (looked in {PROFILES}/{spec.name}-*/ and the shipped "
+            f"tables); profile it (hwnas profile {spec.source or spec.name} --layers 300) or pass --table"
+        )
+    return path
 
 
 def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -> Any:
@@ -110,19 +100,12 @@ def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -
     return None
 
 
-def _drift(lut: Any, table_path: Path, backend: Any) -> Any:
-    """Re-time the table's reference networks before measuring; record the ratio in the table when it can be written."""
-    from hwnas import latency_tables
+def _drift(table_path: Path, backend: Any) -> Any:
+    """Re-time the table's reference networks before measuring; the ratio is recorded in the table (not a shipped one)."""
     from hwnas.cli.profile import default_cache
-    from hwnas.latency_tables.drift import check_drift, record_drift
+    from hwnas.latency_tables.drift import drift_first
 
-    check = check_drift(lut, backend, default_cache(), context="latency --measure")
-    if check is None:
-        return None
-    shipped = Path(latency_tables.__file__).parent / "data"
-    if shipped.resolve() not in Path(table_path).resolve().parents:
-        record_drift(table_path, lut, check)
-    return check
+    return drift_first(table_path, backend, default_cache(), context="latency --measure")
 
 
 def _scale(lut: Any, drift: Any, rescale: bool) -> tuple[float, str]:
