@@ -260,7 +260,6 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     measure_in_rounds(backend, networks)
     networks_s = time.perf_counter() - started
-    predict_all(table, networks)
     result: dict[str, Any] = {
         "runtime": fmt,
         "device": spec.name,
@@ -276,10 +275,21 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
             "measured_now": report.measured_now,
         },
         "networks_measure_s": networks_s,
-        "layer_models": layer_model(table).describe(),
-        "layer_cross_validation": layer_cross_validation(table),
         "references": table.references,
     }
+
+    score(result, table, networks)
+    if not args.skip_drift:
+        print(f"[{fmt}] drift check, quiet then with a busy core", flush=True)
+        result["drift"] = drift_demo(table, backend, cache)
+    return result
+
+
+def score(result: dict[str, Any], table: Any, networks: list[dict[str, Any]]) -> None:
+    """Predict every network from the table (+ layer models) and put predictions and metrics into ``result``."""
+    predict_all(table, networks)
+    result["layer_models"] = layer_model(table).describe()
+    result["layer_cross_validation"] = layer_cross_validation(table)
     for kind in ("torchvision", "pruned"):
         chosen = [n for n in networks if n["kind"] == kind]
         if not chosen:
@@ -293,9 +303,26 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
             "modelled_layers": int(sum(n["modelled"] for n in chosen)),
         }
     result["networks"] = [{k: (str(v) if k == "path" else v) for k, v in n.items() if k != "keys"} for n in networks]
-    if not args.skip_drift:
-        print(f"[{fmt}] drift check, quiet then with a busy core", flush=True)
-        result["drift"] = drift_demo(table, backend, cache)
+
+
+def repredict(fmt: str) -> dict[str, Any]:
+    """Score stored measurements again with the current layer models (no converting, no timing)."""
+    from hwnas.latency_tables.table import LatencyTable
+
+    path = RESULTS / f"latency_any_{fmt}.json"
+    result = json.loads(path.read_text())
+    table = LatencyTable.load(ROOT / "runs" / "latency-any" / result["device"] / "table.json")
+    networks = []
+    for stored in result["networks"]:
+        if stored["kind"] == "torchvision":
+            shape = (1, 3, stored["resolution"], stored["resolution"])
+            keys = decompose(torchvision_model(stored["name"], stored["width"]), shape)
+        else:
+            module, shape, _ = pruned_network(int(stored["label"].split("-")[1]))
+            keys = decompose(module, shape)
+        networks.append({**stored, "keys": keys})
+    score(result, table, networks)
+    result["repredicted"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return result
 
 
@@ -342,10 +369,11 @@ def main() -> None:
     parser.add_argument("--runtimes", default="onnx,tflite")
     parser.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--skip-drift", action="store_true")
+    parser.add_argument("--repredict", action="store_true", help="score the stored measurements again (no timing)")
     args = parser.parse_args()
     results = []
     for fmt in args.runtimes.split(","):
-        result = run_runtime(fmt, args)
+        result = repredict(fmt) if args.repredict else run_runtime(fmt, args)
         path = RESULTS / f"latency_any_{fmt}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"[{fmt}] wrote {path}", flush=True)
@@ -353,7 +381,8 @@ def main() -> None:
             if kind in result:
                 print(f"[{fmt}] {kind}: {json.dumps(result[kind]['network_latency'])}", flush=True)
         results.append(result)
-    plot(results, RESULTS / "latency_any.png")
+    stored = [RESULTS / f"latency_any_{fmt}.json" for fmt in SPECS]
+    plot([json.loads(path.read_text()) for path in stored if path.exists()], RESULTS / "latency_any.png")
 
 
 if __name__ == "__main__":
