@@ -85,24 +85,6 @@ def test_train_one_epoch_on_embedded_data_beats_sixty_percent(tmp_path: Path) ->
     assert (tmp_path / "model.pt").stat().st_size > 0
 
 
-@pytest.mark.slow
-def test_run_keeps_everything_in_its_run_folder(tmp_path: Path) -> None:
-    result = hwnas("run", "--out", str(tmp_path / "run"), "--epochs", "1")  # as a user runs it: no --json
-    assert result.returncode == 0, result.stderr
-    run = tmp_path / "run"
-    config = json.loads((run / "config.json").read_text())
-    report = json.loads((run / "result.json").read_text())
-    assert config["arch"] == report["arch"] and report["test_accuracy"] > 0.5
-    card = json.loads((run / "export" / "model_card.json").read_text())
-    exports = {item["format"]: item for item in card["exports"]}
-    assert exports["onnx"]["verification"]["passed"] and exports["onnx"]["verification"]["file_accuracy"] > 0.5
-    assert exports["onnx"]["latency"][0]["median_ms"] > 0
-    printed = [line for line in result.stdout.splitlines() if line.startswith("default:")]
-    assert printed and Arch.parse(printed[0]) == Arch.parse(config["arch"])  # the printed line is the trained network
-    for text in (result.stdout, (run / "export" / "model_card.md").read_text()):
-        assert "{'" not in text and "lut_sum_ms': " not in text  # no Python dict reprs
-
-
 # ---- user mistakes found by review: each once printed a traceback with exit code 1 ---------------
 # In-process (``main()`` with argv), so a dozen cases cost one torch import, not twelve.
 

@@ -1,57 +1,95 @@
-"""``hwnas run``: the main job on embedded defaults, everything kept in one run folder."""
+"""``hwnas run``: the whole pipeline, from a device spec to verified deployable files and a report, in one run folder."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli.common import (
-    DataSource,
-    Epochs,
-    JsonFlag,
-    Preset,
-    Seed,
-    Threads,
-    app,
-    build_recipe,
-    console,
-    esc,
-    print_json,
-    show_training,
-)
+from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, print_json
 
 
 @app.command("run")
 def run_command(
-    preset: Preset = "default",
-    seed: Seed = 0,
-    epochs: Epochs = None,
+    device: Annotated[
+        list[str] | None,
+        typer.Option("--device", help="device spec (repeatable; the first is searched for). Default: host-tflite"),
+    ] = None,
+    budget_ms: Annotated[
+        float | None, typer.Option("--budget-ms", help="latency budget on the first device (default: its table's median network)")
+    ] = None,
     data: DataSource = None,
-    threads: Threads = None,
-    out: Annotated[Path | None, typer.Option(help="run folder (default: runs/<time stamp>)")] = None,
+    space: Annotated[str | None, typer.Option("--space", help="search-space preset or JSON file (default: default)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="run.toml with the run's settings (options override it)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default: runs/run-<space>-<device>[-quick])")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="a small run for a first look (a few minutes)")] = False,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start the run folder over instead of resuming it")] = False,
+    ray: Annotated[
+        str | None, typer.Option("--ray", help="train search candidates on a Ray cluster (ADDRESS, or 'local')")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """The main job on embedded defaults: sample, predict latency, train, export, verify, re-measure.
+    """Profile (or reuse) the device's table, fit the latency predictor, search, retrain, prune, export, verify, measure.
 
-    Search and pruning join this command as they land; everything is kept in one run folder.
+    Re-running the same command resumes from the last finished stage; --fresh starts over.
+    Everything is kept in the run folder, with report.html, report.md and summary.json.
     """
-    from hwnas.pipeline import describe_prediction, run_pipeline
+    from hwnas.pipeline.config import resolve_config
+    from hwnas.pipeline.run import default_out, run_pipeline
 
-    out = out or Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    recipe = build_recipe(None, None, epochs)
+    overrides: dict[str, Any] = {
+        "devices": list(device) if device else None,
+        "budget_ms": budget_ms,
+        "data": data,
+        "space": space,
+        "ray": ray,
+        "seed": seed,
+    }
+    settings = resolve_config(quick, config, overrides)
+    folder = out or default_out(settings)
     log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
-    outcome = run_pipeline(preset, seed, recipe, data, threads, out, progress=not as_json, log=log)
+    if not as_json:
+        console.print(f"run folder: {esc(folder)}" + (" (quick)" if settings.quick else ""))
+    summary = run_pipeline(settings, folder, fresh=fresh, log=log, progress=not as_json)
     if as_json:
-        summary = {"result": outcome.result.to_json(), "predicted_latency": outcome.predicted_ms}
-        print_json(summary | {"exports": outcome.card["exports"]})
-        return
-    show_training(outcome.result.to_json())
-    console.print(f"predicted latency: {esc(describe_prediction(outcome.predicted_ms))}")
-    for item in outcome.card["exports"]:
-        check = item["verification"]
-        measured = ", ".join(f"{m['device']} {m['median_ms']:.3f} ms" for m in item["latency"] if "median_ms" in m)
-        console.print(f"{item['format']}: max |diff| {check['max_abs_diff']:.1e}, verified {check['passed']}; {esc(measured)}")
-    console.print(f"run folder: {esc(out)} (model card: {esc(out / 'export' / 'model_card.md')})")
+        print_json(summary)
+    else:
+        show_summary(summary)
+    if not summary["final"]["verified"]:
+        raise typer.Exit(1)
+
+
+def show_summary(summary: dict[str, Any]) -> None:
+    """What a person reads at the end: the model, predicted beside measured, the budget, the files, where the report is."""
+    final, model = summary["final"], summary["model"]
+    primary = summary["device"]["name"]
+    console.print(f"[bold]{esc(model['arch'])}[/]")
+    console.print(
+        f"test accuracy {model['test_accuracy']:.4f} (validation {model['val_accuracy']:.4f}) after {model['epochs']} epoch(s); "
+        f"{model['params'] / 1e6:.3f} M params, {model['flops'] / 1e6:.2f} MFLOPs"
+    )
+    for name, predicted in final["predicted"].items():
+        value = predicted.get("calibrated_ms", predicted.get("network_latency_ms"))
+        measured = final["measured_ms"].get(name)
+        text = f"{esc(name)}: predicted {value:.3f} ms ({esc(predicted['predictor'])})"
+        if measured is not None:
+            text += f", measured {measured:.3f} ms (predicted / measured {value / measured:.2f})"
+        console.print(text)
+    verdict = "within" if final["within_budget"] else "[red]OVER[/]"
+    console.print(
+        f"budget {summary['budget_ms']:.3f} ms on {esc(primary)} ({esc(summary['budget_source'])}): {verdict} "
+        f"(measured {final['measured_ms'].get(primary, float('nan')):.3f} ms)"
+    )
+    for item in summary["exports"]:
+        state = "verified" if item["verified"] else "[red]FAILED verification[/]"
+        console.print(f"{esc(item['format'])}: {esc(item['file'])} {state} (max |diff| {item['max_abs_diff']:.1e})")
+    for stage in ("search", "prune"):
+        if summary[stage]["status"] == "skipped":
+            console.print(f"[yellow]{esc(summary[stage]['reason'])}[/]")
+    total = sum(stage["seconds"] for stage in summary["stages"])
+    folder = Path(summary["run_folder"])
+    console.print(f"{total / 60:.1f} min of stages over {summary['sessions']} session(s); report: {esc(folder / 'report.html')}")

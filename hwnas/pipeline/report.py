@@ -1,0 +1,248 @@
+"""The run's report: ``report.md`` and ``report.html`` (one self-contained file, plots inline as PNG).
+
+Rendered from the stage records alone (jinja2 templates in ``templates/``, matplotlib plots), so
+``hwnas report RUN_DIR`` re-renders it at any time without running anything again.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.resources
+import math
+from pathlib import Path
+from typing import Any
+
+from hwnas.fileio import atomic_write
+from hwnas.pipeline.records import Records
+
+PLOTS_DIR = "report"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda temp: figure.savefig(temp, format="png", dpi=110))
+    _pyplot().close(figure)
+    return path
+
+
+def fidelity_plot(entry: dict[str, Any], path: Path) -> Path | None:
+    """Held-out networks: predicted vs measured, calibrated predictor and table sum, with the ±10% band."""
+    points = entry.get("points")
+    if not points or not points.get("measured"):
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.2, 4.6))
+    measured = points["measured"]
+    everything = measured + points["calibrated"] + points["lut"]
+    low, high = min(everything) * 0.9, max(everything) * 1.1
+    line = [low, high]
+    axes.plot(line, line, color="black", linewidth=1, label="exact")
+    axes.fill_between(line, [v * 0.9 for v in line], [v * 1.1 for v in line], color="grey", alpha=0.2, label="±10%")
+    metrics = entry.get("held_out", {})
+    for name, colour in (("lut", "tab:orange"), ("calibrated", "tab:blue")):
+        share = metrics.get(name, {}).get("within_10pct")
+        label = {"lut": "table sum", "calibrated": "calibrated"}[name] + (
+            f" ({share:.0%} within ±10%)" if share is not None else ""
+        )
+        axes.scatter(measured, points[name], s=16, alpha=0.8, color=colour, label=label)
+    axes.set_xlabel("measured latency (ms)")
+    axes.set_ylabel("predicted latency (ms)")
+    axes.set_title(f"{entry['device']}: {len(measured)} held-out networks", fontsize=9)
+    axes.legend(fontsize=8)
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def pareto_plot(
+    search: dict[str, Any], budget_ms: float, model: dict[str, Any], final: dict[str, Any], device: str, path: Path
+) -> Path | None:
+    """Proxy accuracy vs latency: every trial at its predicted latency, front candidates at their measured one."""
+    trials = [t for t in search.get("trials", []) if t.get("accuracy") is not None and t.get("predicted_ms") is not None]
+    if not trials:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.4, 4.6))
+    axes.scatter(
+        [t["predicted_ms"] for t in trials],
+        [t["accuracy"] for t in trials],
+        s=18,
+        facecolors="none",
+        edgecolors="grey",
+        label="trials (predicted latency)",
+    )
+    front = [f for f in search.get("front", []) if f.get("measured_ms") is not None and f.get("accuracy") is not None]
+    for item in front:
+        axes.annotate(
+            "",
+            xy=(item["measured_ms"], item["accuracy"]),
+            xytext=(item["predicted_ms"], item["accuracy"]),
+            arrowprops={"arrowstyle": "->", "color": "tab:blue", "alpha": 0.5},
+        )
+    if front:
+        ordered = sorted(front, key=lambda f: f["measured_ms"])
+        axes.plot(
+            [f["measured_ms"] for f in ordered], [f["accuracy"] for f in ordered], "o-", color="tab:blue", label="front, measured"
+        )
+        winner = [f for f in front if f.get("winner")]
+        if winner:
+            axes.scatter(
+                [winner[0]["measured_ms"]],
+                [winner[0]["accuracy"]],
+                marker="*",
+                s=220,
+                color="tab:red",
+                zorder=5,
+                label="winner, measured",
+            )
+    references = search.get("references") or []
+    for ref in references:
+        if ref.get("measured_ms") is not None and ref.get("accuracy") is not None:
+            axes.scatter([ref["measured_ms"]], [ref["accuracy"]], marker="s", color="tab:green", zorder=4)
+            axes.annotate(
+                ref.get("name", "?"), (ref["measured_ms"], ref["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
+    axes.axvline(budget_ms, color="tab:red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.3f} ms")
+    axes.set_xlabel(f"latency on {device} (ms)")
+    axes.set_ylabel("validation accuracy (search proxy)")
+    axes.set_title(f"{search.get('strategy', 'search')}: {len(trials)} trials", fontsize=9)
+    axes.legend(fontsize=7, loc="lower right")
+    axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def pruning_plot(prune: dict[str, Any], device: str, path: Path) -> Path | None:
+    models = prune.get("models") or {}
+    rows = [(name, m) for name, m in models.items() if m.get("latency_ms", {}).get(device) is not None]
+    if not rows:
+        return None
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.4))
+    names = [name for name, _ in rows]
+    colours = ["tab:grey" if name == "unpruned" else "tab:blue" for name in names]
+    left.bar(names, [m["test_accuracy"] for _, m in rows], color=colours)
+    left.set_ylabel("test accuracy")
+    left.set_ylim(max(0.0, min(m["test_accuracy"] for _, m in rows) - 0.05), 1.0)
+    right.bar(names, [m["latency_ms"][device] for _, m in rows], color=colours)
+    right.set_ylabel(f"measured ms on {device}")
+    for axes in (left, right):
+        axes.tick_params(axis="x", labelsize=8, rotation=15)
+        axes.grid(True, axis="y", alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def stages_plot(stages: list[dict[str, Any]], path: Path) -> Path:
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.4, 0.45 * len(stages) + 1.0))
+    names = [s["stage"] for s in stages][::-1]
+    seconds = [s["seconds"] for s in stages][::-1]
+    colours = ["tab:grey" if s["status"] == "skipped" else "tab:blue" for s in stages][::-1]
+    axes.barh(names, seconds, color=colours)
+    for y, value in enumerate(seconds):
+        axes.annotate(_duration(value), (value, y), xytext=(3, -3), textcoords="offset points", fontsize=8)
+    axes.set_xlabel("seconds")
+    axes.set_xlim(0, max([*seconds, 1.0]) * 1.2)
+    axes.grid(True, axis="x", alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "–"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def _environment() -> Any:
+    import jinja2
+
+    templates = importlib.resources.files("hwnas.pipeline") / "templates"
+    loader = jinja2.FunctionLoader(lambda name: (templates / name).read_text(encoding="utf-8"))
+    env = jinja2.Environment(
+        loader=loader,
+        autoescape=jinja2.select_autoescape(["html.j2"]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["num"] = _num
+    env.filters["pct"] = _pct
+    env.filters["duration"] = _duration
+    return env
+
+
+def render_report(folder: Path, summary: dict[str, Any] | None = None, report_seconds: float | None = None) -> tuple[Path, Path]:
+    """Write ``report/*.png``, ``report.md`` and ``report.html`` from the run folder's records."""
+    import time
+
+    from hwnas.pipeline.run import STAGE_NAMES, write_summary
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    records = Records(folder)
+    summary = summary or write_summary(folder)
+    result = {name: records.get(name)["result"] for name in STAGE_NAMES}  # type: ignore[index]
+    primary = summary["device"]["name"]
+    plots_dir = folder / PLOTS_DIR
+    predictor = next((p for p in result["predictor"]["predictors"] if p["device"] == primary), {})
+    plots: dict[str, Path | None] = {
+        "fidelity": fidelity_plot(predictor, plots_dir / "fidelity.png"),
+        "pareto": pareto_plot(
+            result["search"], summary["budget_ms"], result["train"], result["export"], primary, plots_dir / "pareto.png"
+        ),
+        "pruning": pruning_plot(result["prune"], primary, plots_dir / "pruning.png"),
+    }
+    stage_rows = list(summary["stages"])
+    stage_rows.append(
+        {
+            "stage": "report",
+            "status": "done",
+            "seconds": (report_seconds or 0.0) + (time.perf_counter() - started),
+            "session": summary["sessions"],
+        }
+    )
+    plots["stages"] = stages_plot(stage_rows, plots_dir / "stages.png")
+    inline = {name: base64.b64encode(path.read_bytes()).decode("ascii") for name, path in plots.items() if path is not None}
+    files = {name: f"{PLOTS_DIR}/{path.name}" for name, path in plots.items() if path is not None}
+    context = {
+        "summary": summary,
+        "r": result,
+        "primary": primary,
+        "predictor": predictor,
+        "stages": stage_rows,
+        "total_seconds": sum(row["seconds"] for row in stage_rows),
+        "plots": files,
+        "inline": inline,
+        "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    env = _environment()
+    markdown = env.get_template("report.md.j2").render(context)
+    html = env.get_template("report.html.j2").render(context)
+    md_path = atomic_write(folder / "report.md", lambda temp: temp.write_text(markdown, encoding="utf-8"))
+    html_path = atomic_write(folder / "report.html", lambda temp: temp.write_text(html, encoding="utf-8"))
+    return md_path, html_path

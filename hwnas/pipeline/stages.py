@@ -1,0 +1,670 @@
+"""The stages of ``hwnas run``, each a function of the run that returns what it found (JSON-able).
+
+device -> table (reuse a matching one after its drift check, or profile) -> predictor (calibrated,
+judged on held-out networks) -> search (with Pareto-front candidates measured) -> train (the winner,
+on all images) -> prune (AMC) -> export (ONNX / TFLite / TensorRT, verified and re-measured). The
+orchestration, resume and report live in :mod:`hwnas.pipeline.run`.
+
+A stage whose package is not installed (search, pruning) is recorded as *skipped* with the reason;
+nothing is made up in its place.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwnas import latency_tables as shipped_tables
+from hwnas.arch import Arch
+from hwnas.errors import UserError
+from hwnas.pipeline.config import RunConfig
+from hwnas.pipeline.records import Records
+from hwnas.space import SearchSpace
+
+SHIPPED_TABLES = Path(shipped_tables.__file__).parent / "data"
+PROFILES = Path("runs") / "profiles"
+DEFAULT_DEVICE = "host-tflite"
+FALLBACK_DEVICE = "host-ort"
+MIN_PREDICTOR_NETWORKS = 8
+HOLDOUT = 0.25
+PRUNE_KEEP_ACCURACY_LOSS = 0.005  # a pruned model that is faster is kept if it loses at most this much test accuracy
+
+Log = Callable[[str], None]
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def model_cache() -> Path:
+    """Converted single-layer / network files, shared with ``hwnas profile`` (same folder, same keys)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hwnas" / "models"
+
+
+@dataclass
+class Run:
+    """One run of the pipeline: its settings, folder, records and what earlier stages found."""
+
+    config: RunConfig
+    folder: Path
+    records: Records
+    space: SearchSpace
+    log: Log
+    progress: bool
+    found: dict[str, Any] = field(default_factory=dict)  # stage name -> its record's result
+
+    def result(self, stage: str) -> dict[str, Any]:
+        return self.found[stage]
+
+
+# ---- device -----------------------------------------------------------------------------------------
+def device_stage(run: Run) -> dict[str, Any]:
+    """Each device spec, its backend here, fingerprint and threads; the default TFLite falls back to ONNX Runtime."""
+    from hwnas.devices import DeviceSpec, make_backend
+
+    devices, notes = [], []
+    for arg in run.config.devices:
+        spec = DeviceSpec.from_toml(arg)
+        backend = make_backend(spec)
+        reason = backend.unavailable_reason()
+        if reason is not None and arg == DEFAULT_DEVICE and len(run.config.devices) == 1:
+            note = (
+                f"the TFLite interpreter is not installed here ({reason}); measuring with ONNX Runtime on this CPU instead "
+                "(pip install -e '.[tflite]' for TFLite, what phones run)"
+            )
+            run.log(note)
+            notes.append(note)
+            arg = FALLBACK_DEVICE
+            spec = DeviceSpec.from_toml(arg)
+            backend = make_backend(spec)
+            reason = backend.unavailable_reason()
+        if reason is not None:
+            raise UserError(f"device {spec.name} ({arg}) cannot be measured here: {reason}")
+        devices.append(
+            {
+                "spec": arg,
+                "name": spec.name,
+                "backend": spec.backend,
+                "model_format": backend.model_format,
+                "threads": spec.threads,
+                "precision": spec.precision,
+                "cores": list(spec.cores) if spec.cores else None,
+                "fingerprint": backend.fingerprint(),
+                "definition": spec.to_json(),
+            }
+        )
+        run.log(f"device {spec.name}: {spec.backend}, {spec.threads} thread(s), {spec.precision}")
+    return {"devices": devices, "notes": notes, "cores": cores()}
+
+
+def device_specs(run: Run) -> list[Any]:
+    from hwnas.devices import DeviceSpec
+
+    return [DeviceSpec.from_json(item["definition"], source=item["spec"]) for item in run.result("device")["devices"]]
+
+
+# ---- table ------------------------------------------------------------------------------------------
+def find_table(spec: Any, fingerprint: dict[str, Any], space: SearchSpace, run_tables: Path) -> tuple[Path, str] | None:
+    """A table of this device and space measured on this machine: the run's own profile, a user profile, a shipped one."""
+    from hwnas.latency_tables.table import LatencyTable
+
+    candidates = [
+        (run_tables / spec.name / "table.json", "profiled by this run"),
+        (PROFILES / f"{spec.name}-{space.name}" / "table.json", "profiled earlier (hwnas profile)"),
+    ]
+    candidates += [(path, "shipped with hwnas") for path in sorted(SHIPPED_TABLES.glob(f"{space.name}-*.json"))]
+    for path, origin in candidates:
+        if not path.is_file():
+            continue
+        table = LatencyTable.load(path)
+        if table.device.get("name") != spec.name:
+            continue
+        try:
+            table.check(fingerprint, space.hash)
+        except UserError:
+            continue
+        return path, origin
+    return None
+
+
+def table_stage(run: Run) -> dict[str, Any]:
+    from hwnas.devices import make_backend
+    from hwnas.latency_tables.table import LatencyTable
+
+    run_tables = run.folder / "tables"
+    tables = []
+    for spec in device_specs(run):
+        backend = make_backend(spec)
+        fingerprint = backend.fingerprint()
+        found = find_table(spec, fingerprint, run.space, run_tables)
+        profile_report = None
+        if found is None:
+            run.log(f"no latency table of {run.space.name!r} for {spec.name} on this machine: profiling it now")
+            profile_report = _profile(run, spec, run_tables / spec.name)
+            found = (run_tables / spec.name / "table.json", "profiled by this run")
+        path, origin = found
+        table = LatencyTable.load(path)
+        copy = run_tables / f"{spec.name}-{run.space.name}.json"
+        if path.resolve() != copy.resolve():
+            table.save(copy)
+        run.log(f"latency table of {spec.name}: {path} ({origin}; {len(table.entries)} layers, {len(table.networks)} networks)")
+        drift = _drift(run, table, backend)
+        run.log(drift["message"])
+        medians = [float(n["median_ms"]) for n in table.networks]
+        tables.append(
+            {
+                "device": spec.name,
+                "path": str(copy),
+                "source": str(path),
+                "origin": origin,
+                "created": table.created,
+                "layers": len(table.entries),
+                "networks": len(table.networks),
+                "median_network_ms": statistics.median(medians) if medians else None,
+                "drift": drift,
+                "profile": profile_report,
+            }
+        )
+    primary = tables[0]
+    if run.config.budget_ms is not None:
+        budget, source = run.config.budget_ms, "given (--budget-ms)"
+    elif primary["median_network_ms"] is not None:
+        budget = primary["median_network_ms"]
+        source = f"the median of the {primary['networks']} whole networks in {primary['device']}'s table"
+    else:
+        raise UserError(f"the table of {primary['device']} has no measured whole networks; give --budget-ms")
+    run.log(f"latency budget: {budget:.4f} ms on {primary['device']} ({source})")
+    return {"tables": tables, "budget_ms": budget, "budget_source": source}
+
+
+def _profile(run: Run, spec: Any, out: Path) -> dict[str, Any]:
+    from hwnas.latency_tables.drift import DEFAULT_REFERENCES
+    from hwnas.latency_tables.profiler import Profiler, ProfileSettings
+
+    settings = ProfileSettings(networks=20 if run.config.quick else 40, seed=run.config.seed, workers=cores())
+    profiler = Profiler(spec, run.space, out, model_cache(), settings, references=DEFAULT_REFERENCES)
+    report = profiler.run(progress=run.progress)
+    return {
+        "layers": report.ops,
+        "networks": report.networks,
+        "wall_s": report.wall_s,
+        "convert_s": report.convert_s,
+        "measure_s": report.measure_s,
+        "conversion_workers": settings.workers,
+    }
+
+
+def _drift(run: Run, table: Any, backend: Any) -> dict[str, Any]:
+    """Re-time the table's reference networks now; a table made before they existed has some of its networks re-timed."""
+    from hwnas.latency_tables.convert import convert_all, network_job
+    from hwnas.latency_tables.drift import check_drift, drift_from_pairs
+
+    check = check_drift(table, backend, model_cache(), context="hwnas run", workers=cores())
+    how = "reference networks"
+    if check is None:
+        count = min(run.config.drift_networks, len(table.networks))
+        if count == 0:
+            return {"ratio": None, "message": "drift check: not possible (the table has no reference or whole networks)"}
+        rows = table.networks[:count]
+        jobs = {
+            row["arch"]: network_job(run.space, run.space.parse(row["arch"]), backend.model_format, model_cache()) for row in rows
+        }
+        convert_all(list(jobs.values()), cores())
+        backend.settle(next(iter(jobs.values())).path)
+        pairs = {row["arch"]: (float(row["median_ms"]), backend.measure(jobs[row["arch"]].path).median_ms) for row in rows}
+        check = drift_from_pairs(
+            pairs, "hwnas run: the table has no reference networks, so some of its whole networks were re-timed"
+        )
+        how = f"{count} of the table's whole networks (it has no reference networks)"
+    return check.to_json() | {"how": how, "message": check.message().replace("reference networks", how, 1)}
+
+
+# ---- predictor --------------------------------------------------------------------------------------
+def predictor_path(run: Run, device: str) -> Path:
+    return run.folder / "predictor" / f"{device}.skops"
+
+
+def predictor_stage(run: Run) -> dict[str, Any]:
+    """Each device's calibrated latency predictor: judged on a held-out quarter of the table's networks, refitted on all."""
+    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.predictors.data import networks_from_table, split
+    from hwnas.predictors.io import save_predictor
+    from hwnas.predictors.latency import LutSum, make_predictor
+    from hwnas.predictors.workflow import fit_and_evaluate
+
+    results = []
+    for item in run.result("table")["tables"]:
+        table = LatencyTable.load(Path(item["path"]))
+        networks = networks_from_table(table.networks, run.space, source=item["path"])
+        kind = "calibrated" if len(networks) >= MIN_PREDICTOR_NETWORKS else "lut"
+        entry: dict[str, Any] = {"device": item["device"], "kind": kind, "networks": len(networks)}
+        if kind == "calibrated":
+            _, report = fit_and_evaluate(table, networks, kind, holdout=HOLDOUT, seed=run.config.seed)
+            train, held = split(networks, HOLDOUT, run.config.seed)
+            evaluated = make_predictor(kind, table).fit([n.arch for n in train], [n.ms for n in train])
+            entry["held_out"] = report.get("held_out", {})
+            entry["points"] = {
+                "measured": [n.ms for n in held],
+                "calibrated": [float(v) for v in evaluated.predict([n.arch for n in held])],
+                "lut": [float(v) for v in LutSum(table).predict([n.arch for n in held])],
+            }
+            entry["train_networks"], entry["held_out_networks"] = len(train), len(held)
+        else:
+            entry["note"] = f"only {len(networks)} measured networks (< {MIN_PREDICTOR_NETWORKS}): the table sum is the predictor"
+        if not networks:
+            raise UserError(f"the table of {item['device']} has no measured whole networks; profile it with --networks N")
+        final = make_predictor(kind, table).fit([n.arch for n in networks], [n.ms for n in networks])
+        path = predictor_path(run, item["device"])
+        save_predictor(
+            final,
+            path,
+            metrics=entry.get("held_out"),
+            extra={"evaluation": "metrics: fitted on 75% of the networks, scored on the other 25%; this file is refitted on all"},
+        )
+        entry["path"] = str(path)
+        calibrated = entry.get("held_out", {}).get(kind, {})
+        if calibrated:
+            run.log(
+                f"latency predictor of {item['device']}: {calibrated['within_10pct']:.0%} of {calibrated['n']} held-out networks "
+                f"within ±10% (MAPE {calibrated['mape_pct']:.1f}%; table sum {entry['held_out']['lut']['within_10pct']:.0%})"
+            )
+        results.append(entry)
+    return {"predictors": results}
+
+
+def load_run_predictor(run: Run, device: str) -> Any:
+    from hwnas.predictors.io import load_predictor
+
+    return load_predictor(predictor_path(run, device), space=run.space)
+
+
+# ---- search -----------------------------------------------------------------------------------------
+def search_available() -> str | None:
+    """Why the search stage cannot run here (None when it can)."""
+    for module in ("hwnas.search", "hwnas.search.loop", "hwnas.search.executors", "hwnas.search.device"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not part of this hwnas (search lands with issue 11)"
+        except ModuleNotFoundError:
+            return f"{module} is not part of this hwnas (search lands with issue 11)"
+    return None
+
+
+def search_stage(run: Run) -> dict[str, Any]:
+    budget = run.result("table")["budget_ms"]
+    reason = search_available()
+    if reason is not None:
+        return _pick_without_search(run, budget, reason)
+    from hwnas.search.device import load_device_latency
+    from hwnas.search.executors import make_executor
+    from hwnas.search.loop import SearchConfig, SearchLoop
+    from hwnas.search.reward import parse_reward
+
+    settings = run.config.search
+    primary = run.result("table")["tables"][0]
+    device = load_device_latency(run.result("device")["devices"][0]["spec"], run.space, table=Path(primary["path"]))
+    from hwnas.recipe import Recipe
+
+    config = SearchConfig(
+        space=run.space,
+        device=device,
+        reward=parse_reward(settings.reward, budget),
+        out=run.folder / "search",
+        strategy=settings.strategy,
+        trials=settings.trials,
+        base_recipe=Recipe(batch_size=32, epochs=settings.epochs),
+        data=None if run.config.data == "embedded" else run.config.data,
+        train_images=settings.train_images,
+        seed=run.config.seed,
+    )
+    loop = SearchLoop(config)
+    executor = make_executor(ray_address=run.config.ray)
+    run.log(
+        f"search: {settings.strategy}, {settings.trials} trials on {executor.slots} worker(s) x {executor.threads} thread(s)"
+        + (f" (Ray at {run.config.ray})" if run.config.ray else "")
+    )
+
+    def progress(state: Any) -> None:
+        if state.last is not None:
+            last = state.last
+            accuracy = f"{last['accuracy']:.3f}" if last.get("accuracy") is not None else last.get("state", "?")
+            run.log(f"trial {state.done}/{state.total}: accuracy {accuracy}, predicted {last['predicted_latency_ms']:.4f} ms")
+
+    try:
+        summary = loop.run(executor, on_progress=progress)
+    finally:
+        executor.close()
+    best = summary.get("best")
+    if best is None:
+        raise UserError(
+            f"the search found no trained candidate predicted under {config.search_budget_ms:.4f} ms; raise --budget-ms"
+        )
+    trials = [
+        {
+            "number": t.get("number"),
+            "arch": t["arch"],
+            "recipe": t.get("recipe"),
+            "accuracy": t.get("accuracy"),
+            "predicted_ms": t.get("predicted_latency_ms"),
+            "state": t.get("state"),
+        }
+        for t in summary["trials"]
+    ]
+    front = _measure_front(run, trials, best["arch"], settings.measure_front)
+    return {
+        "ran": True,
+        "strategy": settings.strategy,
+        "trials": trials,
+        "best": {
+            "arch": best["arch"],
+            "recipe": best.get("recipe"),
+            "accuracy": best.get("accuracy"),
+            "predicted_ms": best.get("predicted_latency_ms"),
+        },
+        "search_budget_ms": summary["search_budget_ms"],
+        "replayed_from_storage": summary.get("replayed_from_storage"),
+        "executor": executor.describe() | ({"ray": run.config.ray} if run.config.ray else {}),
+        "front": front,
+        "storage": summary.get("storage"),
+    }
+
+
+def pareto_front(points: list[dict[str, Any]], latency: str, accuracy: str) -> list[dict[str, Any]]:
+    """Points no other point beats on both lower latency and higher accuracy, fastest first."""
+    ordered = sorted(
+        (p for p in points if p.get(accuracy) is not None and p.get(latency) is not None),
+        key=lambda p: (p[latency], -p[accuracy]),
+    )
+    front, best = [], -1.0
+    for point in ordered:
+        if point[accuracy] > best:
+            front.append(point)
+            best = point[accuracy]
+    return front
+
+
+def _measure_front(run: Run, trials: list[dict[str, Any]], winner: str, count: int) -> list[dict[str, Any]]:
+    """Export the Pareto-front candidates (and the winner) to the device's format and time them: one item each."""
+    from hwnas.devices import make_backend
+    from hwnas.latency_tables.convert import convert_all, network_job
+
+    front = pareto_front(trials, "predicted_ms", "accuracy")
+    chosen = [t for t in trials if t["arch"] == winner][:1]
+    chosen += [t for t in front if t["arch"] != winner][: max(count - 1, 0)]
+    spec = device_specs(run)[0]
+    backend = make_backend(spec)
+    jobs = {t["arch"]: network_job(run.space, run.space.parse(t["arch"]), backend.model_format, model_cache()) for t in chosen}
+    measured = []
+    for trial in chosen:
+
+        def work(trial: dict[str, Any] = trial) -> dict[str, Any]:
+            job = jobs[trial["arch"]]
+            convert_all([job], 1)
+            backend.settle(job.path)
+            return {"arch": trial["arch"], "measured_ms": backend.measure(job.path).median_ms}
+
+        record = run.records.item("search-front", run.space.parse(trial["arch"]).id, work)
+        measured.append(trial | record["result"] | {"winner": trial["arch"] == winner})
+    if measured:
+        run.log(f"measured {len(measured)} front candidate(s) on {spec.name}")
+    return measured
+
+
+def _pick_without_search(run: Run, budget: float, reason: str) -> dict[str, Any]:
+    """No search here: the sampled architecture predicted closest under the budget (no accuracy used). Recorded as skipped."""
+    predictor = load_run_predictor(run, run.result("table")["tables"][0]["device"])
+    rng = random.Random(run.config.seed)
+    samples = list(dict.fromkeys(run.space.sample(rng) for _ in range(200)))
+    predicted = [float(v) for v in predictor.predict(samples)]
+    under = [(ms, arch) for ms, arch in zip(predicted, samples, strict=True) if ms <= budget * 0.95]
+    if not under:
+        raise UserError(f"no sampled architecture is predicted under {budget:.4f} ms; raise --budget-ms")
+    ms, arch = max(under, key=lambda pair: pair[0])
+    why = f"search skipped: {reason}"
+    run.log(
+        f"{why}; training the sampled architecture predicted closest under the budget ({ms:.4f} ms, of {len(samples)} sampled)"
+    )
+    return {
+        "skipped": why,
+        "ran": False,
+        "best": {"arch": arch.format(), "recipe": None, "accuracy": None, "predicted_ms": ms},
+        "picked": f"of {len(samples)} random architectures, the one predicted closest under 95% of the budget (no accuracy used)",
+        "trials": [],
+        "front": [],
+    }
+
+
+# ---- train ------------------------------------------------------------------------------------------
+def train_stage(run: Run) -> dict[str, Any]:
+    from hwnas.data import load_data
+    from hwnas.recipe import Recipe
+    from hwnas.trainer import train
+
+    best = run.result("search")["best"]
+    arch = run.space.parse(best["arch"])
+    recipe = Recipe.from_json(best["recipe"]) if best.get("recipe") else Recipe()
+    recipe = recipe.with_overrides([f"epochs={run.config.train.epochs}"])
+    data = load_data(None if run.config.data == "embedded" else run.config.data)
+    if run.config.train.train_images:
+        data = data.head(run.config.train.train_images, len(data.val))  # type: ignore[arg-type]
+    threads = cores()
+    run.log(
+        f"training the winner for {recipe.epochs} epoch(s) on {len(data.train)} images ({threads} thread(s)): {arch.format()}"
+    )
+    result = train(
+        run.space, arch, recipe, data, seed=run.config.seed, threads=threads, progress=run.progress, evaluate_test=True
+    )
+    folder = run.folder / "model"
+    result.save(folder)
+    run.log(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}")
+    return result.to_json() | {"folder": str(folder)}
+
+
+# ---- prune ------------------------------------------------------------------------------------------
+def prune_available() -> str | None:
+    for module in ("hwnas.pruning", "hwnas.pruning.job", "hwnas.pruning.base", "hwnas.pruning.budget"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not part of this hwnas (AMC pruning lands with issue 12)"
+        except ModuleNotFoundError:
+            return f"{module} is not part of this hwnas (AMC pruning lands with issue 12)"
+    return None
+
+
+def prune_stage(run: Run) -> dict[str, Any]:
+    reason = prune_available()
+    if reason is not None:
+        run.log(f"prune skipped: {reason}")
+        return {"skipped": f"prune skipped: {reason}", "ran": False, "final": run.result("train")["folder"], "kept": "unpruned"}
+    from hwnas.data import load_data
+    from hwnas.pruning.base import load_base
+    from hwnas.pruning.budget import Budget
+    from hwnas.pruning.job import PruneConfig, run_prune
+    from hwnas.recipe import Recipe
+
+    budget_ms = run.result("table")["budget_ms"]
+    trained = run.result("train")
+    predicted = predict_arch(run, run.space.parse(trained["arch"]))
+    primary = run.result("device")["devices"][0]["name"]
+    unpruned_ms = predicted[primary]["calibrated_ms"]
+    # a FLOPs budget: pruning's latency resource model is not part of its public API yet; latency follows FLOPs closely
+    ratio = min(0.75, budget_ms / unpruned_ms) if unpruned_ms > budget_ms else 0.75
+    budget = Budget("flops", round(ratio, 3))
+    data_arg = None if run.config.data == "embedded" else run.config.data
+    data = load_data(data_arg)
+    base = load_base(trained["folder"], None, data, seed=run.config.seed)
+    config = PruneConfig(
+        budget=budget,
+        episodes=run.config.prune.episodes,
+        finetune=Recipe(epochs=run.config.prune.finetune_epochs, lr=0.02, warmup_epochs=0.0),
+        seed=run.config.seed,
+        baselines=run.config.prune.baselines,
+        formats=tuple(dict.fromkeys([run.result("device")["devices"][0]["model_format"], "onnx"])),
+        devices=tuple(item["spec"] for item in run.result("device")["devices"]),
+        heldout=500 if run.config.quick else 1000,
+    )
+    run.log(
+        f"prune: AMC, {config.episodes} episodes, {budget.describe()} "
+        f"(unpruned predicted {unpruned_ms:.4f} ms; budget {budget_ms:.4f} ms)"
+    )
+    report = run_prune(base, data, config, run.folder / "prune", data_source=data_arg, log=run.log, progress=run.progress)
+    models = report["models"]
+    before, after = models["unpruned"], models["amc"]
+    before_ms = before["measured"]["latency_ms"].get(primary)
+    after_ms = after["measured"]["latency_ms"].get(primary)
+    kept, why = "unpruned", "the pruned model is not faster on the device"
+    if after_ms is not None and before_ms is not None:
+        if before_ms > budget_ms >= after_ms:
+            kept, why = "amc", "only the pruned model measures within the budget"
+        elif after_ms < before_ms and after["test_accuracy"] >= before["test_accuracy"] - PRUNE_KEEP_ACCURACY_LOSS:
+            kept, why = "amc", f"faster on the device at most {PRUNE_KEEP_ACCURACY_LOSS:.1%} less accurate"
+        elif after["test_accuracy"] < before["test_accuracy"] - PRUNE_KEEP_ACCURACY_LOSS:
+            why = "the pruned model loses more accuracy than the speed is worth"
+    run.log(f"prune: keeping the {kept} model ({why})")
+    return {
+        "ran": True,
+        "budget": budget.describe(),
+        "models": {
+            name: {
+                "test_accuracy": m["test_accuracy"],
+                "flops": m["flops"],
+                "params": m["params"],
+                "latency_ms": m["measured"]["latency_ms"],
+                "folder": m["folder"],
+            }
+            for name, m in models.items()
+        },
+        "kept": kept,
+        "why": why,
+        "final": after["folder"] if kept == "amc" else trained["folder"],
+        "wall_time_s": report.get("wall_time_s"),
+    }
+
+
+# ---- export -----------------------------------------------------------------------------------------
+def predict_arch(run: Run, arch: Arch) -> dict[str, dict[str, Any]]:
+    """Each device's calibrated prediction (and table sum) of ``arch``, with the drift-adjusted figure beside it."""
+    from hwnas.latency_tables.table import LatencyTable
+
+    found = {}
+    drifts = {item["device"]: item for item in run.result("table")["tables"]}
+    for entry in run.result("predictor")["predictors"]:
+        device = entry["device"]
+        predictor = load_run_predictor(run, device)
+        table = LatencyTable.load(Path(drifts[device]["path"]))
+        ms = float(predictor.predict([arch])[0])
+        ratio = drifts[device]["drift"].get("ratio")
+        found[device] = {
+            "calibrated_ms": ms,
+            "lut_sum_ms": table.predict(run.space.op_keys(arch)),
+            "predictor": entry["kind"],
+            "drift_ratio": ratio,
+            "drift_adjusted_ms": ms * ratio if ratio else None,
+        }
+    return found
+
+
+def predict_module(run: Run, module: Any, shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """A pruned network is not an architecture of the space: table entries plus layer models, per device."""
+    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.predictors.network_latency import network_latency
+
+    found = {}
+    for item in run.result("table")["tables"]:
+        predicted = network_latency(module, shape, LatencyTable.load(Path(item["path"])))
+        ratio = item["drift"].get("ratio")
+        found[item["device"]] = {
+            "network_latency_ms": predicted.total_ms,
+            "predictor": f"table + layer models ({predicted.looked_up} layers looked up, {predicted.modelled} modelled)",
+            "drift_ratio": ratio,
+            "drift_adjusted_ms": predicted.total_ms * ratio if ratio else None,
+        }
+    return found
+
+
+def export_formats(run: Run) -> tuple[list[str], list[str]]:
+    """(formats to export, notes on those left out): each device's format, ONNX always, TensorRT for a GPU spec."""
+    from hwnas.exporters import get_exporter
+
+    wanted = []
+    for device in run.result("device")["devices"]:
+        if device["backend"] == "tensorrt":
+            wanted.append("tensorrt-fp16" if device["precision"] == "fp16" else "tensorrt")
+        else:
+            wanted.append(device["model_format"])
+    wanted = list(dict.fromkeys([*wanted, "onnx", "tflite"]))
+    formats, notes = [], []
+    for fmt in wanted:
+        reason = get_exporter(fmt).unavailable_reason()
+        if reason is None:
+            formats.append(fmt)
+        else:
+            notes.append(f"{fmt} not exported: {reason}")
+    return formats, notes
+
+
+def export_stage(run: Run) -> dict[str, Any]:
+    from hwnas.devices import DeviceSpec
+    from hwnas.export_model import build_request, resolve_model
+    from hwnas.exporters import export_all
+    from hwnas.exporters.model_card import write_model_card
+
+    final = Path(run.result("prune")["final"])
+    resolved = resolve_model(str(final))
+    shape = (1, resolved.channels, resolved.resolution, resolved.resolution)
+    arch_text = resolved.info.get("arch")
+    predicted = (
+        predict_arch(run, run.space.parse(arch_text))
+        if isinstance(arch_text, str)
+        else predict_module(run, resolved.module, shape)
+    )
+    data_arg = None if run.config.data == "embedded" else run.config.data
+    request = build_request(resolved, data_arg, images=200 if run.config.quick else 500, calibration=100)
+    request.info["predicted_latency_ms"] = predicted
+    specs = device_specs(run)
+    names = {spec.name for spec in specs}
+    host_ort = DeviceSpec.from_toml(FALLBACK_DEVICE)
+    if host_ort.name not in names:
+        specs.append(host_ort)  # the ONNX file is timed on this CPU too
+    formats, notes = export_formats(run)
+    for note in notes:
+        run.log(note)
+    out = run.folder / "export"
+    exports = []
+    for fmt in formats:
+
+        def work(fmt: str = fmt) -> dict[str, Any]:
+            card = export_all(request, [fmt], out, specs, on_step=run.log)
+            return card["exports"][0]
+
+        exports.append(run.records.item("export", fmt, work)["result"])
+    write_model_card(out, request.info, exports)
+    budget = run.result("table")["budget_ms"]
+    primary = run.result("device")["devices"][0]["name"]
+    measured: dict[str, float] = {}
+    for item in exports:
+        for timing in item["latency"]:
+            if "median_ms" in timing:
+                measured.setdefault(timing["device"], timing["median_ms"])
+    verified = all(e["verification"]["passed"] for e in exports)
+    within = measured.get(primary) is not None and measured[primary] <= budget
+    return {
+        "model": str(final),
+        "arch": arch_text,
+        "input_shape": list(shape),
+        "formats": formats,
+        "notes": notes,
+        "exports": exports,
+        "predicted": predicted,
+        "measured_ms": measured,
+        "verified": verified,
+        "within_budget": within,
+        "budget_ms": budget,
+        "model_card": str(out / "model_card.md"),
+    }

@@ -1,0 +1,321 @@
+"""``hwnas run``: settings, stage records and resume, the run folder, the report (in headless Chromium too).
+
+The fast tests check the settings and the records; the slow ones run the real pipeline (``--quick``:
+real tables, training, exports and measurements), kill it with SIGKILL between stages and count that
+nothing finished is done again, and open the report in Debian's ``chromium``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from hwnas.errors import UserError
+from hwnas.pipeline.config import DEFAULT, QUICK, read_config, resolve_config, write_config
+from hwnas.pipeline.records import Records
+from hwnas.pipeline.run import STAGE_NAMES, prepare_folder
+from hwnas.pipeline.stages import pareto_front
+
+REPO = Path(__file__).resolve().parents[1]
+QuickRun = tuple[Path, subprocess.CompletedProcess[str], float]
+
+
+# ---- settings -----------------------------------------------------------------------------------------
+def test_options_override_the_config_file_which_overrides_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('space = "default"\nbudget_ms = 0.4\n[search]\ntrials = 7\n[train]\nepochs = 2\n')
+    config = resolve_config(False, path, {"budget_ms": 0.5, "devices": ["host-ort"], "data": None})
+    assert config.budget_ms == 0.5 and config.devices == ("host-ort",)
+    assert config.search.trials == 7 and config.train.epochs == 2 and config.prune == DEFAULT.prune
+    quick = resolve_config(True, None, {})
+    assert quick == QUICK and quick.search.trials < DEFAULT.search.trials
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("trails = 3\n", "unknown key 'trails'"),
+        ("[search]\ntrails = 3\n", "unknown key search.trails"),
+        ("[search]\ntrials = 'many'\n", "search.trials must be a int"),
+        ("budget_ms = -1\n", "positive number"),
+        ("devices = 'host-ort'\n", "devices must be a list"),
+        ("[train]\nepochs = 0\n", "train.epochs must be at least 1"),
+    ],
+)
+def test_a_bad_run_config_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        resolve_config(False, path, {})
+
+
+def test_the_written_config_reads_back_the_same(tmp_path: Path) -> None:
+    config = resolve_config(True, None, {"budget_ms": 0.25, "data": 'some folder/with "quotes"', "devices": ["a", "b"]})
+    write_config(tmp_path / "config.toml", config, {"budget_ms": 0.25})
+    assert read_config(tmp_path / "config.toml") == config
+    assert "[resolved]" in (tmp_path / "config.toml").read_text()
+
+
+def test_a_run_folder_of_other_settings_is_refused_and_fresh_starts_over(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    prepare_folder(folder, QUICK, fresh=False)
+    prepare_folder(folder, QUICK, fresh=False)  # the same settings: resumes
+    other = resolve_config(True, None, {"budget_ms": 0.3})
+    with pytest.raises(UserError, match=r"other settings \(budget_ms: None vs 0.3\).*--fresh"):
+        prepare_folder(folder, other, fresh=False)
+    (folder / "stages").mkdir()
+    (folder / "stages" / "device.json").write_text("{}")
+    prepare_folder(folder, other, fresh=True)
+    assert not (folder / "stages").exists() and read_config(folder / "config.toml") == other
+
+
+def test_fresh_never_empties_a_folder_that_is_not_a_run_folder(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a run folder"):
+        prepare_folder(tmp_path, QUICK, fresh=True)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+# ---- records --------------------------------------------------------------------------------------------
+def test_a_finished_stage_or_item_is_never_done_again(tmp_path: Path) -> None:
+    calls: list[str] = []
+    first = Records.open(tmp_path, ["run"])
+    first.stage("device", lambda: calls.append("device") or {"x": 1}, lambda _: None)
+    first.item("export", "onnx", lambda: calls.append("onnx") or {"file": "model.onnx"})
+    second = Records.open(tmp_path, ["run"])
+    record = second.stage("device", lambda: calls.append("device again") or {}, lambda _: None)
+    item = second.item("export", "onnx", lambda: calls.append("onnx again") or {})
+    second.item("export", "tflite", lambda: calls.append("tflite") or {"file": "model.tflite"})
+    skipped = second.stage("search", lambda: {"skipped": "search skipped: not here"}, lambda _: None)
+    assert calls == ["device", "onnx", "tflite"]
+    assert record["session"] == 1 and item["session"] == 1 and second.session == 2
+    assert second.reused == ["device"] and second.ran == ["search"]
+    assert skipped["status"] == "skipped" and skipped["reason"] == "search skipped: not here"
+    assert Records.open(tmp_path, []).get("search")["status"] == "skipped"  # a skipped stage finished: not tried again
+
+
+def test_pareto_front_keeps_only_points_nothing_beats() -> None:
+    points = [
+        {"ms": 1.0, "acc": 0.70},
+        {"ms": 1.2, "acc": 0.69},  # slower and worse than the first
+        {"ms": 1.5, "acc": 0.80},
+        {"ms": 2.0, "acc": 0.78},
+        {"ms": 0.8, "acc": None},
+    ]
+    assert [p["ms"] for p in pareto_front(points, "ms", "acc")] == [1.0, 1.5]
+
+
+# ---- the real pipeline ------------------------------------------------------------------------------------
+def hwnas(*args: str, cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    folder = tmp_path_factory.mktemp("quick") / "run"
+    started = time.perf_counter()
+    result = hwnas("run", "--quick", "--out", str(folder))
+    return folder, result, time.perf_counter() - started
+
+
+@pytest.mark.slow
+def test_quick_run_goes_from_device_to_verified_measured_files(quick_run: QuickRun) -> None:
+    folder, result, seconds = quick_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert seconds < 300, f"--quick took {seconds:.0f} s"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert [stage["stage"] for stage in summary["stages"]] == list(STAGE_NAMES)
+    for name in ("config.toml", "report.md", "report.html", "predictor", "tables", "model/model.pt", "export/model_card.md"):
+        assert (folder / name).exists(), name
+    exports = {item["format"]: item for item in summary["exports"]}
+    assert {"onnx", "tflite"} <= set(exports) or "tflite" not in summary["device"]["backend"]
+    assert all(item["verified"] and (folder / item["file"]).stat().st_size > 0 for item in exports.values())
+    primary = summary["device"]["name"]
+    measured = summary["final"]["measured_ms"][primary]
+    predicted = summary["final"]["predicted"][primary]
+    assert measured > 0 and summary["final"]["within_budget"] == (measured <= summary["budget_ms"])
+    if "calibrated_ms" in predicted:  # the main job's prediction is the calibrated predictor's, beside the measurement
+        assert predicted["predictor"] == "calibrated" and predicted["calibrated_ms"] != predicted["lut_sum_ms"]
+    assert f"{measured:.3f}" in result.stdout and "{'" not in result.stdout  # no Python dict reprs
+    assert summary["predictor"]["within_10pct"] is not None
+    assert summary["cores"]["available"] == len(os.sched_getaffinity(0))
+    for use in summary["cores"]["use"]:
+        assert use["workers"] * use["threads"] <= summary["cores"]["available"], use
+    for stage in ("search", "prune"):  # a stage that did not run says why, and nothing pretends it ran
+        if summary[stage]["status"] == "skipped":
+            assert summary[stage]["reason"] and summary[stage]["reason"] in result.stdout.replace("\n", " ")
+    markdown = (folder / "report.md").read_text()
+    assert "## Latency predictor" in markdown and "within ±10%" in markdown and "## Time per stage" in markdown
+
+
+@pytest.mark.slow
+def test_running_the_same_command_again_redoes_nothing(quick_run: QuickRun) -> None:
+    folder, first, _ = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {path.name: path.read_text() for path in (folder / "stages").glob("*.json")}
+    again = hwnas("run", "--quick", "--out", str(folder))
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = {path.name: path.read_text() for path in (folder / "stages").glob("*.json")}
+    assert after == before
+    assert again.stdout.count("reused") >= len(STAGE_NAMES)
+    other = hwnas("run", "--quick", "--out", str(folder), "--budget-ms", "9")
+    assert other.returncode == 2 and "other settings" in other.stderr and "budget_ms" in other.stderr
+
+
+@pytest.mark.slow
+def test_report_rerenders_from_the_records(quick_run: QuickRun) -> None:
+    folder, first, _ = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    (folder / "report.html").unlink()
+    result = hwnas("report", str(folder))
+    assert result.returncode == 0, result.stderr
+    assert (folder / "report.html").stat().st_size > 10_000
+    missing = hwnas("report", str(folder / "nope"))
+    assert missing.returncode == 2 and "not a run folder" in missing.stderr
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def render_in_chromium(html: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="hwnas-chromium-") as profile:
+        command = [
+            chromium() or "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            *extra,
+            html.resolve().as_uri(),
+        ]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def console_errors(stderr: str) -> list[str]:
+    """Console messages Chromium logged for the page (``:CONSOLE`` lines) that are errors or uncaught exceptions."""
+    return [line for line in stderr.splitlines() if "CONSOLE" in line and ("ERROR" in line or "Uncaught" in line)]
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_chromium_reports_a_console_error_when_there_is_one(tmp_path: Path) -> None:
+    """The check below can fail: a page with an error is seen as one."""
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body><script>console.error('deliberate'); undefinedFunction();</script></body></html>")
+    result = render_in_chromium(page, "--dump-dom")
+    assert len(console_errors(result.stderr)) >= 1, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_report_opens_in_headless_chromium_with_its_plots_and_no_console_errors(quick_run: QuickRun, tmp_path: Path) -> None:
+    folder, first, _ = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    html = folder / "report.html"
+    text = html.read_text()
+    assert 'src="http' not in text and 'href="http' not in text  # self-contained: nothing fetched
+    result = render_in_chromium(html, "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert console_errors(result.stderr) == [], console_errors(result.stderr)
+    plots = re.search(r'data-plots="(\d+)"', result.stdout)
+    loaded = re.search(r'data-plots-loaded="(\d+)"', result.stdout)
+    assert plots and loaded, result.stdout[:2000]  # the page's script ran
+    assert int(plots.group(1)) >= 2 and loaded.group(1) == plots.group(1)  # every plot decoded into an image
+    for plot in ("fidelity", "stages"):
+        assert f'data-plot="{plot}"' in result.stdout
+    shot = tmp_path / "report.png"
+    screenshot = render_in_chromium(html, f"--screenshot={shot}", "--window-size=1200,2400", "--hide-scrollbars")
+    assert shot.exists() and shot.stat().st_size > 20_000, screenshot.stderr[-2000:]
+
+
+# ---- kill -9 between stages ----------------------------------------------------------------------------
+KILL_CONFIG = """\
+[search]
+trials = 2
+train_images = 500
+measure_front = 1
+
+[train]
+epochs = 1
+train_images = 1000
+
+[prune]
+episodes = 3
+finetune_epochs = 1
+baselines = false
+"""
+
+
+def run_until(folder: Path, config: Path, stage: str, timeout: float = 600) -> bool:
+    """Start the run and SIGKILL it as soon as ``stage``'s record exists; False if it finished first."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hwnas", "run", "--quick", "--config", str(config), "--out", str(folder)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if (folder / "stages" / f"{stage}.json").exists():
+                os.killpg(process.pid, signal.SIGKILL)  # the run and its worker processes, at once
+                process.wait()
+                return True
+            if process.poll() is not None:
+                return False
+            time.sleep(0.05)
+        raise AssertionError(f"stage {stage} did not finish in {timeout} s")
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    records = list((folder / "stages").glob("*.json")) + list((folder / "stages").glob("*/*.json"))
+    return {path.relative_to(folder).as_posix(): path.read_text() for path in records}
+
+
+@pytest.mark.slow
+def test_kill_9_at_three_stages_then_rerun_continues_and_redoes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(KILL_CONFIG)
+    folder = tmp_path / "run"
+    kept: dict[str, str] = {}
+    for session, stage in enumerate(("table", "search", "train"), start=1):
+        assert run_until(folder, config, stage), f"the run finished before {stage} could be interrupted"
+        now = snapshot(folder)
+        assert all(now[name] == text for name, text in kept.items())  # what was finished before is untouched
+        kept = now
+        sessions = json.loads((folder / "sessions.json").read_text())
+        assert len(sessions) == session
+    result = hwnas("run", "--quick", "--config", str(config), "--out", str(folder))
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = snapshot(folder)
+    assert all(final[name] == text for name, text in kept.items())  # nothing finished was done again
+    records = {name: json.loads((folder / "stages" / f"{name}.json").read_text()) for name in STAGE_NAMES}
+    made_by = {name: record["session"] for name, record in records.items()}
+    assert made_by["device"] == made_by["table"] == 1 and made_by["search"] == 2 and made_by["train"] == 3
+    assert made_by["export"] == 4  # only what had not finished ran in the last session
+    reused = [line for line in result.stdout.splitlines() if "reused" in line]
+    assert len(reused) == sum(session < 4 for session in made_by.values())  # each finished stage read back, not run
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["sessions"] == 4 and summary["final"]["verified"]
