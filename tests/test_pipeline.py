@@ -319,3 +319,27 @@ def test_kill_9_at_three_stages_then_rerun_continues_and_redoes_nothing(tmp_path
     assert len(reused) == sum(session < 4 for session in made_by.values())  # each finished stage read back, not run
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["sessions"] == 4 and summary["final"]["verified"]
+
+
+# ---- Ray -------------------------------------------------------------------------------------------------
+def keys(value: object, prefix: str = "") -> set[str]:
+    if isinstance(value, dict):
+        return {f"{prefix}{k}" for k in value} | {key for k, v in value.items() for key in keys(v, f"{prefix}{k}.")}
+    return set()
+
+
+@pytest.mark.slow
+def test_the_quick_run_through_a_local_ray_cluster_gives_the_same_summary(quick_run: QuickRun, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    pytest.importorskip("hwnas.search.executors", reason="the search (issue 11) is not part of this hwnas")
+    folder, first, _ = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = hwnas("run", "--quick", "--ray", "local", "--out", str(tmp_path / "ray"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    local = json.loads((folder / "summary.json").read_text())
+    ray = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert keys(ray) == keys(local)  # the same device: the same summary, key for key
+    search = json.loads((tmp_path / "ray" / "stages" / "search.json").read_text())["result"]
+    assert search["executor"]["kind"] == "RayExecutor" and search["executor"]["ray"] == "local"
+    assert any(use["what"].endswith("(Ray)") for use in ray["cores"]["use"])
+    assert (tmp_path / "ray" / "report.html").stat().st_size > 10_000 and ray["final"]["verified"]

@@ -119,6 +119,8 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
         "cores": _cores(device, search, train, table),
         "budget_ms": table["budget_ms"],
         "budget_source": table["budget_source"],
+        "drift_scale": table.get("scale", 1.0),
+        "table_budget_ms": table.get("table_budget_ms", table["budget_ms"]),
         "drift": {t["device"]: t["drift"].get("ratio") for t in table["tables"]},
         "tables": {t["device"]: {"source": t["source"], "origin": t["origin"]} for t in table["tables"]},
         "predictor": {

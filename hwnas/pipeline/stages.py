@@ -34,6 +34,7 @@ FALLBACK_DEVICE = "host-ort"
 MIN_PREDICTOR_NETWORKS = 8
 HOLDOUT = 0.25
 PRUNE_KEEP_ACCURACY_LOSS = 0.005  # a pruned model that is faster is kept if it loses at most this much test accuracy
+TARGET_SPEEDUP = 0.8  # a winner already under the budget is pruned to this share of its latency
 
 Log = Callable[[str], None]
 
@@ -172,15 +173,23 @@ def table_stage(run: Run) -> dict[str, Any]:
             }
         )
     primary = tables[0]
+    drift = primary["drift"]
+    scale = float(drift["ratio"]) if drift.get("warn") else 1.0
     if run.config.budget_ms is not None:
         budget, source = run.config.budget_ms, "given (--budget-ms)"
     elif primary["median_network_ms"] is not None:
-        budget = primary["median_network_ms"]
+        budget = primary["median_network_ms"] * scale
         source = f"the median of the {primary['networks']} whole networks in {primary['device']}'s table"
+        source += f", x{scale:.3f} drift" if scale != 1.0 else ""
     else:
         raise UserError(f"the table of {primary['device']} has no measured whole networks; give --budget-ms")
     run.log(f"latency budget: {budget:.4f} ms on {primary['device']} ({source})")
-    return {"tables": tables, "budget_ms": budget, "budget_source": source}
+    if scale != 1.0:
+        run.log(
+            f"the device runs {scale:.2f}x its table's speed today: search and pruning, which predict from the table, "
+            f"aim under {budget / scale:.4f} ms of table time"
+        )
+    return {"tables": tables, "budget_ms": budget, "budget_source": source, "scale": scale, "table_budget_ms": budget / scale}
 
 
 def _profile(run: Run, spec: Any, out: Path) -> dict[str, Any]:
@@ -222,7 +231,8 @@ def _drift(run: Run, table: Any, backend: Any) -> dict[str, Any]:
             pairs, "hwnas run: the table has no reference networks, so some of its whole networks were re-timed"
         )
         how = f"{count} of the table's whole networks (it has no reference networks)"
-    return check.to_json() | {"how": how, "message": check.message().replace("reference networks", how, 1)}
+    message = check.message().replace("reference networks", how, 1).replace(" (--rescale applies the ratio)", "")
+    return check.to_json() | {"how": how, "message": message}
 
 
 # ---- predictor --------------------------------------------------------------------------------------
@@ -297,7 +307,7 @@ def search_available() -> str | None:
 
 
 def search_stage(run: Run) -> dict[str, Any]:
-    budget = run.result("table")["budget_ms"]
+    budget = run.result("table")["table_budget_ms"]  # the search predicts from the table: its budget is in table time
     reason = search_available()
     if reason is not None:
         return _pick_without_search(run, budget, reason)
@@ -482,45 +492,61 @@ def prune_stage(run: Run) -> dict[str, Any]:
     if reason is not None:
         run.log(f"prune skipped: {reason}")
         return {"skipped": f"prune skipped: {reason}", "ran": False, "final": run.result("train")["folder"], "kept": "unpruned"}
+    import torch
+
     from hwnas.data import load_data
+    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.predictors.network_latency import network_latency
     from hwnas.pruning.base import load_base
     from hwnas.pruning.budget import Budget
     from hwnas.pruning.job import PruneConfig, run_prune
     from hwnas.recipe import Recipe
 
-    budget_ms = run.result("table")["budget_ms"]
+    budget_ms = run.result("table")["table_budget_ms"]  # in table time, as the pruning job's latency model predicts
     trained = run.result("train")
-    predicted = predict_arch(run, run.space.parse(trained["arch"]))
-    primary = run.result("device")["devices"][0]["name"]
-    unpruned_ms = predicted[primary]["calibrated_ms"]
-    # a FLOPs budget: pruning's latency resource model is not part of its public API yet; latency follows FLOPs closely
-    ratio = min(0.75, budget_ms / unpruned_ms) if unpruned_ms > budget_ms else 0.75
-    budget = Budget("flops", round(ratio, 3))
+    devices = run.result("device")["devices"]
+    primary = devices[0]["name"]
+    table = LatencyTable.load(Path(run.result("table")["tables"][0]["path"]))
     data_arg = None if run.config.data == "embedded" else run.config.data
     data = load_data(data_arg)
+    if run.config.train.train_images:
+        data = data.head(run.config.train.train_images, len(data.val))  # type: ignore[arg-type]
+    torch.manual_seed(run.config.seed)
     base = load_base(trained["folder"], None, data, seed=run.config.seed)
+    # the pruning job's latency model (table + layer models) of the unpruned network: the target is in its units
+    unpruned_ms = network_latency(base.module, tuple(base.input_shape), table).total_ms
+    target = min(budget_ms, unpruned_ms * TARGET_SPEEDUP)
+    budget = Budget("latency-ms", round(target, 5))
+    aim = "the budget" if target == budget_ms else f"{TARGET_SPEEDUP:.0%} of the unpruned network's predicted latency"
     config = PruneConfig(
         budget=budget,
         episodes=run.config.prune.episodes,
         finetune=Recipe(epochs=run.config.prune.finetune_epochs, lr=0.02, warmup_epochs=0.0),
         seed=run.config.seed,
         baselines=run.config.prune.baselines,
-        formats=tuple(dict.fromkeys([run.result("device")["devices"][0]["model_format"], "onnx"])),
-        devices=tuple(item["spec"] for item in run.result("device")["devices"]),
+        formats=tuple(dict.fromkeys([devices[0]["model_format"], "onnx"])),
+        devices=tuple(dict.fromkeys([item["spec"] for item in devices] + [FALLBACK_DEVICE])),
         heldout=500 if run.config.quick else 1000,
     )
     run.log(
-        f"prune: AMC, {config.episodes} episodes, {budget.describe()} "
-        f"(unpruned predicted {unpruned_ms:.4f} ms; budget {budget_ms:.4f} ms)"
+        f"prune: AMC, {config.episodes} episodes, {budget.describe()} ({aim}; unpruned predicted {unpruned_ms:.4f} ms, "
+        f"budget {budget_ms:.4f} ms)"
     )
-    report = run_prune(base, data, config, run.folder / "prune", data_source=data_arg, log=run.log, progress=run.progress)
+    try:
+        report = run_prune(base, data, config, run.folder / "prune", data_source=data_arg, table=table, log=run.log)
+    except UserError as error:
+        if "below what pruning can reach" not in str(error):
+            raise
+        why = f"prune skipped: {error}"
+        run.log(why)
+        return {"skipped": why, "ran": False, "final": trained["folder"], "kept": "unpruned"}
     models = report["models"]
     before, after = models["unpruned"], models["amc"]
     before_ms = before["measured"]["latency_ms"].get(primary)
     after_ms = after["measured"]["latency_ms"].get(primary)
     kept, why = "unpruned", "the pruned model is not faster on the device"
     if after_ms is not None and before_ms is not None:
-        if before_ms > budget_ms >= after_ms:
+        if before_ms > run.result("table")["budget_ms"] >= after_ms:
             kept, why = "amc", "only the pruned model measures within the budget"
         elif after_ms < before_ms and after["test_accuracy"] >= before["test_accuracy"] - PRUNE_KEEP_ACCURACY_LOSS:
             kept, why = "amc", f"faster on the device at most {PRUNE_KEEP_ACCURACY_LOSS:.1%} less accurate"
@@ -544,6 +570,8 @@ def prune_stage(run: Run) -> dict[str, Any]:
         "why": why,
         "final": after["folder"] if kept == "amc" else trained["folder"],
         "wall_time_s": report.get("wall_time_s"),
+        "latency_retries": report.get("latency_retries", []),
+        "resource_note": report.get("resource_note"),
     }
 
 
