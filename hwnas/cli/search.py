@@ -1,0 +1,206 @@
+"""``hwnas search``: the most accurate network, with its recipe, that measures within a latency budget on a device."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hwnas.cli.common import DataSource, JsonFlag, SpaceOption, app, console, esc, print_json
+from hwnas.errors import UserError
+
+
+@app.command("search")
+def search_command(
+    device: Annotated[str, typer.Option("--device", help="device spec: a TOML path or a shipped name (hwnas devices list)")],
+    budget_ms: Annotated[float, typer.Option("--budget-ms", help="latency budget on the device, in milliseconds")],
+    space: SpaceOption = "default",
+    strategy: Annotated[str, typer.Option(help="random, evolution, mnas, fbnetv3, tpe or nsga2")] = "fbnetv3",
+    reward: Annotated[str, typer.Option(help="hard, soft, or alpha,beta (MnasNet's exponents)")] = "hard",
+    trials: Annotated[int, typer.Option(min=1, help="candidates to train")] = 24,
+    proxy_epochs: Annotated[int, typer.Option(min=1, help="epochs a candidate trains for")] = 1,
+    proxy_images: Annotated[int, typer.Option(min=0, help="training images a candidate sees (0: all)")] = 2000,
+    data: DataSource = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="local worker processes (default: one per core)")] = None,
+    ray: Annotated[
+        str | None, typer.Option("--ray", help="Ray cluster address (ray.init(address=...)); 'local' starts one")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="search folder (default: runs/search-<time>)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the strategy and of every training")] = 0,
+    margin: Annotated[float, typer.Option(help="search under budget x (1 - margin): room for predictor error")] = 0.05,
+    table: Annotated[
+        Path | None, typer.Option(help="latency table (default: the shipped or profiled one matching this machine)")
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite in the search folder)")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="candidates exported and measured at the end")] = 3,
+    final_epochs: Annotated[int, typer.Option(min=1, help="epochs the best is retrained for")] = 3,
+    rounds: Annotated[int, typer.Option(min=6, help="interleaved timing rounds per file (>= 6 for a 95% interval)")] = 10,
+    measure: Annotated[bool, typer.Option(help="retrain, export and measure the top K at the end")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Search a space for the most accurate network under a latency budget, then measure it on the device.
+
+    Trials are stored in an Optuna study (search.db in the search folder): rerun the same command
+    with the same --out after an interruption and it resumes without retraining anything.
+    """
+    from hwnas.presets import resolve_space
+    from hwnas.recipe import Recipe
+    from hwnas.search.reward import parse_reward
+
+    parsed_reward = parse_reward(reward, budget_ms)
+    search_space = resolve_space(space)
+    if ray and workers:
+        raise UserError("give --workers or --ray, not both")
+    from hwnas.search.strategies import STRATEGIES
+
+    STRATEGIES.get(strategy)
+    _check_data(data, search_space, device)
+    from hwnas.search.device import load_device_latency
+    from hwnas.search.loop import SearchConfig, SearchLoop
+
+    latency = load_device_latency(device, search_space, table, space_arg=space)
+    out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
+    config = SearchConfig(
+        search_space,
+        latency,
+        parsed_reward,
+        out,
+        strategy=strategy,
+        trials=trials,
+        base_recipe=Recipe(batch_size=32, epochs=proxy_epochs),
+        data=data,
+        train_images=proxy_images or None,
+        seed=seed,
+        margin=margin,
+        storage=storage,
+    )
+    _check_budget(config)
+    from hwnas.search.executors import make_executor
+
+    executor = make_executor(workers, ray)
+    loop = SearchLoop(config)
+    log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
+    log(
+        f"searching {search_space.name!r} with {strategy} for {trials} candidates under {budget_ms:g} ms on {latency.spec.name} "
+        f"(aiming at {config.search_budget_ms:.4g} ms: margin {margin:.0%}); {executor.slots} worker(s) x {executor.threads} "
+        f"thread(s); trials in {config.storage_url}"
+    )
+    try:
+        summary = _run(loop, executor, quiet=as_json)
+    finally:
+        executor.close()
+    result: dict[str, Any] = {"search": {k: v for k, v in summary.items() if k != "trials"}}
+    if measure:
+        from hwnas.search.result import finish_search
+
+        result = finish_search(config, summary, top_k=top_k, final_epochs=final_epochs, rounds=rounds, log=log)
+    if as_json:
+        print_json(result)
+        return
+    _show(summary, result if measure else None, out)
+
+
+def _check_data(data: str | None, search_space: Any, device: str) -> None:
+    """Data whose channels or classes the space (and its latency table) was not made for: one line saying why."""
+    from hwnas.data import load_data
+
+    splits = load_data(data)
+    if splits.channels != search_space.in_channels or splits.num_classes != search_space.num_classes:
+        raise UserError(
+            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, but space "
+            f"{search_space.name!r} (and its latency table on {device}) is for {search_space.in_channels} and "
+            f"{search_space.num_classes}: the stem and classifier are layers the table timed. Write the space with yours "
+            f"(hwnas space show --preset {search_space.name} --json > space.json; set in_channels and num_classes), "
+            f"profile it (hwnas profile {device} --space space.json), then search with --space space.json"
+        )
+
+
+def _check_budget(config: Any) -> None:
+    """A budget no architecture of the space can meet: say so, with the fastest achievable latency."""
+    arch, fastest = config.device.fastest()
+    if fastest > config.search_budget_ms:
+        raise UserError(
+            f"no network of space {config.space.name!r} meets {config.reward.budget_ms:g} ms on {config.device.spec.name}: the "
+            f"fastest achievable is {fastest:.4g} ms predicted ({arch.format()})"
+            + (f"; with --margin {config.margin:g} the search aims at {config.search_budget_ms:.4g} ms" if config.margin else "")
+        )
+
+
+def _run(loop: Any, executor: Any, quiet: bool) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA {task.fields[eta]}"),
+    )
+    with Progress(*columns, console=console, disable=quiet) as bar:
+        task = bar.add_task("search", total=loop.config.trials, best="-", eta="-")
+
+        def update(progress: Any) -> None:
+            best = f"{progress.best_accuracy:.4f}" if progress.best_accuracy is not None else "-"
+            eta = time.strftime("%H:%M:%S", time.gmtime(progress.eta_s)) if progress.eta_s is not None else "-"
+            bar.update(task, completed=progress.done, best=best, eta=eta)
+            last = progress.last
+            if last is not None and not quiet:
+                state = f"{last['accuracy']:.4f}" if last.get("accuracy") is not None else f"failed ({last.get('error')})"
+                bar.console.log(
+                    f"trial {last['number']}: {esc(state)}, {last['predicted_latency_ms']:.3f} ms predicted, "
+                    f"{last.get('wall_time_s') or 0:.1f} s: {esc(last['arch'])}"
+                )
+
+        return loop.run(executor, update)
+
+
+def _show(summary: dict[str, Any], result: dict[str, Any] | None, out: Path) -> None:
+    console.print(
+        f"{summary['trained']} candidates trained ({summary['completed']} completed, {summary['failed']} failed; "
+        f"{summary['replayed_from_storage']} from storage, {summary['duplicates_not_retrained']} repeats not retrained)"
+    )
+    if result is None:
+        best = summary["best"]
+        if best:
+            console.print(f"best: {best['accuracy']:.4f} at {best['predicted_latency_ms']:.3f} ms predicted: {esc(best['arch'])}")
+        return
+    if "error" in result:
+        raise UserError(result["error"])
+    drift = result["drift"]
+    console.print(
+        f"drift check: today / table = {drift['ratio']:.3f} over {len(drift['per_network'])} reference networks"
+        + (" (beyond 5%: latencies judged after dividing by it)" if drift["applied"] else " (within 5%: judged as measured)")
+    )
+    for entry in result["top"]:
+        judged, measured = entry.get("judged"), entry.get("measured")
+        if not measured:
+            console.print(f"top{entry['rank']}: not measured (export failed verification): {esc(entry['arch'])}")
+            continue
+        console.print(
+            f"top{entry['rank']}: proxy accuracy {entry['proxy_accuracy']:.4f}; "
+            f"predicted {entry['predicted_latency_ms']:.3f} ms, "
+            f"measured {measured['median_ms']:.3f} ms (95% CI {measured['ci_low_ms']:.3f}-{measured['ci_high_ms']:.3f}, "
+            f"{measured['runs']} runs in {measured['rounds']} rounds): [bold]{judged['verdict']}[/] "
+            f"the {judged['budget_ms']:g} ms budget; {esc(entry['arch'])}"
+        )
+    retrained = result["top"][0].get("retrained", {})
+    if retrained:
+        console.print(
+            f"best retrained {len(retrained['curve'])} epochs: validation {retrained['val_accuracy']:.4f}, "
+            f"test {retrained['test_accuracy']:.4f} ({esc(retrained['folder'])})"
+        )
+    offer = result["best"]
+    if offer["verdict"] != "within":
+        following = offer.get("next_feasible")
+        console.print(
+            f"[red]the best is {offer['verdict']} the budget[/]; "
+            + (
+                f"next feasible: top{following['rank']} {esc(following['arch'])}"
+                if following
+                else "no measured candidate is within"
+            )
+        )
+    console.print(f"result: {esc(out / 'result.json')}; plot: {esc(result['pareto_plot'])}")

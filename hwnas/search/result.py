@@ -1,0 +1,278 @@
+"""What a search returns: the top K, the best retrained longer, exported, measured on the device.
+
+Latency the user is promised is *measured*: every top-K candidate is exported to the device's
+format, verified against PyTorch, and timed in interleaved rounds together with reference
+networks of the table (the drift check, :mod:`hwnas.search.measure`). A candidate measured over
+the budget is reported as over, never dropped; when the best one is not within, the next
+candidate that is is offered. Latency does not depend on weights, so the top-K files other than
+the best carry seeded random weights (BatchNorm re-estimated on real images so verification means
+something); the best is the retrained network itself.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hwnas.arch import Arch
+from hwnas.builder import arch_cost, build_model, recalibrate_batchnorm
+from hwnas.data import load_data
+from hwnas.exporters import ExportRequest, export_all
+from hwnas.fileio import atomic_write_json
+from hwnas.recipe import Recipe
+from hwnas.search.loop import SearchConfig
+from hwnas.search.measure import drift, time_interleaved, verdict
+from hwnas.trainer import Prepared, train
+
+DEVICE_FORMATS = {
+    ("tflite", "fp32"): "tflite",
+    ("tflite", "fp16"): "tflite-fp16",
+    ("tflite", "int8"): "tflite-int8",
+    ("onnx", "fp32"): "onnx",
+    ("plan", "fp32"): "tensorrt",
+    ("plan", "fp16"): "tensorrt-fp16",
+}
+
+Log = Callable[[str], None]
+
+
+def device_format(backend: Any) -> str:
+    key = (backend.model_format, backend.spec.precision)
+    return DEVICE_FORMATS.get(key, backend.model_format)
+
+
+def top_candidates(trials: list[dict[str, Any]], budget_ms: float, k: int) -> list[dict[str, Any]]:
+    """The K most accurate completed trials predicted within ``budget_ms`` (then the rest by reward, if too few)."""
+    done = [t for t in trials if t.get("accuracy") is not None]
+    feasible = sorted((t for t in done if t["predicted_latency_ms"] <= budget_ms), key=lambda t: (-t["accuracy"], t["number"]))
+    others = sorted((t for t in done if t["predicted_latency_ms"] > budget_ms), key=lambda t: (-(t["reward"] or 0), t["number"]))
+    return (feasible + others)[:k]
+
+
+def finish_search(
+    config: SearchConfig,
+    summary: dict[str, Any],
+    *,
+    top_k: int = 3,
+    final_epochs: int = 3,
+    rounds: int = 10,
+    references: int = 3,
+    threads: int | None = None,
+    log: Log = lambda message: None,
+) -> dict[str, Any]:
+    """Retrain, export, measure and judge; writes ``result.json`` and ``pareto.png`` in the search folder."""
+    out = Path(config.out)
+    chosen = top_candidates(summary["trials"], config.search_budget_ms, top_k)
+    report: dict[str, Any] = {
+        "budget_ms": config.reward.budget_ms,
+        "margin": config.margin,
+        "search_budget_ms": config.search_budget_ms,
+        "reward": config.reward.to_json(),
+        "device": config.device.describe(),
+        "search": {k: v for k, v in summary.items() if k != "trials"},
+        "top": [],
+    }
+    if not chosen:
+        report["error"] = "no trial completed: nothing to retrain or measure"
+        atomic_write_json(out / "result.json", report)
+        return report
+    torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    best = chosen[0]
+    log(f"retraining the best for {final_epochs} epochs on all training images: {best['arch']}")
+    retrained = _retrain(config, best, final_epochs)
+    fmt = device_format(config.device.backend)
+    files, exports = _export_all(config, chosen, retrained, fmt, out / "export", log)
+    refs = _reference_networks(config, references)
+    ref_files, _ = _export_refs(config, refs, fmt, out / "export" / "drift", log)
+    log(f"timing {len(files)} candidates and {len(ref_files)} drift references in {rounds} interleaved rounds")
+    timed = time_interleaved(config.device.backend, files | ref_files, rounds)
+    checked = drift({name: (timed[name], refs[name]["median_ms"]) for name in ref_files})
+    for rank, trial in enumerate(chosen):
+        name = f"top{rank + 1}"
+        measured = timed[name].summary() if name in timed else None
+        entry = {
+            "rank": rank + 1,
+            "number": trial["number"],
+            "arch": trial["arch"],
+            "recipe": trial["recipe"],
+            "proxy_accuracy": trial["accuracy"],
+            "predicted_latency_ms": trial["predicted_latency_ms"],
+            "export": exports.get(name),
+            "measured": measured,
+            "judged": verdict(measured, config.reward.budget_ms, checked["ratio"], checked["applied"]) if measured else None,
+        }
+        if rank == 0:
+            entry["retrained"] = retrained["result"]
+        report["top"].append(entry)
+    report["drift"] = checked | {"references": {name: timed[name].summary() | refs[name] for name in ref_files}}
+    report["best"] = _offer(report["top"])
+    report["pareto_plot"] = str(pareto_plot(summary["trials"], report, out / "pareto.png"))
+    atomic_write_json(out / "result.json", report)
+    return report
+
+
+def _offer(top: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best and, when it is not measured within the budget, the next candidate that is."""
+    best = top[0]
+    state = best["judged"]["verdict"] if best.get("judged") else "not measured"
+    offer: dict[str, Any] = {"rank": 1, "arch": best["arch"], "verdict": state}
+    if state != "within":
+        following = next((entry for entry in top[1:] if entry.get("judged") and entry["judged"]["verdict"] == "within"), None)
+        offer["next_feasible"] = (
+            {"rank": following["rank"], "arch": following["arch"], "recipe": following["recipe"], "judged": following["judged"]}
+            if following
+            else None
+        )
+    return offer
+
+
+def _retrain(config: SearchConfig, trial: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """The best candidate with its recipe for ``epochs`` epochs on all training images; test accuracy too."""
+    space = config.space
+    arch = space.parse(trial["arch"])
+    recipe = replace(Recipe.from_json(trial["recipe"]), epochs=epochs)
+    data = load_data(config.data)
+    result = train(space, arch, recipe, data, seed=config.seed, progress=False, evaluate_test=True)
+    folder = Path(config.out) / "best"
+    result.save(folder)
+    return {"result": result.to_json() | {"folder": str(folder)}, "model": result.model}
+
+
+def _request(config: SearchConfig, module: torch.nn.Module, arch: Arch, trained: bool, info: dict[str, Any]) -> ExportRequest:
+    data = load_data(config.data)
+    channels, resolution = config.space.in_channels, arch.resolution
+    val = Prepared(data.val, resolution, channels)
+    calibration = Prepared(data.train, resolution, channels)
+    images = np.stack([val[i][0].numpy() for i in range(200)]).astype(np.float32)
+    labels = np.array([val[i][1] for i in range(200)])
+    calib = np.stack([calibration[i][0].numpy() for i in range(100)]).astype(np.float32)
+    if not trained:
+        recalibrate_batchnorm(module, torch.from_numpy(calib))
+    cost = arch_cost(config.space, arch)
+    info = info | {"arch": arch.format(), "flops": cost.flops, "params": cost.params, "dataset": data.name}
+    return ExportRequest(module.eval(), torch.from_numpy(images[:1]).clone(), images, labels if trained else None, calib, info)
+
+
+def _random_weights(config: SearchConfig, arch: Arch) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build_model(config.space, arch)
+
+
+def _export_all(
+    config: SearchConfig, chosen: list[dict[str, Any]], retrained: dict[str, Any], fmt: str, folder: Path, log: Log
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    files: dict[str, Path] = {}
+    exports: dict[str, Any] = {}
+    for rank, trial in enumerate(chosen):
+        name = f"top{rank + 1}"
+        arch = config.space.parse(trial["arch"])
+        module = retrained["model"] if rank == 0 else _random_weights(config, arch)
+        info = {"name": name, "source": "retrained" if rank == 0 else "seeded random weights (latency only)"}
+        log(f"exporting {name} to {fmt}")
+        card = export_all(_request(config, module, arch, rank == 0, info), [fmt], folder / name, [])
+        item = card["exports"][0]
+        exports[name] = {"format": fmt, "file": str(folder / name / item["file"]), "verification": item["verification"]}
+        if item["verification"]["passed"]:
+            files[name] = folder / name / item["file"]
+    return files, exports
+
+
+def _reference_networks(config: SearchConfig, count: int) -> dict[str, dict[str, Any]]:
+    """``count`` of the table's measured networks spread over its latency range (10th to 90th percentile)."""
+    networks = sorted(config.device.table.networks, key=lambda row: row["median_ms"])
+    if not networks or count <= 0:
+        return {}
+    positions = np.linspace(0.1, 0.9, count) if count > 1 else [0.5]
+    picked = {min(int(p * len(networks)), len(networks) - 1) for p in positions}
+    return {
+        f"ref{i + 1}": {"arch": networks[index]["arch"], "median_ms": networks[index]["median_ms"]}
+        for i, index in enumerate(sorted(picked))
+    }
+
+
+def _export_refs(
+    config: SearchConfig, refs: dict[str, dict[str, Any]], fmt: str, folder: Path, log: Log
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    files: dict[str, Path] = {}
+    for name, ref in refs.items():
+        arch = config.space.parse(ref["arch"])
+        log(f"exporting drift reference {name} ({ref['median_ms']:.3f} ms in the table)")
+        card = export_all(_request(config, _random_weights(config, arch), arch, False, {"name": name}), [fmt], folder / name, [])
+        item = card["exports"][0]
+        if item["verification"]["passed"]:
+            files[name] = folder / name / item["file"]
+    return files, {}
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(latency, accuracy) points no other point beats on both, by latency."""
+    front, best = [], -1.0
+    for latency, accuracy in sorted(points):
+        if accuracy > best:
+            front.append((latency, accuracy))
+            best = accuracy
+    return front
+
+
+def pareto_plot(trials: list[dict[str, Any]], report: dict[str, Any], path: Path) -> Path:
+    """Accuracy vs latency: every trial at its predicted latency, the top K at their measured one, the budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [t for t in trials if t.get("accuracy") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    predicted = [(t["predicted_latency_ms"], t["accuracy"]) for t in done]
+    if predicted:
+        ax.scatter(*zip(*predicted, strict=True), s=12, c="0.6", label="trials (predicted latency, proxy accuracy)")
+        front = pareto_front(predicted)
+        ax.plot(*zip(*front, strict=True), c="0.4", lw=1, drawstyle="steps-post", label="Pareto front (predicted)")
+    for entry in report["top"]:
+        if not entry.get("measured"):
+            continue
+        m = entry["measured"]
+        colour = {"within": "tab:green", "over": "tab:red"}.get(entry["judged"]["verdict"], "tab:orange")
+        ax.errorbar(
+            m["median_ms"],
+            entry["proxy_accuracy"],
+            xerr=[[m["median_ms"] - m["ci_low_ms"]], [m["ci_high_ms"] - m["median_ms"]]],
+            fmt="o",
+            c=colour,
+            ms=7,
+            capsize=3,
+        )
+        ax.annotate(
+            f"top{entry['rank']}",
+            (m["median_ms"], entry["proxy_accuracy"]),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
+        )
+    ax.axvline(report["budget_ms"], c="tab:red", ls="--", label=f"budget {report['budget_ms']:.3f} ms")
+    ax.set_xlabel(f"latency on {report['device']['device']} (ms)")
+    ax.set_ylabel("proxy validation accuracy")
+    ax.set_title("search trials; measured top K (green within, red over, orange borderline; bars: 95% CI)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def space_median_ms(config_space: Any, device: Any, samples: int = 1000, seed: int = 0) -> float:
+    """The median predicted latency of ``samples`` random architectures: the 'median' budget of the benchmarks."""
+    import random
+
+    rng = random.Random(seed)
+    archs = [config_space.sample(rng) for _ in range(samples)]
+    return float(statistics.median(device.predict(archs)))
