@@ -65,6 +65,7 @@ def finish_search(
     rounds: int = 10,
     references: int = 3,
     threads: int | None = None,
+    retrain_images: int | None = None,
     log: Log = lambda message: None,
 ) -> dict[str, Any]:
     """Retrain, export, measure and judge; writes ``result.json`` and ``pareto.png`` in the search folder."""
@@ -85,8 +86,8 @@ def finish_search(
         return report
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
     best = chosen[0]
-    log(f"retraining the best for {final_epochs} epochs on all training images: {best['arch']}")
-    retrained = _retrain(config, best, final_epochs)
+    log(f"retraining the best for {final_epochs} epochs on {retrain_images or 'all'} training images: {best['arch']}")
+    retrained = _retrain(config, best, final_epochs, retrain_images)
     fmt = device_format(config.device.backend)
     files, exports = _export_all(config, chosen, retrained, fmt, out / "export", log)
     refs = _reference_networks(config, references)
@@ -133,12 +134,14 @@ def _offer(top: list[dict[str, Any]]) -> dict[str, Any]:
     return offer
 
 
-def _retrain(config: SearchConfig, trial: dict[str, Any], epochs: int) -> dict[str, Any]:
-    """The best candidate with its recipe for ``epochs`` epochs on all training images; test accuracy too."""
+def _retrain(config: SearchConfig, trial: dict[str, Any], epochs: int, images: int | None = None) -> dict[str, Any]:
+    """The best candidate with its recipe for ``epochs`` epochs on all training images (or the first ``images``); test too."""
     space = config.space
     arch = space.parse(trial["arch"])
     recipe = replace(Recipe.from_json(trial["recipe"]), epochs=epochs)
     data = load_data(config.data)
+    if images:
+        data = data.head(images, len(data.val))  # type: ignore[arg-type]
     result = train(space, arch, recipe, data, seed=config.seed, progress=False, evaluate_test=True)
     folder = Path(config.out) / "best"
     result.save(folder)

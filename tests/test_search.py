@@ -1,0 +1,419 @@
+"""``hwnas search``: reward, codec, device latency, strategies, the trial loop on Optuna storage, executors, results.
+
+Training is real (the embedded Fashion-MNIST images) on tiny proxies; the device is this machine's
+TFLite interpreter with the shipped table that matches it. Strategy tests tell synthetic rewards:
+they check what a strategy decides from what it is told, not how well a network trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hwnas.errors import UserError
+from hwnas.presets import get_space
+from hwnas.recipe import Recipe
+from hwnas.search.codec import decisions, decode, decode_recipe, decode_unit, encode
+from hwnas.search.measure import median_interval, verdict
+from hwnas.search.reward import Reward, parse_reward
+
+SPACE = get_space("default")
+TINY = {"train_images": 192, "val_images": 128}
+
+
+def hwnas(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+# ---- reward ------------------------------------------------------------------------------------
+def test_hard_reward_keeps_accuracy_under_budget_and_divides_above() -> None:
+    hard = parse_reward("hard", 1.0)
+    assert hard(0.8, 0.5) == pytest.approx(0.8)
+    assert hard(0.8, 1.0) == pytest.approx(0.8)
+    assert hard(0.8, 2.0) == pytest.approx(0.4)
+
+
+def test_soft_reward_trades_accuracy_for_latency_everywhere() -> None:
+    soft = parse_reward("soft", 1.0)
+    assert soft(0.8, 0.5) == pytest.approx(0.8 * 0.5**-0.07)
+    assert soft(0.8, 0.5) > soft(0.8, 1.0) > soft(0.8, 2.0)
+    custom = parse_reward("-0.1,-0.5", 1.0)
+    assert (custom.alpha, custom.beta) == (-0.1, -0.5)
+
+
+@pytest.mark.parametrize("text", ["medium", "1,2,3", "a,b", "0.1,-1"])
+def test_bad_reward_is_a_user_error(text: str) -> None:
+    with pytest.raises(UserError):
+        parse_reward(text, 1.0)
+    with pytest.raises(UserError):
+        Reward(0.0)
+
+
+# ---- codec -------------------------------------------------------------------------------------
+def test_decisions_round_trip_every_sampled_architecture() -> None:
+    for seed in range(50):
+        arch = SPACE.sample(seed)
+        values = encode(SPACE, arch)
+        full = {d.name: values.get(d.name, d.choices[0]) for d in decisions(SPACE)}
+        assert decode(SPACE, full) == arch
+
+
+def test_unit_coordinates_decode_to_valid_pairs() -> None:
+    rng = np.random.default_rng(0)
+    base = Recipe(epochs=2, batch_size=32)
+    for row in rng.random((200, len(decisions(SPACE)) + 11)):
+        SPACE.validate(decode_unit(SPACE, row[: len(decisions(SPACE))]))
+        recipe = decode_recipe(row[len(decisions(SPACE)) :], base)
+        assert recipe.epochs == 2 and recipe.batch_size in (32, 64, 128)
+    assert decode_recipe([0.999] * 11, base).optimizer == "adamw"
+
+
+# ---- measurement statistics --------------------------------------------------------------------
+def test_median_interval_is_the_order_statistic_interval() -> None:
+    values = list(range(1, 11))
+    low, high, level = median_interval(values)
+    assert (low, high) == (2, 9) and level == pytest.approx(1 - 2 * 11 / 1024)
+    low, high, level = median_interval([5.0] * 3)
+    assert low == high == 5.0 and level < 0.95
+
+
+def test_verdict_uses_the_interval_and_drift() -> None:
+    measured = {"median_ms": 1.0, "ci_low_ms": 0.95, "ci_high_ms": 1.05}
+    assert verdict(measured, 1.1, 1.0, False)["verdict"] == "within"
+    assert verdict(measured, 1.0, 1.0, False)["verdict"] == "borderline"
+    assert verdict(measured, 0.9, 1.0, False)["verdict"] == "over"
+    assert verdict(measured, 0.9, 1.25, True)["verdict"] == "within"  # the device runs 25% slow today
+
+
+# ---- the device --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def device():
+    from hwnas.devices import DeviceSpec, make_backend
+
+    reason = make_backend(DeviceSpec.from_toml("host-tflite")).unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from hwnas.search.device import load_device_latency
+
+    try:
+        return load_device_latency("host-tflite", SPACE)
+    except UserError as error:
+        pytest.skip(f"no shipped table for this CPU: {error}")
+
+
+def test_device_latency_uses_the_table_of_this_machine(device) -> None:
+    device.table.check(device.backend.fingerprint(), SPACE.hash)  # raises when the table is of another CPU
+    assert device.predictor.kind == "calibrated"
+    archs = [n["arch"] for n in device.table.networks[:20]]
+    measured = np.array([n["median_ms"] for n in device.table.networks[:20]])
+    predicted = device.predict([SPACE.parse(a) for a in archs])
+    assert np.median(np.abs(predicted / measured - 1)) < 0.1
+
+
+def test_fastest_architecture_beats_every_sampled_one(device) -> None:
+    arch, fastest = device.fastest()
+    sampled = device.predict([SPACE.sample(seed) for seed in range(300)])
+    assert fastest <= sampled.min()
+    assert all(stage.depth == min(spec.depths) for stage, spec in zip(arch.stages, SPACE.stages, strict=True))
+
+
+def test_device_without_a_table_says_how_to_profile(tmp_path: Path) -> None:
+    spec = tmp_path / "my-phone.toml"
+    spec.write_text('name = "my-board"\nbackend = "onnxruntime"\n')
+    from hwnas.search.device import load_device_latency
+
+    with pytest.raises(UserError, match="profile it first: hwnas profile"):
+        load_device_latency(str(spec), SPACE)
+
+
+# ---- strategies (what they decide from what they are told) ------------------------------------
+def _context(device, trials: int = 20, budget: float = 0.6):
+    from hwnas.search.strategies import StrategyContext
+
+    return StrategyContext(SPACE, Recipe(batch_size=32), parse_reward("hard", budget), device.predict, trials, 0, budget)
+
+
+def test_random_search_asks_feasible_architectures(device) -> None:
+    from hwnas.search.strategies import make_strategy
+
+    strategy = make_strategy("random", _context(device, budget=0.4))
+    archs = [strategy.ask(None).arch for _ in range(20)]
+    assert (device.predict(archs) <= 0.4).all() and len(set(archs)) == 20
+
+
+def test_evolution_mutates_tournament_winners_and_ages_out_the_oldest(device) -> None:
+    from hwnas.search.strategies import Outcome, make_strategy
+
+    strategy = make_strategy("evolution", _context(device, trials=16))
+    population = strategy.population_size
+    first = [strategy.ask(None) for _ in range(population)]
+    for index, candidate in enumerate(first):
+        strategy.tell(candidate, Outcome("complete", 0.3, 0.5 + index / 100, 0.5 + index / 100))
+    child = strategy.ask(None)
+    assert child.arch not in {c.arch for c in first}
+    assert min(_distance(c.arch, child.arch) for c in first) <= 5  # a mutated member, not a fresh sample
+    strategy.tell(child, Outcome("complete", 0.3, 0.9, 0.9))
+    assert len(strategy.population) == population and strategy.population[0][0] == first[1]
+
+
+def _distance(first, second) -> int:
+    """Decisions (resolution, widths, depths, block slots) in which two architectures differ."""
+    a, b = encode(SPACE, first), encode(SPACE, second)
+    return sum(a.get(key) != b.get(key) for key in set(a) | set(b))
+
+
+def test_mnas_controller_learns_the_rewarded_choice(device) -> None:
+    from hwnas.search.strategies import Outcome, make_strategy
+
+    strategy = make_strategy("mnas", _context(device))
+    before = strategy.probabilities("s1.width")[1]
+    for _ in range(60):
+        candidate = strategy.ask(None)
+        good = candidate.arch.stages[0].width == SPACE.stages[0].widths[1]
+        strategy.tell(candidate, Outcome("complete", 0.3, 0.9 if good else 0.5, 0.9 if good else 0.5))
+    assert strategy.probabilities("s1.width")[1] > max(0.8, before)
+
+
+def test_fbnetv3_pool_is_feasible_and_rounds_follow_the_predictor(device) -> None:
+    from hwnas.search.strategies import Outcome, make_strategy
+
+    strategy = make_strategy("fbnetv3", _context(device, trials=12, budget=0.5))
+    assert strategy.pool and max(point.predicted_ms for point in strategy.pool) <= 0.5
+    asked = []
+    for _ in range(12):
+        candidate = strategy.ask(None)
+        asked.append(candidate.key)
+        accuracy = 0.5 + 0.3 * (candidate.recipe.optimizer == "sgd")  # a learnable signal: sgd trains best here
+        strategy.tell(
+            candidate,
+            Outcome("complete", device.predict_one(candidate.arch), accuracy, accuracy, (accuracy,), strategy.info(candidate)),
+        )
+    assert len(set(asked)) == 12
+    report = strategy.report()
+    assert report["early_stopping"]["epochs"] == 1 and report["stage2"]
+    later = asked[strategy.round_size :]
+    assert sum("optimizer=sgd" in key for key in later) > len(later) / 2
+
+
+# ---- the trial loop with real training ---------------------------------------------------------
+def _config(device, tmp_path: Path, strategy: str = "random", trials: int = 3, recipe: Recipe | None = None, **extra):
+    from hwnas.search.loop import SearchConfig
+
+    return SearchConfig(
+        SPACE,
+        device,
+        parse_reward("hard", 0.6),
+        tmp_path / strategy,
+        strategy=strategy,
+        trials=trials,
+        base_recipe=recipe or Recipe(batch_size=32),
+        **(TINY | extra),
+    )
+
+
+def test_loop_trains_stores_every_trial_and_resumes_without_retraining(device, tmp_path: Path) -> None:
+    import optuna
+
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+
+    config = _config(device, tmp_path, trials=3)
+    summary = SearchLoop(config).run(InlineExecutor())
+    assert summary["trained"] == summary["completed"] == 3
+    study = optuna.load_study(study_name=config.name, storage=config.storage_url)
+    stored = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(stored) == 3
+    for trial in stored:
+        attrs = trial.user_attrs
+        for key in ("arch", "recipe", "accuracy", "curve", "predicted_latency_ms", "state", "wall_time_s", "seed"):
+            assert attrs[key] is not None, key
+        assert trial.values[0] == pytest.approx(attrs["reward"]) and 0 < attrs["accuracy"] <= 1
+    again = SearchLoop(replace(config, trials=4)).run(InlineExecutor())
+    assert again["replayed_from_storage"] == 3 and again["trained"] == 4
+    assert [t["accuracy"] for t in again["trials"][:3]] == [t["accuracy"] for t in summary["trials"]]
+
+
+def test_a_nan_loss_fails_the_trial_and_the_search_goes_on(device, tmp_path: Path) -> None:
+    import optuna
+
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+
+    diverging = Recipe(optimizer="sgd", lr=10.0, batch_size=8, warmup_epochs=0.0, weight_decay=1.0, label_smoothing=0.5)
+    config = _config(device, tmp_path, trials=2, recipe=diverging)
+    summary = SearchLoop(config).run(InlineExecutor())
+    assert summary["trained"] == 2 and summary["failed"] == 2 and summary["best"] is None
+    assert all("NaN" in t["error"] for t in summary["trials"])
+    study = optuna.load_study(study_name=config.name, storage=config.storage_url)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.FAIL}
+
+
+def test_resuming_with_another_configuration_is_refused(device, tmp_path: Path) -> None:
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+
+    SearchLoop(_config(device, tmp_path, trials=1)).run(InlineExecutor())
+    with pytest.raises(UserError, match="another"):
+        SearchLoop(_config(device, tmp_path, trials=1, train_images=100))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["random", "evolution", "mnas", "fbnetv3", "tpe", "nsga2"])
+def test_every_strategy_runs_a_real_search(device, tmp_path: Path, strategy: str) -> None:
+    from hwnas.search.executors import LocalExecutor
+    from hwnas.search.loop import SearchLoop
+
+    executor = LocalExecutor(2)
+    try:
+        summary = SearchLoop(_config(device, tmp_path, strategy, trials=6)).run(executor)
+    finally:
+        executor.close()
+    assert summary["trained"] == 6 and summary["completed"] == 6
+    assert len({(t["arch"], json.dumps(t["recipe"], sort_keys=True)) for t in summary["trials"]}) == 6
+    assert summary["best"] is not None and summary["best"]["predicted_latency_ms"] <= 0.6 * 0.95
+
+
+# ---- the command line --------------------------------------------------------------------------
+SEARCH = ("search", "--device", "host-tflite", "--proxy-images", "192", "--workers", "1")
+
+
+def test_impossible_budget_names_the_fastest_achievable_latency(device) -> None:
+    _, fastest = device.fastest()
+    assert_one_line_error(hwnas(*SEARCH, "--budget-ms", "0.01"), "fastest achievable is", f"{fastest:.4g} ms")
+
+
+def test_bad_inputs_are_one_line_each(device, tmp_path: Path) -> None:
+    bad_space = tmp_path / "space.json"
+    bad_space.write_text("{not json")
+    assert_one_line_error(hwnas(*SEARCH, "--budget-ms", "0.5", "--space", str(bad_space)), "not valid JSON")
+    assert_one_line_error(hwnas(*SEARCH, "--budget-ms", "0.5", "--reward", "steep"), "--reward 'steep'")
+    assert_one_line_error(hwnas(*SEARCH, "--budget-ms", "0.5", "--strategy", "genius"), "unknown search strategy 'genius'")
+    spec = tmp_path / "board.toml"
+    spec.write_text('name = "my-board"\nbackend = "tflite"\n')
+    assert_one_line_error(hwnas("search", "--device", str(spec), "--budget-ms", "0.5"), "profile it first")
+
+
+def test_data_whose_classes_or_channels_do_not_fit_is_one_line(device, tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("cat", "dog", "fox"):
+            folder = tmp_path / "pets" / split / label
+            folder.mkdir(parents=True)
+            for index in range(4):
+                Image.new("RGB", (32, 32), (index * 40, 90, 200)).save(folder / f"{index}.png")
+    result = hwnas(*SEARCH, "--budget-ms", "0.5", "--data", str(tmp_path / "pets"))
+    assert_one_line_error(result, "3 channel(s) and 3 classes", "profile it")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_search_then_resume_loses_and_retrains_nothing(device, tmp_path: Path) -> None:
+    import optuna
+
+    out = tmp_path / "search"
+    args = [
+        *SEARCH,
+        "--budget-ms",
+        "0.6",
+        "--strategy",
+        "evolution",
+        "--trials",
+        "6",
+        "--out",
+        str(out),
+        "--no-measure",
+        "--json",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hwnas", *args], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    database = out / "search.db"
+    deadline = time.time() + 600
+    completed_before: dict[int, tuple] = {}
+    while time.time() < deadline and len(completed_before) < 2:
+        time.sleep(1)
+        if database.exists():
+            completed_before = _completed(database)
+    assert len(completed_before) >= 2, process.stderr.read().decode() if process.poll() is not None else "too slow"
+    os.killpg(process.pid, signal.SIGKILL)  # the search and its worker, as a crash would
+    process.wait()
+    completed_before = _completed(database)
+    resumed = hwnas(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)["search"]
+    assert summary["replayed_from_storage"] == len(completed_before)
+    assert summary["trained"] == 6
+    after = _completed(database)
+    assert all(after[number] == values for number, values in completed_before.items())  # none lost, none changed
+    study = optuna.load_study(study_name="evolution-seed0", storage=f"sqlite:///{database}")
+    trained = [t for t in study.trials if t.user_attrs.get("state") == "complete"]
+    keys = [(t.user_attrs["arch"], json.dumps(t.user_attrs["recipe"], sort_keys=True)) for t in trained]
+    assert len(trained) == 6 and len(set(keys)) == 6  # none retrained
+
+
+def _completed(database: Path) -> dict[int, tuple]:
+    """Trial number -> (value, accuracy) of every COMPLETE trial, read straight from SQLite (no Optuna caching)."""
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT t.number, v.value, a.value_json FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
+            "JOIN trial_user_attributes a ON a.trial_id = t.trial_id WHERE t.state = 'COMPLETE' AND a.key = 'accuracy'"
+        ).fetchall()
+    return {number: (value, accuracy) for number, value, accuracy in rows}
+
+
+@pytest.mark.slow
+def test_ray_cluster_gives_the_same_result_keys(device, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    from hwnas.search.executors import InlineExecutor, RayExecutor
+    from hwnas.search.loop import SearchLoop
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        executor = RayExecutor("local")
+        through_ray = SearchLoop(_config(device, tmp_path / "ray", trials=2)).run(executor)
+    finally:
+        ray.shutdown()
+    inline = SearchLoop(_config(device, tmp_path / "inline", trials=2)).run(InlineExecutor())
+    assert through_ray["trained"] == 2 and through_ray["completed"] == 2
+    assert set(through_ray) == set(inline)
+    assert [set(t) for t in through_ray["trials"]] == [set(t) for t in inline["trials"]]
+    assert [t["arch"] for t in through_ray["trials"]] == [t["arch"] for t in inline["trials"]]
+    assert [t["accuracy"] for t in through_ray["trials"]] == pytest.approx([t["accuracy"] for t in inline["trials"]])
+
+
+@pytest.mark.slow
+def test_finished_search_is_measured_judged_and_plotted(device, tmp_path: Path) -> None:
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+    from hwnas.search.result import finish_search
+
+    config = _config(device, tmp_path, trials=3)
+    summary = SearchLoop(config).run(InlineExecutor())
+    result = finish_search(config, summary, top_k=2, final_epochs=1, rounds=6, references=2, retrain_images=512)
+    assert len(result["top"]) == 2 and result["drift"]["ratio"] > 0
+    for entry in result["top"]:
+        assert entry["export"]["verification"]["passed"]
+        measured = entry["measured"]
+        assert measured["ci_low_ms"] <= measured["median_ms"] <= measured["ci_high_ms"] and measured["rounds"] == 6
+        assert entry["judged"]["verdict"] in ("within", "over", "borderline")
+    assert result["top"][0]["retrained"]["test_accuracy"] is not None
+    assert Path(result["pareto_plot"]).stat().st_size > 10_000
+    assert json.loads((tmp_path / "random" / "result.json").read_text())["best"]["arch"] == result["top"][0]["arch"]
