@@ -25,6 +25,7 @@ from hwnas.data import ImageSplits
 from hwnas.errors import UserError
 from hwnas.export_model import PRUNED_FILE, build_base, resolve_model
 from hwnas.fileio import atomic_write, atomic_write_json, read_json
+from hwnas.pruning.structure import analyse
 from hwnas.recipe import Recipe
 from hwnas.trainer import fit_model
 
@@ -88,6 +89,9 @@ def _torchvision(
     spec = {"torchvision": name, "num_classes": data.num_classes}
     module = build_base(spec)
     resolution = resolution or TORCHVISION_RESOLUTION
+    analyse(
+        module, torch.zeros(1, 3, resolution, resolution)
+    )  # a layer Torch-Pruning cannot handle fails now, not after training
     if checkpoint is not None:
         _load_weights(module, checkpoint)
         source = str(checkpoint)

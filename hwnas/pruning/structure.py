@@ -60,8 +60,8 @@ class PrunableLayer:
 class _Term:
     """One module's share of FLOPs and parameters, as a function of its groups' kept channels."""
 
-    out_group: int | None
-    in_group: int | None
+    out_groups: tuple[int, ...]  # layers whose channels are (slices of) this module's outputs
+    in_groups: tuple[int, ...]  # ... of its inputs (several after a concatenation)
     out_full: int
     in_full: int
     kind: str  # conv, linear, norm, other
@@ -71,6 +71,7 @@ class _Term:
     positions: int = 1  # output positions (H x W), or rows of a linear layer
     bias: bool = False
     fixed_params: int = 0
+    group_channels: tuple[int, ...] = ()  # every prunable layer's full channel count
 
 
 @dataclass
@@ -103,16 +104,17 @@ class PruningGraph:
     def layer_flops(self, index: int, counts: Sequence[int] | None = None) -> int:
         """FLOPs of every module whose input or output channels belong to layer ``index``."""
         counts = counts or self.full_counts
-        return sum(_term_flops(t, counts) for t in self.terms if index in (t.out_group, t.in_group))
+        return sum(_term_flops(t, counts) for t in self.terms if index in t.out_groups + t.in_groups)
 
     def layer_params(self, index: int, counts: Sequence[int] | None = None) -> int:
         counts = counts or self.full_counts
-        return sum(_term_params(t, counts) for t in self.terms if index in (t.out_group, t.in_group))
+        return sum(_term_params(t, counts) for t in self.terms if index in t.out_groups + t.in_groups)
 
 
 def _size(term: _Term, counts: Sequence[int]) -> tuple[int, int]:
-    out = counts[term.out_group] if term.out_group is not None else term.out_full
-    inp = counts[term.in_group] if term.in_group is not None else term.in_full
+    """Kept outputs and inputs: the full count less what each of the module's layers removes."""
+    out = term.out_full - sum(term.group_channels[g] - counts[g] for g in term.out_groups)
+    inp = term.in_full - sum(term.group_channels[g] - counts[g] for g in term.in_groups)
     return out, inp
 
 
@@ -197,7 +199,10 @@ def analyse(
     graph = build_dependency_graph(module, example)
     order, shapes = _forward_order(module, example)
     names = {m: n for n, m in module.named_modules()}
-    producers, out_group, in_group = [], {}, {}
+    _refuse_grouped(module)
+    producers = []
+    out_group: dict[nn.Module, list[int]] = {}
+    in_group: dict[nn.Module, list[int]] = {}
     for group in _groups(graph, module):
         outs = [dep.target.module for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)]
         ins = [dep.target.module for dep, _ in group if graph.is_in_channel_pruning_fn(dep.handler)]
@@ -215,15 +220,20 @@ def analyse(
     for index, (producer, outs, ins, ranking) in enumerate(producers):
         rankings.append(ranking)
         for m in outs:
-            out_group.setdefault(m, index)
+            out_group.setdefault(m, []).append(index)
         for m in ins:
             if isinstance(m, nn.Module):
-                in_group.setdefault(m, index)
+                in_group.setdefault(m, []).append(index)
         for m in outs:  # a depthwise convolution's input channels are its output channels
             if _is_depthwise(m):
-                in_group.setdefault(m, index)
+                in_group.setdefault(m, []).append(index)
         layers.append(_layer(index, names[producer], producer, shapes[producer], round_to, min_ratio))
-    terms = [_term(m, shapes.get(m), out_group.get(m), in_group.get(m)) for m in module.modules() if not list(m.children())]
+    channels = tuple(layer.channels for layer in layers)
+    terms = [
+        _term(m, shapes.get(m), tuple(dict.fromkeys(out_group.get(m, []))), tuple(dict.fromkeys(in_group.get(m, []))), channels)
+        for m in module.modules()
+        if not list(m.children())
+    ]
     return PruningGraph(layers, [t for t in terms if t is not None], tuple(example.shape), rankings, norm)
 
 
@@ -253,29 +263,42 @@ def channel_choices(channels: int, round_to: int, min_ratio: float) -> tuple[int
     return tuple(sorted(choices))
 
 
-def _term(module: nn.Module, shape: tuple | None, out_g: int | None, in_g: int | None) -> _Term | None:
+def _refuse_grouped(module: nn.Module) -> None:
+    """Grouped (not depthwise) convolutions need per-layer group hints Torch-Pruning cannot infer: refused by name."""
+    for name, child in module.named_modules():
+        if isinstance(child, nn.Conv2d) and child.groups > 1 and not _is_depthwise(child):
+            raise UserError(
+                f"layer {name} is a grouped convolution ({child.groups} groups): Torch-Pruning's dependency graph "
+                "cannot keep its groups consistent, so this model cannot be pruned"
+            )
+
+
+def _term(
+    module: nn.Module, shape: tuple | None, out_g: tuple[int, ...], in_g: tuple[int, ...], channels: tuple[int, ...]
+) -> _Term | None:
+    groups = {"out_groups": out_g, "in_groups": in_g, "group_channels": channels}
     if isinstance(module, nn.Conv2d):
-        positions = math.prod(shape[1][2:]) if shape else 0
-        area = module.kernel_size[0] * module.kernel_size[1]
         return _Term(
-            out_g,
-            in_g,
-            module.out_channels,
-            module.in_channels,
-            "conv",
-            area,
-            module.groups,
-            _is_depthwise(module),
-            positions,
-            module.bias is not None,
+            out_full=module.out_channels,
+            in_full=module.in_channels,
+            kind="conv",
+            kernel_area=module.kernel_size[0] * module.kernel_size[1],
+            groups=module.groups,
+            depthwise=_is_depthwise(module),
+            positions=math.prod(shape[1][2:]) if shape else 0,
+            bias=module.bias is not None,
+            **groups,
         )
     if isinstance(module, nn.Linear):
         rows = math.prod(shape[0][1:-1]) if shape else 1
-        return _Term(out_g, in_g, module.out_features, module.in_features, "linear", positions=rows, bias=module.bias is not None)
+        return _Term(
+            out_full=module.out_features, in_full=module.in_features, kind="linear", positions=rows, bias=module.bias is not None,
+            **groups,
+        )  # fmt: skip
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return _Term(out_g, None, module.num_features, 0, "norm", bias=module.affine)
+        return _Term(out_g, (), module.num_features, 0, "norm", bias=module.affine, group_channels=channels)
     own = sum(p.numel() for p in module.parameters(recurse=False))
-    return _Term(None, None, 0, 0, "other", fixed_params=own) if own else None
+    return _Term((), (), 0, 0, "other", fixed_params=own) if own else None
 
 
 # ---- applying a policy ---------------------------------------------------------------------------
