@@ -72,8 +72,8 @@ def time_interleaved(
     for index in range(rounds):
         for name, path in files.items():
             measurement = backend.measure_session(path)
-            timed[name].samples_ms += list(measurement.kept)
-            timed[name].round_medians.append(measurement.median_ms)
+            timed[name].samples_ms += [float(value) for value in measurement.kept]  # numpy scalars do not go into JSON
+            timed[name].round_medians.append(float(measurement.median_ms))
         if on_round:
             on_round(index + 1)
     return timed
@@ -82,20 +82,20 @@ def time_interleaved(
 def drift(references: dict[str, tuple[Timed, float]]) -> dict[str, Any]:
     """Ratio of today's median to the table's for each reference network, and their median."""
     ratios = {name: timed.summary()["median_ms"] / table_ms for name, (timed, table_ms) in references.items()}
-    ratio = statistics.median(ratios.values()) if ratios else 1.0
+    ratio = float(statistics.median(ratios.values())) if ratios else 1.0
     return {
         "ratio": ratio,
         "per_network": {name: round(value, 4) for name, value in ratios.items()},
         "table_ms": {name: table_ms for name, (_, table_ms) in references.items()},
         "tolerance": DRIFT_TOLERANCE,
-        "applied": bool(ratios) and abs(ratio - 1) > DRIFT_TOLERANCE,
+        "applied": bool(ratios and abs(ratio - 1) > DRIFT_TOLERANCE),
     }
 
 
 def verdict(summary: dict[str, Any], budget_ms: float, drift_ratio: float, correct: bool) -> dict[str, Any]:
     """Within / over / borderline for one measured file, judged on the (drift-corrected) interval."""
     scale = drift_ratio if correct else 1.0
-    low, high, median = summary["ci_low_ms"] / scale, summary["ci_high_ms"] / scale, summary["median_ms"] / scale
+    low, high, median = (float(summary[key]) / scale for key in ("ci_low_ms", "ci_high_ms", "median_ms"))
     state = "within" if high <= budget_ms else "over" if low > budget_ms else "borderline"
     return {
         "judged_median_ms": median,
@@ -103,5 +103,5 @@ def verdict(summary: dict[str, Any], budget_ms: float, drift_ratio: float, corre
         "drift_corrected": correct,
         "budget_ms": budget_ms,
         "verdict": state,
-        "margin_ms": budget_ms - high,
+        "margin_ms": float(budget_ms - high),
     }
