@@ -16,7 +16,21 @@ import typer
 from hwnas.cli.common import app
 from hwnas.errors import UserError
 
-VERB_MODULES = ("space", "arch", "devices", "profile", "lut", "predictor", "train", "run", "export", "latency", "report", "prune", "search")
+VERB_MODULES = (
+    "space",
+    "arch",
+    "devices",
+    "profile",
+    "lut",
+    "predictor",
+    "train",
+    "run",
+    "export",
+    "latency",
+    "report",
+    "prune",
+    "search",
+)
 
 
 def _register_verbs() -> None:
