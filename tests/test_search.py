@@ -313,17 +313,35 @@ def test_bad_inputs_are_one_line_each(device, tmp_path: Path) -> None:
     assert_one_line_error(hwnas("search", "--device", str(spec), "--budget-ms", "0.5"), "profile it first")
 
 
-def test_data_whose_classes_or_channels_do_not_fit_is_one_line(device, tmp_path: Path) -> None:
+def _pets(root: Path) -> Path:
+    """An ImageFolder of 3 classes of small RGB images (what a user's CIFAR-like folder looks like)."""
     from PIL import Image
 
     for split in ("train", "test"):
         for label in ("cat", "dog", "fox"):
-            folder = tmp_path / "pets" / split / label
+            folder = root / "pets" / split / label
             folder.mkdir(parents=True)
             for index in range(4):
-                Image.new("RGB", (32, 32), (index * 40, 90, 200)).save(folder / f"{index}.png")
-    result = hwnas(*SEARCH, "--budget-ms", "0.5", "--data", str(tmp_path / "pets"))
+                Image.new("RGB", (32, 32), (index * 40, 90 if label == "dog" else 20, 200)).save(folder / f"{index}.png")
+    return root / "pets"
+
+
+def test_data_whose_classes_or_channels_do_not_fit_is_one_line(device, tmp_path: Path) -> None:
+    result = hwnas(*SEARCH, "--budget-ms", "0.5", "--data", str(_pets(tmp_path)))
     assert_one_line_error(result, "3 channel(s) and 3 classes", "profile it")
+
+
+def test_train_takes_a_space_file_whose_channels_and_classes_fit_the_data(tmp_path: Path) -> None:
+    pets = _pets(tmp_path)
+    arch = SPACE.sample(0).format()
+    assert_one_line_error(hwnas("train", "--arch", arch, "--data", str(pets)), "3 channel(s) and 3 classes", "--space")
+    space = json.loads(hwnas("space", "show", "--preset", "default", "--json").stdout) | {"in_channels": 3, "num_classes": 3}
+    (tmp_path / "rgb.json").write_text(json.dumps(space))
+    trained = hwnas(
+        "train", "--arch", arch, "--data", str(pets), "--space", str(tmp_path / "rgb.json"), "--epochs", "1", "--json"
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["params"] > 0
 
 
 @pytest.mark.slow

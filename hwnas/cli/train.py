@@ -15,13 +15,15 @@ from hwnas.cli.common import (
     Overrides,
     RecipeFile,
     Seed,
+    SpaceOption,
     Threads,
     app,
     build_recipe,
     print_json,
     show_training,
 )
-from hwnas.presets import get_space
+from hwnas.errors import UserError
+from hwnas.presets import get_space, resolve_space
 
 
 @app.command("train")
@@ -33,19 +35,30 @@ def train_command(
     data: DataSource = None,
     seed: Seed = 0,
     threads: Threads = None,
+    space: Annotated[str | None, typer.Option("--space", help=SpaceOption.__metadata__[0].help)] = None,
     out: Annotated[Path | None, typer.Option(help="folder for result.json and model.pt")] = None,
     test: Annotated[bool, typer.Option("--test", help="also report accuracy on the held-out test split")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Train one architecture on real images and print its validation accuracy."""
     parsed = Arch.parse(arch)
-    space = get_space(parsed.space)
-    space.validate(parsed)
+    search_space = resolve_space(space) if space else get_space(parsed.space)
+    if search_space.name != parsed.space:
+        raise UserError(f"architecture is of space {parsed.space!r}, --space {space} is {search_space.name!r}")
+    search_space.validate(parsed)
     recipe = build_recipe(recipe_file, overrides, epochs)
     from hwnas.data import load_data
     from hwnas.trainer import train
 
-    result = train(space, parsed, recipe, load_data(data), seed=seed, threads=threads, progress=not as_json, evaluate_test=test)
+    splits = load_data(data)
+    if (splits.channels, splits.num_classes) != (search_space.in_channels, search_space.num_classes):
+        raise UserError(
+            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, space "
+            f"{search_space.name!r} {search_space.in_channels} and {search_space.num_classes}: write a space with yours "
+            f"(hwnas space show --preset {search_space.name} --json > space.json; set in_channels and num_classes) "
+            "and pass --space space.json"
+        )
+    result = train(search_space, parsed, recipe, splits, seed=seed, threads=threads, progress=not as_json, evaluate_test=test)
     if out is not None:
         result.save(out)
     if as_json:
