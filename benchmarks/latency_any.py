@@ -44,11 +44,11 @@ from hwnas.cli.profile import default_cache  # noqa: E402
 from hwnas.decompose import decompose, torchvision_model  # noqa: E402
 from hwnas.devices import DeviceSpec, make_backend  # noqa: E402
 from hwnas.devices.backends.base import measuring_cores  # noqa: E402
-from hwnas.devices.measurement import Measurement  # noqa: E402
-from hwnas.latency_tables.convert import convert_all, torchvision_job  # noqa: E402
+from hwnas.latency_tables.convert import ConversionJob, convert_all, torchvision_job  # noqa: E402
 from hwnas.latency_tables.drift import DEFAULT_REFERENCES, check_drift  # noqa: E402
-from hwnas.latency_tables.profiler import Profiler, ProfileSettings  # noqa: E402
+from hwnas.latency_tables.profiler import EXTRA_PREFIX, Profiler, ProfileSettings  # noqa: E402
 from hwnas.latency_tables.sampling import sample_layers  # noqa: E402
+from hwnas.latency_tables.store import LatencyStore  # noqa: E402
 from hwnas.predictors.evaluate import latency_metrics  # noqa: E402
 from hwnas.predictors.layer_models import LayerLatencyModel  # noqa: E402
 from hwnas.predictors.network_latency import keys_latency, layer_model  # noqa: E402
@@ -150,19 +150,6 @@ def prepare_networks(fmt: str, cache: Path, pruned: int, workers: int) -> list[d
     return networks
 
 
-def measure_in_rounds(backend: Any, networks: list[dict[str, Any]]) -> None:
-    """Round-robin: every network once per round, ``spec.sessions`` rounds, samples pooled (as the profiler does)."""
-    samples: dict[str, list[float]] = {n["label"]: [] for n in networks}
-    backend.settle(networks[0]["path"])
-    for round_number in range(backend.spec.sessions):
-        for network in networks:
-            samples[network["label"]] += backend.measure_session(network["path"]).samples_ms
-        print(f"  round {round_number + 1}/{backend.spec.sessions} done", flush=True)
-    for network in networks:
-        measurement = Measurement(tuple(samples[network["label"]]))
-        network["measured_ms"], network["cv"] = measurement.median_ms, measurement.cv
-
-
 # ---- predictions and metrics ------------------------------------------------------------------
 def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
     result = latency_metrics(predicted, measured)
@@ -237,11 +224,17 @@ def drift_demo(table: Any, backend: Any, cache: Path) -> dict[str, Any]:
 
 # ---- one runtime ------------------------------------------------------------------------------
 def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Convert everything first, then time sampled layers, reference networks and every benchmark network
+    in the *same* round-robin rounds (one profile): on a shared machine whose speed moves by tens of
+    percent within minutes, a network timed ten minutes after the layers is compared with another machine."""
     spec = DeviceSpec.from_toml(SPECS[fmt])
     backend = make_backend(spec)
     cache = default_cache()
-    out = ROOT / "runs" / "latency-any" / spec.name
-    print(f"[{fmt}] profiling {args.layers} sampled layers -> {out}", flush=True)
+    out = ROOT / "runs" / "latency-any" / f"{spec.name}-{args.tag}"
+    print(f"[{fmt}] converting networks", flush=True)
+    networks = prepare_networks(fmt, cache, args.pruned, args.workers)
+    extra = [(n["label"], ConversionJob(fmt, Path(n["path"]))) for n in networks]
+    print(f"[{fmt}] profiling {args.layers} sampled layers + {len(networks)} networks in the same rounds -> {out}", flush=True)
     started = time.perf_counter()
     report = Profiler(
         spec,
@@ -251,15 +244,17 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
         ProfileSettings(networks=0, workers=args.workers),
         layers=sample_layers(args.layers, args.seed),
         references=DEFAULT_REFERENCES,
+        extra_networks=extra,
     ).run(progress=False)
     profile_s = time.perf_counter() - started
     table = report.table
-    print(f"[{fmt}] profile: {len(table.entries)} layers in {profile_s:.0f} s; preparing networks", flush=True)
-    networks = prepare_networks(fmt, cache, args.pruned, args.workers)
-    print(f"[{fmt}] measuring {len(networks)} networks in rounds", flush=True)
-    started = time.perf_counter()
-    measure_in_rounds(backend, networks)
-    networks_s = time.perf_counter() - started
+    store = LatencyStore.open_existing(out / "store.sqlite")
+    try:
+        timed = {row.key.removeprefix(EXTRA_PREFIX): row.summary for row in store.accepted("network")}
+    finally:
+        store.close()
+    for network in networks:
+        network["measured_ms"], network["cv"] = timed[network["label"]]["median_ms"], timed[network["label"]]["cv"]
     result: dict[str, Any] = {
         "runtime": fmt,
         "device": spec.name,
@@ -267,6 +262,7 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
         "host": platform.node(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sampled_layers": args.layers,
+        "profile_folder": out.name,
         "table_layers": len(table.entries),
         "profile": {
             "wall_s": profile_s,
@@ -274,7 +270,7 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
             "measure_s": report.measure_s,
             "measured_now": report.measured_now,
         },
-        "networks_measure_s": networks_s,
+        "networks_timed_in_the_layers_rounds": True,
         "references": table.references,
     }
 
@@ -311,7 +307,7 @@ def repredict(fmt: str) -> dict[str, Any]:
 
     path = RESULTS / f"latency_any_{fmt}.json"
     result = json.loads(path.read_text())
-    table = LatencyTable.load(ROOT / "runs" / "latency-any" / result["device"] / "table.json")
+    table = LatencyTable.load(ROOT / "runs" / "latency-any" / result["profile_folder"] / "table.json")
     networks = []
     for stored in result["networks"]:
         if stored["kind"] == "torchvision":
@@ -369,6 +365,7 @@ def main() -> None:
     parser.add_argument("--runtimes", default="onnx,tflite")
     parser.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--skip-drift", action="store_true")
+    parser.add_argument("--tag", default="same-rounds", help="profile folder suffix (runs/latency-any/<device>-<tag>)")
     parser.add_argument("--repredict", action="store_true", help="score the stored measurements again (no timing)")
     args = parser.parse_args()
     results = []

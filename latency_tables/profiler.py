@@ -40,7 +40,8 @@ from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import OpKey
 from hwnas.space import SearchSpace
 
-Work = tuple[str, str, ConversionJob, dict[str, Any]]  # subject, key, its model file's job, detail to store
+Work = tuple[str, str, ConversionJob, dict[str, Any]]
+EXTRA_PREFIX = "extra:"  # subject, key, its model file's job, detail to store
 
 
 @dataclass
@@ -97,14 +98,18 @@ class Profiler:
         backend: Backend | None = None,
         layers: Sequence[OpKey] | None = None,
         references: Sequence[str] = (),
+        extra_networks: Sequence[tuple[str, ConversionJob]] = (),
     ) -> None:
         """``layers``: the layers to measure (default: every layer ``space`` can produce);
-        ``references``: reference networks (names in :data:`~hwnas.latency_tables.drift.REFERENCES`)."""
+        ``references``: reference networks (names in :data:`~hwnas.latency_tables.drift.REFERENCES`);
+        ``extra_networks``: (name, model file job) of other whole networks to time in the same rounds
+        (stored as ``extra:<name>``, not listed among the table's space networks)."""
         self.spec, self.space, self.out, self.cache = spec, space, Path(out), Path(cache)
         self.settings = settings or ProfileSettings()
         self.backend = backend or make_backend(spec)
         self.layers = list(dict.fromkeys(layers)) if layers is not None else space.enumerate_op_keys()
         self.references = list(references)
+        self.extra_networks = list(extra_networks)
 
     def run(self, progress: bool = True) -> ProfileReport:
         self.backend.require_available()
@@ -124,10 +129,11 @@ class Profiler:
                 (REFERENCE_PREFIX + name, reference_job(name, self.backend.model_format, self.cache), {"reference": name})
                 for name in self.references
             ]
+            refs += [(EXTRA_PREFIX + name, job, {"extra": name}) for name, job in self.extra_networks]
             done_ops, done_nets = store.done("op"), store.done("network")
             work = [("op", *item) for item in ops if item[0] not in done_ops]
             work += [("network", *item) for item in nets + refs if item[0] not in done_nets]
-            retime = [item for item in refs if item[0] in done_nets] if work else []
+            retime = [item for item in refs if item[0] in done_nets and "reference" in item[2]] if work else []
             with _bar(progress) as bar:
                 convert_s = self._convert([job for _, _, job, _ in work] + [job for _, job, _ in retime], bar)
                 measure_start = time.perf_counter()
@@ -257,7 +263,9 @@ class Profiler:
                 op, row.summary["median_ms"], row.summary["p10_ms"], row.summary["p90_ms"], row.summary["cv"], row.summary["n"]
             )
         accepted = store.accepted("network")
-        networks = [{"arch": row.key, **row.summary} for row in accepted if not row.key.startswith(REFERENCE_PREFIX)]
+        networks = [
+            {"arch": row.key, **row.summary} for row in accepted if not row.key.startswith((REFERENCE_PREFIX, EXTRA_PREFIX))
+        ]
         references = {row.detail["reference"]: row.summary for row in accepted if row.key.startswith(REFERENCE_PREFIX)}
         return LatencyTable(
             device=meta["spec"],
