@@ -35,6 +35,7 @@ def latency_command(
         raise UserError("give --device SPEC or --table TABLE (or both)")
     from hwnas.devices import DeviceSpec
     from hwnas.export_model import resolve_model
+    from hwnas.latency_tables.sampling import OVERHEAD_KEY
     from hwnas.latency_tables.table import LatencyTable
     from hwnas.predictors.network_latency import network_latency
 
@@ -59,6 +60,7 @@ def latency_command(
         "rescale": scale_note,
         "drift": drift.to_json() if drift else None,
         "measured": measured,
+        "table_has_sampled_layers": OVERHEAD_KEY in lut.entries,
     }
     if as_json:
         print_json(report)
@@ -151,6 +153,11 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
         f"{predicted.modelled}/{total} modelled; per-call overhead {predicted.call_overhead_ms:.4f} ms counted once; "
         f"{esc(report['rescale'])})"
     )
+    if predicted.modelled and not report["table_has_sampled_layers"]:
+        console.print(
+            f"[yellow]the table holds no sampled layers (hwnas profile SPEC --layers N): the {predicted.modelled} modelled "
+            "layers are extrapolated from the space's own layers only[/]"
+        )
     if report["drift"]:
         check = report["drift"]
         colour = "yellow" if check["warn"] else "green"
