@@ -65,7 +65,8 @@ def prune_command(
     if threads:
         torch.set_num_threads(threads)
     spec = DeviceSpec.from_toml(device) if device else None
-    table = _table(spec, required=parsed.kind == "latency-ms")
+    # the latency budget's table; without --device, host TFLite's (when one fits this CPU) for the predicted column
+    table = _table(spec or DeviceSpec.from_toml(HOST_DEVICES[1]), required=parsed.kind == "latency-ms")
     out = out or Path("runs") / time.strftime("prune-%Y%m%d-%H%M%S")
     log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
     devices = ((device,) if device else ()) + tuple(
@@ -107,9 +108,7 @@ def prune_command(
 
 
 def _table(spec: Any, required: bool) -> Any:
-    """The device's latency table (a profile here or a shipped one for this CPU); None when not needed and not found."""
-    if spec is None:
-        return None
+    """The device's latency table (a profile here or a shipped one for this CPU); None when not required and not found."""
     from hwnas.cli.latency import _table_for
     from hwnas.latency_tables.table import LatencyTable
 
