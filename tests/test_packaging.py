@@ -111,3 +111,18 @@ def test_a_wheel_installs_beside_pypi_predictors_and_exporters(tmp_path: Path) -
     assert found["hwnas"].startswith(str(site)) and "onnx" in found["formats"] and found["tables"] >= 4
     assert found["predictors"].startswith(str(site / "predictors"))
     assert found["exporters"].startswith(str(site / "exporters")) and found["hwnas.exporters"].startswith(str(site / "hwnas"))
+
+
+def test_every_package_folder_is_listed_for_installation() -> None:
+    """A package left out of pyproject's list works in the editable checkout and is missing from a wheel."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: Path(folder) for name, folder in config["package-dir"].items()}
+    found = set()
+    for name, folder in folders.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(REPO / folder).parts
+            mapped = [other for other, path in folders.items() if (REPO / path) == init.parent and other != name]
+            found.add(mapped[0] if mapped else ".".join((name, *relative)))
+    assert found == set(config["packages"])
