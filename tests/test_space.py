@@ -114,7 +114,7 @@ def test_validate_names_what_does_not_fit(text: str, message: str) -> None:
 def test_registry_refuses_duplicates_and_lists_by_pattern() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_space(get_space("default"))
-    assert list_spaces("ofa*") == ["ofa-mbv3"]
+    assert list_spaces("ofa*") == ["ofa-mbv3", "ofa-mbv3-w12"]
     assert set(PRESETS) <= set(list_spaces())
     with pytest.raises(UserError, match="unknown search space"):
         get_space("nope")
