@@ -307,7 +307,7 @@ def repredict(fmt: str) -> dict[str, Any]:
 
     path = RESULTS / f"latency_any_{fmt}.json"
     result = json.loads(path.read_text())
-    table = LatencyTable.load(ROOT / "runs" / "latency-any" / result["profile_folder"] / "table.json")
+    table = LatencyTable.load(ROOT / "runs" / "latency-any" / result.get("profile_folder", result["device"]) / "table.json")
     networks = []
     for stored in result["networks"]:
         if stored["kind"] == "torchvision":
