@@ -144,8 +144,10 @@ def test_quick_run_goes_from_device_to_verified_measured_files(quick_run: QuickR
     measured = summary["final"]["measured_ms"][primary]
     predicted = summary["final"]["predicted"][primary]
     assert measured > 0 and summary["final"]["within_budget"] == (measured <= summary["budget_ms"])
-    if "calibrated_ms" in predicted:  # the main job's prediction is the calibrated predictor's, beside the measurement
-        assert predicted["predictor"] == "calibrated" and predicted["calibrated_ms"] != predicted["lut_sum_ms"]
+    # the main job's prediction is the calibrated predictor's (for a pruned winner: its layers x the parent's correction)
+    assert predicted["predictor"].startswith("calibrated") and predicted["calibrated_ms"] > 0
+    assert predicted["calibrated_ms"] != predicted.get("lut_sum_ms", predicted.get("network_latency_ms"))
+    assert f"predicted {predicted['calibrated_ms']:.3f} ms" in result.stdout
     assert f"{measured:.3f}" in result.stdout and "{'" not in result.stdout  # no Python dict reprs
     assert summary["predictor"]["within_10pct"] is not None
     assert summary["cores"]["available"] == len(os.sched_getaffinity(0))

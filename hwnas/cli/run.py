@@ -14,7 +14,9 @@ from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, print_json
 def run_command(
     device: Annotated[
         list[str] | None,
-        typer.Option("--device", help="device spec (repeatable; the first is searched for). Default: host-tflite"),
+        typer.Option(
+            "--device", metavar="SPEC", help="device spec (repeatable; the first is searched for). Default: host-tflite"
+        ),
     ] = None,
     budget_ms: Annotated[
         float | None, typer.Option("--budget-ms", help="latency budget on the first device (default: its table's median network)")
@@ -73,9 +75,15 @@ def show_summary(summary: dict[str, Any]) -> None:
         f"{model['params'] / 1e6:.3f} M params, {model['flops'] / 1e6:.2f} MFLOPs"
     )
     for name, predicted in final["predicted"].items():
-        value = predicted.get("calibrated_ms", predicted.get("network_latency_ms"))
+        value = predicted.get("calibrated_ms")
         measured = final["measured_ms"].get(name)
-        text = f"{esc(name)}: predicted {value:.3f} ms ({esc(predicted['predictor'])})"
+        if value is None:
+            console.print(f"{esc(name)}: {esc(predicted['predictor'])}")
+            continue
+        text = f"{esc(name)}: predicted {value:.3f} ms ({esc(predicted['predictor'])}"
+        if predicted.get("drift_adjusted_ms"):
+            text += f"; {predicted['drift_adjusted_ms']:.3f} ms at today's drift x{predicted['drift_ratio']:.2f}"
+        text += ")"
         if measured is not None:
             text += f", measured {measured:.3f} ms (predicted / measured {value / measured:.2f})"
         console.print(text)

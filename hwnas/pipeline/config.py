@@ -109,8 +109,8 @@ class RunConfig:
 
 QUICK = RunConfig(
     quick=True,
-    drift_networks=2,
-    search=SearchSettings(trials=4, train_images=1000, measure_front=2),
+    drift_networks=1,
+    search=SearchSettings(trials=4, train_images=600, measure_front=1),
     train=TrainSettings(epochs=1, train_images=3000),
     prune=PruneSettings(episodes=6, finetune_epochs=1, baselines=False),
 )

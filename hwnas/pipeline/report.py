@@ -89,9 +89,12 @@ def pareto_plot(
             arrowprops={"arrowstyle": "->", "color": "tab:blue", "alpha": 0.5},
         )
     if front:
-        ordered = sorted(front, key=lambda f: f["measured_ms"])
-        axes.plot(
-            [f["measured_ms"] for f in ordered], [f["accuracy"] for f in ordered], "o-", color="tab:blue", label="front, measured"
+        axes.scatter(
+            [f["measured_ms"] for f in front],
+            [f["accuracy"] for f in front],
+            color="tab:blue",
+            zorder=4,
+            label="measured on the device",
         )
         winner = [f for f in front if f.get("winner")]
         if winner:

@@ -116,7 +116,7 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
             "notes": device["notes"],
             "all": [d["name"] for d in device["devices"]],
         },
-        "cores": _cores(device, search, train, table),
+        "cores": _cores(device, search, train, table, prune),
         "budget_ms": table["budget_ms"],
         "budget_source": table["budget_source"],
         "drift_scale": table.get("scale", 1.0),
@@ -187,7 +187,9 @@ def _sessions(folder: Path) -> int:
     return len(found) if isinstance(found, list) else 0
 
 
-def _cores(device: dict[str, Any], search: dict[str, Any], train: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+def _cores(
+    device: dict[str, Any], search: dict[str, Any], train: dict[str, Any], table: dict[str, Any], prune: dict[str, Any]
+) -> dict[str, Any]:
     """How the cores this process may use were shared out, stage by stage."""
     total = device["cores"]
     used = []
@@ -211,7 +213,11 @@ def _cores(device: dict[str, Any], search: dict[str, Any], train: dict[str, Any]
                 "threads": executor["threads"],
             }
         )
-    used.append({"stage": "train", "what": "retraining the winner", "workers": 1, "threads": train["threads"]})
+    busy = (train.get("load") or {}).get("busy", 0)
+    note = f" ({busy} core(s) busy with other processes)" if busy else ""
+    used.append({"stage": "train", "what": f"retraining the winner{note}", "workers": 1, "threads": train["threads"]})
+    if prune.get("threads"):
+        used.append({"stage": "prune", "what": "fine-tuning pruned models", "workers": 1, "threads": prune["threads"]})
     for item in device["devices"]:
         pinned = f"cores {item['cores']}" if item.get("cores") else "pinned"
         used.append(

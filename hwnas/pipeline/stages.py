@@ -15,6 +15,7 @@ import importlib.util
 import os
 import random
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,25 @@ Log = Callable[[str], None]
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def free_cores(samples: int = 5, interval_s: float = 0.1) -> dict[str, int]:
+    """The cores this process may use, less those other processes keep busy right now (``/proc/loadavg``'s runnable count).
+
+    Torch's threads wait for each other at every operation: two threads on two cores of which another process holds
+    one ran an epoch ~6x slower than one thread here. So training uses only the cores nobody else is running on.
+    """
+    total = cores()
+    counts = []
+    for _ in range(samples):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return {"cores": total, "busy": 0, "free": total}
+        counts.append(running - 1)  # less this process, which is running while it reads
+        time.sleep(interval_s)
+    busy = max(0, min(total - 1, round(statistics.median(counts))))
+    return {"cores": total, "busy": busy, "free": total - busy}
 
 
 def model_cache() -> Path:
@@ -186,8 +206,8 @@ def table_stage(run: Run) -> dict[str, Any]:
     run.log(f"latency budget: {budget:.4f} ms on {primary['device']} ({source})")
     if scale != 1.0:
         run.log(
-            f"the device runs {scale:.2f}x its table's speed today: search and pruning, which predict from the table, "
-            f"aim under {budget / scale:.4f} ms of table time"
+            f"the device runs {scale:.2f}x its table's speed today: the search, which predicts from the table, "
+            f"aims under {budget / scale:.4f} ms of table time, and pruning uses the table times {scale:.3f}"
         )
     return {"tables": tables, "budget_ms": budget, "budget_source": source, "scale": scale, "table_budget_ms": budget / scale}
 
@@ -255,9 +275,8 @@ def predictor_stage(run: Run) -> dict[str, Any]:
         kind = "calibrated" if len(networks) >= MIN_PREDICTOR_NETWORKS else "lut"
         entry: dict[str, Any] = {"device": item["device"], "kind": kind, "networks": len(networks)}
         if kind == "calibrated":
-            _, report = fit_and_evaluate(table, networks, kind, holdout=HOLDOUT, seed=run.config.seed)
-            train, held = split(networks, HOLDOUT, run.config.seed)
-            evaluated = make_predictor(kind, table).fit([n.arch for n in train], [n.ms for n in train])
+            evaluated, report = fit_and_evaluate(table, networks, kind, holdout=HOLDOUT, seed=run.config.seed)
+            train, held = split(networks, HOLDOUT, run.config.seed)  # the split fit_and_evaluate made (same seed)
             entry["held_out"] = report.get("held_out", {})
             entry["points"] = {
                 "measured": [n.ms for n in held],
@@ -334,7 +353,8 @@ def search_stage(run: Run) -> dict[str, Any]:
         seed=run.config.seed,
     )
     loop = SearchLoop(config)
-    executor = make_executor(ray_address=run.config.ray)
+    load = free_cores()
+    executor = make_executor(workers=None if run.config.ray else load["free"], ray_address=run.config.ray)
     run.log(
         f"search: {settings.strategy}, {settings.trials} trials on {executor.slots} worker(s) x {executor.threads} thread(s)"
         + (f" (Ray at {run.config.ray})" if run.config.ray else "")
@@ -380,6 +400,7 @@ def search_stage(run: Run) -> dict[str, Any]:
         "search_budget_ms": summary["search_budget_ms"],
         "replayed_from_storage": summary.get("replayed_from_storage"),
         "executor": executor.describe() | ({"ray": run.config.ray} if run.config.ray else {}),
+        "load": load,
         "front": front,
         "storage": summary.get("storage"),
     }
@@ -410,6 +431,7 @@ def _measure_front(run: Run, trials: list[dict[str, Any]], winner: str, count: i
     spec = device_specs(run)[0]
     backend = make_backend(spec)
     jobs = {t["arch"]: network_job(run.space, run.space.parse(t["arch"]), backend.model_format, model_cache()) for t in chosen}
+    convert_all(list(jobs.values()), cores())  # cached files are not converted again
     measured = []
     for trial in chosen:
 
@@ -463,7 +485,10 @@ def train_stage(run: Run) -> dict[str, Any]:
     data = load_data(None if run.config.data == "embedded" else run.config.data)
     if run.config.train.train_images:
         data = data.head(run.config.train.train_images, len(data.val))  # type: ignore[arg-type]
-    threads = cores()
+    load = free_cores()
+    threads = load["free"]
+    if load["busy"]:
+        run.log(f"{load['busy']} of {load['cores']} cores are busy with other processes: training on {threads} thread(s)")
     run.log(
         f"training the winner for {recipe.epochs} epoch(s) on {len(data.train)} images ({threads} thread(s)): {arch.format()}"
     )
@@ -473,7 +498,7 @@ def train_stage(run: Run) -> dict[str, Any]:
     folder = run.folder / "model"
     result.save(folder)
     run.log(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}")
-    return result.to_json() | {"folder": str(folder)}
+    return result.to_json() | {"folder": str(folder), "load": load}
 
 
 # ---- prune ------------------------------------------------------------------------------------------
@@ -485,6 +510,23 @@ def prune_available() -> str | None:
         except ModuleNotFoundError:
             return f"{module} is not part of this hwnas (AMC pruning lands with issue 12)"
     return None
+
+
+def scaled_table(table: Any, scale: float) -> Any:
+    """``table`` with every layer's figures times ``scale`` (the drift ratio), so it predicts today's milliseconds."""
+    import dataclasses
+
+    if scale == 1.0:
+        return table
+
+    def times(value: float | None) -> float | None:
+        return None if value is None else value * scale
+
+    entries = {
+        key: dataclasses.replace(entry, median_ms=entry.median_ms * scale, p10_ms=times(entry.p10_ms), p90_ms=times(entry.p90_ms))
+        for key, entry in table.entries.items()
+    }
+    return dataclasses.replace(table, entries=entries)
 
 
 def prune_stage(run: Run) -> dict[str, Any]:
@@ -502,15 +544,18 @@ def prune_stage(run: Run) -> dict[str, Any]:
     from hwnas.pruning.job import PruneConfig, run_prune
     from hwnas.recipe import Recipe
 
-    budget_ms = run.result("table")["table_budget_ms"]  # in table time, as the pruning job's latency model predicts
+    budget_ms = run.result("table")["budget_ms"]
     trained = run.result("train")
     devices = run.result("device")["devices"]
     primary = devices[0]["name"]
-    table = LatencyTable.load(Path(run.result("table")["tables"][0]["path"]))
+    # the table as the device runs today (drift beyond 10%): the job's latency model and its measured check then agree
+    table = scaled_table(LatencyTable.load(Path(run.result("table")["tables"][0]["path"])), run.result("table")["scale"])
     data_arg = None if run.config.data == "embedded" else run.config.data
     data = load_data(data_arg)
     if run.config.train.train_images:
         data = data.head(run.config.train.train_images, len(data.val))  # type: ignore[arg-type]
+    load = free_cores()
+    torch.set_num_threads(load["free"])  # fine-tuning the pruned models
     torch.manual_seed(run.config.seed)
     base = load_base(trained["folder"], None, data, seed=run.config.seed)
     # the pruning job's latency model (table + layer models) of the unpruned network: the target is in its units
@@ -524,8 +569,9 @@ def prune_stage(run: Run) -> dict[str, Any]:
         finetune=Recipe(epochs=run.config.prune.finetune_epochs, lr=0.02, warmup_epochs=0.0),
         seed=run.config.seed,
         baselines=run.config.prune.baselines,
-        formats=tuple(dict.fromkeys([devices[0]["model_format"], "onnx"])),
-        devices=tuple(dict.fromkeys([item["spec"] for item in devices] + [FALLBACK_DEVICE])),
+        # a quick run times the pruned models in the first device's format only (the export stage does every format)
+        formats=(devices[0]["model_format"],) if run.config.quick else tuple(dict.fromkeys([devices[0]["model_format"], "onnx"])),
+        devices=tuple(dict.fromkeys([item["spec"] for item in devices] + ([] if run.config.quick else [FALLBACK_DEVICE]))),
         heldout=500 if run.config.quick else 1000,
     )
     run.log(
@@ -546,7 +592,7 @@ def prune_stage(run: Run) -> dict[str, Any]:
     after_ms = after["measured"]["latency_ms"].get(primary)
     kept, why = "unpruned", "the pruned model is not faster on the device"
     if after_ms is not None and before_ms is not None:
-        if before_ms > run.result("table")["budget_ms"] >= after_ms:
+        if before_ms > budget_ms >= after_ms:
             kept, why = "amc", "only the pruned model measures within the budget"
         elif after_ms < before_ms and after["test_accuracy"] >= before["test_accuracy"] - PRUNE_KEEP_ACCURACY_LOSS:
             kept, why = "amc", f"faster on the device at most {PRUNE_KEEP_ACCURACY_LOSS:.1%} less accurate"
@@ -562,6 +608,7 @@ def prune_stage(run: Run) -> dict[str, Any]:
                 "flops": m["flops"],
                 "params": m["params"],
                 "latency_ms": m["measured"]["latency_ms"],
+                "predicted_ms": m.get("resource"),  # the pruning job's latency model, on the first device's table
                 "folder": m["folder"],
             }
             for name, m in models.items()
@@ -571,6 +618,7 @@ def prune_stage(run: Run) -> dict[str, Any]:
         "final": after["folder"] if kept == "amc" else trained["folder"],
         "wall_time_s": report.get("wall_time_s"),
         "latency_retries": report.get("latency_retries", []),
+        "threads": load["free"],
         "resource_note": report.get("resource_note"),
     }
 
@@ -598,20 +646,51 @@ def predict_arch(run: Run, arch: Arch) -> dict[str, dict[str, Any]]:
     return found
 
 
-def predict_module(run: Run, module: Any, shape: tuple[int, ...]) -> dict[str, dict[str, Any]]:
-    """A pruned network is not an architecture of the space: table entries plus layer models, per device."""
+def predict_pruned(run: Run, module: Any, shape: tuple[int, ...], parent: Arch) -> dict[str, dict[str, Any]]:
+    """A pruned network is not an architecture of the space: its layers from the table and the layer models, times
+    the correction the calibrated predictor learned for the network it was pruned from (``parent``), per device.
+
+    On the first device, the pruning job's own latency model gives both figures (it predicted every policy it
+    tried); on the others, :func:`~hwnas.predictors.network_latency.network_latency` of both modules does.
+    """
+    from hwnas.export_model import resolve_model
     from hwnas.latency_tables.table import LatencyTable
     from hwnas.predictors.network_latency import network_latency
 
-    found = {}
+    parents = predict_arch(run, parent)
+    prune = run.result("prune")
+    models = prune.get("models", {})
+    primary = run.result("device")["devices"][0]["name"]
+    found: dict[str, dict[str, Any]] = {}
     for item in run.result("table")["tables"]:
-        predicted = network_latency(module, shape, LatencyTable.load(Path(item["path"])))
+        device = item["device"]
+        kept, unpruned = models.get(prune.get("kept"), {}), models.get("unpruned", {})
+        if device == primary and kept.get("predicted_ms") and unpruned.get("predicted_ms"):
+            pruned_ms, parent_ms, how = kept["predicted_ms"], unpruned["predicted_ms"], "the pruning job's latency model"
+        else:
+            table = LatencyTable.load(Path(item["path"]))
+            try:
+                pruned_ms = network_latency(module, shape, table).total_ms
+                parent_ms = network_latency(resolve_model(parent.format()).module, shape, table).total_ms
+            except UserError as error:
+                found[device] = {
+                    "calibrated_ms": None,
+                    "predictor": f"not predicted: {error}",
+                    "drift_ratio": item["drift"].get("ratio"),
+                    "drift_adjusted_ms": None,
+                }
+                continue
+            how = "table + layer models"
+        correction = parents[device]["calibrated_ms"] / parent_ms
+        ms = pruned_ms * correction
         ratio = item["drift"].get("ratio")
-        found[item["device"]] = {
-            "network_latency_ms": predicted.total_ms,
-            "predictor": f"table + layer models ({predicted.looked_up} layers looked up, {predicted.modelled} modelled)",
+        found[device] = {
+            "calibrated_ms": ms,
+            "network_latency_ms": pruned_ms,
+            "correction": correction,
+            "predictor": f"calibrated: {how} of the pruned widths x the unpruned network's learned correction {correction:.3f}",
             "drift_ratio": ratio,
-            "drift_adjusted_ms": predicted.total_ms * ratio if ratio else None,
+            "drift_adjusted_ms": ms * ratio if ratio else None,
         }
     return found
 
@@ -647,11 +726,10 @@ def export_stage(run: Run) -> dict[str, Any]:
     resolved = resolve_model(str(final))
     shape = (1, resolved.channels, resolved.resolution, resolved.resolution)
     arch_text = resolved.info.get("arch")
-    predicted = (
-        predict_arch(run, run.space.parse(arch_text))
-        if isinstance(arch_text, str)
-        else predict_module(run, resolved.module, shape)
-    )
+    if isinstance(arch_text, str):
+        predicted = predict_arch(run, run.space.parse(arch_text))
+    else:  # a pruned model
+        predicted = predict_pruned(run, resolved.module, shape, run.space.parse(run.result("train")["arch"]))
     data_arg = None if run.config.data == "embedded" else run.config.data
     request = build_request(resolved, data_arg, images=200 if run.config.quick else 500, calibration=100)
     request.info["predicted_latency_ms"] = predicted
