@@ -115,6 +115,50 @@ def test_pareto_front_keeps_only_points_nothing_beats() -> None:
     assert [p["ms"] for p in pareto_front(points, "ms", "acc")] == [1.0, 1.5]
 
 
+# ---- the report, from the records of a real --quick run (tests/data/pipeline-run: this machine, 2026-11-23) -------
+RECORDED = REPO / "tests" / "data" / "pipeline-run"
+
+
+@pytest.fixture
+def recorded_run(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    shutil.copytree(RECORDED, folder)
+    return folder
+
+
+def test_the_report_renders_from_the_records_alone(recorded_run: Path) -> None:
+    from hwnas.pipeline.report import render_report
+
+    markdown, html = render_report(recorded_run)
+    summary = json.loads((recorded_run / "summary.json").read_text())
+    assert [stage["stage"] for stage in summary["stages"]] == list(STAGE_NAMES)
+    assert {"fidelity.png", "pareto.png", "pruning.png", "stages.png"} <= {p.name for p in (recorded_run / "report").iterdir()}
+    text = markdown.read_text()
+    primary = summary["device"]["name"]
+    for expected in (
+        "## Device",
+        f"{summary['drift'][primary]:.3f}",  # the drift check's ratio
+        "within ±10%",
+        "## Search",
+        "## Pruning",
+        "| tflite | export/model.tflite",
+        "## Time per stage",
+        "(report/pareto.png)",
+    ):
+        assert expected in text, expected
+    page = html.read_text()
+    assert page.count('<img class="plot"') == 4 and page.count("data:image/png;base64,") == 4
+    assert 'src="http' not in page and "{'" not in page and "{'" not in text  # self-contained, no Python reprs
+
+
+def test_a_run_folder_without_a_finished_stage_has_no_report_yet(recorded_run: Path) -> None:
+    from hwnas.pipeline.report import render_report
+
+    (recorded_run / "stages" / "export.json").unlink()
+    with pytest.raises(UserError, match="stage export has not finished; run the same hwnas run command again"):
+        render_report(recorded_run)
+
+
 # ---- the real pipeline ------------------------------------------------------------------------------------
 def hwnas(*args: str, cwd: Path = REPO, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
@@ -225,26 +269,38 @@ def test_chromium_reports_a_console_error_when_there_is_one(tmp_path: Path) -> N
     assert len(console_errors(result.stderr)) >= 1, result.stderr[-2000:]
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
-def test_report_opens_in_headless_chromium_with_its_plots_and_no_console_errors(quick_run: QuickRun, tmp_path: Path) -> None:
-    folder, first, _ = quick_run
-    assert first.returncode == 0, first.stderr[-3000:]
-    html = folder / "report.html"
+def check_in_chromium(html: Path, plots: tuple[str, ...], tmp_path: Path) -> None:
+    """``html`` opens with no console error, its script runs, and every plot decodes into an image; a screenshot is taken."""
     text = html.read_text()
     assert 'src="http' not in text and 'href="http' not in text  # self-contained: nothing fetched
     result = render_in_chromium(html, "--dump-dom")
     assert result.returncode == 0, result.stderr[-2000:]
     assert console_errors(result.stderr) == [], console_errors(result.stderr)
-    plots = re.search(r'data-plots="(\d+)"', result.stdout)
+    found = re.search(r'data-plots="(\d+)"', result.stdout)
     loaded = re.search(r'data-plots-loaded="(\d+)"', result.stdout)
-    assert plots and loaded, result.stdout[:2000]  # the page's script ran
-    assert int(plots.group(1)) >= 2 and loaded.group(1) == plots.group(1)  # every plot decoded into an image
-    for plot in ("fidelity", "stages"):
+    assert found and loaded, result.stdout[:2000]  # the page's script ran
+    assert int(found.group(1)) >= len(plots) and loaded.group(1) == found.group(1)  # every plot decoded into an image
+    for plot in plots:
         assert f'data-plot="{plot}"' in result.stdout
     shot = tmp_path / "report.png"
     screenshot = render_in_chromium(html, f"--screenshot={shot}", "--window-size=1200,2400", "--hide-scrollbars")
     assert shot.exists() and shot.stat().st_size > 20_000, screenshot.stderr[-2000:]
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_the_recorded_report_opens_in_headless_chromium_with_its_four_plots(recorded_run: Path, tmp_path: Path) -> None:
+    from hwnas.pipeline.report import render_report
+
+    _, html = render_report(recorded_run)
+    check_in_chromium(html, ("fidelity", "pareto", "pruning", "stages"), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install -y chromium)")
+def test_the_quick_runs_report_opens_in_headless_chromium(quick_run: QuickRun, tmp_path: Path) -> None:
+    folder, first, _ = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    check_in_chromium(folder / "report.html", ("fidelity", "stages"), tmp_path)
 
 
 # ---- kill -9 between stages ----------------------------------------------------------------------------
