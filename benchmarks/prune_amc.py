@@ -35,10 +35,13 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=40)
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--finetune-images", type=int, default=None, help="fine-tune on the first N training images only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_data()
     base, base_info = trained_base(args.model, data, args.train_epochs)
+    if args.finetune_images:  # the test split stays whole: accuracies are always on the same 2,000 images
+        data = data.head(args.finetune_images, 1000)
     print(f"base {args.model}: {base_info}", flush=True)
     runs = []
     for ratio in [float(r) for r in args.ratios.split(",")]:
@@ -53,16 +56,16 @@ def main() -> None:
         report = run_prune(base, data, config, out, log=lambda m: print(m, flush=True), on_episode=_show)
         runs.append(_summarise(ratio, report, time.perf_counter() - started))
         print(runs[-1]["table"], flush=True)
-    result = {
-        "model": args.model,
-        "base": base_info,
-        "resolution": base.resolution,
-        "settings": vars(args),
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
-        "runs": runs,
-    }
-    atomic_write_json(RESULTS / f"prune_amc_{args.model}.json", result)
-    _plot(result, RESULTS / f"prune_amc_{args.model}.png")
+        result = {  # written after every budget: a slow machine still leaves the budgets it finished
+            "model": args.model,
+            "base": base_info,
+            "resolution": base.resolution,
+            "settings": vars(args),
+            "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
+            "runs": sorted(runs, key=lambda run: run["flops_budget"]),
+        }
+        atomic_write_json(RESULTS / f"prune_amc_{args.model}.json", result)
+        _plot(result, RESULTS / f"prune_amc_{args.model}.png")
 
 
 def _show(progress) -> None:
