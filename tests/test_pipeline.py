@@ -398,7 +398,8 @@ def test_the_quick_run_through_a_local_ray_cluster_gives_the_same_summary(quick_
     assert result.returncode == 0, result.stderr[-3000:]
     local = json.loads((folder / "summary.json").read_text())
     ray = json.loads((tmp_path / "ray" / "summary.json").read_text())
-    assert keys(ray) == keys(local)  # the same device: the same summary, key for key
+    # the same device: the same summary, key for key (a prediction's fields depend on whether pruning was kept)
+    assert {k for k in keys(ray) if ".predicted." not in k} == {k for k in keys(local) if ".predicted." not in k}
     search = json.loads((tmp_path / "ray" / "stages" / "search.json").read_text())["result"]
     assert search["executor"]["kind"] == "RayExecutor" and search["executor"]["ray"] == "local"
     assert any(use["what"].endswith("(Ray)") for use in ray["cores"]["use"])
