@@ -23,6 +23,9 @@ def prune_command(
     device: Annotated[
         str | None, typer.Option("--device", help="device spec: latency budget and prediction; measured first")
     ] = None,
+    table_file: Annotated[
+        Path | None, typer.Option("--table", help="the device's latency table (default: found for --device)")
+    ] = None,
     episodes: Annotated[int, typer.Option(min=1, help="AMC search episodes")] = 100,
     finetune_epochs: Annotated[
         int, typer.Option("--finetune-epochs", min=1, help="fine-tuning epochs for every pruned model")
@@ -66,7 +69,7 @@ def prune_command(
         torch.set_num_threads(threads)
     spec = DeviceSpec.from_toml(device) if device else None
     # the latency budget's table; without --device, host TFLite's (when one fits this CPU) for the predicted column
-    table = _table(spec or DeviceSpec.from_toml(HOST_DEVICES[1]), required=parsed.kind == "latency-ms")
+    table = _table(spec or DeviceSpec.from_toml(HOST_DEVICES[1]), required=parsed.kind == "latency-ms", path=table_file)
     out = out or Path("runs") / time.strftime("prune-%Y%m%d-%H%M%S")
     log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
     devices = ((device,) if device else ()) + tuple(
@@ -107,11 +110,13 @@ def prune_command(
         show_report(report, out)
 
 
-def _table(spec: Any, required: bool) -> Any:
+def _table(spec: Any, required: bool, path: Path | None = None) -> Any:
     """The device's latency table (a profile here or a shipped one for this CPU); None when not required and not found."""
     from hwnas.cli.latency import _table_for
     from hwnas.latency_tables.table import LatencyTable
 
+    if path is not None:
+        return LatencyTable.load(path)
     try:
         return LatencyTable.load(_table_for(spec))
     except UserError:
