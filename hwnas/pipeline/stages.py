@@ -666,7 +666,9 @@ def predict_pruned(run: Run, module: Any, shape: tuple[int, ...], parent: Arch) 
         device = item["device"]
         kept, unpruned = models.get(prune.get("kept"), {}), models.get("unpruned", {})
         if device == primary and kept.get("predicted_ms") and unpruned.get("predicted_ms"):
-            pruned_ms, parent_ms, how = kept["predicted_ms"], unpruned["predicted_ms"], "the pruning job's latency model"
+            scale = run.result("table")["scale"]  # the job predicted on the drift-scaled table: back to table time
+            pruned_ms, parent_ms = kept["predicted_ms"] / scale, unpruned["predicted_ms"] / scale
+            how = "the pruning job's latency model"
         else:
             table = LatencyTable.load(Path(item["path"]))
             try:
