@@ -354,7 +354,9 @@ def search_stage(run: Run) -> dict[str, Any]:
     )
     loop = SearchLoop(config)
     load = free_cores()
-    executor = make_executor(workers=None if run.config.ray else load["free"], ray_address=run.config.ray)
+    # one single-threaded worker per core even when another process is busy: single-threaded workers only share the
+    # busy core, while one worker of two threads would wait on it at every operation (LocalExecutor gives 1 worker 2)
+    executor = make_executor(ray_address=run.config.ray)
     run.log(
         f"search: {settings.strategy}, {settings.trials} trials on {executor.slots} worker(s) x {executor.threads} thread(s)"
         + (f" (Ray at {run.config.ray})" if run.config.ray else "")
