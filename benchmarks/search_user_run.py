@@ -30,6 +30,19 @@ def space_median(device: str, space: str) -> float:
     return space_median_ms(search_space, load_device_latency(device, search_space))
 
 
+def search_span(database: Path) -> float | None:
+    """Seconds from the first trial's start to the last trial's end, from the study's own timestamps."""
+    import sqlite3
+
+    with sqlite3.connect(database) as connection:
+        first, last = connection.execute("SELECT MIN(datetime_start), MAX(datetime_complete) FROM trials").fetchone()
+    if not first or not last:
+        return None
+    from datetime import datetime
+
+    return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="host-tflite")
@@ -38,9 +51,11 @@ def main() -> None:
     parser.add_argument("--proxy-images", type=int, default=2000)
     parser.add_argument("--final-epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-search-user-run")
+    parser.add_argument("--resume", action="store_true", help="continue the search stored in --out (after an interruption)")
     args = parser.parse_args()
     budget = space_median(args.device, args.space)
-    shutil.rmtree(args.out, ignore_errors=True)
+    if not args.resume:
+        shutil.rmtree(args.out, ignore_errors=True)
     command = [
         sys.executable, "-m", "hwnas", "search", "--device", args.device, "--budget-ms", f"{budget:.4f}", "--space", args.space,
         "--strategy", "fbnetv3", "--trials", str(args.trials), "--proxy-images", str(args.proxy_images),
@@ -60,6 +75,8 @@ def main() -> None:
         "budget_ms": budget,
         "wall_time_s": wall,
         "within_30_min": wall <= 1800,
+        "resumed": args.resume,
+        "search_span_s": search_span(args.out / "search.db"),
         "trials": result["search"]["trained"],
         "best": {
             "arch": best["arch"],
