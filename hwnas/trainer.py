@@ -4,17 +4,29 @@ Every recipe field changes what happens (torchvision.transforms.v2 RandAugment a
 smoothing, dropout, stochastic depth, weight EMA, cosine schedule with linear warm-up), so the
 FBNetV3 joint search really searches over recipes. Runs are seeded: the same arch, recipe, data,
 seed and thread count give the same numbers.
+
+Given a ``checkpoint`` folder, training keeps every finished epoch there (``checkpoint.pt``: model,
+optimizer, scheduler, EMA, curve so far and every random state, written atomically), and a run
+started again with the same folder resumes after the last finished epoch: a kill loses at most the
+epoch in progress, and the resumed run ends with the same weights as an uninterrupted one. The
+file holds tensors and plain Python values only and is read with ``torch.load(weights_only=True)``;
+it names what it was trained with (a fingerprint of model, recipe, data and seed), and a checkpoint
+of other training is refused in one line rather than resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
@@ -31,6 +43,9 @@ from hwnas.recipe import Recipe
 from hwnas.space import SearchSpace
 
 EVAL_BATCH = 512
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = "hwnas-train-checkpoint"
+CHECKPOINT_VERSION = 1
 
 
 class Prepared(Dataset):
@@ -101,8 +116,14 @@ def train(
     threads: int | None = None,
     progress: bool = True,
     evaluate_test: bool = False,
+    checkpoint: Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train ``arch`` with ``recipe`` on ``data``; accuracy is measured on the validation split."""
+    """Train ``arch`` with ``recipe`` on ``data``; accuracy is measured on the validation split.
+
+    With ``checkpoint`` (a folder) every finished epoch is kept there and a second call resumes
+    after the last one (see the module docstring); ``log`` receives the "resuming" line.
+    """
     space.validate(arch)
     if data.num_classes != space.num_classes:
         raise UserError(f"data {data.name!r} has {data.num_classes} classes, space {space.name!r} expects {space.num_classes}")
@@ -111,7 +132,19 @@ def train(
     torch.manual_seed(seed)
     started = time.perf_counter()
     model = build_model(space, arch, dropout=recipe.dropout, drop_path=recipe.drop_path)
-    curve = fit_model(model, data, recipe, arch.resolution, space.in_channels, seed=seed, progress=progress)
+    identity = {"arch": arch.format(), "space": space.hash}
+    curve = fit_model(
+        model,
+        data,
+        recipe,
+        arch.resolution,
+        space.in_channels,
+        seed=seed,
+        progress=progress,
+        checkpoint=checkpoint,
+        identity=identity,
+        log=log,
+    )
     evaluated = curve.model
     test_accuracy = None
     if evaluate_test:
@@ -156,12 +189,22 @@ def fit_model(
     *,
     seed: int = 0,
     progress: bool = False,
+    checkpoint: Path | None = None,
+    identity: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitCurve:
     """Train any ``nn.Module`` with ``recipe`` on ``data``, evaluating on the validation split each epoch.
 
     Used by ``train`` for a search-space candidate, and by search workers and pruning fine-tuning
     for any module. It sets no process-wide state: the caller chooses torch's threads and seeds
     the global generator (weight init, dropout, augmentation); ``seed`` orders the batches only.
+
+    ``checkpoint`` (a folder): each finished epoch is written to ``checkpoint.pt`` there, and an
+    existing one is resumed from (it sets the module's weights and torch's global random state to
+    where that epoch ended). ``identity`` adds what the module alone does not tell (e.g. the
+    architecture) to the fingerprint a checkpoint must match. ``log`` gets the "resuming" line;
+    ``on_epoch`` is called with each finished epoch's point, after its checkpoint is written.
     """
     loader = _train_loader(data, resolution, channels, recipe, seed)
     optimizer = make_optimizer(model, recipe)
@@ -173,9 +216,17 @@ def fit_model(
     evaluated: nn.Module = ema if ema is not None else model
     val_set = Prepared(data.val, resolution, channels)
     points: list[dict[str, float]] = []
+    state = _TrainingState(model, optimizer, schedule, ema, loader.generator)  # type: ignore[arg-type]
+    fingerprint = training_fingerprint(model, data, recipe, resolution, channels, seed, identity)
+    if checkpoint is not None:
+        points = load_checkpoint(Path(checkpoint) / CHECKPOINT_FILE, state, fingerprint, recipe.epochs)
+        if points and log is not None:
+            done = len(points)
+            more = f"from epoch {done + 1} of {recipe.epochs}" if done < recipe.epochs else "nothing left to train"
+            log(f"resuming {Path(checkpoint) / CHECKPOINT_FILE}: {done} epoch(s) done, {more}")
     with _progress_bar(progress) as bar:
-        task = bar.add_task("training", total=total_steps, loss=float("nan"))
-        for epoch in range(1, recipe.epochs + 1):
+        task = bar.add_task("training", total=total_steps, completed=len(points) * len(loader), loss=float("nan"))
+        for epoch in range(len(points) + 1, recipe.epochs + 1):
             epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
             model.train()
             for images, labels in loader:
@@ -192,18 +243,154 @@ def fit_model(
                 loss_sum, seen = loss_sum + loss.item() * len(labels), seen + len(labels)
                 bar.update(task, advance=1, loss=loss_sum / seen)
             accuracy = evaluate(evaluated, val_set)
-            points.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": loss_sum / seen,
-                    "val_accuracy": accuracy,
-                    "seconds": time.perf_counter() - epoch_start,
-                }
-            )
-            bar.console.log(
-                f"epoch {epoch}/{recipe.epochs}: loss {loss_sum / seen:.4f}, val accuracy {accuracy:.4f}"
-            ) if progress else None
+            point = {
+                "epoch": epoch,
+                "train_loss": loss_sum / seen,
+                "val_accuracy": accuracy,
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            points.append(point)
+            if checkpoint is not None:
+                save_checkpoint(Path(checkpoint) / CHECKPOINT_FILE, state, fingerprint, points)
+            if progress:
+                bar.console.log(f"epoch {epoch}/{recipe.epochs}: loss {loss_sum / seen:.4f}, val accuracy {accuracy:.4f}")
+            if on_epoch is not None:
+                on_epoch(point)
     return FitCurve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)
+
+
+# ---- per-epoch checkpoints ---------------------------------------------------------------------
+@dataclass
+class _TrainingState:
+    """Everything that carries over from one epoch to the next."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    ema: AveragedModel | None
+    generator: torch.Generator  # the loader's: batch order
+
+    def to_dict(self) -> dict[str, Any]:
+        python_state = random.getstate()
+        numpy_state = np.random.get_state()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "loader": self.generator.get_state(),
+                "python": [python_state[0], list(python_state[1]), python_state[2]],
+                "numpy": [
+                    numpy_state[0],
+                    torch.from_numpy(np.array(numpy_state[1], dtype=np.int64)),  # type: ignore[index]
+                    *[float(v) if isinstance(v, float) else int(v) for v in numpy_state[2:]],  # type: ignore[misc]
+                ],
+            },
+        }
+
+    def load(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
+        if self.ema is not None:
+            self.ema.load_state_dict(saved["ema"])
+        rng = saved["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["loader"])
+        version, internal, gauss = rng["python"]
+        random.setstate((version, tuple(internal), gauss))
+        name, keys, position, has_gauss, cached = rng["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+
+
+def training_fingerprint(
+    model: nn.Module,
+    data: ImageSplits,
+    recipe: Recipe,
+    resolution: int,
+    channels: int,
+    seed: int,
+    identity: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a checkpoint must have been trained with to be resumed: module shape, recipe, data, seed."""
+    shapes = [(name, list(tensor.shape)) for name, tensor in model.state_dict().items()]
+    return {
+        "model": hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16],
+        "recipe": recipe.to_json(),
+        "data": {"name": data.name, "train": len(data.train), "val": len(data.val)},  # type: ignore[arg-type]
+        "resolution": resolution,
+        "channels": channels,
+        "seed": seed,
+        **({"identity": identity} if identity else {}),
+    }
+
+
+def save_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, Any], points: list[dict[str, float]]) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "fingerprint": json.dumps(fingerprint, sort_keys=True),
+        "epoch": len(points),
+        "curve": [dict(point) for point in points],
+        "state": state.to_dict(),
+    }
+    atomic_write(path, lambda temp: torch.save(payload, temp))
+
+
+def load_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, Any], epochs: int) -> list[dict[str, float]]:
+    """Restore ``state`` from ``path`` and return the curve so far ([] when there is no checkpoint yet)."""
+    if not path.exists():
+        return []
+    fresh = "re-run with --fresh to start over, or give another --out"
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, foreign or hostile: torch's unpickler refuses anything but tensors and plain types
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise UserError(f"checkpoint {path} is not readable ({detail}); {fresh}") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not an hwnas training checkpoint; {fresh}")
+    if saved.get("version") != CHECKPOINT_VERSION:
+        raise UserError(
+            f"checkpoint {path} is version {saved.get('version')!r}, this hwnas reads version {CHECKPOINT_VERSION}; {fresh}"
+        )
+    try:
+        stored = json.loads(saved["fingerprint"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"checkpoint {path} has no readable fingerprint; {fresh}") from None
+    differs = _differences(stored, fingerprint)
+    if differs:
+        raise UserError(f"checkpoint {path} is from other training ({'; '.join(differs[:3])}); {fresh}")
+    curve = saved.get("curve")
+    if not isinstance(curve, list) or len(curve) != saved.get("epoch") or not 0 < len(curve) <= epochs:
+        raise UserError(f"checkpoint {path} is inconsistent (epoch {saved.get('epoch')!r} of {epochs}); {fresh}")
+    try:
+        state.load(saved["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise UserError(f"checkpoint {path} does not fit this training ({str(error).splitlines()[0][:200]}); {fresh}") from None
+    return [dict(point) for point in curve]
+
+
+def _differences(stored: Any, now: Any, prefix: str = "") -> list[str]:
+    """``recipe.lr 0.1 (now 0.05)`` for each leaf that differs."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        found = []
+        for key in sorted(set(stored) | set(now)):
+            found += _differences(stored.get(key), now.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return found
+    if stored == now:
+        return []
+    name = {"model": "model (layer shapes)"}.get(prefix, prefix)
+    return [f"{name} {stored} (now {now})"]
+
+
+def remove_checkpoint(folder: Path) -> bool:
+    """Delete the checkpoint in ``folder`` (``--fresh``); True if there was one."""
+    path = Path(folder) / CHECKPOINT_FILE
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
 
 
 def _progress_bar(enabled: bool) -> Progress:

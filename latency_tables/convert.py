@@ -3,12 +3,20 @@
 Files are cached by what determines their content (the layer or architecture, the format, and
 the versions of torch, the exporter and hwnas), written atomically, and made in worker processes
 so conversion runs on every core while nothing is being timed.
+
+Workers die with their parent: each watches its parent pid from a daemon thread and exits when it
+changes (the parent was killed, even with SIGKILL), so no worker lives on holding its ~800 MB.
+A conversion that takes longer than ``HWNAS_CONVERT_TIMEOUT_S`` seconds (default 1800; 0: no
+limit) fails with :class:`WorkerTimeout` naming it, and the pool's workers are stopped.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context
@@ -16,11 +24,60 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.arch import Arch
+from hwnas.errors import UserError
 from hwnas.fileio import text_sha256
 from hwnas.opkey import OpKey
 from hwnas.space import SearchSpace
 
 EXTENSIONS = {"onnx": "onnx", "tflite": "tflite"}
+PARENT_POLL_S = 0.5
+CONVERT_TIMEOUT_ENV, CONVERT_TIMEOUT_S = "HWNAS_CONVERT_TIMEOUT_S", 1800.0
+
+
+class WorkerTimeout(RuntimeError):
+    """A job in a worker process took longer than its limit; the worker was stopped."""
+
+
+# ---- worker processes: they die with their parent, and a hung one is stopped -----------------------
+def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> threading.Thread:
+    """In a worker process: end this process as soon as ``parent_pid`` is no longer its parent.
+
+    A daemon thread polls ``os.getppid()`` (portable, unlike Linux's PR_SET_PDEATHSIG, and it also
+    catches a parent that died before the worker got here); ``os._exit`` ends every thread at
+    once, even one inside a converter or a training step.
+    """
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=watch, name="hwnas-exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def limit_from_env(name: str, default: float) -> float | None:
+    """Seconds from environment variable ``name`` (``default`` when unset); 0 or less means no limit."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise UserError(f"{name}={text!r} is not a number of seconds")
+    return value if value > 0 else None
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes (a hung one would never return) and shut it down."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -93,7 +150,9 @@ def run_job(job: ConversionJob) -> Path:
     return get_exporter(job.fmt).export(module.eval(), torch.randn(shape), job.path)
 
 
-def _quiet_worker() -> None:
+def _quiet_worker(parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -101,21 +160,57 @@ def _quiet_worker() -> None:
     os.dup2(devnull, 2)
 
 
-def convert_all(jobs: list[ConversionJob], workers: int, on_done: Any = None) -> None:
-    """Make every missing file; ``on_done(job)`` is called as each finishes (for progress)."""
+def describe_job(job: ConversionJob) -> str:
+    if job.op is not None:
+        return f"layer {OpKey.from_json(job.op).describe()}"
+    if job.torchvision is not None:
+        return f"torchvision {job.torchvision['name']} at {job.torchvision['resolution']} px"
+    return f"network {job.arch}"
+
+
+def convert_all(jobs: list[ConversionJob], workers: int, on_done: Any = None, timeout_s: float | None = None) -> None:
+    """Make every missing file; ``on_done(job)`` is called as each finishes (for progress).
+
+    ``timeout_s``: the limit for one conversion (default ``HWNAS_CONVERT_TIMEOUT_S`` or 1800 s;
+    0: none). At most ``workers`` jobs are handed to the pool at a time, so each starts when it is
+    submitted and its clock starts then. A conversion over the limit raises :class:`WorkerTimeout`;
+    any failure stops the workers (files finished so far are kept: they were written atomically).
+    """
     missing = [job for job in jobs if not job.path.exists()]
     for job in jobs:
         if job.path.exists() and on_done is not None:
             on_done(job)
     if not missing:
         return
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=get_context("spawn"), initializer=_quiet_worker) as pool:
-        futures = {pool.submit(run_job, job): job for job in missing}
-        try:
-            for future in as_completed(futures):
+    limit = limit_from_env(CONVERT_TIMEOUT_ENV, CONVERT_TIMEOUT_S) if timeout_s is None else timeout_s
+    limit = limit if limit is not None and limit > 0 else None
+    slots = max(1, workers)
+    pool = ProcessPoolExecutor(
+        max_workers=slots, mp_context=get_context("spawn"), initializer=_quiet_worker, initargs=(os.getpid(),)
+    )
+    queue = list(reversed(missing))
+    running: dict[Future, tuple[ConversionJob, float]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < slots:
+                job = queue.pop()
+                running[pool.submit(run_job, job)] = (job, time.monotonic() + (limit or 0.0))
+            next_deadline = min(deadline for _, deadline in running.values()) if limit else None
+            wait_s = None if next_deadline is None else max(0.0, next_deadline - time.monotonic())
+            done, _ = wait(list(running), timeout=wait_s, return_when=FIRST_COMPLETED)
+            for future in done:
+                job, _ = running.pop(future)
                 future.result()
                 if on_done is not None:
-                    on_done(futures[future])
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+                    on_done(job)
+            now = time.monotonic()
+            late = [job for future, (job, deadline) in running.items() if limit and deadline <= now and not future.done()]
+            if late:
+                raise WorkerTimeout(
+                    f"converting {describe_job(late[0])} to {late[0].fmt} took longer than {limit:g} s "
+                    f"(limit: {CONVERT_TIMEOUT_ENV}); its worker was stopped"
+                )
+    except BaseException:
+        stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)

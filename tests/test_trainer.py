@@ -51,3 +51,109 @@ def test_class_count_mismatch_is_a_user_error(embedded_data) -> None:
     space = get_space("proxylessnas")
     with pytest.raises(UserError, match="classes"):
         train(space, space.sample(0), Recipe(), embedded_data, progress=False)
+
+
+# ---- per-epoch checkpoints and resume ------------------------------------------------------------
+class _Stop(Exception):
+    """Raised from ``on_epoch`` to end training where a kill would: after an epoch's checkpoint is written."""
+
+
+def _fit(data, recipe: Recipe, folder, *, init_seed: int = 0, stop_after: int | None = None, seen: list | None = None):
+    import torch
+
+    from hwnas.builder import build_model
+    from hwnas.trainer import fit_model
+
+    space = get_space("default")
+    arch = space.parse(SMALL_ARCH)
+    torch.set_num_threads(1)
+    torch.manual_seed(init_seed)
+    model = build_model(space, arch, dropout=recipe.dropout, drop_path=recipe.drop_path)
+    lines: list[str] = []
+
+    def on_epoch(point) -> None:
+        if seen is not None:
+            seen.append(dict(point))
+        if stop_after is not None and point["epoch"] >= stop_after:
+            raise _Stop
+
+    curve = fit_model(
+        model, data, recipe, 32, 1, seed=3, checkpoint=folder, identity={"arch": SMALL_ARCH}, log=lines.append, on_epoch=on_epoch
+    )
+    return curve, lines
+
+
+def _without_seconds(points):
+    return [{k: v for k, v in point.items() if k != "seconds"} for point in points]
+
+
+def test_resumed_training_ends_with_the_same_weights_as_uninterrupted(embedded_data, tmp_path) -> None:
+    import torch
+
+    # every source of randomness a recipe has: batch order, RandAugment, MixUp, dropout, stochastic depth, EMA
+    recipe = Recipe(epochs=2, batch_size=64, lr=0.05, randaugment=5, mixup=0.2, dropout=0.1, drop_path=0.1, ema=0.9)
+    data = embedded_data.head(384, 128)
+    whole, lines = _fit(data, recipe, tmp_path / "whole")
+    assert lines == [] and (tmp_path / "whole" / "checkpoint.pt").exists()
+
+    before: list = []
+    with pytest.raises(_Stop):
+        _fit(data, recipe, tmp_path / "killed", stop_after=1, seen=before)
+    # another process would start from other random states: the checkpoint must bring back its own
+    after: list = []
+    resumed, lines = _fit(data, recipe, tmp_path / "killed", init_seed=12345, seen=after)
+    assert len(lines) == 1 and "1 epoch(s) done, from epoch 2 of 2" in lines[0]
+    assert [p["epoch"] for p in after] == [2]  # epoch 1 was not redone: its point, timing included, is the stored one
+    assert resumed.points[0] == before[0] and len(resumed.points) == 2
+    assert _without_seconds(resumed.points) == _without_seconds(whole.points)
+    expected, got = whole.model.state_dict(), resumed.model.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+    # a finished checkpoint resumes to nothing left to do, with the same weights
+    again, lines = _fit(data, recipe, tmp_path / "killed", init_seed=777)
+    assert "nothing left to train" in lines[0] and again.points == resumed.points
+    assert all(torch.equal(expected[k], v) for k, v in again.model.state_dict().items())
+
+
+def test_a_checkpoint_of_other_training_is_refused_in_one_line(embedded_data, tmp_path) -> None:
+    recipe = Recipe(epochs=2, batch_size=64, lr=0.1)
+    data = embedded_data.head(128, 64)
+    with pytest.raises(_Stop):
+        _fit(data, recipe, tmp_path, stop_after=1)
+    for other, data_used, named in [
+        (Recipe(epochs=2, batch_size=64, lr=0.05), data, "recipe.lr 0.1 (now 0.05)"),
+        (Recipe(epochs=3, batch_size=64, lr=0.1), data, "recipe.epochs 2 (now 3)"),
+        (recipe, embedded_data.head(256, 64), "data.train 128 (now 256)"),
+    ]:
+        with pytest.raises(UserError, match="is from other training") as caught:
+            _fit(data_used, other, tmp_path)
+        message = str(caught.value)
+        assert named in message and "--fresh" in message and "\n" not in message
+
+
+def test_a_broken_or_hostile_checkpoint_is_refused_and_runs_no_code(embedded_data, tmp_path) -> None:
+    import pickle
+
+    recipe = Recipe(epochs=1, batch_size=64)
+    data = embedded_data.head(128, 64)
+    path = tmp_path / "checkpoint.pt"
+    path.write_bytes(b"")
+    with pytest.raises(UserError, match=r"checkpoint .* is not readable"):
+        _fit(data, recipe, tmp_path)
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    import torch
+
+    torch.save({"format": "hwnas-train-checkpoint", "state": Payload()}, path, pickle_module=pickle)
+    with pytest.raises(UserError, match="is not readable"):
+        _fit(data, recipe, tmp_path)
+    assert not marker.exists()
+
+    torch.save({"something": torch.zeros(3)}, path)
+    with pytest.raises(UserError, match="not an hwnas training checkpoint"):
+        _fit(data, recipe, tmp_path)

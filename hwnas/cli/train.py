@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,8 @@ from hwnas.cli.common import (
     Threads,
     app,
     build_recipe,
+    console,
+    esc,
     print_json,
     show_training,
 )
@@ -36,17 +39,30 @@ def train_command(
     seed: Seed = 0,
     threads: Threads = None,
     space: Annotated[str | None, typer.Option("--space", help=SpaceOption.__metadata__[0].help)] = None,
-    out: Annotated[Path | None, typer.Option(help="folder for result.json and model.pt")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="folder for result.json, model.pt and the per-epoch checkpoint; rerun to resume"),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="start training over instead of resuming the checkpoint in --out")
+    ] = False,
     test: Annotated[bool, typer.Option("--test", help="also report accuracy on the held-out test split")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train one architecture on real images and print its validation accuracy."""
+    """Train one architecture on real images and print its validation accuracy.
+
+    With --out every finished epoch is kept there; re-running the same command resumes from the last one, --fresh starts over.
+    """
+    if fresh and out is None:
+        raise UserError("--fresh starts over the checkpoint kept in --out; give --out")
     parsed = Arch.parse(arch)
     search_space = resolve_space(space) if space else get_space(parsed.space)
     if search_space.name != parsed.space:
         raise UserError(f"architecture is of space {parsed.space!r}, --space {space} is {search_space.name!r}")
     search_space.validate(parsed)
     recipe = build_recipe(recipe_file, overrides, epochs)
+    if out is not None:
+        _prepare_out(out)
     from hwnas.data import load_data
     from hwnas.trainer import train
 
@@ -58,10 +74,38 @@ def train_command(
             f"(hwnas space show --preset {search_space.name} --json > space.json; set in_channels and num_classes) "
             "and pass --space space.json"
         )
-    result = train(search_space, parsed, recipe, splits, seed=seed, threads=threads, progress=not as_json, evaluate_test=test)
+    if fresh and out is not None:
+        from hwnas.trainer import remove_checkpoint
+
+        remove_checkpoint(out)
+    log = (lambda message: typer.echo(message, err=True)) if as_json else (lambda message: console.print(esc(message)))
+    result = train(
+        search_space,
+        parsed,
+        recipe,
+        splits,
+        seed=seed,
+        threads=threads,
+        progress=not as_json,
+        evaluate_test=test,
+        checkpoint=out,
+        log=log,
+    )
     if out is not None:
         result.save(out)
     if as_json:
         print_json(result.to_json())
     else:
         show_training(result.to_json())
+
+
+def _prepare_out(out: Path) -> None:
+    """Make the output folder before training (a mistake is found now, not after the last epoch)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot make --out {out}: {error.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise UserError(f"cannot write to --out {out}: permission denied")

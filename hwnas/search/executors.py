@@ -5,22 +5,30 @@ Both take the same job dicts and return the same result dicts from
 Local workers split this process's cores: ``workers x threads <= len(os.sched_getaffinity(0))``
 (small convolutions scale poorly across threads, so by default every core is its own worker with
 one thread). Workers are started with ``spawn``: forking a process that already holds torch's
-thread pools can hang the child.
+thread pools can hang the child. They die with their parent (each watches its parent pid, so a
+``kill -9`` of the search leaves no worker holding memory), and a candidate that trains longer than
+``HWNAS_CANDIDATE_TIMEOUT_S`` seconds (default 7200; 0: no limit) is a failed trial: the pool's
+workers are stopped, a fresh pool is started and the other candidates in flight are trained again.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from typing import Any
 
 from hwnas.errors import UserError
+from hwnas.latency_tables.convert import exit_with_parent, limit_from_env, stop_workers
 from hwnas.search.worker import evaluate_candidate, set_threads
 
 Job = dict[str, Any]
 Result = dict[str, Any]
+CANDIDATE_TIMEOUT_ENV, CANDIDATE_TIMEOUT_S = "HWNAS_CANDIDATE_TIMEOUT_S", 7200.0
 
 
 def split_cores(workers: int | None) -> tuple[int, int]:
@@ -68,23 +76,96 @@ class InlineExecutor(Executor):
         return [(handle, handle.result()) for handle in handles if handle.done()]
 
 
+def init_worker(threads: int, parent_pid: int) -> None:
+    """A local worker: exit when ``parent_pid`` dies, and use ``threads`` torch threads."""
+    exit_with_parent(parent_pid)
+    set_threads(threads)
+
+
+@dataclass(eq=False)
+class Task:
+    """A handle of :class:`LocalExecutor`: the job, its current future and when it must be done by."""
+
+    job: Job
+    future: Future = field(default_factory=Future)
+    deadline: float | None = None
+
+
 class LocalExecutor(Executor):
-    """A pool of ``workers`` spawned processes with ``threads`` torch threads each."""
+    """A pool of ``workers`` spawned processes with ``threads`` torch threads each.
 
-    def __init__(self, workers: int | None = None) -> None:
+    ``timeout_s`` limits one candidate (default ``HWNAS_CANDIDATE_TIMEOUT_S`` or 7200 s; 0: none).
+    The loop submits no more jobs than ``slots``, so a job starts when it is submitted and its clock
+    starts then.
+    """
+
+    def __init__(self, workers: int | None = None, timeout_s: float | None = None) -> None:
         self.slots, self.threads = split_cores(workers)
+        limit = limit_from_env(CANDIDATE_TIMEOUT_ENV, CANDIDATE_TIMEOUT_S) if timeout_s is None else timeout_s
+        self.timeout_s = limit if limit is not None and limit > 0 else None
+        self.outstanding: set[Task] = set()
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(self.slots, mp_context=context, initializer=set_threads, initargs=(self.threads,))
+        return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init_worker, initargs=(self.threads, os.getpid()))
 
-    def submit(self, job: Job) -> Future:
-        return self.pool.submit(evaluate_candidate, job | {"threads": self.threads})
+    def _run(self, task: Task) -> None:
+        try:
+            task.future = self.pool.submit(evaluate_candidate, task.job)
+        except BrokenProcessPool:  # a worker died (killed, out of memory) earlier: start a fresh pool
+            stop_workers(self.pool)
+            self.pool = self._start()
+            task.future = self.pool.submit(evaluate_candidate, task.job)
+        task.deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
+        self.outstanding.add(task)
 
-    def wait_any(self, handles: list[Future], timeout: float | None = None) -> list[tuple[Future, Result]]:
-        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
-        return [(handle, _result(handle.result)) for handle in handles if handle in done]
+    def submit(self, job: Job) -> Task:
+        task = Task(job | {"threads": self.threads})
+        self._run(task)
+        return task
+
+    def wait_any(self, handles: list[Task], timeout: float | None = None) -> list[tuple[Task, Result]]:
+        deadlines = [task.deadline for task in handles if task.deadline is not None]
+        if deadlines:
+            until_late = max(0.0, min(deadlines) - time.monotonic())
+            timeout = until_late if timeout is None else min(timeout, until_late)
+        by_future = {task.future: task for task in handles}
+        done, _ = wait(list(by_future), timeout=timeout, return_when=FIRST_COMPLETED)
+        results = [(by_future[future], _result(future.result)) for future in done]
+        for task, _ in results:
+            self.outstanding.discard(task)
+        now = time.monotonic()
+        late = [t for t in handles if not t.future.done() and t.deadline is not None and t.deadline <= now]
+        if late:
+            results += self._stop_late(late)
+        return results
+
+    def _stop_late(self, late: list[Task]) -> list[tuple[Task, Result]]:
+        """Stop every worker (one of them is stuck), report ``late`` as failed, start the others again."""
+        stop_workers(self.pool)
+        self.pool = self._start()
+        assert self.timeout_s is not None
+        message = (
+            f"the candidate trained longer than the {self.timeout_s:g} s limit ({CANDIDATE_TIMEOUT_ENV}); its worker was stopped"
+        )
+        results: list[tuple[Task, Result]] = [(task, {"state": "failed", "error": message}) for task in late]
+        for task in late:
+            self.outstanding.discard(task)
+        for task in list(self.outstanding):
+            finished = task.future.done() and not task.future.cancelled() and task.future.exception() is None
+            if not finished:
+                self.outstanding.discard(task)
+                self._run(task)  # it was running beside the stuck one: train it again on the fresh pool
+        return results
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Shut the pool down; candidates still training (an interrupted search) are stopped, not waited for."""
+        if any(not task.future.done() for task in self.outstanding):
+            stop_workers(self.pool)
+        else:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        self.outstanding.clear()
 
 
 class RayExecutor(Executor):
