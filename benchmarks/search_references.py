@@ -30,71 +30,23 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-REFERENCES = [
-    ("mobilenet_v2", {"width_mult": 0.35}),
-    ("mobilenet_v2", {"width_mult": 0.5}),
-    ("mobilenet_v2", {"width_mult": 0.75}),
-    ("mobilenet_v2", {"width_mult": 1.0}),
-    ("mobilenet_v3_small", {}),
-    ("mobilenet_v3_large", {}),
-    ("mnasnet0_5", {}),
-    ("mnasnet1_0", {}),
-]
-
-
-def reference(name: str, kwargs: dict[str, Any], channels: int, classes: int, small_image: bool) -> nn.Module:
-    """A torchvision model for ``channels`` input channels and ``classes`` classes; optionally small-image strides."""
-    import torchvision
-
-    torch.manual_seed(0)
-    model = torchvision.models.get_model(name, weights=None, num_classes=classes, **kwargs)
-    convs = [
-        (parent, child_name, child)
-        for parent in model.modules()
-        for child_name, child in parent.named_children()
-        if isinstance(child, nn.Conv2d)
-    ]
-    parent, child_name, stem = convs[0]
-    stride = (1, 1) if small_image else stem.stride
-    setattr(
-        parent,
-        child_name,
-        nn.Conv2d(channels, stem.out_channels, stem.kernel_size, stride, stem.padding, bias=stem.bias is not None),
-    )
-    if small_image:
-        first_strided = next(c for _, _, c in convs[1:] if c.groups > 1 and c.stride == (2, 2))
-        first_strided.stride = (1, 1)
-    return model
 
 
 def train_module(model: nn.Module, data: Any, recipe: Any, channels: int, seed: int) -> dict[str, Any]:
-    from hwnas.builder import count_flops, count_params
-    from hwnas.trainer import Prepared, evaluate, fit_model
+    """:func:`hwnas.pipeline.references.train_reference` at 32 px, FLOPs in millions (this benchmark's unit)."""
+    from hwnas.pipeline.references import train_reference
 
-    torch.manual_seed(seed)
-    started = time.perf_counter()
-    curve = fit_model(model, data, recipe, 32, channels, seed=seed)
-    return {
-        "val_accuracy": curve.points[-1]["val_accuracy"],
-        "test_accuracy": evaluate(curve.model, Prepared(data.test, 32, channels)),
-        "train_s": time.perf_counter() - started,
-        "params": count_params(model),
-        "mflops": count_flops(curve.model, (1, channels, 32, 32)) / 1e6,
-        "model": curve.model,
-    }
+    result = train_reference(model, data, recipe, 32, channels, seed)
+    result["mflops"] = result.pop("flops") / 1e6
+    return result
 
 
 def export(module: nn.Module, data: Any, folder: Path, info: dict[str, Any]) -> Path | None:
-    from hwnas.exporters import ExportRequest, export_all
-    from hwnas.trainer import Prepared
+    """The module as a verified TFLite file (:func:`hwnas.pipeline.references.export_reference`), or None."""
+    from hwnas.pipeline.references import export_reference
 
-    val, train = Prepared(data.val, 32, 1), Prepared(data.train, 32, 1)
-    images = np.stack([val[i][0].numpy() for i in range(200)]).astype(np.float32)
-    labels = np.array([val[i][1] for i in range(200)])
-    calib = np.stack([train[i][0].numpy() for i in range(100)]).astype(np.float32)
-    request = ExportRequest(module.eval(), torch.from_numpy(images[:1]).clone(), images, labels, calib, info)
-    item = export_all(request, ["tflite"], folder, [])["exports"][0]
-    return folder / item["file"] if item["verification"]["passed"] else None
+    exported = export_reference(module, None, 32, 1, "tflite", folder, info)
+    return folder / exported["file"] if exported["file"] else None
 
 
 def main() -> None:
@@ -167,10 +119,13 @@ def main() -> None:
         if file:
             files[f"searched-{name}"] = file
         print(json.dumps({"row": f"searched-{name}", "test": trained["test_accuracy"]}), flush=True)
-    for model_name, kwargs in REFERENCES:
+    from hwnas.pipeline.references import ALL_REFERENCES, REFERENCE_MODELS, reference_module
+
+    for name in ALL_REFERENCES:
+        model_name, kwargs = REFERENCE_MODELS[name]
         for small in (False, True):
-            label = f"{model_name}{'-' + str(kwargs['width_mult']) if kwargs else ''}{'-small-image' if small else ''}"
-            trained = train_module(reference(model_name, kwargs, 1, 10, small), data, base, 1, 0)
+            label = f"{name}{'-small-image' if small else ''}"
+            trained = train_module(reference_module(name, 1, 10, small), data, base, 1, 0)
             file = export(trained.pop("model"), data, args.out / "files" / label, {"name": label})
             rows[label] = {"kind": "reference", "model": model_name, "kwargs": kwargs, "small_image": small} | trained
             if file:

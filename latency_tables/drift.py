@@ -23,18 +23,15 @@ from typing import Any
 
 from hwnas.devices.backends import Backend
 from hwnas.devices.spec import DeviceSpec
-from hwnas.errors import UserError
-from hwnas.latency_tables.compat import fingerprint_differences
-from hwnas.latency_tables.convert import ConversionJob, convert_all, torchvision_job
-from hwnas.latency_tables.table import LatencyTable
+from hwnas.latency_tables.convert import ConversionJob, convert_all, network_job, torchvision_job
+from hwnas.latency_tables.table import PROFILES as PROFILES  # re-exported: where hwnas profile writes tables
+from hwnas.latency_tables.table import SHIPPED, LatencyTable, matching_table
 
 REFERENCES: dict[str, dict[str, Any]] = {
     "mobilenet_v2-w0.5-r96": {"name": "mobilenet_v2", "width": 0.5, "resolution": 96},
     "mobilenet_v3_small-r96": {"name": "mobilenet_v3_small", "width": None, "resolution": 96},
 }
 DEFAULT_REFERENCES = tuple(REFERENCES)
-PROFILES = Path("runs") / "profiles"  # where ``hwnas profile`` writes a device's tables by default
-SHIPPED = Path(__file__).with_name("data")
 REFERENCE_PREFIX = "reference:"
 DRIFT_PREFIX = "drift:"
 WARN_ABOVE = 0.10
@@ -52,6 +49,7 @@ class DriftCheck:
     rows: tuple[dict[str, Any], ...]
     ratio: float
     context: str
+    how: str = "reference networks"  # or "N of the table's whole networks" for a table made before references
 
     @property
     def warn(self) -> bool:
@@ -62,28 +60,30 @@ class DriftCheck:
             "ratio": self.ratio,
             "warn": self.warn,
             "context": self.context,
+            "how": self.how,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "references": list(self.rows),
         }
 
-    def message(self) -> str:
+    def message(self, rescale_hint: bool = True) -> str:
+        """One line: the ratio, each network now vs in the table, and a warning when it is off by more than 10%."""
         parts = ", ".join(f"{row['reference']} {row['now_ms']:.3f} vs {row['table_ms']:.3f} ms" for row in self.rows)
         verdict = (
             f"WARNING: the device runs {self.ratio:.2f}x its speed when the table was made (more than {WARN_ABOVE:.0%} off); "
-            "predictions from this table are off by as much (--rescale applies the ratio)"
+            "predictions from this table are off by as much" + (" (--rescale applies the ratio)" if rescale_hint else "")
             if self.warn
             else "within tolerance"
         )
-        return f"drift check: reference networks now / in table = {self.ratio:.3f} ({parts}); {verdict}"
+        return f"drift check: {self.how} now / in table = {self.ratio:.3f} ({parts}); {verdict}"
 
 
-def drift_from_pairs(pairs: dict[str, tuple[float, float]], context: str) -> DriftCheck:
+def drift_from_pairs(pairs: dict[str, tuple[float, float]], context: str, how: str = "reference networks") -> DriftCheck:
     """``pairs``: reference -> (table ms, now ms)."""
     rows = tuple(
         {"reference": name, "table_ms": then, "now_ms": now, "ratio": now / then} for name, (then, now) in sorted(pairs.items())
     )
     ratio = math.exp(sum(math.log(row["ratio"]) for row in rows) / len(rows))
-    return DriftCheck(rows, ratio, context)
+    return DriftCheck(rows, ratio, context, how)
 
 
 def check_drift(table: LatencyTable, backend: Backend, cache: Path, context: str, workers: int = 1) -> DriftCheck | None:
@@ -117,28 +117,62 @@ def latest_ratio(table: LatencyTable) -> float | None:
 
 
 def find_device_table(spec: DeviceSpec, fingerprint: dict[str, Any] | None) -> Path | None:
-    """A table of device ``spec``: a profile of it here (``runs/profiles/<device>-*``), else a shipped one.
+    """The path of device ``spec``'s table in any space (:func:`~hwnas.latency_tables.table.matching_table`'s order)."""
+    found = matching_table(spec.name, fingerprint)
+    return found.path if found is not None else None
 
-    With ``fingerprint`` (the device is here), only a table whose fingerprint matches; without it,
-    the first table of that device name.
+
+def session_drift(
+    table: LatencyTable,
+    backend: Backend,
+    cache: Path,
+    context: str,
+    *,
+    space: Any = None,
+    networks: int = 3,
+    workers: int = 1,
+) -> DriftCheck | None:
+    """What a measuring session does first, kept cheap: re-time the table's reference networks (:func:`check_drift`).
+
+    A table made before reference networks existed (the shipped ones) has up to ``networks`` of its own
+    whole networks re-timed instead (``space``, the table's search space, builds them; the fastest,
+    the median and the slowest first, so a few cover its range). ``None`` when neither is possible.
     """
-    candidates = sorted(PROFILES.glob(f"{spec.name}-*/table.json")) + sorted(SHIPPED.glob("*.json"))
-    for path in candidates:
-        try:
-            table = LatencyTable.load(path)
-        except UserError:
-            continue
-        if table.device.get("name") != spec.name:
-            continue
-        if fingerprint is None or not fingerprint_differences("fingerprint", table.fingerprint, fingerprint):
-            return path
-    return None
+    check = check_drift(table, backend, cache, context, workers=workers)
+    if check is not None:
+        return check
+    rows = _spread(table.networks, networks)
+    if space is None or not rows:
+        return None
+    backend.require_available()
+    jobs = {row["arch"]: network_job(space, space.parse(row["arch"]), backend.model_format, cache) for row in rows}
+    convert_all(list(jobs.values()), workers)
+    backend.settle(next(iter(jobs.values())).path)
+    pairs = {row["arch"]: (float(row["median_ms"]), backend.measure(jobs[row["arch"]].path).median_ms) for row in rows}
+    how = f"{len(rows)} of the table's whole networks (it has no reference networks)"
+    return drift_from_pairs(pairs, context, how)
 
 
-def drift_first(table_path: Path, backend: Backend, cache: Path, context: str) -> DriftCheck | None:
-    """What a measuring session does first: re-time the table's references, record the ratio (not in shipped tables)."""
+def _spread(networks: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` networks across the table's latency range: the median, then the fastest and the slowest, ..."""
+    ordered = sorted(networks, key=lambda row: float(row["median_ms"]))
+    if count <= 0 or not ordered:
+        return []
+    last = len(ordered) - 1
+    order = [last // 2, 0, last] + [round(last * q) for q in (0.25, 0.75, 0.1, 0.9)]
+    picked = list(dict.fromkeys(order))[:count]
+    return [ordered[index] for index in picked]
+
+
+def drift_first(
+    table_path: Path, backend: Backend, cache: Path, context: str, *, space: Any = None, networks: int = 0
+) -> DriftCheck | None:
+    """What a measuring session does first: :func:`session_drift`, the ratio recorded in the table (not in shipped tables).
+
+    ``networks`` > 0 with ``space``: a table without reference networks has that many of its whole networks re-timed.
+    """
     table = LatencyTable.load(table_path)
-    check = check_drift(table, backend, cache, context)
+    check = session_drift(table, backend, cache, context, space=space, networks=networks)
     if check is not None and SHIPPED.resolve() not in Path(table_path).resolve().parents:
         record_drift(table_path, table, check)
     return check
@@ -146,5 +180,5 @@ def drift_first(table_path: Path, backend: Backend, cache: Path, context: str) -
 
 def drift_before_measuring(spec: DeviceSpec, backend: Backend, cache: Path, context: str) -> DriftCheck | None:
     """:func:`drift_first` on the device's own table, when it has one with reference networks."""
-    path = find_device_table(spec, backend.fingerprint())
-    return drift_first(path, backend, cache, context) if path is not None else None
+    found = matching_table(spec.name, backend.fingerprint())
+    return drift_first(found.path, backend, cache, context) if found is not None else None

@@ -3,7 +3,8 @@
 JSON because a table is something people diff, review and share; written atomically (temp file
 and rename) so a killed run never leaves half a table. A table is only valid for the device
 fingerprint and search space it was measured for: ``check`` refuses anything else and says
-what differs, unless the caller explicitly overrides.
+what differs, unless the caller explicitly overrides. :func:`matching_table` is the one place that
+decides which table a device uses (the user's, a profile made here, or a shipped one).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,11 @@ from hwnas.latency_tables.compat import fingerprint_differences
 from hwnas.opkey import OpKey
 
 TABLE_SCHEMA_VERSION = 1
+PROFILES = Path("runs") / "profiles"  # where ``hwnas profile`` writes ``<device>-<space>/table.json`` by default
+SHIPPED = Path(__file__).with_name("data")  # tables measured and shipped with hwnas: ``<space>-<device>[-<cpu>].json``
+GIVEN = "given (--table)"
+PROFILED = "profiled earlier (hwnas profile)"
+SHIPPED_ORIGIN = "shipped with hwnas"
 
 
 @dataclass(frozen=True)
@@ -182,3 +189,60 @@ def diff_tables(first: LatencyTable, second: LatencyTable) -> dict[str, Any]:
         "fingerprint_differences": fingerprint_differences("fingerprint", first.fingerprint, second.fingerprint),
         "rows": rows,
     }
+
+
+@dataclass(frozen=True)
+class TableMatch:
+    """The table a device uses: where it is, the table, and where it came from (``origin``, said to the user)."""
+
+    path: Path
+    table: LatencyTable
+    origin: str
+
+
+def matching_table(
+    device: str,
+    fingerprint: dict[str, Any] | None,
+    space: str | None = None,
+    space_hash: str | None = None,
+    *,
+    explicit: Path | None = None,
+    stores: Sequence[tuple[Path, str]] = ((PROFILES, PROFILED),),
+    shipped: Path | None = SHIPPED,
+    allow_mismatch: bool = False,
+) -> TableMatch | None:
+    """The latency table of device ``device`` (a spec name) for this machine, or ``None``; one search order for all.
+
+    1. ``explicit``, the user's own table (``--table``): always used when given. A table of another
+       device or space is refused in one line naming what differs (``UserError``) unless ``allow_mismatch``.
+    2. The device's profile stores, in the order given (``(folder, origin)`` pairs; by default
+       ``runs/profiles``, where ``hwnas profile`` writes): ``<folder>/<device>-<space>/table.json``
+       (``<device>-*/`` when no ``space`` is given, by name).
+    3. The shipped tables in ``latency_tables/data/`` (``<space>-*.json``, or all when no ``space``), by name.
+
+    From 2 and 3 the first table is taken whose device name is ``device``, whose fingerprint matches
+    ``fingerprint`` (extended CPU fields compared only when both sides have them) and whose space hash is
+    ``space_hash``; ``fingerprint=None`` (the device is not here) takes the first of that device name,
+    ``space_hash=None`` any space. A table that cannot be read is passed over, never half-used.
+    """
+    if explicit is not None:
+        table = LatencyTable.load(explicit)
+        table.check(fingerprint, space_hash, override=allow_mismatch)
+        return TableMatch(Path(explicit), table, GIVEN)
+    pattern = f"{device}-{space}" if space else f"{device}-*"
+    candidates = [(path, origin) for folder, origin in stores for path in sorted(Path(folder).glob(f"{pattern}/table.json"))]
+    if shipped is not None:
+        candidates += [(path, SHIPPED_ORIGIN) for path in sorted(Path(shipped).glob(f"{space}-*.json" if space else "*.json"))]
+    for path, origin in candidates:
+        try:
+            table = LatencyTable.load(path)
+        except UserError:
+            continue
+        if table.device.get("name") != device:
+            continue
+        if space_hash is not None and table.space_hash != space_hash:
+            continue
+        if fingerprint is not None and fingerprint_differences("fingerprint", table.fingerprint, fingerprint):
+            continue
+        return TableMatch(path, table, origin)
+    return None

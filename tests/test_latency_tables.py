@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -197,3 +198,121 @@ def test_a_nan_is_never_written_as_json(tmp_path: Path) -> None:
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(UserError, match="is a folder"):
         atomic_write_json(tmp_path, {"ms": 1.0})
+
+
+# ---- which table a device uses: one function, one search order ------------------------------------------------
+XEON = {"device": "Intel Xeon", "runtime": "onnxruntime", "threads": 1}
+EPYC = {"device": "AMD EPYC", "runtime": "onnxruntime", "threads": 1}
+
+
+def write_table(path: Path, device: str = "dev", fingerprint: dict | None = None, space_hash: str = "h1") -> Path:
+    """A real (tiny) table file: one layer, of ``device`` measured on ``fingerprint``."""
+    op = get_space("default").op_keys(get_space("default").sample(0))[0]
+    table = LatencyTable({"name": device}, fingerprint or XEON, "default", space_hash, {op: LatencyEntry(op, 0.1)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return table.save(path)
+
+
+def find(tmp_path: Path, fingerprint: dict | None = XEON, **extra):
+    from hwnas.latency_tables.table import matching_table
+
+    stores = extra.pop("stores", ((tmp_path / "run", "this run"), (tmp_path / "profiles", "profiled")))
+    return matching_table(
+        "dev", fingerprint, "default", extra.pop("space_hash", "h1"), stores=stores, shipped=tmp_path / "data", **extra
+    )
+
+
+def test_matching_table_takes_the_users_table_then_profiles_then_shipped(tmp_path: Path) -> None:
+    from hwnas.latency_tables.table import GIVEN, SHIPPED_ORIGIN
+
+    shipped = write_table(tmp_path / "data" / "default-dev.json")
+    assert find(tmp_path).path == shipped and find(tmp_path).origin == SHIPPED_ORIGIN
+    profiled = write_table(tmp_path / "profiles" / "dev-default" / "table.json")
+    assert (find(tmp_path).path, find(tmp_path).origin) == (profiled, "profiled")  # a profile made here beats a shipped one
+    own = write_table(tmp_path / "run" / "dev-default" / "table.json")
+    assert find(tmp_path).path == own  # stores in the order given
+    given = write_table(tmp_path / "mine.json")
+    found = find(tmp_path, explicit=given)
+    assert (found.path, found.origin) == (given, GIVEN) and found.table.space_hash == "h1"
+
+
+def test_matching_table_passes_over_other_cpus_devices_spaces_and_broken_files(tmp_path: Path) -> None:
+    write_table(tmp_path / "profiles" / "dev-default" / "table.json", fingerprint=EPYC)  # profiled on another CPU
+    write_table(tmp_path / "run" / "dev-default" / "table.json", space_hash="other")  # another version of the space
+    write_table(tmp_path / "data" / "default-dev-amd-epyc.json", fingerprint=EPYC)
+    write_table(tmp_path / "data" / "default-aaa.json", device="aaa")  # another device, sorted first
+    (tmp_path / "data" / "default-broken.json").write_text("{not json")
+    assert find(tmp_path) is None
+    xeon = write_table(tmp_path / "data" / "default-dev.json")
+    assert find(tmp_path).path == xeon  # the shipped table of this CPU, not the EPYC's
+    assert find(tmp_path, fingerprint=EPYC).path == tmp_path / "profiles" / "dev-default" / "table.json"
+    assert find(tmp_path, fingerprint=None).path == tmp_path / "profiles" / "dev-default" / "table.json"  # device not here
+    # extended CPU fields are compared only when both sides have them
+    assert find(tmp_path, fingerprint=XEON | {"cpu_flags_hash": "abc"}).path == xeon
+
+
+def test_a_users_table_of_another_machine_is_refused_naming_what_differs(tmp_path: Path) -> None:
+    given = write_table(tmp_path / "mine.json", fingerprint=EPYC)
+    with pytest.raises(UserError, match=r"fingerprint\.device: 'AMD EPYC' vs 'Intel Xeon'.*--allow-mismatch"):
+        find(tmp_path, explicit=given)
+    assert find(tmp_path, explicit=given, allow_mismatch=True).path == given
+
+
+def test_without_a_space_any_table_of_the_device_is_found(tmp_path: Path) -> None:
+    from hwnas.latency_tables.drift import find_device_table
+    from hwnas.latency_tables.table import matching_table
+
+    table = write_table(tmp_path / "profiles" / "dev-mnasnet" / "table.json")
+    write_table(tmp_path / "profiles" / "dev-other-default" / "table.json", device="dev-other")
+    assert matching_table("dev", XEON, stores=((tmp_path / "profiles", "p"),), shipped=None).path == table
+    assert matching_table("dev-other", XEON, stores=((tmp_path / "profiles", "p"),), shipped=None).path != table
+    spec = type("Spec", (), {"name": "no-such-device"})()
+    assert find_device_table(spec, XEON) is None  # the drift module's lookup is matching_table too
+
+
+def test_the_drift_check_of_a_table_without_references_re_times_a_few_of_its_networks(tmp_path: Path) -> None:
+    """For real on ONNX Runtime: one whole network of the table, converted and timed now against its table figure."""
+    from hwnas.devices import DeviceSpec, make_backend
+    from hwnas.latency_tables.drift import _spread, session_drift
+
+    backend = make_backend(DeviceSpec.from_toml("host-ort"))
+    space = get_space("default")
+    archs = [space.sample(seed).format() for seed in range(5)]
+    networks = [{"arch": arch, "median_ms": ms} for arch, ms in zip(archs, (0.5, 0.1, 0.3, 0.9, 0.2), strict=True)]
+    assert [row["median_ms"] for row in _spread(networks, 3)] == [0.3, 0.1, 0.9]  # the median, the fastest, the slowest
+    table = LatencyTable({"name": "x"}, {}, "default", space.hash, {}, networks)
+    assert session_drift(table, backend, tmp_path, "test", space=None) is None  # neither references nor a space
+    check = session_drift(table, backend, tmp_path / "cache", "test", space=space, networks=1)
+    assert check is not None and check.how == "1 of the table's whole networks (it has no reference networks)"
+    [row] = check.rows
+    assert row["reference"] == archs[2] and row["table_ms"] == 0.3 and check.ratio == pytest.approx(row["now_ms"] / 0.3)
+    assert check.message(rescale_hint=False).startswith(
+        "drift check: 1 of the table's whole networks (it has no reference networks) now / in table = "
+    )
+    assert "--rescale" not in check.message(rescale_hint=False)
+
+
+def test_predictor_fit_first_checks_drift_prints_the_ratio_and_keeps_it(tmp_path: Path) -> None:
+    """``hwnas predictor fit`` on a copy of this CPU's ONNX Runtime table: its networks re-timed, the ratio printed and kept."""
+    import subprocess
+    import sys
+
+    from hwnas.devices import DeviceSpec, make_backend
+    from hwnas.latency_tables.table import matching_table
+
+    spec = DeviceSpec.from_toml("host-ort")
+    found = matching_table(spec.name, make_backend(spec).fingerprint(), "default", stores=())
+    if found is None:
+        pytest.skip("no shipped ONNX Runtime table of this CPU")
+    table = tmp_path / "table.json"
+    found.table.save(table)
+    command = [sys.executable, "-m", "hwnas", "predictor", "fit", "--table", str(table), "--out", str(tmp_path / "p.skops")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "drift check: 3 of the table's whole networks (it has no reference networks) now / in table = " in result.stdout
+    [recorded] = LatencyTable.load(table).drift  # a table of the user's own is given the ratio (a shipped one is not)
+    assert recorded["context"] == f"predictor fit on {spec.name}" and recorded["ratio"] > 0
+    sidecar = json.loads((tmp_path / "p.json").read_text())
+    assert sidecar["evaluation"]["drift"]["ratio"] == recorded["ratio"]
+    skipped = subprocess.run([*command, "--no-drift", "--json"], capture_output=True, text=True, timeout=600)
+    assert skipped.returncode == 0 and json.loads(skipped.stdout)["drift"]["ratio"] is None

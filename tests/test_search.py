@@ -437,3 +437,30 @@ def test_finished_search_is_measured_judged_and_plotted(device, tmp_path: Path) 
     assert result["top"][0]["retrained"]["test_accuracy"] is not None
     assert Path(result["pareto_plot"]).stat().st_size > 10_000
     assert json.loads((tmp_path / "random" / "result.json").read_text())["best"]["arch"] == result["top"][0]["arch"]
+
+
+# ---- drift: is the device as fast today as its table? ------------------------------------------------------
+@pytest.fixture(scope="module")
+def ort_device():
+    from hwnas.search.device import load_device_latency
+
+    try:
+        return load_device_latency("host-ort", SPACE)
+    except UserError as error:
+        pytest.skip(f"no ONNX Runtime table for this CPU: {error}")
+
+
+def test_the_search_re_times_its_tables_networks_and_records_the_ratio(ort_device, tmp_path: Path) -> None:
+    """For real: a few of the shipped table's whole networks (it has no reference networks) timed on ONNX Runtime now."""
+    from hwnas.search.loop import SearchConfig, SearchLoop
+
+    shipped = ort_device.table_path.read_text()
+    check = ort_device.check_drift(tmp_path / "cache", context="test search")
+    assert check["ratio"] > 0 and check["how"].startswith("3 of the table's whole networks")
+    assert len(check["references"]) == 3 and check["warn"] == (abs(check["ratio"] - 1) > 0.10)
+    assert check["message"].startswith("drift check: 3 of the table's whole networks") and "--rescale" not in check["message"]
+    assert ort_device.table_path.read_text() == shipped  # a shipped table is never written to
+    config = SearchConfig(SPACE, ort_device, parse_reward("hard", 1.0), tmp_path / "search", trials=1, drift=check)
+    summary = SearchLoop(config).summary()
+    assert summary["table_drift"]["ratio"] == check["ratio"]  # what search.json / result.json carry
+    assert "drift" not in json.dumps(config.identity())  # a resumed search is not refused for a new day's drift

@@ -39,18 +39,31 @@ def predictor_fit(
     seed: Annotated[int, typer.Option(help="seed of the train / held-out split")] = 0,
     plot: PlotOption = None,
     allow_mismatch: AllowMismatch = False,
+    drift: Annotated[
+        bool, typer.Option(help="first re-time the table's reference networks on its device, when it is here (a few seconds)")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """Fit a latency predictor on a table's measured networks; score it and the baselines on held-out ones."""
+    """Fit a latency predictor on a table's measured networks; score it and the baselines on held-out ones.
+
+    When the table's device is this machine, its reference networks (or a few of its whole networks) are
+    timed first: the ratio today / table is printed, with a warning beyond 10% (the predictor learns the
+    table's speed, so it is off by as much), and kept in the predictor's sidecar.
+    """
     from hwnas.latency_tables.table import LatencyTable
     from hwnas.predictors.io import save_predictor
     from hwnas.predictors.workflow import fit_and_evaluate, load_networks, read_networks_file
 
     lut = LatencyTable.load(table)
+    drift_check = table_drift(lut, table) if drift else {"ratio": None, "message": "drift check: not asked for (--no-drift)"}
+    if not as_json:
+        warn = bool(drift_check.get("warn"))
+        console.print(("[yellow]" if warn else "") + esc(drift_check["message"]) + ("[/]" if warn else ""))
     measured = load_networks(lut, networks or [], allow_mismatch)
     again = read_networks_file(repeats, lut, allow_mismatch) if repeats else []
     hyper: dict[str, Any] = {"correction": correction} if kind == "calibrated" else {}
     predictor, report = fit_and_evaluate(lut, measured, kind, holdout, seed, plot, again, **hyper)
+    report["drift"] = drift_check
     model, sidecar = save_predictor(
         predictor, out, metrics=report.get("held_out", {}).get(kind, {}), extra={"evaluation": report, "table": str(table)}
     )
@@ -65,6 +78,42 @@ def predictor_fit(
     if "held_out" in report:
         _print_metrics(report["held_out"], f"{report['held_out_networks']} held-out networks")
         _print_noise(report["noise_floor"])
+
+
+def table_drift(lut: Any, path: Path) -> dict[str, Any]:
+    """The drift check of ``lut``'s device, when that device is this machine (as JSON, with its one-line ``message``).
+
+    A device that is not here, or a table measured on another machine, cannot be checked: said so, ratio ``None``.
+    """
+    from hwnas.cli.profile import default_cache
+    from hwnas.devices import DeviceSpec, make_backend
+    from hwnas.errors import UserError
+    from hwnas.latency_tables.compat import fingerprint_differences
+    from hwnas.latency_tables.drift import drift_first
+    from hwnas.predictors.latency import space_of
+
+    name = lut.device.get("name", "?")
+    try:
+        backend = make_backend(DeviceSpec.from_json(lut.device))
+    except UserError as error:
+        return {"ratio": None, "message": f"drift check: not possible ({error})"}
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        return {"ratio": None, "message": f"drift check: not possible, {name} cannot be measured here ({reason})"}
+    differing = fingerprint_differences("fingerprint", lut.fingerprint, backend.fingerprint())
+    if differing:
+        return {
+            "ratio": None,
+            "message": f"drift check: not possible, the table was measured on another machine ({differing[0]})",
+        }
+    try:
+        space = space_of(lut)
+    except UserError:
+        space = None  # a space not registered here: only reference networks can be re-timed
+    check = drift_first(path, backend, default_cache(), f"predictor fit on {name}", space=space, networks=3)
+    if check is None:
+        return {"ratio": None, "message": "drift check: not possible (the table has no reference or whole networks)"}
+    return check.to_json() | {"message": check.message(rescale_hint=False)}
 
 
 @predictor_app.command("eval")

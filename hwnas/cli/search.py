@@ -77,6 +77,7 @@ def search_command(
         storage=storage,
     )
     _check_budget(config)
+    config.drift = drift = _drift(latency, quiet=as_json)
     from hwnas.search.executors import make_executor
 
     executor = make_executor(workers, ray)
@@ -91,15 +92,33 @@ def search_command(
         summary = _run(loop, executor, quiet=as_json)
     finally:
         executor.close()
-    result: dict[str, Any] = {"search": {k: v for k, v in summary.items() if k != "trials"}}
+    result: dict[str, Any] = {"table_drift": drift, "search": {k: v for k, v in summary.items() if k != "trials"}}
     if measure:
         from hwnas.search.result import finish_search
 
         result = finish_search(config, summary, top_k=top_k, final_epochs=final_epochs, rounds=rounds, log=log)
+    else:
+        from hwnas.fileio import atomic_write_json
+
+        atomic_write_json(out / "result.json", result)
     if as_json:
         print_json(result)
         return
     _show(summary, result if measure else None, out)
+
+
+def _drift(latency: Any, quiet: bool) -> dict[str, Any] | None:
+    """Before searching: is the device as fast today as its table says? Printed (a warning beyond 10%), kept in result.json."""
+    from hwnas.cli.profile import default_cache
+
+    check = latency.check_drift(default_cache(), context=f"search on {latency.spec.name}")
+    if not quiet:
+        if check is None:
+            console.print("drift check: not possible (the table has no reference or whole networks)")
+        else:
+            warn = bool(check["warn"])
+            console.print(("[yellow]" if warn else "") + esc(check["message"]) + ("[/]" if warn else ""))
+    return check
 
 
 def _check_data(data: str | None, search_space: Any, device: str) -> None:

@@ -24,6 +24,10 @@ differs (``--fresh`` starts over).
 
     [prune]
     episodes = 30                 # AMC episodes
+
+    [references]
+    models = ["mobilenet_v3_small", "mnasnet0_5"]   # torchvision references trained and timed beside the winner ([]: none)
+    rounds = 10                   # interleaved timing rounds (references and the final model, one session)
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write, read_toml
+from hwnas.pipeline.references import ALL_REFERENCES, QUICK_REFERENCES, REFERENCE_MODELS
 
-SECTIONS = ("search", "train", "prune")
+SECTIONS = ("search", "train", "prune", "references")
 TOP_LEVEL = ("devices", "space", "budget_ms", "data", "seed", "ray")
 
 
@@ -64,6 +69,20 @@ class PruneSettings:
 
 
 @dataclass(frozen=True)
+class ReferenceSettings:
+    models: tuple[str, ...] = ALL_REFERENCES  # torchvision references (hwnas.pipeline.references.REFERENCE_MODELS)
+    rounds: int = 10  # interleaved timing rounds of the references and the final model
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))  # a TOML list reads back as the same settings
+        unknown = [name for name in self.models if name not in REFERENCE_MODELS]
+        if unknown:
+            raise UserError(f"run config: unknown reference {unknown[0]!r}; known: {', '.join(REFERENCE_MODELS)}")
+        if self.rounds < 1:
+            raise UserError(f"references.rounds must be at least 1, got {self.rounds}")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     devices: tuple[str, ...] = ("host-tflite",)
     space: str = "default"
@@ -76,6 +95,7 @@ class RunConfig:
     search: SearchSettings = field(default_factory=SearchSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
+    references: ReferenceSettings = field(default_factory=ReferenceSettings)
 
     def __post_init__(self) -> None:
         if not self.devices:
@@ -113,6 +133,7 @@ QUICK = RunConfig(
     search=SearchSettings(trials=4, train_images=600, measure_front=1),
     train=TrainSettings(epochs=1, train_images=3000),
     prune=PruneSettings(episodes=6, finetune_epochs=1, baselines=False),
+    references=ReferenceSettings(models=QUICK_REFERENCES, rounds=6),
 )
 DEFAULT = RunConfig()
 
@@ -127,6 +148,10 @@ def _typed(section: str, cls: type, values: Any) -> Any:
     for name, value in values.items():
         expected = type(getattr(cls(), name))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if expected is tuple:
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise UserError(f"run config: {section}.{name} must be a list of names, got {value!r}")
             continue
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise UserError(f"run config: {section}.{name} must be a {expected.__name__}, got {value!r}")
@@ -147,7 +172,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
             raise UserError(f"run config {path}: {key} must be a {kind.__name__}, got {data[key]!r}")
     if "budget_ms" in data and (isinstance(data["budget_ms"], bool) or not isinstance(data["budget_ms"], int | float)):
         raise UserError(f"run config {path}: budget_ms must be a number, got {data['budget_ms']!r}")
-    classes = {"search": SearchSettings, "train": TrainSettings, "prune": PruneSettings}
+    classes = {"search": SearchSettings, "train": TrainSettings, "prune": PruneSettings, "references": ReferenceSettings}
     for section in SECTIONS:
         if section in data:
             _typed(section, classes[section], data[section])
@@ -165,6 +190,7 @@ def resolve_config(
         "search": replace(base.search, **given.get("search", {})),
         "train": replace(base.train, **given.get("train", {})),
         "prune": replace(base.prune, **given.get("prune", {})),
+        "references": replace(base.references, **given.get("references", {})),
     }
     top = {key: given[key] for key in (*TOP_LEVEL, "drift_networks") if key in given}
     if "devices" in top:
@@ -227,6 +253,7 @@ def read_config(path: Path) -> RunConfig:
             search=SearchSettings(**data.pop("search", {})),
             train=TrainSettings(**data.pop("train", {})),
             prune=PruneSettings(**data.pop("prune", {})),
+            references=ReferenceSettings(**data.pop("references", {})),
             quick=quick,
             **data,
         )

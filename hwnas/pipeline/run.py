@@ -11,6 +11,7 @@ The run folder::
     model/               the retrained winner (result.json, model.pt)
     prune/               AMC and its baselines, each a run folder (pruned.json, model.pt)
     export/              the deployable files, model_card.md / .json
+    references/          torchvision reference networks, trained like the winner and exported (timed beside it)
     report.md, report.html, report/*.png, summary.json
 """
 
@@ -28,6 +29,7 @@ from hwnas.fileio import atomic_write_json
 from hwnas.pipeline import stages
 from hwnas.pipeline.config import RunConfig, differences, read_config, write_config
 from hwnas.pipeline.records import Records
+from hwnas.pipeline.references import references_stage
 
 STAGES: tuple[tuple[str, Callable[[stages.Run], dict[str, Any]]], ...] = (
     ("device", stages.device_stage),
@@ -37,6 +39,7 @@ STAGES: tuple[tuple[str, Callable[[stages.Run], dict[str, Any]]], ...] = (
     ("train", stages.train_stage),
     ("prune", stages.prune_stage),
     ("export", stages.export_stage),
+    ("references", references_stage),
 )
 STAGE_NAMES = tuple(name for name, _ in STAGES)
 CONFIG_FILE = "config.toml"
@@ -104,6 +107,7 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
     result = {name: record["result"] for name, record in found.items()}  # type: ignore[index]
     device, table, predictor = result["device"], result["table"], result["predictor"]
     search, train, prune, export = result["search"], result["train"], result["prune"], result["export"]
+    references = result["references"]
     primary = device["devices"][0]["name"]
     calibrated = next((p for p in predictor["predictors"] if p["device"] == primary), {})
     summary = {
@@ -116,7 +120,7 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
             "notes": device["notes"],
             "all": [d["name"] for d in device["devices"]],
         },
-        "cores": _cores(device, search, train, table, prune),
+        "cores": _cores(device, search, train, table, prune, references),
         "budget_ms": table["budget_ms"],
         "budget_source": table["budget_source"],
         "drift_scale": table.get("scale", 1.0),
@@ -136,6 +140,7 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
             "strategy": search.get("strategy"),
             "trials": len(search.get("trials", [])),
             "best": search["best"],
+            "measured_best": _measured_best(search),
         },
         "model": {
             "arch": train["arch"],
@@ -169,6 +174,24 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
             }
             for e in export["exports"]
         ],
+        "references": {
+            "status": found["references"]["status"],  # type: ignore[index]
+            "reason": found["references"]["reason"],  # type: ignore[index]
+            "searched_ms": (references.get("searched") or {}).get("measured_ms"),
+            "searched_test_accuracy": (references.get("searched") or {}).get("test_accuracy"),
+            "models": [
+                {
+                    "name": m["name"],
+                    "test_accuracy": m.get("test_accuracy"),
+                    "measured_ms": m.get("measured_ms"),
+                    "within_budget": m.get("within_budget"),
+                    "beats": m.get("beats"),
+                }
+                for m in references.get("models", [])
+            ],
+            "beaten_by": references.get("beaten_by", []),
+            "verdict": references.get("verdict"),
+        },
         "stages": [
             {"stage": name, "status": record["status"], "seconds": record["seconds"], "session": record["session"]}  # type: ignore[index]
             for name, record in found.items()
@@ -177,6 +200,21 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
     }
     atomic_write_json(folder / "summary.json", summary)
     return summary
+
+
+def _measured_best(search: dict[str, Any]) -> dict[str, Any] | None:
+    """The search's best, retrained and measured on the device (finish_search): its verdict and the next feasible one."""
+    finished = search.get("finished")
+    if not finished or not finished.get("best"):
+        return None
+    best = finished["best"]
+    following = best.get("next_feasible")
+    return {
+        "arch": best["arch"],
+        "verdict": best["verdict"],
+        "next_feasible": following["arch"] if following else None,
+        "switched_to_next_feasible": bool(search.get("switched")),
+    }
 
 
 def _sessions(folder: Path) -> int:
@@ -188,7 +226,12 @@ def _sessions(folder: Path) -> int:
 
 
 def _cores(
-    device: dict[str, Any], search: dict[str, Any], train: dict[str, Any], table: dict[str, Any], prune: dict[str, Any]
+    device: dict[str, Any],
+    search: dict[str, Any],
+    train: dict[str, Any],
+    table: dict[str, Any],
+    prune: dict[str, Any],
+    references: dict[str, Any],
 ) -> dict[str, Any]:
     """How the cores this process may use were shared out, stage by stage."""
     total = device["cores"]
@@ -218,11 +261,15 @@ def _cores(
     used.append({"stage": "train", "what": f"retraining the winner{note}", "workers": 1, "threads": train["threads"]})
     if prune.get("threads"):
         used.append({"stage": "prune", "what": "fine-tuning pruned models", "workers": 1, "threads": prune["threads"]})
+    if references.get("threads"):
+        used.append(
+            {"stage": "references", "what": "training the reference networks", "workers": 1, "threads": references["threads"]}
+        )
     for item in device["devices"]:
         pinned = f"cores {item['cores']}" if item.get("cores") else "pinned"
         used.append(
             {
-                "stage": "table, export",
+                "stage": "table, search, export, references",
                 "what": f"timing on {item['name']} ({pinned}, nothing else running)",
                 "workers": 1,
                 "threads": item["threads"],

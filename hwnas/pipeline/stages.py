@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -21,14 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas import latency_tables as shipped_tables
 from hwnas.arch import Arch
 from hwnas.errors import UserError
 from hwnas.pipeline.config import RunConfig
 from hwnas.pipeline.records import Records
 from hwnas.space import SearchSpace
 
-SHIPPED_TABLES = Path(shipped_tables.__file__).parent / "data"
 PROFILES = Path("runs") / "profiles"
 DEFAULT_DEVICE = "host-tflite"
 FALLBACK_DEVICE = "host-ort"
@@ -131,27 +130,24 @@ def device_specs(run: Run) -> list[Any]:
 
 
 # ---- table ------------------------------------------------------------------------------------------
-def find_table(spec: Any, fingerprint: dict[str, Any], space: SearchSpace, run_tables: Path) -> tuple[Path, str] | None:
-    """A table of this device and space measured on this machine: the run's own profile, a user profile, a shipped one."""
-    from hwnas.latency_tables.table import LatencyTable
+RUN_PROFILED = "profiled by this run"
 
-    candidates = [
-        (run_tables / spec.name / "table.json", "profiled by this run"),
-        (PROFILES / f"{spec.name}-{space.name}" / "table.json", "profiled earlier (hwnas profile)"),
-    ]
-    candidates += [(path, "shipped with hwnas") for path in sorted(SHIPPED_TABLES.glob(f"{space.name}-*.json"))]
-    for path, origin in candidates:
-        if not path.is_file():
-            continue
-        table = LatencyTable.load(path)
-        if table.device.get("name") != spec.name:
-            continue
-        try:
-            table.check(fingerprint, space.hash)
-        except UserError:
-            continue
-        return path, origin
-    return None
+
+def find_table(spec: Any, fingerprint: dict[str, Any], space: SearchSpace, run_tables: Path) -> tuple[Path, str] | None:
+    """A table of this device and space measured on this machine, by :func:`~hwnas.latency_tables.table.matching_table`.
+
+    The run's own tables folder is the first profile store (``tables/<device>-<space>/``: a profile this run made),
+    then ``runs/profiles`` (``hwnas profile``), then the shipped tables.
+    """
+    from hwnas.latency_tables.table import PROFILED, matching_table
+
+    stores = ((run_tables, RUN_PROFILED), (PROFILES, PROFILED))
+    found = matching_table(spec.name, fingerprint, space.name, space.hash, stores=stores)
+    return None if found is None else (found.path, found.origin)
+
+
+def run_profile_folder(run_tables: Path, spec: Any, space: SearchSpace) -> Path:
+    return run_tables / f"{spec.name}-{space.name}"
 
 
 def table_stage(run: Run) -> dict[str, Any]:
@@ -167,8 +163,9 @@ def table_stage(run: Run) -> dict[str, Any]:
         profile_report = None
         if found is None:
             run.log(f"no latency table of {run.space.name!r} for {spec.name} on this machine: profiling it now")
-            profile_report = _profile(run, spec, run_tables / spec.name)
-            found = (run_tables / spec.name / "table.json", "profiled by this run")
+            folder = run_profile_folder(run_tables, spec, run.space)
+            profile_report = _profile(run, spec, folder)
+            found = (folder / "table.json", RUN_PROFILED)
         path, origin = found
         table = LatencyTable.load(path)
         copy = run_tables / f"{spec.name}-{run.space.name}.json"
@@ -231,28 +228,14 @@ def _profile(run: Run, spec: Any, out: Path) -> dict[str, Any]:
 
 def _drift(run: Run, table: Any, backend: Any) -> dict[str, Any]:
     """Re-time the table's reference networks now; a table made before they existed has some of its networks re-timed."""
-    from hwnas.latency_tables.convert import convert_all, network_job
-    from hwnas.latency_tables.drift import check_drift, drift_from_pairs
+    from hwnas.latency_tables.drift import session_drift
 
-    check = check_drift(table, backend, model_cache(), context="hwnas run", workers=cores())
-    how = "reference networks"
+    check = session_drift(
+        table, backend, model_cache(), "hwnas run", space=run.space, networks=run.config.drift_networks, workers=cores()
+    )
     if check is None:
-        count = min(run.config.drift_networks, len(table.networks))
-        if count == 0:
-            return {"ratio": None, "message": "drift check: not possible (the table has no reference or whole networks)"}
-        rows = table.networks[:count]
-        jobs = {
-            row["arch"]: network_job(run.space, run.space.parse(row["arch"]), backend.model_format, model_cache()) for row in rows
-        }
-        convert_all(list(jobs.values()), cores())
-        backend.settle(next(iter(jobs.values())).path)
-        pairs = {row["arch"]: (float(row["median_ms"]), backend.measure(jobs[row["arch"]].path).median_ms) for row in rows}
-        check = drift_from_pairs(
-            pairs, "hwnas run: the table has no reference networks, so some of its whole networks were re-timed"
-        )
-        how = f"{count} of the table's whole networks (it has no reference networks)"
-    message = check.message().replace("reference networks", how, 1).replace(" (--rescale applies the ratio)", "")
-    return check.to_json() | {"how": how, "message": message}
+        return {"ratio": None, "message": "drift check: not possible (the table has no reference or whole networks)"}
+    return check.to_json() | {"message": check.message(rescale_hint=False)}
 
 
 # ---- predictor --------------------------------------------------------------------------------------
@@ -351,7 +334,10 @@ def search_stage(run: Run) -> dict[str, Any]:
         data=None if run.config.data == "embedded" else run.config.data,
         train_images=settings.train_images,
         seed=run.config.seed,
+        drift=primary["drift"],  # the table stage's drift check of this device: recorded with the search, not re-timed
     )
+    if primary["drift"].get("warn"):
+        run.log(f"search: {primary['drift']['message']}")
     loop = SearchLoop(config)
     load = free_cores()
     # one single-threaded worker per core even when another process is busy: single-threaded workers only share the
@@ -388,24 +374,103 @@ def search_stage(run: Run) -> dict[str, Any]:
         }
         for t in summary["trials"]
     ]
-    front = _measure_front(run, trials, best["arch"], settings.measure_front)
+    finished = _finish_search(run, config, summary)
+    winner, switched = _winner(run, best, finished)
+    front = _measure_front(run, trials, winner["arch"], settings.measure_front, finished)
     return {
         "ran": True,
         "strategy": settings.strategy,
         "trials": trials,
-        "best": {
-            "arch": best["arch"],
-            "recipe": best.get("recipe"),
-            "accuracy": best.get("accuracy"),
-            "predicted_ms": best.get("predicted_latency_ms"),
-        },
+        "best": winner,
+        "switched": switched,
         "search_budget_ms": summary["search_budget_ms"],
         "replayed_from_storage": summary.get("replayed_from_storage"),
         "executor": executor.describe() | ({"ray": run.config.ray} if run.config.ray else {}),
         "load": load,
         "front": front,
+        "finished": finished,
+        "table_drift": {k: primary["drift"].get(k) for k in ("ratio", "warn", "how")},
         "storage": summary.get("storage"),
     }
+
+
+def _finish_search(run: Run, config: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """What ``hwnas search`` does at the end: the top K retrained / exported / measured in interleaved rounds with drift
+    references, judged against the budget, and the next feasible candidate when the best is over (``search/result.json``).
+
+    The best is retrained with the train stage's epochs and images, so the train stage takes that model rather than
+    training it again. One item of the stage record: a resumed run does not measure again.
+    """
+    from hwnas.search.result import finish_search
+
+    quick = run.config.quick
+
+    def work() -> dict[str, Any]:
+        report = finish_search(
+            config,
+            summary,
+            top_k=2 if quick else 3,
+            final_epochs=run.config.train.epochs,
+            rounds=6 if quick else 10,
+            references=1 if quick else 3,
+            threads=free_cores()["free"],
+            retrain_images=run.config.train.train_images or None,
+            log=run.log,
+        )
+        if "error" in report:
+            return {"error": report["error"], "top": [], "best": None}
+        top = [
+            {
+                "rank": entry["rank"],
+                "arch": entry["arch"],
+                "recipe": entry["recipe"],
+                "proxy_accuracy": entry["proxy_accuracy"],
+                "predicted_ms": entry["predicted_latency_ms"],
+                "measured": entry["measured"],
+                "judged": entry["judged"],
+                "verified": bool(entry.get("export") and entry["export"]["verification"]["passed"]),
+            }
+            for entry in report["top"]
+        ]
+        best = report["top"][0]
+        return {
+            "top": top,
+            "best": report["best"],
+            "drift": {k: report["drift"][k] for k in ("ratio", "applied", "per_network", "tolerance")},
+            "retrained": best.get("retrained"),
+            "result": str(Path(config.out) / "result.json"),
+            "pareto_plot": report.get("pareto_plot"),
+        }
+
+    finished = run.records.item("search-finish", "result", work)["result"]
+    best = finished.get("best")
+    if best:
+        judged = next((e["judged"] for e in finished["top"] if e["rank"] == 1 and e.get("judged")), None)
+        measured = f"measured {judged['judged_median_ms']:.4f} ms" if judged else "not measured"
+        run.log(f"search: the best, retrained and {measured}, is {best['verdict']} the {config.reward.budget_ms:.4f} ms budget")
+    return finished
+
+
+def _winner(run: Run, best: dict[str, Any], finished: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The search's best; when it measures over the budget and a measured candidate is within, that one instead."""
+    winner = {
+        "arch": best["arch"],
+        "recipe": best.get("recipe"),
+        "accuracy": best.get("accuracy"),
+        "predicted_ms": best.get("predicted_latency_ms"),
+    }
+    offer = finished.get("best") or {}
+    following = offer.get("next_feasible")
+    if offer.get("verdict") != "over" or not following:
+        return winner, False
+    entry = next(e for e in finished["top"] if e["rank"] == following["rank"])
+    run.log(f"search: the best measures over the budget; taking the next feasible candidate, top{entry['rank']}: {entry['arch']}")
+    return {
+        "arch": entry["arch"],
+        "recipe": entry["recipe"],
+        "accuracy": entry["proxy_accuracy"],
+        "predicted_ms": entry["predicted_ms"],
+    }, True
 
 
 def pareto_front(points: list[dict[str, Any]], latency: str, accuracy: str) -> list[dict[str, Any]]:
@@ -422,22 +487,34 @@ def pareto_front(points: list[dict[str, Any]], latency: str, accuracy: str) -> l
     return front
 
 
-def _measure_front(run: Run, trials: list[dict[str, Any]], winner: str, count: int) -> list[dict[str, Any]]:
-    """Export the Pareto-front candidates (and the winner) to the device's format and time them: one item each."""
+def _measure_front(
+    run: Run, trials: list[dict[str, Any]], winner: str, count: int, finished: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Export the Pareto-front candidates (and the winner) to the device's format and time them: one item each.
+
+    A candidate ``finished`` (the search's top K) already measured keeps that measurement.
+    """
     from hwnas.devices import make_backend
     from hwnas.latency_tables.convert import convert_all, network_job
 
     front = pareto_front(trials, "predicted_ms", "accuracy")
     chosen = [t for t in trials if t["arch"] == winner][:1]
     chosen += [t for t in front if t["arch"] != winner][: max(count - 1, 0)]
+    known = {e["arch"]: e["measured"]["median_ms"] for e in (finished or {}).get("top", []) if e.get("measured")}
     spec = device_specs(run)[0]
     backend = make_backend(spec)
-    jobs = {t["arch"]: network_job(run.space, run.space.parse(t["arch"]), backend.model_format, model_cache()) for t in chosen}
+    jobs = {
+        t["arch"]: network_job(run.space, run.space.parse(t["arch"]), backend.model_format, model_cache())
+        for t in chosen
+        if t["arch"] not in known
+    }
     convert_all(list(jobs.values()), cores())  # cached files are not converted again
     measured = []
     for trial in chosen:
 
         def work(trial: dict[str, Any] = trial) -> dict[str, Any]:
+            if trial["arch"] in known:
+                return {"arch": trial["arch"], "measured_ms": known[trial["arch"]], "how": "the search's interleaved rounds"}
             job = jobs[trial["arch"]]
             convert_all([job], 1)
             backend.settle(job.path)
@@ -488,6 +565,16 @@ def train_stage(run: Run) -> dict[str, Any]:
     if run.config.train.train_images:
         data = data.head(run.config.train.train_images, len(data.val))  # type: ignore[arg-type]
     load = free_cores()
+    folder = run.folder / "model"
+    retrained = (run.result("search").get("finished") or {}).get("retrained")
+    if retrained and retrained["arch"] == arch.format() and retrained["recipe"] == recipe.to_json():
+        # the search's finish retrained this very network with this recipe, epochs and images: take it, do not train twice
+        shutil.copytree(Path(retrained["folder"]), folder, dirs_exist_ok=True)
+        run.log(
+            f"the winner was retrained by the search ({len(retrained['curve'])} epoch(s), same recipe and images): "
+            f"validation accuracy {retrained['val_accuracy']:.4f}, test accuracy {retrained['test_accuracy']:.4f}"
+        )
+        return retrained | {"folder": str(folder), "load": load, "from": "search (retrained by its finish)"}
     threads = load["free"]
     if load["busy"]:
         run.log(f"{load['busy']} of {load['cores']} cores are busy with other processes: training on {threads} thread(s)")
@@ -497,7 +584,6 @@ def train_stage(run: Run) -> dict[str, Any]:
     result = train(
         run.space, arch, recipe, data, seed=run.config.seed, threads=threads, progress=run.progress, evaluate_test=True
     )
-    folder = run.folder / "model"
     result.save(folder)
     run.log(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}")
     return result.to_json() | {"folder": str(folder), "load": load}

@@ -1,10 +1,11 @@
 """The device a search targets: its runtime here, its latency table, and a latency predictor fitted on it.
 
-The table is the one whose fingerprint matches this machine (a device may ship tables for several
-CPUs, as ``hwnas run`` picks them), or one the user profiled (``runs/profiles/<device>-<space>/``,
-or ``--table``). The predictor is :class:`~hwnas.predictors.latency.CalibratedLatency` fitted on
-the whole networks the table's profile measured (on TFLite within 1% MAPE of them here); with
-fewer than :data:`MIN_NETWORKS` of them it falls back to the plain LUT sum.
+The table is chosen by :func:`~hwnas.latency_tables.table.matching_table`, as everywhere: the user's
+``--table``, else a profile of the device here (``runs/profiles/<device>-<space>/``), else a shipped
+table whose fingerprint matches this machine (a device may ship tables for several CPUs). The
+predictor is :class:`~hwnas.predictors.latency.CalibratedLatency` fitted on the whole networks the
+table's profile measured (on TFLite within 1% MAPE of them here); with fewer than
+:data:`MIN_NETWORKS` of them it falls back to the plain LUT sum.
 """
 
 from __future__ import annotations
@@ -17,18 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from hwnas import latency_tables as shipped_tables
 from hwnas.arch import Arch, Stage
 from hwnas.devices import DeviceSpec, make_backend
 from hwnas.errors import UserError
-from hwnas.latency_tables.table import LatencyTable
+from hwnas.latency_tables.table import PROFILES, LatencyTable, matching_table
 from hwnas.predictors.data import networks_from_table
 from hwnas.predictors.latency import CalibratedLatency, LatencyPredictor, LutSum
 from hwnas.space import SearchSpace
 
-SHIPPED_TABLES = Path(shipped_tables.__file__).parent / "data"
-PROFILES = Path("runs") / "profiles"
 MIN_NETWORKS = 8
+DRIFT_NETWORKS = 3  # a table without reference networks has this many of its whole networks re-timed (drift check)
 
 
 @dataclass
@@ -60,6 +59,17 @@ class DeviceLatency:
             "predictor_networks": len(self.table.networks),
         }
 
+    def check_drift(self, cache: Path, context: str = "search") -> dict[str, Any] | None:
+        """Re-time the table's reference networks (or a few of its whole networks) now: is the device at the table's speed?
+
+        The search predicts from the table, so a device running 1.5x slower today makes every prediction 1.5x low.
+        Returns the check as JSON with its one-line ``message`` (a warning beyond 10%), or ``None`` when it cannot be done.
+        """
+        from hwnas.latency_tables.drift import drift_first
+
+        check = drift_first(self.table_path, self.backend, cache, context, space=self.space, networks=DRIFT_NETWORKS)
+        return None if check is None else check.to_json() | {"message": check.message(rescale_hint=False)}
+
     def fastest(self) -> tuple[Arch, float]:
         """The fastest architecture by the table and its predicted latency (see :func:`fastest_arch`)."""
         arch = fastest_arch(self.space, self.table)
@@ -72,39 +82,20 @@ def load_device_latency(spec_arg: str, space: SearchSpace, table: Path | None = 
     backend = make_backend(spec)
     backend.require_available()
     fingerprint = backend.fingerprint()
-    if table is not None:
-        chosen = LatencyTable.load(table)
-        chosen.check(fingerprint, space.hash)
-        path = Path(table)
-    else:
-        path, chosen = _find_table(spec, space, fingerprint, space_arg or space.name, spec_arg)
-    networks = networks_from_table(chosen.networks, space, source=str(path))
+    found = matching_table(spec.name, fingerprint, space.name, space.hash, explicit=table)
+    if found is None:
+        raise UserError(
+            f"no latency table of space {space.name!r} for device {spec.name!r} on this machine "
+            f"({fingerprint.get('device', '?')}); profile it first: hwnas profile {spec_arg} --space {space_arg or space.name} "
+            f"(writes {PROFILES / f'{spec.name}-{space.name}'}/table.json, which search then finds)"
+        )
+    networks = networks_from_table(found.table.networks, space, source=str(found.path))
     archs, ms = [n.arch for n in networks], [n.ms for n in networks]
     predictor: LatencyPredictor
-    predictor = CalibratedLatency(chosen, space).fit(archs, ms) if len(networks) >= MIN_NETWORKS else LutSum(chosen, space)
-    return DeviceLatency(spec, spec_arg, backend, chosen, path, predictor, space)
-
-
-def _find_table(
-    spec: DeviceSpec, space: SearchSpace, fingerprint: dict[str, Any], space_arg: str, spec_arg: str
-) -> tuple[Path, LatencyTable]:
-    candidates = [*sorted(SHIPPED_TABLES.glob(f"{space.name}-*.json")), PROFILES / f"{spec.name}-{space.name}" / "table.json"]
-    for path in candidates:
-        if not path.is_file():
-            continue
-        table = LatencyTable.load(path)
-        if table.device.get("name") != spec.name:
-            continue
-        try:
-            table.check(fingerprint, space.hash)
-        except UserError:
-            continue
-        return path, table
-    raise UserError(
-        f"no latency table of space {space.name!r} for device {spec.name!r} on this machine ({fingerprint.get('device', '?')}); "
-        f"profile it first: hwnas profile {spec_arg} --space {space_arg} "
-        f"(writes {PROFILES / f'{spec.name}-{space.name}'}/table.json, which search then finds)"
+    predictor = (
+        CalibratedLatency(found.table, space).fit(archs, ms) if len(networks) >= MIN_NETWORKS else LutSum(found.table, space)
     )
+    return DeviceLatency(spec, spec_arg, backend, found.table, found.path, predictor, space)
 
 
 def fastest_arch(space: SearchSpace, table: LatencyTable) -> Arch:

@@ -52,6 +52,7 @@ class SearchConfig:
     margin: float = DEFAULT_MARGIN
     storage: str | None = None
     study_name: str | None = None
+    drift: dict[str, Any] | None = None  # this session's drift check of the table (DeviceLatency.check_drift); not identity
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 1:
@@ -318,6 +319,7 @@ class SearchLoop:
             "interrupted_then_failed": self.interrupted,
             "duplicates_not_retrained": self.duplicates,
             "best": self.best(),
+            "table_drift": self.config.drift,
             "strategy_report": self.strategy.report(),
             "trials": trials,
         }

@@ -77,6 +77,7 @@ def finish_search(
         "search_budget_ms": config.search_budget_ms,
         "reward": config.reward.to_json(),
         "device": config.device.describe(),
+        "table_drift": config.drift,  # the device today vs its table, re-timed when the search started
         "search": {k: v for k, v in summary.items() if k != "trials"},
         "top": [],
     }
