@@ -148,10 +148,14 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 6
     such a network proves little. With statistics from real images the outputs depend on the input.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
     model.train()
-    for start in range(0, len(images), batch):
-        model(images[start : start + batch])
+    with torch.random.fork_rng():  # dropout here must not shift a training run's random stream
+        for start in range(0, len(images), batch):
+            model(images[start : start + batch])
+    for norm, momentum in zip(norms, momenta, strict=True):  # later training keeps its usual running average
+        norm.momentum = momentum
     return model.eval()

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from hwnas.arch import Arch
-from hwnas.builder import build_model, count_flops, count_params, input_shape
+from hwnas.builder import build_model, count_flops, count_params, input_shape, recalibrate_batchnorm
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write, atomic_write_json
@@ -44,6 +44,7 @@ from hwnas.space import SearchSpace
 
 EVAL_BATCH = 512
 CHECKPOINT_FILE = "checkpoint.pt"
+BATCHNORM_IMAGES = 512  # un-augmented training images for precise BatchNorm statistics
 CHECKPOINT_FORMAT = "hwnas-train-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -215,6 +216,7 @@ def fit_model(
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True) if recipe.ema > 0 else None
     evaluated: nn.Module = ema if ema is not None else model
     val_set = Prepared(data.val, resolution, channels)
+    calibration = batchnorm_images(data, resolution, channels, evaluated)
     points: list[dict[str, float]] = []
     state = _TrainingState(model, optimizer, schedule, ema, loader.generator)  # type: ignore[arg-type]
     fingerprint = training_fingerprint(model, data, recipe, resolution, channels, seed, identity)
@@ -242,6 +244,8 @@ def fit_model(
                     ema.update_parameters(model)
                 loss_sum, seen = loss_sum + loss.item() * len(labels), seen + len(labels)
                 bar.update(task, advance=1, loss=loss_sum / seen)
+            if calibration is not None:  # precise BatchNorm statistics: a short run's running averages lag its weights
+                recalibrate_batchnorm(evaluated, calibration)
             accuracy = evaluate(evaluated, val_set)
             point = {
                 "epoch": epoch,
@@ -257,6 +261,19 @@ def fit_model(
             if on_epoch is not None:
                 on_epoch(point)
     return FitCurve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)
+
+
+def batchnorm_images(data: ImageSplits, resolution: int, channels: int, model: nn.Module) -> torch.Tensor | None:
+    """The first training images, un-augmented, to re-estimate BatchNorm statistics from before each evaluation.
+
+    With few steps (a search proxy, a one-epoch quick run) the running averages lag the weights so far
+    that a network which learned scores chance: a quick run's winner, one epoch on 3,000 images, gave
+    10.2% validation accuracy with them and 71.6% re-estimated. ``None`` when the model has no BatchNorm.
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return None
+    prepared = Prepared(data.train, resolution, channels)
+    return torch.stack([prepared[i][0] for i in range(min(BATCHNORM_IMAGES, len(prepared)))])
 
 
 # ---- per-epoch checkpoints ---------------------------------------------------------------------

@@ -131,7 +131,7 @@ QUICK = RunConfig(
     quick=True,
     drift_networks=1,
     search=SearchSettings(trials=4, train_images=600, measure_front=1),
-    train=TrainSettings(epochs=1, train_images=3000),
+    train=TrainSettings(epochs=1, train_images=2000),
     prune=PruneSettings(episodes=6, finetune_epochs=1, baselines=False),
     references=ReferenceSettings(models=QUICK_REFERENCES, rounds=6),
 )

@@ -12,6 +12,7 @@ nothing is made up in its place.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
 import shutil
@@ -24,6 +25,7 @@ from typing import Any
 
 from hwnas.arch import Arch
 from hwnas.errors import UserError
+from hwnas.fileio import text_sha256
 from hwnas.pipeline.config import RunConfig
 from hwnas.pipeline.records import Records
 from hwnas.space import SearchSpace
@@ -409,7 +411,7 @@ def _finish_search(run: Run, config: Any, summary: dict[str, Any]) -> dict[str, 
         report = finish_search(
             config,
             summary,
-            top_k=2 if quick else 3,
+            top_k=1 if quick else 3,
             final_epochs=run.config.train.epochs,
             rounds=6 if quick else 10,
             references=1 if quick else 3,
@@ -581,8 +583,21 @@ def train_stage(run: Run) -> dict[str, Any]:
     run.log(
         f"training the winner for {recipe.epochs} epoch(s) on {len(data.train)} images ({threads} thread(s)): {arch.format()}"
     )
-    result = train(
-        run.space, arch, recipe, data, seed=run.config.seed, threads=threads, progress=run.progress, evaluate_test=True
+    # one checkpoint folder per (network, recipe): a rerun with another budget picks another winner and must not meet
+    # the old winner's checkpoint
+    checkpoints = run.folder / "checkpoints" / text_sha256(arch.format() + json.dumps(recipe.to_json(), sort_keys=True), 16)
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    result = train(  # every finished epoch is kept in the folder: a killed run resumes mid-training
+        run.space,
+        arch,
+        recipe,
+        data,
+        seed=run.config.seed,
+        threads=threads,
+        progress=run.progress,
+        evaluate_test=True,
+        checkpoint=checkpoints,
+        log=run.log,
     )
     result.save(folder)
     run.log(f"validation accuracy {result.val_accuracy:.4f}, test accuracy {result.test_accuracy:.4f}")
