@@ -35,6 +35,8 @@ from hwnas.errors import UserError
 
 T = TypeVar("T")
 
+MIN_IMAGES = 10  # fewer cannot be split into training, validation and test images
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -75,7 +77,11 @@ class _PilAsTensor(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.dataset[index]
+        try:
+            image, label = self.dataset[index]
+        except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for a file it cannot decode
+            path = self.dataset.samples[index][0] if hasattr(self.dataset, "samples") else f"image {index}"  # type: ignore[attr-defined]
+            raise UserError(f"image {path} cannot be read ({type(error).__name__}: {error}); remove or replace it") from None
         return self.to_tensor(image), int(label)
 
 
@@ -113,6 +119,12 @@ def load_data(source: str | Path | None = None, val_fraction: float = 0.1, split
         name, (train, test), classes = "fashion-mnist", _read_dataset(_idx_folder, DEBIAN_FASHION_MNIST), 10
     else:
         name, train, test, classes = _read_dataset(_from_path, Path(source))
+    total = len(train) + len(test)  # type: ignore[arg-type]
+    if total < MIN_IMAGES or len(train) < 2 or len(test) < 1:  # type: ignore[arg-type]
+        raise UserError(
+            f"data {source} holds {total} image(s): too few to split into training, validation and test images "
+            f"(hwnas needs at least {MIN_IMAGES}, in class folders)"
+        )
     train, val = _split(train, val_fraction, split_seed)
     channels = int(train[0][0].shape[0])
     return ImageSplits(name, train, val, test, classes, channels)
@@ -186,15 +198,41 @@ def _image_folder(path: Path) -> tuple[str, Dataset, Dataset, int]:
     subfolders = {child.name for child in path.iterdir() if child.is_dir()}
     held_out = next((name for name in ("test", "val") if name in subfolders), None)
     if "train" in subfolders and held_out:  # unreadable folders become one line in _read_dataset
-        train = tv_datasets.ImageFolder(str(path / "train"))
-        test = tv_datasets.ImageFolder(str(path / held_out))
+        train = _checked_image_folder(path / "train")
+        test = _checked_image_folder(path / held_out)
         if train.classes != test.classes:
             raise UserError(f"{path}: train/ and {held_out}/ have different class folders")
         return path.name, _PilAsTensor(train), _PilAsTensor(test), len(train.classes)
-    everything = tv_datasets.ImageFolder(str(path))
+    if not subfolders:
+        raise UserError(
+            f"{path}: not a dataset hwnas can read (no class folders): expected MNIST idx files, cifar-10-batches-py, or "
+            "an ImageFolder tree (one folder of images per class, optionally under train/ and val/ or test/)"
+        )
+    everything = _checked_image_folder(path)
     whole = _PilAsTensor(everything)
     train, test = _split(whole, 0.1, seed=1)
     return path.name, train, test, len(everything.classes)
+
+
+def _checked_image_folder(path: Path) -> tv_datasets.ImageFolder:
+    """An ImageFolder whose every image has been checked (header and chunk checksums, no decoding).
+
+    A corrupt, empty or truncated file is one line naming it, now, rather than a PIL traceback
+    in the middle of training.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = tv_datasets.ImageFolder(str(path))
+    for file, _ in folder.samples:
+        try:
+            with Image.open(file) as image:
+                image.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if isinstance(error, UnidentifiedImageError):
+                detail = "not an image PIL can identify"
+            raise UserError(f"image {file} cannot be read ({detail}); remove or replace it") from None
+    return folder
 
 
 def _split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:

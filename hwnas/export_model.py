@@ -18,6 +18,7 @@ BatchNorm statistics re-estimated on training images first, so its outputs depen
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,6 +39,34 @@ from hwnas.exporters import ExportRequest
 from hwnas.fileio import read_json
 from hwnas.presets import get_space
 from hwnas.trainer import Prepared
+
+# what torch.load raises on a file that is no state dict (empty, text, truncated zip, a foreign pickle)
+_NOT_A_STATE_DICT = (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, IndexError, ValueError, TypeError)
+
+
+def read_state_dict(path: Path) -> dict[str, Any]:
+    """The tensors of a ``.pt`` file, read with ``weights_only=True`` (no object is unpickled).
+
+    A missing, empty or foreign file is one line naming it; whether the tensors fit a model is the
+    caller's question (``load_state_dict``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise UserError(f"checkpoint {path} is a folder, not a model.pt file")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint {path} is empty (0 bytes): an interrupted save? Train again or pass another file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise UserError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    except _NOT_A_STATE_DICT as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"checkpoint {path} is not a PyTorch state dict ({detail})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not a PyTorch state dict")
+    return state
 
 
 @dataclass(frozen=True)
@@ -145,9 +174,10 @@ def _pruned_run_folder(path: Path) -> ResolvedModel:
     spec = read_json(path / PRUNED_FILE, "pruned model description")
     if not isinstance(spec, dict) or not {"base", "history", "input_shape"} <= set(spec) or not weights.exists():
         raise UserError(f"{path} is not a pruned run folder (needs {PRUNED_FILE} with base, history, input_shape, and model.pt)")
+    state = read_state_dict(weights)
     try:
         module = build_pruned(spec)
-        module.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        module.load_state_dict(state)
     except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, TypeError, ValueError, IndexError) as error:
         raise UserError(f"{path}: the pruned model does not rebuild ({str(error).splitlines()[0]})") from None
     shape = [int(v) for v in spec["input_shape"]]
@@ -166,13 +196,9 @@ def _arch(text: str, checkpoint: Path | None) -> ResolvedModel:
     with _seeded():
         module = build_model(space, arch)
     if checkpoint is not None:
+        state = read_state_dict(checkpoint)
         try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             module.load_state_dict(state)
-        except FileNotFoundError:
-            raise UserError(f"checkpoint {checkpoint} does not exist") from None
-        except (pickle.UnpicklingError, OSError) as error:
-            raise UserError(f"checkpoint {checkpoint} is not a PyTorch state dict ({str(error).splitlines()[0]})") from None
         except (RuntimeError, KeyError, EOFError, TypeError, AttributeError) as error:
             raise UserError(f"checkpoint {checkpoint} does not fit {arch.format()} ({str(error).splitlines()[0]})") from None
     cost = arch_cost(space, arch)

@@ -4,8 +4,8 @@ Writes are atomic (temporary file beside the target, then rename): a killed run 
 file or the new one, never half of one. Reads of user-supplied JSON, TOML and YAML go through
 :func:`read_json`, :func:`read_toml` and :func:`read_yaml`: a missing, unreadable, oversized,
 non-UTF-8 or malformed file is a one-line :class:`UserError` naming it and what it was meant to
-be, never a traceback. YAML is read with the safe loader only and duplicate keys are refused
-(a merged duplicate silently changes a latency table).
+be, never a traceback. YAML is read with the safe loader only, and duplicate keys are refused in
+JSON and YAML alike (a merged duplicate silently changes a latency table).
 """
 
 from __future__ import annotations
@@ -45,6 +45,26 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def check_writable_folder(path: Path, what: str = "--out") -> None:
+    """Refuse, before any work starts, an output folder that cannot be made or written into.
+
+    A file of that name, a file on the way to it or a folder this user cannot write is one line
+    naming ``what`` (the option). Nothing is created: a probe folder is made and removed again.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file; name a folder")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot make {what} {path}: {existing} is a file")
+    try:
+        tempfile.TemporaryDirectory(prefix=".hwnas-probe-", dir=existing).cleanup()
+    except OSError as error:
+        raise UserError(f"cannot write to {what} {path}: {error.strerror} in {existing}") from None
+
+
 def atomic_write_json(path: Path, data: Any) -> Path:
     """JSON that every reader accepts: NaN and infinities are refused here rather than written."""
     try:
@@ -81,11 +101,21 @@ def read_text(path: Path, what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
 def read_json(path: Path, what: str) -> Any:
     text = read_text(path, what)
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         raise UserError(f"{what} {path} is not valid JSON ({error})") from None
     except ValueError as error:  # NaN / Infinity, or an integer too long to convert
         raise UserError(f"{what} {path}: {error}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a repeated key (``json`` would keep the last one without a word)."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"duplicate key {key!r}")
+        found[key] = value
+    return found
 
 
 def _refuse_constant(name: str) -> Any:
@@ -111,6 +141,8 @@ def read_yaml(path: Path, what: str) -> Any:
         return yaml.load(text, Loader=_unique_key_loader())  # a SafeLoader subclass: no Python tags
     except yaml.YAMLError as error:
         raise UserError(f"{what} {path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    except (ValueError, OverflowError) as error:  # e.g. an integer too long to convert
+        raise UserError(f"{what} {path}: {error}") from None
 
 
 def _unique_key_loader() -> type:

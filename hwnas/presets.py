@@ -178,5 +178,5 @@ def resolve_space(name_or_path: str) -> SearchSpace:
     data.pop("hash", None)
     try:
         return SearchSpace.from_json(data)
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
         raise UserError(f"search space {path} is malformed ({error})") from None

@@ -205,6 +205,9 @@ def _key_for_space(text: str, style: PublicStyle, space: SearchSpace) -> OpKey:
     return OpKey.from_public(text, style, act=act, kernel=space.stem_kernel)
 
 
+MAX_COUNT = 10**9  # runs behind one published mean; a larger count is a typo and would overflow the weighting
+
+
 def _value(value: Any, text: str, path: Path) -> PublicValue:
     if not isinstance(value, dict) or "mean" not in value:
         raise UserError(f"{path}: entry {text!r} lacks a mean")
@@ -212,6 +215,10 @@ def _value(value: Any, text: str, path: Path) -> PublicValue:
         mean = float(value["mean"])
         std = float(value["std"]) if "std" in value else math.sqrt(float(value["var"])) if "var" in value else None
         count = int(value["count"]) if "count" in value else None
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise UserError(f"{path}: entry {text!r} has a value that is not a number ({error})") from None
+    if count is not None and not 0 < count <= MAX_COUNT:
+        raise UserError(f"{path}: entry {text!r} has count {count}; a count of runs is in [1, {MAX_COUNT}]")
+    if std is not None and not (math.isfinite(std) and std >= 0):
+        raise UserError(f"{path}: entry {text!r} has std {std}; a spread is a finite number >= 0")
     return PublicValue(mean, std, count)

@@ -17,6 +17,7 @@ from pathlib import Path
 from hwnas.arch import Arch
 from hwnas.errors import ArchError, UserError
 from hwnas.fileio import read_text, text_sha256
+from hwnas.latency_tables.table import positive_ms
 from hwnas.space import SearchSpace
 
 CSV_ARCH_COLUMNS = ("arch", "architecture")
@@ -39,10 +40,16 @@ def networks_from_table(table_networks: Sequence[dict], space: SearchSpace, sour
     """The whole networks a profile measured (``LatencyTable.networks``)."""
     found = []
     for row in table_networks:
+        if not isinstance(row, dict) or not isinstance(row.get("arch"), str):
+            raise UserError(f"{source}: a measured network is not an object with an 'arch' string: {str(row)[:80]}")
         try:
             arch = space.parse(row["arch"])
         except ArchError as error:
             raise UserError(f"{source}: network {row['arch']!r} is not of space {space.name!r} ({error})") from None
+        if not positive_ms(row.get("median_ms")):
+            raise UserError(
+                f"{source}: network {row['arch']} has median_ms {row.get('median_ms')!r}; a latency is a positive number of ms"
+            )
         found.append(MeasuredNetwork(arch, float(row["median_ms"]), row.get("p10_ms"), row.get("p90_ms"), row.get("cv"), source))
     return found
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import kendalltau
 
+from hwnas.fileio import atomic_write
 from hwnas.predictors.data import MeasuredNetwork
 
 
@@ -87,8 +88,7 @@ def scatter_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], 
     axes.legend(fontsize=8)
     axes.grid(True, alpha=0.3)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    try:  # a plot in a folder that cannot be written is one line, and never half a PNG
+        return atomic_write(Path(path), lambda temp: figure.savefig(temp, format="png"))
+    finally:
+        plt.close(figure)

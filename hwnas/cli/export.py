@@ -11,6 +11,7 @@ from rich.table import Table
 from hwnas.cli.common import JsonFlag, app, console, drift_checks, esc, print_json
 from hwnas.errors import UserError
 from hwnas.exporters.formats import FILE_NAMES
+from hwnas.fileio import check_writable_folder
 
 
 @app.command("export")
@@ -26,6 +27,10 @@ def export_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Export MODEL, verify every file against PyTorch, re-measure it, and write a model card."""
+    unknown = [name for name in formats.split(",") if name not in FILE_NAMES]
+    if unknown:
+        raise UserError(f"unknown export format {unknown[0]!r} in --format; choose from {', '.join(FILE_NAMES)}")
+    check_writable_folder(out)
     from hwnas.devices import DeviceSpec
     from hwnas.export_model import build_request, resolve_model
     from hwnas.exporters import export_all

@@ -14,7 +14,11 @@ lut_app = group("lut", "Show, compare and import latency tables.")
 
 
 @lut_app.command("show")
-def lut_show(table_file: Annotated[Path, typer.Argument(help="table.json")], top: int = 10, as_json: JsonFlag = False) -> None:
+def lut_show(
+    table_file: Annotated[Path, typer.Argument(help="table.json")],
+    top: Annotated[int, typer.Option(min=0, help="how many of the slowest layers to list")] = 10,
+    as_json: JsonFlag = False,
+) -> None:
     """Where a table comes from and its slowest layers."""
     from hwnas.latency_tables.table import LatencyTable
 

@@ -10,6 +10,7 @@ import typer
 
 from hwnas.cli.common import AllowMismatch, JsonFlag, SpaceOption, SpecArg, app, console, esc, print_json
 from hwnas.errors import UserError
+from hwnas.fileio import check_writable_folder
 
 
 def default_cache() -> Path:
@@ -45,6 +46,7 @@ def profile_command(
     device = DeviceSpec.from_toml(spec)
     search_space = resolve_space(space)
     out = out or Path("runs") / "profiles" / f"{device.name}-{search_space.name}"
+    check_writable_folder(out)
     settings = ProfileSettings(networks, seed, workers, cv_threshold, max_attempts, allow_mismatch)
     keys = (search_space.enumerate_op_keys() if space_layers else []) + sample_layers(layers, layer_seed)
     if not keys:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from hwnas.cli.common import DataSource, JsonFlag, Seed, Threads, app, console, esc, print_json
 from hwnas.errors import UserError
+from hwnas.fileio import check_writable_folder
 
 HOST_DEVICES = ("host-ort", "host-tflite")
 
@@ -58,6 +59,8 @@ def prune_command(
         raise UserError(f"--importance must be l1 or l2, got {importance!r}")
     if parsed.kind == "latency-ms" and device is None:
         raise UserError("a latency budget needs --device SPEC (a device with a latency table, e.g. host-tflite)")
+    if out is not None:
+        check_writable_folder(out)
     import torch
 
     from hwnas.data import load_data

@@ -53,6 +53,7 @@ def run_command(
     }
     settings = resolve_config(quick, config, overrides)
     folder = out or default_out(settings)
+    _check_inputs(settings, folder)
     log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
     if not as_json:
         console.print(f"run folder: {esc(folder)}" + (" (quick)" if settings.quick else ""))
@@ -63,6 +64,26 @@ def run_command(
         show_summary(summary)
     if not summary["final"]["verified"]:
         raise typer.Exit(1)
+
+
+def _check_inputs(settings: Any, folder: Path) -> None:
+    """What the run reads and where it writes, checked before anything is printed, written or measured.
+
+    Later stages would find the same mistakes, but only after the run folder was started and, for
+    the data, after the device was profiled or drift-checked: minutes in.
+    """
+    from hwnas.devices import DeviceSpec
+    from hwnas.fileio import check_writable_folder
+    from hwnas.presets import resolve_space
+
+    for device in settings.devices:
+        DeviceSpec.from_toml(device)
+    resolve_space(settings.space)
+    check_writable_folder(folder)
+    if settings.data not in ("embedded", "fashion-mnist"):  # the shipped sources are known to load
+        from hwnas.data import load_data
+
+        load_data(settings.data)
 
 
 def show_summary(summary: dict[str, Any]) -> None:

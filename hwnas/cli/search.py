@@ -60,6 +60,10 @@ def search_command(
     from hwnas.search.device import load_device_latency
     from hwnas.search.loop import SearchConfig, SearchLoop
 
+    if out is not None:
+        from hwnas.fileio import check_writable_folder
+
+        check_writable_folder(out)
     latency = load_device_latency(device, search_space, table, space_arg=space)
     out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     config = SearchConfig(

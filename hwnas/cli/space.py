@@ -65,7 +65,7 @@ def space_count(preset: Preset = "default", as_json: JsonFlag = False) -> None:
 def space_sample(
     preset: Preset = "default",
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    count: Annotated[int, typer.Option("-n", min=1, help="how many architectures")] = 1,
+    count: Annotated[int, typer.Option("-n", min=1, max=1_000_000, help="how many architectures")] = 1,
 ) -> None:
     """Print seeded random architecture strings, one a line."""
     space = get_space(preset)

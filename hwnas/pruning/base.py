@@ -11,7 +11,6 @@ module, and ``torch.load(weights_only=True)`` reads it back.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import nn
 from hwnas.builder import count_flops, count_params
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
-from hwnas.export_model import PRUNED_FILE, build_base, resolve_model
+from hwnas.export_model import PRUNED_FILE, build_base, read_state_dict, resolve_model
 from hwnas.fileio import atomic_write, atomic_write_json, read_json
 from hwnas.pruning.structure import analyse
 from hwnas.recipe import Recipe
@@ -104,11 +103,10 @@ def _torchvision(
 
 
 def _load_weights(module: nn.Module, checkpoint: Path) -> None:
+    state = read_state_dict(checkpoint)
     try:
-        module.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
-    except FileNotFoundError:
-        raise UserError(f"checkpoint {checkpoint} does not exist") from None
-    except (pickle.UnpicklingError, OSError, RuntimeError, KeyError, EOFError) as error:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as error:
         raise UserError(f"checkpoint {checkpoint} does not fit this model ({str(error).splitlines()[0]})") from None
 
 

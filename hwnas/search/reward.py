@@ -27,6 +27,8 @@ class Reward:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.budget_ms) and self.budget_ms > 0):
             raise UserError(f"--budget-ms must be a positive number of milliseconds, got {self.budget_ms}")
+        if not (math.isfinite(self.alpha) and math.isfinite(self.beta)):
+            raise UserError(f"--reward exponents must be finite numbers <= 0, got {self.alpha},{self.beta}")
         if self.alpha > 0 or self.beta > 0:
             raise UserError(
                 f"reward exponents must be <= 0 (a slower network must not score higher), got {self.alpha},{self.beta}"
