@@ -133,13 +133,20 @@ class LatencyTable:
         if version != TABLE_SCHEMA_VERSION:
             raise UserError(f"latency table schema {version!r}; this hwnas reads {TABLE_SCHEMA_VERSION}")
         entries = [LatencyEntry.from_json(entry) for entry in data["entries"]]
+        networks = data.get("networks", [])
+        if not isinstance(networks, list) or not all(isinstance(network, dict) for network in networks):
+            raise UserError("a latency table's networks must be a list of objects")
+        for network in networks:  # whole networks calibrate the predictor: a bad one would bend every prediction
+            if not positive_ms(network.get("median_ms")):
+                name = str(network.get("arch", "?"))[:80]
+                raise UserError(f"network {name!r} must have a positive median_ms, got {network.get('median_ms')!r}")
         return cls(
             data["device"],
             data["fingerprint"],
             data["space"],
             data.get("space_hash"),
             {entry.op: entry for entry in entries},
-            data.get("networks", []),
+            networks,
             data.get("kind", "measured"),
             data.get("source", ""),
             data.get("created", ""),

@@ -315,8 +315,6 @@ CASES: dict[str, Case] = {
     "lut show: whole-network median negative": case(
         lambda f: ["lut", "show", f.table(edit=_network("median_ms", -1.0))],
         "network",
-        xfail="latency_tables/table.py (helper 'pipeline'): LatencyTable.from_json checks entries with positive_ms but "
-        "not networks; it should refuse a network whose median_ms is not positive_ms, naming it",
     ),
     "lut diff: second table missing": case(lambda f: ["lut", "diff", f.table(), f.missing()], "does not exist"),
     "lut diff: first table []": case(lambda f: ["lut", "diff", f.write("a.json", "[]"), f.table()], "JSON object"),

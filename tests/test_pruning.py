@@ -206,7 +206,10 @@ def _run_worker(db: Path, episodes: int, pause: float) -> subprocess.Popen:
 
 
 def _rows(db: Path) -> list[tuple]:
+    """The stored episodes; none while the worker has created the file but not yet its table."""
     with sqlite3.connect(db) as connection:
+        if connection.execute("SELECT name FROM sqlite_master WHERE name = 'episodes'").fetchone() is None:
+            return []
         return connection.execute(
             "SELECT episode, ratios, reward FROM episodes WHERE search = 'search' ORDER BY episode"
         ).fetchall()

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from hwnas.cli.common import JsonFlag, console, esc, group, print_json
+from hwnas.errors import UserError
 
 predictor_app = group("predictor", "Fit and evaluate latency predictors.")
 
@@ -55,13 +56,14 @@ def predictor_fit(
     from hwnas.predictors.workflow import fit_and_evaluate, load_networks, read_networks_file
 
     lut = LatencyTable.load(table)
+    hyper: dict[str, Any] = {"correction": correction} if kind == "calibrated" else {}
+    _check_fit_options(lut, out, kind, hyper, holdout)  # every mistake is found before the drift check's seconds
+    measured = load_networks(lut, networks or [], allow_mismatch)
+    again = read_networks_file(repeats, lut, allow_mismatch) if repeats else []
     drift_check = table_drift(lut, table) if drift else {"ratio": None, "message": "drift check: not asked for (--no-drift)"}
     if not as_json:
         warn = bool(drift_check.get("warn"))
         console.print(("[yellow]" if warn else "") + esc(drift_check["message"]) + ("[/]" if warn else ""))
-    measured = load_networks(lut, networks or [], allow_mismatch)
-    again = read_networks_file(repeats, lut, allow_mismatch) if repeats else []
-    hyper: dict[str, Any] = {"correction": correction} if kind == "calibrated" else {}
     predictor, report = fit_and_evaluate(lut, measured, kind, holdout, seed, plot, again, **hyper)
     report["drift"] = drift_check
     model, sidecar = save_predictor(
@@ -80,6 +82,21 @@ def predictor_fit(
         _print_noise(report["noise_floor"])
 
 
+def _check_fit_options(lut: Any, out: Path, kind: str, hyper: dict[str, Any], holdout: float) -> None:
+    """Refuse an unknown kind or correction, a held-out share outside [0, 1) and an --out that cannot be written."""
+    from hwnas.fileio import check_writable_folder
+    from hwnas.predictors.latency import CORRECTIONS, make_predictor
+
+    make_predictor(kind, lut, **hyper)
+    if hyper.get("correction", CORRECTIONS[0]) not in CORRECTIONS:
+        raise UserError(f"unknown --correction {hyper['correction']!r}; expected one of {', '.join(CORRECTIONS)}")
+    if not 0 <= holdout < 1:
+        raise UserError(f"--holdout must be in [0, 1), got {holdout}")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the predictor file to write, e.g. {out / 'predictor.skops'}")
+    check_writable_folder(out.parent if str(out.parent) else Path("."), "--out's folder")
+
+
 def table_drift(lut: Any, path: Path) -> dict[str, Any]:
     """The drift check of ``lut``'s device, when that device is this machine (as JSON, with its one-line ``message``).
 
@@ -87,7 +104,6 @@ def table_drift(lut: Any, path: Path) -> dict[str, Any]:
     """
     from hwnas.cli.profile import default_cache
     from hwnas.devices import DeviceSpec, make_backend
-    from hwnas.errors import UserError
     from hwnas.latency_tables.compat import fingerprint_differences
     from hwnas.latency_tables.drift import drift_first
     from hwnas.predictors.latency import space_of
