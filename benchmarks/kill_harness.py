@@ -148,16 +148,30 @@ def output_keys(stdout: str, out: Path) -> dict[str, Any]:
     return {"stdout": printed, "files": files}
 
 
+def group_members(pgid: int) -> list[int]:
+    """Living processes of the process group (zombies, already dead and waiting to be reaped, are not)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
 def group_gone(pgid: int, within_s: float = 10.0) -> bool:
     """True once no process of the group is left (the workers died with the command)."""
     end = time.monotonic() + within_s
     while time.monotonic() < end:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not group_members(pgid):
             return True
         time.sleep(0.05)
-    return False
+    return not group_members(pgid)
 
 
 def start_and_kill(command: list[str], at_s: float, log_file: Path) -> dict[str, Any]:
