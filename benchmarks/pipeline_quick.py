@@ -58,7 +58,7 @@ def main() -> None:
     load_before = os.getloadavg()
     command = [sys.executable, "-m", "hwnas", "run", "--quick", "--out", str(folder)]
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3600)  # --quick: minutes
     wall = time.perf_counter() - started
     try:
         stages = stage_times(folder)

@@ -47,6 +47,7 @@ def profile(spec: str, out: Path, cache: Path, networks: int) -> dict:
             str(networks),
             "--json",
         ],
+        timeout=4 * 3600,  # the whole default space: about an hour on 2 cores
         capture_output=True,
         text=True,
         check=False,
@@ -71,6 +72,7 @@ def table_agreement(first: Path, second: Path) -> dict:
         capture_output=True,
         text=True,
         check=True,
+        timeout=300,
     )
     report = json.loads(diff.stdout)
     signed = sorted(row["relative"] for row in report["rows"])

@@ -62,7 +62,7 @@ def main() -> None:
         "--final-epochs", str(args.final_epochs), "--out", str(args.out), "--json",
     ]  # fmt: skip
     started = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    finished = subprocess.run(command, capture_output=True, text=True, check=False, timeout=6 * 3600)  # hours at most
     wall = time.perf_counter() - started
     if finished.returncode != 0:
         raise SystemExit(f"search failed: {finished.stderr[-2000:]}")

@@ -41,7 +41,9 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.tree, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=args.tree, capture_output=True, text=True, timeout=60
+    ).stdout.strip()
     figures = {name: time_command(command, args.tree, args.runs) for name, command in COMMANDS.items()}
     out = ROOT / "benchmarks" / "results" / "startup.json"
     results = json.loads(out.read_text()) if out.exists() else {}

@@ -8,6 +8,13 @@ predictors), ``hwnas.exporters`` (deployable, verified files). The core values (
 (``build_model``, ``arch_cost``, ...) are imported on first use. See ``README.md``.
 """
 
+import os as _os
+
+# ONNX Runtime's official builds send usage telemetry (1DS, over HTTPS) unless this is set before it
+# initializes. Set here, before any hwnas module can import it, so every entry point (the CLI, library use,
+# spawned workers) has it; a user who wants telemetry sets ORT_DISABLE_TELEMETRY=0 themselves.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from hwnas.arch import Arch, Block, Stage
 from hwnas.errors import ArchError, UserError
 from hwnas.lazy import lazy_exports

@@ -15,13 +15,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from hwnas.recipe import Recipe
 
+from inputs import SMALL_ARCH, write_idx_folder
+
 REPO = Path(__file__).resolve().parents[1]
-SMALL_ARCH = "default:r32_c16[k3e3]_c32[k3e3]_c48[k3e3h]_c80[k3e3h]"
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
 
@@ -231,24 +231,6 @@ def test_a_candidate_over_its_time_limit_is_a_failed_trial_and_the_pool_goes_on(
 
 
 # ---- hwnas train keeps every epoch ---------------------------------------------------------------
-def write_idx_folder(folder: Path, train: int, test: int) -> Path:
-    """An MNIST-format data folder (``--data``) with the first images of the embedded Fashion-MNIST subset."""
-    from importlib import resources
-
-    with resources.files("hwnas.datasets").joinpath("fashion_mnist_subset.npz").open("rb") as handle:
-        arrays = dict(np.load(handle))
-    folder.mkdir(parents=True)
-    for stem, images, labels in (
-        ("train", arrays["train_images"][:train], arrays["train_labels"][:train]),
-        ("t10k", arrays["test_images"][:test], arrays["test_labels"][:test]),
-    ):
-        header = np.array([2051, len(images), 28, 28], dtype=">i4").tobytes()
-        (folder / f"{stem}-images-idx3-ubyte").write_bytes(header + images.astype(np.uint8).tobytes())
-        header = np.array([2049, len(labels)], dtype=">i4").tobytes()
-        (folder / f"{stem}-labels-idx1-ubyte").write_bytes(header + labels.astype(np.uint8).tobytes())
-    return folder
-
-
 def train_command(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "hwnas", "train", "--arch", SMALL_ARCH, "--data", str(data), "--epochs", "3",

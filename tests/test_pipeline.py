@@ -27,6 +27,8 @@ from hwnas.pipeline.records import Records
 from hwnas.pipeline.run import STAGE_NAMES, prepare_folder
 from hwnas.pipeline.stages import pareto_front
 
+from stores import stage_records
+
 REPO = Path(__file__).resolve().parents[1]
 QuickRun = tuple[Path, subprocess.CompletedProcess[str]]
 
@@ -522,11 +524,6 @@ def run_until(folder: Path, config: Path, stage: str, timeout: float = 600) -> b
             process.wait()
 
 
-def snapshot(folder: Path) -> dict[str, str]:
-    records = list((folder / "stages").glob("*.json")) + list((folder / "stages").glob("*/*.json"))
-    return {path.relative_to(folder).as_posix(): path.read_text() for path in records}
-
-
 @pytest.mark.slow
 def test_kill_9_at_three_stages_then_rerun_continues_and_redoes_nothing(tmp_path: Path) -> None:
     config = tmp_path / "run.toml"
@@ -535,14 +532,14 @@ def test_kill_9_at_three_stages_then_rerun_continues_and_redoes_nothing(tmp_path
     kept: dict[str, str] = {}
     for session, stage in enumerate(("table", "search", "train"), start=1):
         assert run_until(folder, config, stage), f"the run finished before {stage} could be interrupted"
-        now = snapshot(folder)
+        now = stage_records(folder)
         assert all(now[name] == text for name, text in kept.items())  # what was finished before is untouched
         kept = now
         sessions = json.loads((folder / "sessions.json").read_text())
         assert len(sessions) == session
     result = hwnas("run", "--quick", "--config", str(config), "--out", str(folder))
     assert result.returncode == 0, result.stderr[-3000:]
-    final = snapshot(folder)
+    final = stage_records(folder)
     assert all(final[name] == text for name, text in kept.items())  # nothing finished was done again
     records = {name: json.loads((folder / "stages" / f"{name}.json").read_text()) for name in STAGE_NAMES}
     made_by = {name: record["session"] for name, record in records.items()}

@@ -21,6 +21,8 @@ from hwnas.latency_tables.store import LatencyStore
 from hwnas.latency_tables.table import LatencyTable
 from hwnas.space import SearchSpace, StageSpace
 
+from stores import count_measurements, described_measurements, measurement_rows
+
 TINY = SearchSpace(
     name="tiny",
     description="a few layers for profiling tests",
@@ -47,9 +49,7 @@ def hwnas(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hwnas", *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
-def rows(store: Path) -> list[tuple[str, str, int, str]]:
-    with sqlite3.connect(store) as db:
-        return db.execute("SELECT subject, key, attempt, samples FROM measurements ORDER BY id").fetchall()
+rows = measurement_rows  # (subject, key, attempt, samples) of every stored row, in the order written
 
 
 def test_profile_measures_every_layer_and_the_networks(tmp_path: Path, files: dict[str, Path]) -> None:
@@ -76,14 +76,6 @@ def test_noisy_layers_are_measured_again_and_every_attempt_kept(tmp_path: Path, 
     assert [r.accepted for r in store.all()] == [False, True, False, False, True]
 
 
-def measurement_rows(store: Path) -> list[tuple[str, str, int | None, int]]:
-    """(subject, key, round or None, accepted) of every stored row, in the order written."""
-    with sqlite3.connect(store) as db:
-        return db.execute(
-            "SELECT subject, key, json_extract(detail, '$.round'), accepted FROM measurements ORDER BY id"
-        ).fetchall()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sessions", [1, 2])
 def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, files: dict[str, Path], sessions: int) -> None:
@@ -107,11 +99,11 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     store = out / "store.sqlite"
     kill_after = 5 if sessions == 1 else subjects + 3
     deadline = time.time() + 120
-    while time.time() < deadline and not (store.exists() and _count(store) >= kill_after):
+    while time.time() < deadline and not (store.exists() and count_measurements(store) >= kill_after):
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    before, described_before = rows(store), measurement_rows(store)
+    before, described_before = rows(store), described_measurements(store)
     accepted_before = {(s, k) for s, k, _, accepted in described_before if accepted}
     rounds_before = {(s, k, r) for s, k, r, _ in described_before if r is not None}
     if sessions == 1:
@@ -123,7 +115,7 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     result = hwnas("profile", spec, "--out", out, *common)
     assert result.returncode == 0, result.stderr
     assert rows(store)[: len(before)] == before  # nothing stored was changed or lost
-    described_after = measurement_rows(store)
+    described_after = described_measurements(store)
     new_rows = described_after[len(before) :]
     assert not [row for row in new_rows if (row[0], row[1]) in accepted_before]  # no accepted layer measured again
     new_rounds = [(s, k, r) for s, k, r, _ in new_rows if r is not None]
@@ -139,13 +131,6 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     resumed, uninterrupted = LatencyTable.load(out / "table.json"), LatencyTable.load(fresh / "table.json")
     assert set(resumed.entries) == set(uninterrupted.entries)
     assert {n["arch"] for n in resumed.networks} == {n["arch"] for n in uninterrupted.networks}
-
-
-def _count(store: Path) -> int:
-    try:
-        return len(rows(store))
-    except sqlite3.Error:
-        return 0
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,8 @@ from hwnas.pruning.budget import Budget, Resource, check_reachable
 from hwnas.pruning.ddpg import DDPG, AgentConfig
 from hwnas.pruning.store import Episode, EpisodeStore
 from hwnas.pruning.structure import analyse, apply_counts, channel_choices
+
+from stores import episode_rows
 
 ARCH = "default:r32_c24[k3e3,k5e3]_c40[k5e6,k5e3,k5e6]_c48[k7e3h,k3e6h]_c80[k3e3sh,k7e3sh]"
 TORCHVISION = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet1_0")
@@ -205,38 +206,28 @@ def _run_worker(db: Path, episodes: int, pause: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", script, str(db), str(episodes), str(pause)], stdout=subprocess.PIPE, text=True)
 
 
-def _rows(db: Path) -> list[tuple]:
-    """The stored episodes; none while the worker has created the file but not yet its table."""
-    with sqlite3.connect(db) as connection:
-        if connection.execute("SELECT name FROM sqlite_master WHERE name = 'episodes'").fetchone() is None:
-            return []
-        return connection.execute(
-            "SELECT episode, ratios, reward FROM episodes WHERE search = 'search' ORDER BY episode"
-        ).fetchall()
-
-
 def test_kill_minus_nine_mid_search_loses_and_reruns_no_episode(tmp_path: Path) -> None:
     """A search killed with SIGKILL resumes at the next episode and ends exactly as an uninterrupted search."""
     episodes = 8
     killed_db, whole_db = tmp_path / "killed.db", tmp_path / "whole.db"
     worker = _run_worker(killed_db, episodes, pause=0.5)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and (not killed_db.exists() or len(_rows(killed_db)) < 3):
+    while time.monotonic() < deadline and (not killed_db.exists() or len(episode_rows(killed_db)) < 3):
         time.sleep(0.2)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
-    before = _rows(killed_db)
+    before = episode_rows(killed_db)
     assert 3 <= len(before) < episodes, "the kill must land mid-search"
     resumed = _run_worker(killed_db, episodes, pause=0.0)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0
     assert f"start {len(before)}" in output  # it continued after the stored episodes, none run again
-    after = _rows(killed_db)
+    after = episode_rows(killed_db)
     assert [row[0] for row in after] == list(range(episodes))  # none lost, none twice (primary key)
     assert after[: len(before)] == before
     whole = _run_worker(whole_db, episodes, pause=0.0)
     whole.communicate(timeout=300)
-    assert _rows(whole_db) == after  # the agent resumed exactly: same policies, same rewards
+    assert episode_rows(whole_db) == after  # the agent resumed exactly: same policies, same rewards
 
 
 def test_cli_bad_input_is_one_line_and_exit_two(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from hwnas.recipe import Recipe
 from hwnas.search.codec import decisions, decode, decode_recipe, decode_unit, encode
 from hwnas.search.measure import median_interval, verdict
 from hwnas.search.reward import Reward, parse_reward
+
+from stores import completed_trials
 
 SPACE = get_space("default")
 TINY = {"train_images": 192, "val_images": 128}
@@ -371,32 +372,22 @@ def test_kill_9_mid_search_then_resume_loses_and_retrains_nothing(device, tmp_pa
     while time.time() < deadline and len(completed_before) < 2:
         time.sleep(1)
         if database.exists():
-            completed_before = _completed(database)
+            completed_before = completed_trials(database)
     assert len(completed_before) >= 2, process.stderr.read().decode() if process.poll() is not None else "too slow"
     os.killpg(process.pid, signal.SIGKILL)  # the search and its worker, as a crash would
     process.wait()
-    completed_before = _completed(database)
+    completed_before = completed_trials(database)
     resumed = hwnas(*args)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)["search"]
     assert summary["replayed_from_storage"] == len(completed_before)
     assert summary["trained"] == 6
-    after = _completed(database)
+    after = completed_trials(database)
     assert all(after[number] == values for number, values in completed_before.items())  # none lost, none changed
     study = optuna.load_study(study_name="evolution-seed0", storage=f"sqlite:///{database}")
     trained = [t for t in study.trials if t.user_attrs.get("state") == "complete"]
     keys = [(t.user_attrs["arch"], json.dumps(t.user_attrs["recipe"], sort_keys=True)) for t in trained]
     assert len(trained) == 6 and len(set(keys)) == 6  # none retrained
-
-
-def _completed(database: Path) -> dict[int, tuple]:
-    """Trial number -> (value, accuracy) of every COMPLETE trial, read straight from SQLite (no Optuna caching)."""
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT t.number, v.value, a.value_json FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
-            "JOIN trial_user_attributes a ON a.trial_id = t.trial_id WHERE t.state = 'COMPLETE' AND a.key = 'accuracy'"
-        ).fetchall()
-    return {number: (value, accuracy) for number, value, accuracy in rows}
 
 
 @pytest.mark.slow
