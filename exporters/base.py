@@ -7,9 +7,9 @@ object both writes and verifies it:
   failure never leaves a half-written file under the final name;
 - ``runner(path) -> (NCHW float batch -> logits)``: the file in its own runtime, for verification;
 - ``measure_backends``: device backends that can time the file (for re-measuring on a device);
-- ``tolerance``: how close to PyTorch the file must be (fp32: max |diff| <= 1e-4 from PyTorch's
-  fp32 output, or from its float64 output when PyTorch's own rounding is what is off; quantized:
-  accuracy within 1 point).
+- ``tolerance``: how close to PyTorch the file must be (fp32: max |diff| <= 1e-4 x max(1, max |logit|)
+  per image from PyTorch's fp32 output, or from its float64 output when PyTorch's own rounding is what
+  is off; quantized: accuracy within 1 point).
 """
 
 from __future__ import annotations

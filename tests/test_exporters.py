@@ -116,6 +116,28 @@ def test_a_file_closer_to_the_float64_answer_than_pytorchs_fp32_passes(tmp_path:
     assert f"(float64: {check.max_abs_diff_float64:.4g})" in render_markdown(card)  # the card says which check passed
 
 
+class _Scaled(nn.Module):
+    """Flattens and multiplies by a factor: a stand-in for a file off from PyTorch by a known relative error."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1) * self.factor
+
+
+def test_the_tolerance_is_relative_to_the_output_scale_and_still_catches_real_errors(tmp_path: Path) -> None:
+    images = (np.random.default_rng(0).standard_normal((4, 3, 8, 8)) * 30).astype(np.float32)  # logits of a deep net
+    exporter = get_exporter("onnx")
+    path = exporter.export(nn.Flatten(), torch.from_numpy(images[:1]), tmp_path / "flat.onnx")
+    rounding = verify(exporter, path, _Scaled(1 + 2e-5), images)  # fp32 rounding of a deep network: ~1e-5 relative
+    assert rounding.max_abs_diff > 1e-4 and rounding.output_scale > 30  # an absolute 1e-4 would reject it
+    assert rounding.passed, rounding.failure
+    wrong = verify(exporter, path, _Scaled(1 + 1e-3), images)  # 1e-3 relative is no rounding
+    assert not wrong.passed and "x output scale" in wrong.failure
+
+
 def test_a_file_that_fails_verification_never_keeps_its_deployable_name(
     tmp_path: Path, request_default: ExportRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,8 +242,9 @@ def test_torchvision_models_export_and_verify(tmp_path: Path, name: str) -> None
 
 
 def within_1e_4(check: dict[str, float | None]) -> bool:
-    """fp32 verification: within 1e-4 of PyTorch's fp32 output, or of the float64 one when that was needed."""
-    return min(value for value in (check["max_abs_diff"], check["max_abs_diff_float64"]) if value is not None) <= 1e-4
+    """fp32 verification: within 1e-4 x the output scale of PyTorch's fp32 output, or of the float64 one when needed."""
+    closest = min(value for value in (check["max_abs_diff"], check["max_abs_diff_float64"]) if value is not None)
+    return closest <= 1e-4 * check["output_scale"]
 
 
 @pytest.mark.slow

@@ -113,6 +113,7 @@ def export_reference(
         "file": item["file"] if passed else None,  # in ``folder``
         "verified": passed,
         "max_abs_diff": item["verification"].get("max_abs_diff"),
+        "output_scale": item["verification"].get("output_scale"),
         "file_accuracy": item["verification"].get("file_accuracy"),
     }
 

@@ -170,6 +170,7 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
                 "bytes": e["bytes"],
                 "verified": e["verification"]["passed"],
                 "max_abs_diff": e["verification"].get("max_abs_diff"),
+                "output_scale": e["verification"].get("output_scale"),
                 "latency_ms": {m["device"]: m["median_ms"] for m in e["latency"] if "median_ms" in m},
             }
             for e in export["exports"]

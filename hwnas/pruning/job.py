@@ -150,6 +150,9 @@ def finetune(module: nn.Module, data: ImageSplits, recipe: Recipe, base: BaseMod
     return fit_model(module, data, recipe, base.resolution, base.channels, seed=seed, progress=progress).model.eval()
 
 
+VERIFICATION_KEYS = ("passed", "max_abs_diff", "max_abs_diff_float64", "output_scale")  # what a run keeps of a check
+
+
 def measure_folder(
     folder: Path, formats: tuple[str, ...], devices: list[DeviceSpec], data: str | None, log: Log
 ) -> dict[str, Any]:
@@ -164,7 +167,7 @@ def measure_folder(
     verified: dict[str, Any] = {}
     for item in card["exports"]:
         check = item["verification"]
-        verified[item["format"]] = {"passed": check["passed"], "max_abs_diff": check["max_abs_diff"]}
+        verified[item["format"]] = {key: check.get(key) for key in VERIFICATION_KEYS}
         for measured in item["latency"]:
             if "median_ms" in measured:
                 latency[measured["device"]] = measured["median_ms"]
