@@ -79,7 +79,7 @@ def _env() -> dict[str, str]:
 # ---- the commands, small -----------------------------------------------------------------------------------
 def _profile_args(shared: Path, out: Path) -> list[str]:
     return [
-        "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", "8", "--networks", "2",
+        "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", "24", "--networks", "3",
         "--workers", "1", "--cache", str(shared / "cache"), "--out", str(out), "--json",
     ]  # fmt: skip
 
@@ -110,7 +110,7 @@ def _prepare_prune(shared: Path) -> None:
 
 def _prune_args(shared: Path, out: Path) -> list[str]:
     return [
-        "prune", str(shared / "base"), "--budget", "flops=0.5", "--episodes", "8", "--finetune-epochs", "1",
+        "prune", str(shared / "base"), "--budget", "flops=0.5", "--episodes", "24", "--finetune-epochs", "1",
         "--no-baselines", "--heldout", "100", "--data", str(shared / "data"), "--threads", "1", "--out", str(out), "--json",
     ]  # fmt: skip
 
@@ -313,6 +313,24 @@ def run_harness(names: list[str], kills: int, seed: int, workdir: Path, log: Cal
     }
 
 
+def merged(result: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A run of some commands replaces theirs in an earlier result file and keeps the others (each says when and with
+    which settings it ran), so one command can be re-run without re-running all four."""
+    for entry in result["commands"].values():
+        entry["run"] = {key: result[key] for key in ("seed", "kills_per_command", "measured_at")}
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return result
+    commands = {name: entry for name, entry in earlier.get("commands", {}).items() if name not in result["commands"]}
+    if not commands:
+        return result
+    for entry in commands.values():
+        entry.setdefault("run", {key: earlier.get(key) for key in ("seed", "kills_per_command", "measured_at")})
+    commands |= result["commands"]
+    return result | {"commands": commands, "commands_run": sorted(commands), "totals": totals(commands)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
@@ -330,6 +348,7 @@ def main() -> None:
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    result = merged(result, args.out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["totals"], indent=2))

@@ -2,9 +2,9 @@
 
 The fast tests give the audit (``tests/stores.py``) stores written by hwnas's own classes and Optuna,
 then lose, change or repeat an item, or break a file, and check that it is counted: a harness whose
-counts stay 0 must be one that could have seen otherwise. The slow test runs the harness itself, one
-SIGKILL each of ``hwnas profile`` and ``hwnas search``, as ``benchmarks/kill_harness.py --commands
-profile,search --kills-per-command 1`` would.
+counts stay 0 must be one that could have seen otherwise. The slow test runs the harness itself, two
+SIGKILLs of ``hwnas profile``, as ``benchmarks/kill_harness.py --commands profile --kills-per-command 2``
+would (search, prune and run have their own kill tests in test_search, test_pruning and test_pipeline).
 """
 
 from __future__ import annotations
@@ -149,24 +149,33 @@ def test_the_kill_takes_the_whole_process_group(tmp_path: Path) -> None:
 
 # ---- the harness, reduced ----------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_profile_and_search_killed_once_each_lose_and_redo_nothing(tmp_path: Path) -> None:
-    from hwnas.devices import DeviceSpec, make_backend
-
-    for device in ("host-ort", "host-tflite"):
-        reason = make_backend(DeviceSpec.from_toml(device)).unavailable_reason()
-        if reason:
-            pytest.skip(f"{device}: {reason}")
+def test_profile_killed_twice_loses_and_redoes_nothing(tmp_path: Path) -> None:
     harness = load_harness()
-    result = harness.run_harness(["profile", "search"], kills=1, seed=0, workdir=tmp_path, log=lambda _: None)
+    result = harness.run_harness(["profile"], kills=2, seed=0, workdir=tmp_path, log=lambda _: None)
     totals = result["totals"]
     details = json.dumps(result["commands"], indent=1)[-6000:]
     assert totals["kills"] + totals["finished_before_kill"] == 2, details
-    assert totals["kills"] >= 1, details  # at least one kill landed mid-command
+    assert totals["kills"] >= 1 and totals["items_before_kill"] > 0, details  # a kill landed mid-command, items kept
     assert totals["failed_resumes"] == 0 and totals["survivors"] == 0, details
     assert totals["items_lost"] == totals["items_changed"] == totals["items_redone"] == 0, details
     assert totals["integrity_failures"] == 0 and totals["key_mismatches"] == 0, details
-    for name in ("profile", "search"):
-        reference = result["commands"][name]["reference"]
-        assert reference["items"] > 0 and reference["keys"]["stdout"], reference  # there was something to lose
-    assert result["commands"]["profile"]["reference"]["stores"] == {"profile": 1}
-    assert result["commands"]["search"]["reference"]["stores"] == {"optuna": 1}
+    reference = result["commands"]["profile"]["reference"]
+    assert reference["items"] > 0 and reference["keys"]["stdout"], reference  # there was something to lose
+    assert reference["stores"] == {"profile": 1}
+
+
+def test_a_rerun_of_some_commands_replaces_theirs_and_keeps_the_others(tmp_path: Path) -> None:
+    harness = load_harness()
+    entry = {"reference": {"integrity_failures": [], "redone": {}}, "kills": []}
+    path = tmp_path / "kill_harness.json"
+    first = {"seed": 0, "kills_per_command": 3, "measured_at": "t1", "commands": {"search": entry, "profile": entry}}
+    path.write_text(json.dumps(harness.merged(first, path)))  # nothing earlier: the result as it is
+    killed = {"killed": True, "resume_exit": 0, "after_kill": {"items": 5, "integrity_failures": []},
+              "after_resume": {"integrity_failures": []}, "lost": [], "changed": [], "redone": {}, "keys_match": True,
+              "survivors": []}  # fmt: skip
+    again = {"seed": 1, "kills_per_command": 1, "measured_at": "t2", "commands": {"profile": entry | {"kills": [killed]}}}
+    result = harness.merged(again, path)
+    assert sorted(result["commands"]) == ["profile", "search"] and result["commands_run"] == ["profile", "search"]
+    assert result["commands"]["search"]["run"] == {"seed": 0, "kills_per_command": 3, "measured_at": "t1"}
+    assert result["commands"]["profile"]["run"]["measured_at"] == "t2"
+    assert result["totals"]["kills"] == 1 and result["totals"]["items_before_kill"] == 5

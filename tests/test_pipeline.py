@@ -495,6 +495,9 @@ train_images = 1000
 episodes = 3
 finetune_epochs = 1
 baselines = false
+
+[references]
+models = []  # the references stage still runs and is recorded, with nothing to train (the quick-run test trains them)
 """
 
 

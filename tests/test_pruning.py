@@ -265,7 +265,7 @@ def test_prune_job_end_to_end_with_a_latency_budget(tmp_path: Path) -> None:
     from hwnas.trainer import fit_model
 
     torch.set_num_threads(2)
-    data = load_data().head(1500, 300)
+    data = load_data().head(600, 200)  # small: this test checks the job's steps, benchmarks/prune_*.py its accuracy
     module = default_model()
     fit_model(module, data, Recipe(epochs=1), 32, 1)
     base = BaseModel(module.eval(), {"arch": ARCH}, 1, 32, "tiny", "test")
