@@ -39,7 +39,7 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write, read_toml
-from hwnas.pipeline.references import ALL_REFERENCES, QUICK_REFERENCES, REFERENCE_MODELS
+from hwnas.pipeline.references import DEFAULT_REFERENCES, QUICK_REFERENCES, REFERENCE_MODELS
 
 SECTIONS = ("search", "train", "prune", "references")
 TOP_LEVEL = ("devices", "space", "budget_ms", "data", "seed", "ray")
@@ -70,7 +70,7 @@ class PruneSettings:
 
 @dataclass(frozen=True)
 class ReferenceSettings:
-    models: tuple[str, ...] = ALL_REFERENCES  # torchvision references (hwnas.pipeline.references.REFERENCE_MODELS)
+    models: tuple[str, ...] = DEFAULT_REFERENCES  # torchvision references (hwnas.pipeline.references.REFERENCE_MODELS)
     rounds: int = 10  # interleaved timing rounds of the references and the final model
 
     def __post_init__(self) -> None:

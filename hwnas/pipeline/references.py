@@ -40,6 +40,9 @@ REFERENCE_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "mnasnet1_0": ("mnasnet1_0", {}),
 }
 ALL_REFERENCES = tuple(REFERENCE_MODELS)
+# the default run's: the three a phone team would try first, small enough that training them like the winner
+# keeps ``hwnas run`` near 20 minutes on 2 cores (all eight add ~30 minutes: ``references.models`` in run.toml)
+DEFAULT_REFERENCES = ("mobilenet_v3_small", "mobilenet_v2-0.35", "mnasnet0_5")
 QUICK_REFERENCES = ("mobilenet_v3_small", "mobilenet_v2-0.35")  # the two smallest: a quick run stays short
 SEARCHED = "searched"  # the run's final file's name in the timing session
 
