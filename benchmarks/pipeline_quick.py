@@ -75,6 +75,7 @@ def main() -> None:
             "install_s": args.install_s,
             "returncode": result.returncode,
             "stderr_tail": result.stderr[-2000:] if result.returncode else "",
+            "stdout_tail": result.stdout[-4000:],  # what the user sees at the end
             "wall_time_s": wall,
             "stages_total_s": sum(row["seconds"] or 0.0 for row in stages),
             "stages": stages,
