@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from hwnas.data import load_data  # noqa: E402
 from hwnas.fileio import atomic_write_json  # noqa: E402
+from hwnas.formats import FORMATS  # noqa: E402
 from hwnas.predictors.accuracy import sample_recipe  # noqa: E402
 from hwnas.presets import get_space  # noqa: E402
 from hwnas.trainer import train  # noqa: E402
@@ -86,7 +87,8 @@ def main() -> None:
                 "wall_time_s": round(result.wall_time_s, 2),
             }
         )
-        atomic_write_json(args.out, {"space": space.name, "space_hash": space.hash, "how": how, "pairs": done})
+        pairs = {"space": space.name, "space_hash": space.hash, "how": how, "pairs": done}
+        atomic_write_json(args.out, FORMATS["accuracy-pairs"].stamp(pairs))
         print(
             f"{len(done):3d}/{args.pairs} acc {result.val_accuracy:.4f} in {result.wall_time_s:.1f} s  {arch.format()} "
             f"{recipe.optimizer} lr={recipe.lr}",

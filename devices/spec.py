@@ -25,6 +25,7 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import read_toml
+from hwnas.formats import FORMATS
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MAX_MIN_TIME_S = 60.0  # per measurement; `inf` would time one layer forever
@@ -76,7 +77,7 @@ class DeviceSpec:
     @classmethod
     def from_toml(cls, path: str | Path) -> DeviceSpec:
         path = resolve_spec_path(path)
-        return cls.from_json(read_toml(path, "device spec"), source=str(path))
+        return cls.from_json(FORMATS["device-spec"].strip(read_toml(path, "device spec"), path), source=str(path))
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "") -> DeviceSpec:

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.fileio import atomic_write, atomic_write_json
+from hwnas.formats import FORMATS
+
+CARD_FORMAT = FORMATS["model-card"]
 
 RUNTIME_PACKAGES = (
     "hwnas",
@@ -42,6 +45,7 @@ def package_versions() -> dict[str, str]:
 def write_model_card(out_dir: Path, model: dict[str, Any], exports: list[dict[str, Any]]) -> tuple[Path, Path]:
     """``model`` describes the network (arch, recipe, dataset, accuracy, FLOPs, params); ``exports`` each file."""
     card = {
+        CARD_FORMAT.key: CARD_FORMAT.version,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model,
         "exports": exports,

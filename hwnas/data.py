@@ -143,7 +143,7 @@ def _read_dataset(reader: Callable[[Path], T], path: Path) -> T:
 
 def _embedded() -> tuple[TensorImages, TensorImages]:
     with resources.files("hwnas.datasets").joinpath("fashion_mnist_subset.npz").open("rb") as handle:
-        arrays = np.load(handle)
+        arrays = np.load(handle, allow_pickle=False)
         return (
             _tensor_images(arrays["train_images"], arrays["train_labels"]),
             _tensor_images(arrays["test_images"], arrays["test_labels"]),

@@ -36,7 +36,8 @@ from hwnas.builder import arch_cost, build_model, count_flops, count_params, rec
 from hwnas.data import load_data
 from hwnas.errors import UserError
 from hwnas.exporters import ExportRequest
-from hwnas.fileio import read_json
+from hwnas.fileio import check_archive, read_json
+from hwnas.formats import FORMATS
 from hwnas.presets import get_space
 from hwnas.trainer import Prepared
 
@@ -57,6 +58,7 @@ def read_state_dict(path: Path) -> dict[str, Any]:
         raise UserError(f"checkpoint {path} is a folder, not a model.pt file")
     if path.stat().st_size == 0:
         raise UserError(f"checkpoint {path} is empty (0 bytes): an interrupted save? Train again or pass another file")
+    check_archive(path, "checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as error:
@@ -124,6 +126,8 @@ def _run_folder(path: Path) -> ResolvedModel:
     if not result_file.exists() or not weights.exists():
         raise UserError(f"{path} is not a run folder (needs result.json and model.pt)")
     result = read_json(result_file, "run result")
+    if isinstance(result, dict):
+        FORMATS["run-result"].check(result, result_file)
     if not isinstance(result, dict) or not isinstance(result.get("arch"), str):
         raise UserError(f"{result_file} names no architecture (expected an 'arch' string, as hwnas train writes)")
     resolved = _arch(result["arch"], weights)
@@ -172,6 +176,8 @@ def build_pruned(spec: dict[str, Any]) -> nn.Module:
 def _pruned_run_folder(path: Path) -> ResolvedModel:
     weights = path / "model.pt"
     spec = read_json(path / PRUNED_FILE, "pruned model description")
+    if isinstance(spec, dict):
+        FORMATS["pruned-model"].check(spec, path / PRUNED_FILE)
     if not isinstance(spec, dict) or not {"base", "history", "input_shape"} <= set(spec) or not weights.exists():
         raise UserError(f"{path} is not a pruned run folder (needs {PRUNED_FILE} with base, history, input_shape, and model.pt)")
     state = read_state_dict(weights)

@@ -162,6 +162,45 @@ def _unique_key_loader() -> type:
     return UniqueKeySafeLoader
 
 
+# Zip archives hwnas reads: torch's .pt files and skops predictors. Both are written uncompressed
+# (ZIP_STORED), so what they unpack to is about their size on disk; a zip bomb unpacks to 1000x.
+MAX_UNPACKED_BYTES = 4 * 1024**3  # far beyond any model file hwnas writes (mobilenet_v3_large: 22 MB)
+MAX_PACKING_RATIO = 20  # unpacked / packed: stored entries are ~1, deflated weights ~1.1
+MAX_ARCHIVE_ENTRIES = 100_000
+
+
+def check_archive(source: Path | bytes, what: str, max_bytes: int = MAX_UNPACKED_BYTES) -> None:
+    """Refuse a zip archive that would unpack to more than ``max_bytes``, or far more than its own size.
+
+    Called before ``torch.load`` and ``skops.io.load``, which inflate whatever an entry holds: a
+    shared 3 MB file must not take gigabytes of memory. Only the central directory is read (the
+    declared sizes), nothing is unpacked. A file that is not a zip passes: the loader's own error
+    names it (and torch's unpickler with ``weights_only=True`` runs no code on a legacy file).
+    """
+    import io
+    import zipfile
+
+    name = "bytes" if isinstance(source, bytes | bytearray) else str(source)
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return
+    packed_size = len(source) if isinstance(source, bytes | bytearray) else Path(source).stat().st_size
+    unpacked = sum(entry.file_size for entry in entries)
+    if len(entries) > MAX_ARCHIVE_ENTRIES:
+        raise UserError(f"{what} {name} is a zip of {len(entries)} entries, more than the {MAX_ARCHIVE_ENTRIES} hwnas opens")
+    if unpacked > max_bytes:
+        raise UserError(
+            f"{what} {name} would unpack to {unpacked / 1e9:.1f} GB, more than the {max_bytes / 1e9:.1f} GB hwnas opens"
+        )
+    if unpacked > MAX_PACKING_RATIO * max(packed_size, 1 << 20):
+        raise UserError(
+            f"{what} {name} would unpack to {unpacked / 1e6:.0f} MB from {packed_size / 1e6:.1f} MB "
+            f"({unpacked / max(packed_size, 1):.0f}x): a zip bomb, refusing to open it"
+        )
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes, read in 1 MB chunks (model files can be large)."""
     digest = hashlib.sha256()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from hwnas.errors import UserError
 from hwnas.fileio import read_json
+from hwnas.formats import FORMATS
 from hwnas.opkey import make_divisible
 from hwnas.registry import Registry
 from hwnas.space import SearchSpace, StageSpace
@@ -175,6 +176,7 @@ def resolve_space(name_or_path: str) -> SearchSpace:
     data = read_json(path, "search space")
     if not isinstance(data, dict):
         raise UserError(f"search space {path} must hold a JSON object as `hwnas space show --json` writes")
+    data = FORMATS["search-space"].strip(data, path)
     data.pop("hash", None)
     try:
         return SearchSpace.from_json(data)

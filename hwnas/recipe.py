@@ -12,6 +12,7 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import read_json, read_toml
+from hwnas.formats import FORMATS
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 
@@ -84,7 +85,10 @@ class Recipe:
     def from_file(cls, path: Path) -> Recipe:
         """Read a recipe from JSON or TOML (by extension)."""
         reader = read_toml if str(path).endswith(".toml") else read_json
-        return cls.from_json(reader(Path(path), "recipe file"))
+        data = reader(Path(path), "recipe file")
+        if isinstance(data, dict):
+            data = FORMATS["recipe"].strip(data, path)
+        return cls.from_json(data)
 
     def with_overrides(self, assignments: list[str]) -> Recipe:
         """Apply ``key=value`` strings, converting each value to the field's type."""

@@ -38,7 +38,8 @@ from hwnas.arch import Arch
 from hwnas.builder import build_model, count_flops, count_params, input_shape, recalibrate_batchnorm
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write, atomic_write_json
+from hwnas.fileio import atomic_write, atomic_write_json, check_archive
+from hwnas.formats import FORMATS
 from hwnas.recipe import Recipe
 from hwnas.space import SearchSpace
 
@@ -46,7 +47,7 @@ EVAL_BATCH = 512
 CHECKPOINT_FILE = "checkpoint.pt"
 BATCHNORM_IMAGES = 512  # un-augmented training images for precise BatchNorm statistics
 CHECKPOINT_FORMAT = "hwnas-train-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_FILE = FORMATS["training-checkpoint"]
 
 
 class Prepared(Dataset):
@@ -101,7 +102,7 @@ class TrainResult:
 
     def save(self, folder: Path) -> None:
         """A run folder: ``result.json`` and the weights (state dict, loadable with ``weights_only=True``)."""
-        atomic_write_json(folder / "result.json", self.to_json())
+        atomic_write_json(folder / "result.json", FORMATS["run-result"].stamp(self.to_json()))
         if self.model is not None:
             state = self.model.state_dict()
             atomic_write(folder / "model.pt", lambda temp: torch.save(state, temp))
@@ -347,7 +348,7 @@ def training_fingerprint(
 def save_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, Any], points: list[dict[str, float]]) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
+        CHECKPOINT_FILE.key: CHECKPOINT_FILE.version,
         "fingerprint": json.dumps(fingerprint, sort_keys=True),
         "epoch": len(points),
         "curve": [dict(point) for point in points],
@@ -361,6 +362,7 @@ def load_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, An
     if not path.exists():
         return []
     fresh = "re-run with --fresh to start over, or give another --out"
+    check_archive(path, "checkpoint")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, foreign or hostile: torch's unpickler refuses anything but tensors and plain types
@@ -368,10 +370,7 @@ def load_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, An
         raise UserError(f"checkpoint {path} is not readable ({detail}); {fresh}") from None
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not an hwnas training checkpoint; {fresh}")
-    if saved.get("version") != CHECKPOINT_VERSION:
-        raise UserError(
-            f"checkpoint {path} is version {saved.get('version')!r}, this hwnas reads version {CHECKPOINT_VERSION}; {fresh}"
-        )
+    CHECKPOINT_FILE.check(saved, path)
     try:
         stored = json.loads(saved["fingerprint"])
     except (KeyError, TypeError, ValueError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -150,7 +151,15 @@ def run_job(job: ConversionJob) -> Path:
     return get_exporter(job.fmt).export(module.eval(), torch.randn(shape), job.path)
 
 
+def leave_ctrl_c_to_parent() -> None:
+    """In a worker process: ignore SIGINT. A terminal's Ctrl-C reaches the whole process group; a worker that
+    died of it mid-job would surface as a BrokenProcessPool traceback. The parent alone handles it: it stops its
+    workers (``stop_workers``) and says how to resume."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _quiet_worker(parent_pid: int | None = None) -> None:
+    leave_ctrl_c_to_parent()
     if parent_pid is not None:
         exit_with_parent(parent_pid)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -29,9 +29,10 @@ from typing import Any
 
 from hwnas.devices.measurement import Measurement
 from hwnas.errors import UserError
+from hwnas.formats import FORMATS
 from hwnas.latency_tables.compat import differences, fingerprint_differences
 
-SCHEMA_VERSION = 1
+STORE_FORMAT = FORMATS["profile-store"]
 CHECKED_META = ("fingerprint", "space_hash")  # what must match; the spec's repeat counts may change
 
 _SCHEMA = """
@@ -95,9 +96,7 @@ class LatencyStore:
 
     def _check_or_write_meta(self, stored: dict[str, str], meta: dict[str, Any], allow_mismatch: bool) -> None:
         if stored:
-            version = int(stored.get("schema_version", "0"))
-            if version != SCHEMA_VERSION:
-                raise UserError(f"{self.path}: store schema {version}, this hwnas reads {SCHEMA_VERSION}")
+            STORE_FORMAT.check(stored, self.path, stored_as_text=True)
             found = [
                 difference
                 for name, value in meta.items()
@@ -113,7 +112,7 @@ class LatencyStore:
                 )
             return
         with self._db:
-            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._db.execute("INSERT INTO meta VALUES (?, ?)", (STORE_FORMAT.key, str(STORE_FORMAT.version)))
             self._db.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v, sort_keys=True)) for k, v in meta.items()])
 
     def meta(self) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json, read_json
+from hwnas.formats import FORMATS
 from hwnas.latency_tables.compat import fingerprint_differences
 from hwnas.opkey import OpKey
 
-TABLE_SCHEMA_VERSION = 1
+TABLE_FORMAT = FORMATS["latency-table"]
 PROFILES = Path("runs") / "profiles"  # where ``hwnas profile`` writes ``<device>-<space>/table.json`` by default
 SHIPPED = Path(__file__).with_name("data")  # tables measured and shipped with hwnas: ``<space>-<device>[-<cpu>].json``
 GIVEN = "given (--table)"
@@ -110,7 +111,7 @@ class LatencyTable:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema_version": TABLE_SCHEMA_VERSION,
+            TABLE_FORMAT.key: TABLE_FORMAT.version,
             "kind": self.kind,
             "source": self.source,
             "created": self.created,
@@ -129,9 +130,7 @@ class LatencyTable:
     def from_json(cls, data: dict[str, Any]) -> LatencyTable:
         if not isinstance(data, dict):
             raise UserError(f"a latency table is a JSON object as hwnas profile writes, not {type(data).__name__}")
-        version = data.get("schema_version")
-        if version != TABLE_SCHEMA_VERSION:
-            raise UserError(f"latency table schema {version!r}; this hwnas reads {TABLE_SCHEMA_VERSION}")
+        TABLE_FORMAT.check(data, "")
         entries = [LatencyEntry.from_json(entry) for entry in data["entries"]]
         networks = data.get("networks", [])
         if not isinstance(networks, list) or not all(isinstance(network, dict) for network in networks):
@@ -161,6 +160,8 @@ class LatencyTable:
     @classmethod
     def load(cls, path: Path) -> LatencyTable:
         data = read_json(Path(path), "latency table")
+        if isinstance(data, dict):
+            TABLE_FORMAT.check(data, path)
         try:
             return cls.from_json(data)
         except UserError as error:

@@ -29,7 +29,8 @@ from torch import nn
 from hwnas.arch import Arch
 from hwnas.builder import arch_cost
 from hwnas.errors import UserError
-from hwnas.fileio import read_json
+from hwnas.fileio import check_archive, read_json
+from hwnas.formats import FORMATS
 from hwnas.predictors.registry import PREDICTORS
 from hwnas.recipe import OPTIMIZERS, Recipe
 from hwnas.space import SearchSpace
@@ -258,6 +259,7 @@ class AccuracyPredictor(BaseEstimator):
 
     @classmethod
     def read_model(cls, path: Path, sidecar: dict[str, Any], space: SearchSpace | None = None) -> AccuracyPredictor:
+        check_archive(path, "accuracy predictor")
         try:
             space = space or SearchSpace.from_json(sidecar["search_space"])
             predictor = cls(space, **sidecar["hyperparameters"])
@@ -310,6 +312,7 @@ def read_pairs(path: Path, space: SearchSpace) -> tuple[list[Arch], list[Recipe]
     data = read_json(Path(path), "accuracy pairs")
     if not isinstance(data, dict):
         raise UserError(f"accuracy pairs {path} must hold a JSON object as benchmarks/predictor_collect_pairs.py writes")
+    FORMATS["accuracy-pairs"].check(data, path)
     if data.get("space_hash") != space.hash:
         raise UserError(f"accuracy pairs {path} are of space hash {data.get('space_hash')}, not {space.name!r} hash {space.hash}")
     pairs = data.get("pairs", [])

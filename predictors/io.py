@@ -28,11 +28,12 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write, atomic_write_json, file_sha256, read_json
+from hwnas.formats import FORMATS
 from hwnas.latency_tables.compat import differences
 from hwnas.predictors.registry import PREDICTORS, hyperparameters_of
 from hwnas.space import SearchSpace
 
-SIDECAR_VERSION = 2
+SIDECAR_FORMAT = FORMATS["predictor-sidecar"]
 # a model written with another version of these is refused: their file formats do not promise to travel
 PINNED_LIBRARIES = {"lut": (), "flops": ("scikit-learn",), "calibrated": ("scikit-learn",), "accuracy-fbnetv3": ()}
 
@@ -64,7 +65,7 @@ def save_predictor(
         raise UserError("refusing to save a predictor that was never fitted")
     atomic_write(path, predictor.write_model)
     sidecar = {
-        "sidecar_version": SIDECAR_VERSION,
+        SIDECAR_FORMAT.key: SIDECAR_FORMAT.version,
         "kind": predictor.kind,
         "class": type(predictor).__name__,
         "model_file": path.name,
@@ -85,10 +86,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     if not side.exists():
         raise UserError(f"predictor {path} has no sidecar {side}; refusing to load a model file without one")
     data = read_json(side, "predictor sidecar")
-    found = data.get("sidecar_version") if isinstance(data, dict) else None
-    if found != SIDECAR_VERSION:
-        hint = " (written by an older hwnas: refit it with hwnas predictor fit)" if isinstance(found, int) and found < 2 else ""
-        raise UserError(f"predictor sidecar {side}: version {found!r}, this hwnas reads {SIDECAR_VERSION}{hint}")
+    SIDECAR_FORMAT.check(data, side)
     return data
 
 

@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from hwnas.arch import Arch
 from hwnas.builder import arch_cost
 from hwnas.errors import UserError
+from hwnas.fileio import check_archive
 from hwnas.latency_tables.table import LatencyTable
 from hwnas.predictors.data import MeasuredNetwork, training_hash
 from hwnas.predictors.features import feature_matrix, feature_names
@@ -175,6 +176,7 @@ def load_skops(path: Path) -> Any:
     """skops.io.load with an explicit trust list; a file asking for any other type is refused, naming it."""
     import skops.io
 
+    check_archive(path, "predictor")
     try:
         untrusted = [name for name in skops.io.get_untrusted_types(file=path) if name not in TRUSTED_TYPES]
         if untrusted:

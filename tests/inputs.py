@@ -24,3 +24,38 @@ def write_idx_folder(folder: Path, train: int, test: int) -> Path:
         header = np.array([2049, len(labels)], dtype=">i4").tobytes()
         (folder / f"{stem}-labels-idx1-ubyte").write_bytes(header + labels.astype(np.uint8).tobytes())
     return folder
+
+
+def deflated_copy(source: Path, target: Path, grow: dict[str, int] | None = None) -> Path:
+    """``source`` (a zip: a torch ``.pt`` or a skops file) re-packed with deflate into ``target``.
+
+    ``grow`` pads named entries with that many bytes of spaces first (a JSON entry stays valid JSON):
+    spaces and zeros deflate about 1000x, which is what makes a small file a zip bomb.
+    """
+    import zipfile
+
+    grow = grow or {}
+    with zipfile.ZipFile(source) as plain, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as packed:
+        for info in plain.infolist():
+            with plain.open(info) as entry, packed.open(info.filename, "w", force_zip64=True) as out:
+                out.write(entry.read())
+                padding, chunk = grow.get(info.filename.rsplit("/", 1)[-1], 0), b" " * (1 << 20)
+                while padding > 0:
+                    out.write(chunk[: min(padding, len(chunk))])
+                    padding -= len(chunk)
+    return target
+
+
+def torch_zip_bomb(path: Path, megabytes: int = 256) -> Path:
+    """A real ``torch.save`` archive of a ``megabytes`` MB tensor of zeros, deflated to a few hundred KB.
+
+    ``torch.load`` inflates it whole: that, a thousand times over the file's size, is the attack.
+    """
+    import torch
+
+    plain = path.with_name(path.name + ".stored")
+    torch.save({"weight": torch.zeros(megabytes * (1 << 20) // 4)}, plain)
+    try:
+        return deflated_copy(plain, path)
+    finally:
+        plain.unlink()

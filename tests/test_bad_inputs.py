@@ -683,7 +683,61 @@ CASES: dict[str, Case] = {
         lambda f: ["report", f.write("run/stages/device.json", NOT_UTF8).parent.parent] if f.write("run/config.toml", "") else [],
         "not UTF-8",
     ),
+    # ---- files of another hwnas (schema versions) and zip bombs ----------------------------------
+    "export: run folder result.json from a newer hwnas": case(
+        lambda f: ["export", f.run_folder(result=json.dumps({"schema_version": 9, "arch": TINY})), "--out", f.root / "x"],
+        "upgrade hwnas",
+    ),
+    "export: pruned folder from a newer hwnas": case(
+        lambda f: ["export", _pruned_folder(f, version=9), "--out", f.root / "x"], "upgrade hwnas"
+    ),
+    "export: pruned folder of version 0": case(
+        lambda f: ["export", _pruned_folder(f, version=0), "--out", f.root / "x"], "older"
+    ),
+    "export: run folder model.pt a zip bomb": case(
+        lambda f: ["export", f.run_folder(model=_bomb(f)), "--out", f.root / "x"], "zip bomb"
+    ),
+    "latency: run folder model.pt a zip bomb": case(
+        lambda f: ["latency", f.run_folder(model=_bomb(f)), "--table", f.table()], "zip bomb"
+    ),
+    "prune: --checkpoint a zip bomb": case(
+        lambda f: ["prune", TINY, "--budget", "flops=0.5", "--checkpoint", f.write("model.pt", _bomb(f)), "--out", f.root / "p"],
+        "zip bomb",
+    ),
+    "devices check: spec from a newer hwnas": case(
+        lambda f: ["devices", "check", f.spec('schema_version = 9\nname = "dev"\nbackend = "onnxruntime"\n')], "newer"
+    ),
+    "devices check: spec schema_version a string": case(
+        lambda f: ["devices", "check", f.spec('schema_version = "1"\nname = "dev"\nbackend = "onnxruntime"\n')], "whole number"
+    ),
+    "train: recipe from a newer hwnas": case(
+        lambda f: ["train", "--arch", TINY, "--recipe", f.write("r.toml", "schema_version = 9\nlr = 0.1\n")], "upgrade hwnas"
+    ),
+    "train: --space file from a newer hwnas": case(
+        lambda f: ["train", "--arch", TINY, "--space", f.write("space.json", json.dumps({"schema_version": 9}))], "newer"
+    ),
+    "run: config from a newer hwnas": case(
+        lambda f: ["run", "--config", f.write("run.toml", "schema_version = 9\n"), "--out", f.root / "r"], "upgrade hwnas"
+    ),
+    "predictor eval: sidecar of version 1": case(
+        lambda f: _predictor_with_sidecar(f, json.dumps({"sidecar_version": 1})), "refit it"
+    ),
+    "lut show: table of schema version 0": case(lambda f: ["lut", "show", f.table(edit=_set("schema_version", 0))], "older"),
 }
+
+
+def _bomb(f: Files) -> bytes:
+    """A real torch.save archive of a 32 MB tensor, deflated to ~35 KB (tests/inputs.py)."""
+    from inputs import torch_zip_bomb
+
+    path = torch_zip_bomb(f.root.parent / "bomb.pt", megabytes=32)
+    return path.read_bytes()
+
+
+def _pruned_folder(f: Files, version: int) -> Path:
+    spec = {"kind": "hwnas-pruned", "version": version, "base": {"arch": TINY}, "history": [], "input_shape": [1, 1, 32, 32]}
+    f.write("pruned/model.pt", b"")
+    return f.write("pruned/pruned.json", json.dumps(spec)).parent
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

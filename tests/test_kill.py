@@ -289,3 +289,58 @@ def test_train_killed_after_an_epoch_resumes_from_the_next_and_ends_as_an_uninte
     fresh = subprocess.run(train_command(data, out, "--set", "lr=0.1", "--fresh"), capture_output=True, text=True, timeout=600)
     assert fresh.returncode == 0 and "resuming" not in fresh.stderr, fresh.stderr
     assert json.loads(fresh.stdout)["recipe"]["lr"] == 0.1 and read_checkpoint(out)["epoch"] == 3
+
+
+# ---- Ctrl-C --------------------------------------------------------------------------------------
+def group_alive(pgid: int) -> list[int]:
+    """Living processes of process group ``pgid`` (zombies and the dead left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def profile_command(out: Path, cache: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "hwnas", "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", "24",
+        "--networks", "3", "--workers", "2", "--cache", str(cache), "--out", str(out), "--json",
+    ]  # fmt: skip
+
+
+def converted(cache: Path) -> dict[Path, int]:
+    """The converted model files in ``cache`` and their modification times (ns)."""
+    return {path: path.stat().st_mtime_ns for path in cache.rglob("*.onnx")} if cache.exists() else {}
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_conversion_stops_profile_and_its_workers_says_how_to_resume_and_keeps_every_file(tmp_path: Path) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, while two conversion workers run."""
+    out, cache = tmp_path / "profile", tmp_path / "cache"
+    process = subprocess.Popen(
+        profile_command(out, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert wait_until(lambda: len(converted(cache)) >= 2 or process.poll() is not None, 300, poll=0.05)
+        assert process.poll() is None, "the profile ended before Ctrl-C"
+        assert len(spawned_workers(process.pid)) == 2
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "run the same command again" in stderr.strip().splitlines()[-1], stderr
+    assert wait_until(lambda: group_alive(process.pid) == [], 15), "a worker outlived Ctrl-C"
+    kept = converted(cache)
+    resumed = subprocess.run(profile_command(out, cache), capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = converted(cache)
+    assert len(after) > len(kept) and all(after[path] == mtime for path, mtime in kept.items())  # none made again

@@ -6,6 +6,7 @@ images; the end-to-end test that trains, fine-tunes, exports and times is marked
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -293,6 +294,8 @@ def test_prune_job_end_to_end_with_a_latency_budget(tmp_path: Path) -> None:
         assert all(check["passed"] and check["max_abs_diff"] <= 1e-4 for check in entry["measured"]["verification"].values())
         assert entry["measured"]["latency_ms"]["host-cpu-tflite-xnnpack"] > 0
     assert len(report["latency_retries"]) <= 2
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert written["schema_version"] == 1 and set(written) - {"schema_version"} == set(report)
     done = subprocess.run(
         [sys.executable, "-m", "hwnas", "export", amc["folder"], "--format", "onnx", "--out", str(tmp_path / "export"), "--json"],
         capture_output=True,

@@ -278,6 +278,23 @@ def test_resuming_with_another_configuration_is_refused(device, tmp_path: Path) 
         SearchLoop(_config(device, tmp_path, trials=1, train_images=100))
 
 
+def test_the_search_store_carries_a_schema_version_and_a_newer_one_is_refused(device, tmp_path: Path) -> None:
+    import optuna
+
+    from hwnas.formats import FORMATS
+    from hwnas.search.loop import SearchLoop
+
+    fmt = FORMATS["search-store"]
+    config = _config(device, tmp_path, trials=1)
+    SearchLoop(config)  # creates the study, trains nothing
+    study = optuna.load_study(study_name=config.name, storage=config.storage_url)
+    assert study.user_attrs[fmt.key] == fmt.version
+    SearchLoop(config)  # the same version resumes
+    study.set_user_attr(fmt.key, fmt.version + 1)
+    with pytest.raises(UserError, match=f"schema version {fmt.version + 1}, newer .* upgrade hwnas"):
+        SearchLoop(config)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["random", "evolution", "mnas", "fbnetv3", "tpe", "nsga2"])
 def test_every_strategy_runs_a_real_search(device, tmp_path: Path, strategy: str) -> None:

@@ -55,12 +55,21 @@ def main() -> None:
         typer.echo(f"error: {error.format_message()}{hint}", err=True)
         sys.exit(error.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo(
-            "interrupted: everything finished so far is kept; run the same command again to continue where it stopped",
-            err=True,
-        )
-        sys.exit(130)
+        _interrupted()
+    if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130), returned as the code: nothing was printed
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+
+
+def _interrupted() -> None:
+    typer.echo(
+        "interrupted: everything finished so far is kept; run the same command again to continue where it stopped",
+        err=True,
+    )
+    sys.exit(INTERRUPTED)
 
 
 __all__ = ["app", "main"]

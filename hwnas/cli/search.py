@@ -102,9 +102,9 @@ def search_command(
 
         result = finish_search(config, summary, top_k=top_k, final_epochs=final_epochs, rounds=rounds, log=log)
     else:
-        from hwnas.fileio import atomic_write_json
+        from hwnas.search.result import write_result
 
-        atomic_write_json(out / "result.json", result)
+        write_result(out, result)
     if as_json:
         print_json(result)
         return

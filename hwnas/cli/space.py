@@ -27,7 +27,9 @@ def space_show(preset: Preset = "default", as_json: JsonFlag = False) -> None:
     """Show a space's stem, stages, head, resolutions and per-block choices."""
     space = get_space(preset)
     if as_json:
-        print_json(space.to_json() | {"hash": space.hash})
+        from hwnas.formats import FORMATS
+
+        print_json(FORMATS["search-space"].stamp(space.to_json() | {"hash": space.hash}))
         return
     console.print(f"[bold]{esc(space.name)}[/]: {esc(space.description)}  (hash {space.hash})")
     console.print(

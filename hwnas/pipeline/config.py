@@ -37,8 +37,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from hwnas import formats
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write, read_toml
+from hwnas.fileio import atomic_write
 from hwnas.pipeline.references import DEFAULT_REFERENCES, QUICK_REFERENCES, REFERENCE_MODELS
 
 SECTIONS = ("search", "train", "prune", "references")
@@ -160,7 +161,7 @@ def _typed(section: str, cls: type, values: Any) -> Any:
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """The settings a ``run.toml`` gives (unknown keys and wrong types are one-line errors)."""
-    data = read_toml(path, "run config")
+    data = formats.read_toml(path, "run-config")
     allowed = set(TOP_LEVEL) | set(SECTIONS) | {"drift_networks"}
     unknown = sorted(set(data) - allowed)
     if unknown:
@@ -233,7 +234,7 @@ def to_toml(data: dict[str, Any], comments: dict[str, str] | None = None) -> str
 
 def write_config(path: Path, config: RunConfig, resolved: dict[str, Any] | None = None) -> None:
     """``config.toml``: every setting, plus a ``[resolved]`` table of what the run worked out (the budget)."""
-    data = config.to_json()
+    data = formats.FORMATS["run-folder"].stamp(config.to_json())
     if resolved:
         data["resolved"] = resolved
     comments = {"budget_ms": "not given: the median whole network of the first device's table ([resolved] budget_ms)"}
@@ -244,7 +245,7 @@ def write_config(path: Path, config: RunConfig, resolved: dict[str, Any] | None 
 
 def read_config(path: Path) -> RunConfig:
     """A run folder's ``config.toml`` back as a RunConfig (its ``[resolved]`` table is ignored)."""
-    data = read_toml(path, "run config")
+    data = formats.read_toml(path, "run-folder")
     data.pop("resolved", None)
     quick = bool(data.pop("quick", False))
     try:

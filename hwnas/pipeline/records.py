@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas import formats
 from hwnas.fileio import atomic_write_json, read_json
 
 STAGES_DIR = "stages"
 SESSIONS_FILE = "sessions.json"
+RECORD_FORMAT = formats.FORMATS["run-record"]
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Records:
 
     def get(self, name: str) -> dict[str, Any] | None:
         path = self.stage_path(name)
-        return read_json(path, f"stage record {name}") if path.exists() else None
+        return _read_record(path) if path.exists() else None
 
     def stage(self, name: str, work: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
         """The stage's record: read back if it finished before, else ``work()`` run now and recorded.
@@ -80,7 +82,7 @@ class Records:
             "seconds": time.perf_counter() - started,
             "result": result,
         }
-        atomic_write_json(self.stage_path(name), record)
+        atomic_write_json(self.stage_path(name), RECORD_FORMAT.stamp(record))
         self.ran.append(name)
         return record
 
@@ -88,19 +90,24 @@ class Records:
         """One item of a stage (``stages/<stage>/<key>.json``), done once."""
         path = self.stages_dir / stage / f"{_safe(key)}.json"
         if path.exists():
-            return read_json(path, f"{stage} item {key}")
+            return _read_record(path)
         started = time.perf_counter()
         result = work()
         record = {"item": key, "session": self.session, "seconds": time.perf_counter() - started, "result": result}
-        atomic_write_json(path, record)
+        atomic_write_json(path, RECORD_FORMAT.stamp(record))
         return record
 
     def items(self, stage: str) -> list[dict[str, Any]]:
         folder = self.stages_dir / stage
-        return [read_json(path, f"{stage} item") for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+        return [_read_record(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
     def all_stages(self) -> list[dict[str, Any]]:
-        return [read_json(path, "stage record") for path in sorted(self.stages_dir.glob("*.json"))]
+        return [_read_record(path) for path in sorted(self.stages_dir.glob("*.json"))]
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A stage or item record, its schema version checked (and dropped: callers see the fields they wrote)."""
+    return formats.read_json(path, RECORD_FORMAT.name)
 
 
 def _safe(key: str) -> str:

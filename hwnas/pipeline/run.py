@@ -26,6 +26,7 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json
+from hwnas.formats import FORMATS
 from hwnas.pipeline import stages
 from hwnas.pipeline.config import RunConfig, differences, read_config, write_config
 from hwnas.pipeline.records import Records
@@ -199,7 +200,7 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
         ],
         "sessions": _sessions(folder),
     }
-    atomic_write_json(folder / "summary.json", summary)
+    atomic_write_json(folder / "summary.json", FORMATS["run-summary"].stamp(summary))
     return summary
 
 

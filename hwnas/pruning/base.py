@@ -24,6 +24,7 @@ from hwnas.data import ImageSplits
 from hwnas.errors import UserError
 from hwnas.export_model import PRUNED_FILE, build_base, read_state_dict, resolve_model
 from hwnas.fileio import atomic_write, atomic_write_json, read_json
+from hwnas.formats import FORMATS
 from hwnas.pruning.structure import analyse
 from hwnas.recipe import Recipe
 from hwnas.trainer import fit_model
@@ -115,7 +116,7 @@ def save_pruned(folder: Path, module: nn.Module, base: BaseModel, history: list[
     shape = base.input_shape
     spec = {
         "kind": "hwnas-pruned",
-        "version": 1,
+        FORMATS["pruned-model"].key: FORMATS["pruned-model"].version,
         "name": info.get("name", base.name),
         "base": base.spec,
         "input_shape": shape,

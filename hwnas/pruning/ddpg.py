@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hwnas.fileio import check_archive
+
 HIDDEN = 300
 
 
@@ -143,6 +145,7 @@ class DDPG:
         return buffer.getvalue()
 
     def load_bytes(self, data: bytes) -> None:
+        check_archive(data, "stored agent")
         self.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
 
 

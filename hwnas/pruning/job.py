@@ -33,6 +33,7 @@ from hwnas.errors import UserError
 from hwnas.export_model import build_request, resolve_model
 from hwnas.exporters import export_all, get_exporter
 from hwnas.fileio import atomic_write_json
+from hwnas.formats import FORMATS
 from hwnas.latency_tables.table import LatencyTable
 from hwnas.pruning.amc import REWARDS, Environment, Evaluator, SearchProgress, accuracy, best_episode, run_search
 from hwnas.pruning.base import BaseModel, save_pruned
@@ -255,7 +256,7 @@ def run_prune(
         "models": entries,
         "wall_time_s": time.perf_counter() - started,
     }
-    atomic_write_json(out / "report.json", report)
+    atomic_write_json(out / "report.json", FORMATS["pruning-report"].stamp(report))
     return report
 
 

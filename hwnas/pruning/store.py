@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
+from hwnas.formats import FORMATS
+
+STORE_FORMAT = FORMATS["pruning-store"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,12 +68,14 @@ class EpisodeStore:
 
     def _check_config(self, config: dict[str, Any]) -> None:
         text = json.dumps(config, sort_keys=True)
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
-        if row is None:
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if "config" not in meta:
             with self.db:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (STORE_FORMAT.key, str(STORE_FORMAT.version)))
                 self.db.execute("INSERT INTO meta VALUES ('config', ?)", (text,))
             return
-        stored = json.loads(row[0])
+        STORE_FORMAT.check(meta, self.path, stored_as_text=True)
+        stored = json.loads(meta["config"])
         differing = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
         if differing:
             key = differing[0]

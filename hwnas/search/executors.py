@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwnas.errors import UserError
-from hwnas.latency_tables.convert import exit_with_parent, limit_from_env, stop_workers
+from hwnas.latency_tables.convert import exit_with_parent, leave_ctrl_c_to_parent, limit_from_env, stop_workers
 from hwnas.search.worker import evaluate_candidate, set_threads
 
 Job = dict[str, Any]
@@ -77,7 +77,8 @@ class InlineExecutor(Executor):
 
 
 def init_worker(threads: int, parent_pid: int) -> None:
-    """A local worker: exit when ``parent_pid`` dies, and use ``threads`` torch threads."""
+    """A local worker: exit when ``parent_pid`` dies, leave Ctrl-C to it, and use ``threads`` torch threads."""
+    leave_ctrl_c_to_parent()
     exit_with_parent(parent_pid)
     set_threads(threads)
 

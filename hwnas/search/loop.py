@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
+from hwnas.formats import FORMATS
 from hwnas.recipe import Recipe
 from hwnas.search.codec import Candidate
 from hwnas.search.device import DeviceLatency
@@ -34,6 +35,8 @@ from hwnas.space import SearchSpace
 
 DEFAULT_MARGIN = 0.05
 MAX_DUPLICATES_PER_TRIAL = 20
+
+STORE_FORMAT = FORMATS["search-store"]
 
 
 @dataclass
@@ -151,11 +154,14 @@ class SearchLoop:
 
     # ---- storage ---------------------------------------------------------------------------
     def _check_identity(self) -> None:
-        stored = self.study.user_attrs.get("config")
+        attrs = self.study.user_attrs
+        stored = attrs.get("config")
         wanted = self.config.identity()
         if stored is None:
+            self.study.set_user_attr(STORE_FORMAT.key, STORE_FORMAT.version)
             self.study.set_user_attr("config", wanted)
             return
+        STORE_FORMAT.check(attrs, f"{self.config.storage_url} (study {self.config.name!r})")
         differing = sorted(key for key in wanted if stored.get(key) != wanted[key])
         if differing:
             raise UserError(

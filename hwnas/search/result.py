@@ -26,6 +26,7 @@ from hwnas.builder import arch_cost, build_model, recalibrate_batchnorm
 from hwnas.data import load_data
 from hwnas.exporters import ExportRequest, export_all
 from hwnas.fileio import atomic_write_json
+from hwnas.formats import FORMATS
 from hwnas.recipe import Recipe
 from hwnas.search.loop import SearchConfig
 from hwnas.search.measure import drift, time_interleaved, verdict
@@ -83,7 +84,7 @@ def finish_search(
     }
     if not chosen:
         report["error"] = "no trial completed: nothing to retrain or measure"
-        atomic_write_json(out / "result.json", report)
+        write_result(out, report)
         return report
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
     best = chosen[0]
@@ -116,8 +117,13 @@ def finish_search(
     report["drift"] = checked | {"references": {name: timed[name].summary() | refs[name] for name in ref_files}}
     report["best"] = _offer(report["top"])
     report["pareto_plot"] = str(pareto_plot(summary["trials"], report, out / "pareto.png"))
-    atomic_write_json(out / "result.json", report)
+    write_result(out, report)
     return report
+
+
+def write_result(out: Path, report: dict[str, Any]) -> Path:
+    """``out/result.json``, stamped with the search result's schema version."""
+    return atomic_write_json(Path(out) / "result.json", FORMATS["search-result"].stamp(report))
 
 
 def _offer(top: list[dict[str, Any]]) -> dict[str, Any]:
