@@ -47,7 +47,7 @@ EVAL_BATCH = 512
 CHECKPOINT_FILE = "checkpoint.pt"
 BATCHNORM_IMAGES = 512  # un-augmented training images for precise BatchNorm statistics
 CHECKPOINT_FORMAT = "hwnas-train-checkpoint"
-CHECKPOINT_FILE = FORMATS["training-checkpoint"]
+CHECKPOINT_SCHEMA = FORMATS["training-checkpoint"]
 
 
 class Prepared(Dataset):
@@ -348,7 +348,7 @@ def training_fingerprint(
 def save_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, Any], points: list[dict[str, float]]) -> None:
     payload = {
         "format": CHECKPOINT_FORMAT,
-        CHECKPOINT_FILE.key: CHECKPOINT_FILE.version,
+        CHECKPOINT_SCHEMA.key: CHECKPOINT_SCHEMA.version,
         "fingerprint": json.dumps(fingerprint, sort_keys=True),
         "epoch": len(points),
         "curve": [dict(point) for point in points],
@@ -370,7 +370,7 @@ def load_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, An
         raise UserError(f"checkpoint {path} is not readable ({detail}); {fresh}") from None
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not an hwnas training checkpoint; {fresh}")
-    CHECKPOINT_FILE.check(saved, path)
+    CHECKPOINT_SCHEMA.check(saved, path)
     try:
         stored = json.loads(saved["fingerprint"])
     except (KeyError, TypeError, ValueError):

@@ -163,9 +163,9 @@ def read_predictor(path: Path) -> Any:
 def make_checkpoint(tmp: Path) -> Path:
     import torch
 
-    from hwnas.trainer import CHECKPOINT_FILE, CHECKPOINT_FORMAT
+    from hwnas.trainer import CHECKPOINT_FORMAT, CHECKPOINT_SCHEMA
 
-    payload = {"format": CHECKPOINT_FORMAT, CHECKPOINT_FILE.key: CHECKPOINT_FILE.version, "fingerprint": "{}", "epoch": 0}
+    payload = {"format": CHECKPOINT_FORMAT, CHECKPOINT_SCHEMA.key: CHECKPOINT_SCHEMA.version, "fingerprint": "{}", "epoch": 0}
     torch.save(payload, tmp / "checkpoint.pt")
     return tmp / "checkpoint.pt"
 

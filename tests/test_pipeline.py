@@ -595,3 +595,34 @@ def test_a_best_measured_over_the_budget_gives_way_to_the_next_feasible_candidat
     assert _winner(run, best, borderline) == ({"arch": "a", "recipe": {"lr": 0.1}, "accuracy": 0.9, "predicted_ms": 0.4}, False)
     nothing = {"top": top, "best": {"rank": 1, "arch": "a", "verdict": "over", "next_feasible": None}}
     assert _winner(run, best, nothing)[1] is False  # over, and no measured candidate within: the best stays (pruning may help)
+
+
+# ---- which pruned model the run keeps -------------------------------------------------------------------------
+def _models(**rows: tuple[float, float | None]) -> dict:
+    """name=(test accuracy, measured ms on the primary device) -> the pruning job's models."""
+    return {
+        name: {"test_accuracy": accuracy, "measured": {"latency_ms": {} if ms is None else {"dev": ms}}}
+        for name, (accuracy, ms) in rows.items()
+    }
+
+
+def test_the_best_pruned_model_is_kept_whichever_method_made_it() -> None:
+    from hwnas.pipeline.stages import choose_pruned
+
+    # the 2026-12-01 default run: uniform as accurate as AMC and faster
+    models = _models(unpruned=(0.8835, 0.326), amc=(0.882, 0.272), uniform=(0.882, 0.215), **{"global-magnitude": (0.828, 0.2)})
+    kept, why = choose_pruned(models, "dev", 0.62)
+    assert kept == "uniform" and "amc, uniform" in why
+    models = _models(unpruned=(0.88, 0.30), amc=(0.879, 0.25), uniform=(0.874, 0.20))
+    assert choose_pruned(models, "dev", 0.62)[0] == "amc"  # more accurate beats faster
+
+
+def test_unpruned_is_kept_when_pruning_costs_too_much_unless_only_pruned_models_meet_the_budget() -> None:
+    from hwnas.pipeline.stages import choose_pruned
+
+    models = _models(unpruned=(0.88, 0.30), amc=(0.86, 0.25), uniform=(0.85, 0.20))
+    assert choose_pruned(models, "dev", 0.62) == ("unpruned", "the pruned models lose more accuracy than the speed is worth")
+    kept, why = choose_pruned(models, "dev", 0.27)  # the unpruned model is over a 0.27 ms budget: the most accurate within
+    assert kept == "amc" and "within the budget" in why
+    assert choose_pruned(_models(unpruned=(0.88, 0.30), amc=(0.88, 0.31)), "dev", 0.62)[0] == "unpruned"
+    assert choose_pruned(_models(unpruned=(0.88, None), amc=(0.88, 0.2)), "dev", 0.62)[0] == "unpruned"

@@ -95,6 +95,12 @@ def show_summary(summary: dict[str, Any]) -> None:
         f"test accuracy {model['test_accuracy']:.4f} (validation {model['val_accuracy']:.4f}) after {model['epochs']} epoch(s); "
         f"{model['params'] / 1e6:.3f} M params, {model['flops'] / 1e6:.2f} MFLOPs"
     )
+    pruned = final.get("pruned")
+    if pruned:
+        console.print(
+            f"pruned ({esc(pruned['method'])}, kept as the final model): test accuracy {pruned['test_accuracy']:.4f}; "
+            f"{pruned['params'] / 1e6:.3f} M params, {pruned['flops'] / 1e6:.2f} MFLOPs"
+        )
     for name, predicted in final["predicted"].items():
         value = predicted.get("calibrated_ms")
         measured = final["measured_ms"].get(name)
@@ -104,9 +110,12 @@ def show_summary(summary: dict[str, Any]) -> None:
         text = f"{esc(name)}: predicted {value:.3f} ms ({esc(predicted['predictor'])}"
         if predicted.get("drift_adjusted_ms"):
             text += f"; {predicted['drift_adjusted_ms']:.3f} ms at today's drift x{predicted['drift_ratio']:.2f}"
+            text += f", from {esc(predicted['drift_from'])}" if predicted.get("drift_from") else ""
         text += ")"
         if measured is not None:
-            text += f", measured {measured:.3f} ms (predicted / measured {value / measured:.2f})"
+            adjusted = predicted.get("drift_adjusted_ms")
+            ratio = f"{value / measured:.2f}" + (f", at today's drift {adjusted / measured:.2f}" if adjusted else "")
+            text += f", measured {measured:.3f} ms (predicted / measured {ratio})"
         console.print(text)
     verdict = "within" if final["within_budget"] else "[red]OVER[/]"
     console.print(

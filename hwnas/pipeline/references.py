@@ -177,7 +177,7 @@ def final_model(run: Run) -> dict[str, Any]:
     prune, train = run.result("prune"), run.result("train")
     kept = prune.get("kept", "unpruned")
     # an unpruned final model is the train stage's (the pruning job's "unpruned" is a fine-tuned copy of it)
-    model = prune["models"]["amc"] if kept == "amc" else train
+    model = prune["models"][kept] if kept and kept != "unpruned" else train
     accuracy = model["test_accuracy"]
     fmt = primary_format(run)
     item = next((e for e in run.result("export")["exports"] if e["format"] == fmt and e["verification"]["passed"]), None)

@@ -159,6 +159,7 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
         },
         "final": {
             "model": export["model"],
+            "pruned": _pruned_figures(prune),
             "predicted": export["predicted"],
             "measured_ms": export["measured_ms"],
             "within_budget": export["within_budget"],
@@ -202,6 +203,15 @@ def write_summary(folder: Path, records: Records | None = None) -> dict[str, Any
     }
     atomic_write_json(folder / "summary.json", FORMATS["run-summary"].stamp(summary))
     return summary
+
+
+def _pruned_figures(prune: dict[str, Any]) -> dict[str, Any] | None:
+    """The kept pruned model's accuracy and size (``None`` when the unpruned winner was kept or pruning did not run)."""
+    kept = prune.get("kept")
+    model = (prune.get("models") or {}).get(kept) if kept and kept != "unpruned" else None
+    if not model:
+        return None
+    return {"method": kept} | {key: model.get(key) for key in ("test_accuracy", "params", "flops")}
 
 
 def _measured_best(search: dict[str, Any]) -> dict[str, Any] | None:

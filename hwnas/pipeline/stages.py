@@ -690,17 +690,8 @@ def prune_stage(run: Run) -> dict[str, Any]:
         run.log(why)
         return {"skipped": why, "ran": False, "final": trained["folder"], "kept": "unpruned"}
     models = report["models"]
-    before, after = models["unpruned"], models["amc"]
-    before_ms = before["measured"]["latency_ms"].get(primary)
-    after_ms = after["measured"]["latency_ms"].get(primary)
-    kept, why = "unpruned", "the pruned model is not faster on the device"
-    if after_ms is not None and before_ms is not None:
-        if before_ms > budget_ms >= after_ms:
-            kept, why = "amc", "only the pruned model measures within the budget"
-        elif after_ms < before_ms and after["test_accuracy"] >= before["test_accuracy"] - PRUNE_KEEP_ACCURACY_LOSS:
-            kept, why = "amc", f"faster on the device at most {PRUNE_KEEP_ACCURACY_LOSS:.1%} less accurate"
-        elif after["test_accuracy"] < before["test_accuracy"] - PRUNE_KEEP_ACCURACY_LOSS:
-            why = "the pruned model loses more accuracy than the speed is worth"
+    retimed = retime_pruned(run, models, devices[0]["model_format"])
+    kept, why = choose_pruned(models, primary, budget_ms)
     run.log(f"prune: keeping the {kept} model ({why})")
     return {
         "ran": True,
@@ -718,7 +709,8 @@ def prune_stage(run: Run) -> dict[str, Any]:
         },
         "kept": kept,
         "why": why,
-        "final": after["folder"] if kept == "amc" else trained["folder"],
+        "timing": retimed,
+        "final": models[kept]["folder"] if kept != "unpruned" else trained["folder"],
         "wall_time_s": report.get("wall_time_s"),
         "latency_retries": report.get("latency_retries", []),
         "threads": load["free"],
@@ -726,7 +718,97 @@ def prune_stage(run: Run) -> dict[str, Any]:
     }
 
 
+PRUNE_TIMING_ROUNDS = 8
+
+
+def retime_pruned(run: Run, models: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """Time every model of the pruning job again on the first device, all in the same interleaved rounds.
+
+    The job times each model once, when it is made, minutes apart; on this VM that alone moved one file 0.26 ->
+    0.36 ms. The keep decision compares these medians (they replace the job's figures on the first device).
+    """
+    from hwnas.devices import make_backend
+    from hwnas.fileio import read_json
+    from hwnas.search.measure import time_interleaved
+
+    files = {}
+    for name, model in models.items():
+        card_path = Path(model["folder"]) / "export" / "model_card.json"
+        card = read_json(card_path, "model card") if card_path.exists() else {}
+        item = next((e for e in card.get("exports", []) if e.get("format") == fmt and e.get("file")), None)
+        if item is not None and item.get("verification", {}).get("passed", True):
+            files[name] = card_path.parent / item["file"]
+    if len(files) < 2:
+        return {"retimed": False, "why": "fewer than two pruning results have a file to time"}
+    spec = device_specs(run)[0]
+    rounds = 3 if run.config.quick else PRUNE_TIMING_ROUNDS
+    timed = time_interleaved(make_backend(spec), files, rounds)
+    summaries = {name: value.summary() for name, value in timed.items()}
+    for name, summary in summaries.items():
+        latency = models[name]["measured"]["latency_ms"]
+        summary["when_made_ms"] = latency.get(spec.name)
+        latency[spec.name] = summary["median_ms"]
+    return {"retimed": True, "device": spec.name, "rounds": rounds, "summaries": summaries}
+
+
+def choose_pruned(models: dict[str, Any], primary: str, budget_ms: float) -> tuple[str, str]:
+    """Which model the run goes on with: the unpruned winner, or one of the pruned ones (AMC's or a baseline's).
+
+    A pruned model qualifies when it measures faster on ``primary`` and loses at most
+    :data:`PRUNE_KEEP_ACCURACY_LOSS` test accuracy, or when it alone measures within the budget. Of those, the
+    most accurate is kept, and at equal accuracy the fastest: uniform pruning at the same budget sometimes
+    matches AMC's accuracy at a lower latency (the 2026-12-01 default run: both 88.2%, 0.215 vs 0.272 ms), and
+    the user wants the better network whichever method made it.
+    """
+
+    def ms(name: str) -> float | None:
+        return models[name]["measured"]["latency_ms"].get(primary)
+
+    before_ms, before_accuracy = ms("unpruned"), models["unpruned"]["test_accuracy"]
+    if before_ms is None:
+        return "unpruned", "the unpruned model was not measured on the device"
+    faster, within_alone = [], []
+    for name in (n for n in models if n != "unpruned"):
+        after_ms = ms(name)
+        if after_ms is None or after_ms >= before_ms:
+            continue
+        if models[name]["test_accuracy"] >= before_accuracy - PRUNE_KEEP_ACCURACY_LOSS:
+            faster.append(name)
+        elif before_ms > budget_ms >= after_ms:
+            within_alone.append(name)
+    if faster:
+        best = min(faster, key=lambda n: (-round(models[n]["test_accuracy"], 4), ms(n)))
+        return best, f"faster on the device at most {PRUNE_KEEP_ACCURACY_LOSS:.1%} less accurate, the best of {', '.join(faster)}"
+    if within_alone:
+        best = max(within_alone, key=lambda n: models[n]["test_accuracy"])
+        return best, "only the pruned models measure within the budget; the most accurate of them"
+    if any(ms(n) is not None and ms(n) < before_ms for n in models if n != "unpruned"):  # type: ignore[operator]
+        return "unpruned", "the pruned models lose more accuracy than the speed is worth"
+    return "unpruned", "no pruned model is faster on the device"
+
+
 # ---- export -----------------------------------------------------------------------------------------
+def latest_drift(run: Run, item: dict[str, Any]) -> tuple[float | None, str]:
+    """Today's timing over the table's for ``item``'s device, from the latest check that timed it, and how it was found.
+
+    The table stage re-times a few networks once, at the start; the search's finish times the same networks again in
+    the interleaved rounds of its candidates, minutes later. The two can differ by more than the drift itself: in the
+    2026-12-01 default run 1.04 at the start and 0.80 in the rounds, where the final model then measured 0.77x its
+    table-time prediction. So the later, interleaved figure is the one a prediction is adjusted with.
+    """
+    found = run.found.get("search") or {}
+    drift = (found.get("finished") or {}).get("drift") or {}
+    primary = run.result("device")["devices"][0]["name"]
+    if item["device"] == primary and isinstance(drift.get("ratio"), int | float):
+        return float(drift["ratio"]), "the search's interleaved rounds"
+    return item["drift"].get("ratio"), "the table stage's check"
+
+
+def _with_drift(run: Run, item: dict[str, Any], ms: float | None) -> dict[str, Any]:
+    ratio, how = latest_drift(run, item)
+    return {"drift_ratio": ratio, "drift_from": how, "drift_adjusted_ms": ms * ratio if ratio and ms else None}
+
+
 def predict_arch(run: Run, arch: Arch) -> dict[str, dict[str, Any]]:
     """Each device's calibrated prediction (and table sum) of ``arch``, with the drift-adjusted figure beside it."""
     from hwnas.latency_tables.table import LatencyTable
@@ -738,14 +820,11 @@ def predict_arch(run: Run, arch: Arch) -> dict[str, dict[str, Any]]:
         predictor = load_run_predictor(run, device)
         table = LatencyTable.load(Path(drifts[device]["path"]))
         ms = float(predictor.predict([arch])[0])
-        ratio = drifts[device]["drift"].get("ratio")
         found[device] = {
             "calibrated_ms": ms,
             "lut_sum_ms": table.predict(run.space.op_keys(arch)),
             "predictor": entry["kind"],
-            "drift_ratio": ratio,
-            "drift_adjusted_ms": ms * ratio if ratio else None,
-        }
+        } | _with_drift(run, drifts[device], ms)
     return found
 
 
@@ -778,25 +857,17 @@ def predict_pruned(run: Run, module: Any, shape: tuple[int, ...], parent: Arch) 
                 pruned_ms = network_latency(module, shape, table).total_ms
                 parent_ms = network_latency(resolve_model(parent.format()).module, shape, table).total_ms
             except UserError as error:
-                found[device] = {
-                    "calibrated_ms": None,
-                    "predictor": f"not predicted: {error}",
-                    "drift_ratio": item["drift"].get("ratio"),
-                    "drift_adjusted_ms": None,
-                }
+                found[device] = {"calibrated_ms": None, "predictor": f"not predicted: {error}"} | _with_drift(run, item, None)
                 continue
             how = "table + layer models"
         correction = parents[device]["calibrated_ms"] / parent_ms
         ms = pruned_ms * correction
-        ratio = item["drift"].get("ratio")
         found[device] = {
             "calibrated_ms": ms,
             "network_latency_ms": pruned_ms,
             "correction": correction,
             "predictor": f"calibrated: {how} of the pruned widths x the unpruned network's learned correction {correction:.3f}",
-            "drift_ratio": ratio,
-            "drift_adjusted_ms": ms * ratio if ratio else None,
-        }
+        } | _with_drift(run, item, ms)
     return found
 
 
