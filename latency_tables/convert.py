@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -151,6 +152,27 @@ def run_job(job: ConversionJob) -> Path:
     return get_exporter(job.fmt).export(module.eval(), torch.randn(shape), job.path)
 
 
+def quiet_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (once per process) with its leak warning turned off.
+
+    A worker stopped mid-job (Ctrl-C, a timeout) leaves the semaphores it had made; the tracker unlinks them at
+    exit, as it should, but also prints a ``UserWarning`` about "leaked semaphore objects" after hwnas's own last
+    line, the one that says how to resume. The tracker inherits ``-W`` options from ``sys.warnoptions`` when it is
+    started, and that process does nothing but this bookkeeping, so its user warnings are the only ones silenced.
+    """
+    from multiprocessing import resource_tracker
+
+    option = "ignore::UserWarning"
+    added = option not in sys.warnoptions
+    if added:
+        sys.warnoptions.append(option)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        if added:
+            sys.warnoptions.remove(option)
+
+
 def leave_ctrl_c_to_parent() -> None:
     """In a worker process: ignore SIGINT. A terminal's Ctrl-C reaches the whole process group; a worker that
     died of it mid-job would surface as a BrokenProcessPool traceback. The parent alone handles it: it stops its
@@ -194,6 +216,7 @@ def convert_all(jobs: list[ConversionJob], workers: int, on_done: Any = None, ti
     limit = limit_from_env(CONVERT_TIMEOUT_ENV, CONVERT_TIMEOUT_S) if timeout_s is None else timeout_s
     limit = limit if limit is not None and limit > 0 else None
     slots = max(1, workers)
+    quiet_resource_tracker()
     pool = ProcessPoolExecutor(
         max_workers=slots, mp_context=get_context("spawn"), initializer=_quiet_worker, initargs=(os.getpid(),)
     )

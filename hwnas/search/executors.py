@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwnas.errors import UserError
-from hwnas.latency_tables.convert import exit_with_parent, leave_ctrl_c_to_parent, limit_from_env, stop_workers
+from hwnas.latency_tables.convert import (
+    exit_with_parent,
+    leave_ctrl_c_to_parent,
+    limit_from_env,
+    quiet_resource_tracker,
+    stop_workers,
+)
 from hwnas.search.worker import evaluate_candidate, set_threads
 
 Job = dict[str, Any]
@@ -109,6 +115,7 @@ class LocalExecutor(Executor):
 
     def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("spawn")
+        quiet_resource_tracker()
         return ProcessPoolExecutor(self.slots, mp_context=context, initializer=init_worker, initargs=(self.threads, os.getpid()))
 
     def _run(self, task: Task) -> None:
