@@ -310,7 +310,7 @@ def group_alive(pgid: int) -> list[int]:
 
 def profile_command(out: Path, cache: Path) -> list[str]:
     return [
-        sys.executable, "-m", "hwnas", "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", "24",
+        sys.executable, "-m", "hwnas", "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", "8",
         "--networks", "3", "--workers", "2", "--cache", str(cache), "--out", str(out), "--json",
     ]  # fmt: skip
 
