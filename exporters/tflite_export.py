@@ -60,10 +60,21 @@ def quiet_quantizer() -> Iterator[None]:
         yield
 
 
+# what TensorFlow's C++ side prints to file descriptor 2 when litert-torch imports it, whatever
+# TF_CPP_MIN_LOG_LEVEL says (absl logging starts before it is configured): information, not problems
+TENSORFLOW_IMPORT_LINES = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on.",
+)
+
+
 def require_litert_torch():
+    from hwnas.devices.backends.tflite_backend import without_native_lines
+
     quiet_tensorflow_logs()
     try:
-        import litert_torch
+        with without_native_lines(*TENSORFLOW_IMPORT_LINES):
+            import litert_torch
     except ImportError:
         raise UserError("TFLite export needs litert-torch: pip install -e '.[tflite]'") from None
     return litert_torch

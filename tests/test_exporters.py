@@ -312,3 +312,12 @@ def test_model_card_has_no_python_reprs() -> None:
     assert "{" not in text and "'" not in text and "0.4973735000000001" not in text
     assert "lut_sum_ms: 0.4974" in text and "lr: 0.2" in text and "1 x 1 x 32 x 32" in text
     assert "`default:r32_c16[k3e3]_c40[k5e6,k5e3]_c48[k7e3h]_c80[k3e3sh]`" in text
+
+
+def test_importing_the_tflite_converter_prints_nothing_on_stderr() -> None:
+    """TensorFlow's C++ import lines (absl, oneDNN) go to fd 2 whatever its log level; hwnas drops those two only."""
+    pytest.importorskip("litert_torch")
+    code = "from hwnas.exporters.tflite_export import require_litert_torch; require_litert_torch(); print('imported')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "imported", done.stderr
+    assert done.stderr == "", done.stderr

@@ -93,6 +93,13 @@ def without_delegate_banner() -> Iterator[None]:
     ``sys.stderr`` nor a log level reaches it: capture the descriptor while the interpreter is built.
     Warnings and errors the runtime prints meanwhile are written back to stderr unchanged.
     """
+    with without_native_lines(DELEGATE_BANNER):
+        yield
+
+
+@contextmanager
+def without_native_lines(*fragments: str) -> Iterator[None]:
+    """Capture file descriptor 2 meanwhile, then write back every line that contains none of ``fragments``."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -104,7 +111,7 @@ def without_delegate_banner() -> Iterator[None]:
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if line.strip() != DELEGATE_BANNER))
+            sys.stderr.write("".join(line for line in lines if not any(fragment in line for fragment in fragments)))
 
 
 def _random_input(detail: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
