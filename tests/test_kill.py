@@ -315,6 +315,13 @@ def profile_command(out: Path, cache: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def answer_ctrl_c() -> None:
+    """In the child, before exec: SIGINT back to its default. A command started in the background by a non-interactive
+    shell (CI started with ``&``, ``nohup``) inherits SIGINT ignored, and Python keeps it ignored: the profile then ran
+    to the end with exit 0, as it should for a user who ignores Ctrl-C, and the test could not test anything."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def converted(cache: Path) -> dict[Path, int]:
     """The converted model files in ``cache`` and their modification times (ns)."""
     return {path: path.stat().st_mtime_ns for path in cache.rglob("*.onnx")} if cache.exists() else {}
@@ -325,7 +332,12 @@ def test_ctrl_c_mid_conversion_stops_profile_and_its_workers_says_how_to_resume_
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, while two conversion workers run."""
     out, cache = tmp_path / "profile", tmp_path / "cache"
     process = subprocess.Popen(
-        profile_command(out, cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        profile_command(out, cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=answer_ctrl_c,
     )
     try:
         assert wait_until(lambda: len(converted(cache)) >= 2 or process.poll() is not None, 300, poll=0.05)
