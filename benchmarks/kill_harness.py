@@ -48,6 +48,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))  # the store readers the tests count with
 
 from inputs import SMALL_ARCH, write_idx_folder  # noqa: E402
+from processes import group_members  # noqa: E402
 from stores import Audit, audit, compare  # noqa: E402
 
 Args = Callable[[Path, Path], list[str]]  # (shared folder, output folder) -> hwnas arguments
@@ -147,22 +148,6 @@ def output_keys(stdout: str, out: Path) -> dict[str, Any]:
         except ValueError:
             files[path.name] = "not JSON"
     return {"stdout": printed, "files": files}
-
-
-def group_members(pgid: int) -> list[int]:
-    """Living processes of the process group (zombies, already dead and waiting to be reaped, are not)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
 
 
 def group_gone(pgid: int, within_s: float = 10.0) -> bool:

@@ -20,6 +20,7 @@ import pytest
 from hwnas.recipe import Recipe
 
 from inputs import SMALL_ARCH, write_idx_folder
+from processes import group_members
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -292,22 +293,6 @@ def test_train_killed_after_an_epoch_resumes_from_the_next_and_ends_as_an_uninte
 
 
 # ---- Ctrl-C --------------------------------------------------------------------------------------
-def group_alive(pgid: int) -> list[int]:
-    """Living processes of process group ``pgid`` (zombies and the dead left out)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
-
-
 def profile_command(out: Path, cache: Path) -> list[str]:
     return [
         sys.executable, "-m", "hwnas", "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", "8",
@@ -350,7 +335,7 @@ def test_ctrl_c_mid_conversion_stops_profile_and_its_workers_says_how_to_resume_
             os.killpg(process.pid, signal.SIGKILL)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "run the same command again" in stderr.strip().splitlines()[-1], stderr
-    assert wait_until(lambda: group_alive(process.pid) == [], 15), "a worker outlived Ctrl-C"
+    assert wait_until(lambda: group_members(process.pid) == [], 15), "a worker outlived Ctrl-C"
     kept = converted(cache)
     resumed = subprocess.run(profile_command(out, cache), capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -1,0 +1,22 @@
+"""Which processes of a process group are still alive: the kill tests and ``benchmarks/kill_harness.py`` check with it
+that workers die with the command they serve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def group_members(pgid: int) -> list[int]:
+    """Living processes of the process group (zombies, already dead and waiting to be reaped, are not)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
