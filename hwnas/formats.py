@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwnas import fileio
 from hwnas.errors import UserError
 
 VERSION_KEY = "schema_version"
@@ -140,10 +141,8 @@ def get_format(name: str) -> FileFormat:
 
 
 def read_json(path: Path, name: str) -> Any:
-    """A JSON file of format ``name``, checked and without its version key (non-objects are returned unchecked
-    only when the caller's own check will refuse them)."""
-    from hwnas import fileio
-
+    """A JSON object of format ``name``, its version checked and its version key dropped (anything but an object
+    is refused)."""
     fmt = get_format(name)
     data = fileio.read_json(path, fmt.what)
     if not isinstance(data, dict):
@@ -152,7 +151,5 @@ def read_json(path: Path, name: str) -> Any:
 
 
 def read_toml(path: Path, name: str) -> dict[str, Any]:
-    from hwnas import fileio
-
     fmt = get_format(name)
     return fmt.strip(fileio.read_toml(path, fmt.what), path)

@@ -767,22 +767,16 @@ def choose_pruned(models: dict[str, Any], primary: str, budget_ms: float) -> tup
     before_ms, before_accuracy = ms("unpruned"), models["unpruned"]["test_accuracy"]
     if before_ms is None:
         return "unpruned", "the unpruned model was not measured on the device"
-    faster, within_alone = [], []
-    for name in (n for n in models if n != "unpruned"):
-        after_ms = ms(name)
-        if after_ms is None or after_ms >= before_ms:
-            continue
-        if models[name]["test_accuracy"] >= before_accuracy - PRUNE_KEEP_ACCURACY_LOSS:
-            faster.append(name)
-        elif before_ms > budget_ms >= after_ms:
-            within_alone.append(name)
+    quicker = {name: after for name in models if name != "unpruned" and (after := ms(name)) is not None and after < before_ms}
+    faster = [name for name in quicker if models[name]["test_accuracy"] >= before_accuracy - PRUNE_KEEP_ACCURACY_LOSS]
+    within_alone = [name for name, after in quicker.items() if name not in faster and before_ms > budget_ms >= after]
     if faster:
-        best = min(faster, key=lambda n: (-round(models[n]["test_accuracy"], 4), ms(n)))
+        best = min(faster, key=lambda n: (-round(models[n]["test_accuracy"], 4), quicker[n]))
         return best, f"faster on the device at most {PRUNE_KEEP_ACCURACY_LOSS:.1%} less accurate, the best of {', '.join(faster)}"
     if within_alone:
         best = max(within_alone, key=lambda n: models[n]["test_accuracy"])
         return best, "only the pruned models measure within the budget; the most accurate of them"
-    if any(ms(n) is not None and ms(n) < before_ms for n in models if n != "unpruned"):  # type: ignore[operator]
+    if quicker:
         return "unpruned", "the pruned models lose more accuracy than the speed is worth"
     return "unpruned", "no pruned model is faster on the device"
 
