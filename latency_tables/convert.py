@@ -174,10 +174,12 @@ def quiet_resource_tracker() -> None:
 
 
 def leave_ctrl_c_to_parent() -> None:
-    """In a worker process: ignore SIGINT. A terminal's Ctrl-C reaches the whole process group; a worker that
-    died of it mid-job would surface as a BrokenProcessPool traceback. The parent alone handles it: it stops its
-    workers (``stop_workers``) and says how to resume."""
+    """In a worker process: ignore SIGINT and SIGTERM. A terminal's Ctrl-C (or a ``kill`` of the process group)
+    reaches every process; a worker that died of it mid-job would surface as a BrokenProcessPool traceback. The
+    parent alone handles it: it stops its workers (``stop_workers``) and says how to resume; a worker whose parent
+    is gone exits by itself (``exit_with_parent``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _quiet_worker(parent_pid: int | None = None) -> None:

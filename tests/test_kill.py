@@ -313,8 +313,12 @@ def converted(cache: Path) -> dict[Path, int]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_conversion_stops_profile_and_its_workers_says_how_to_resume_and_keeps_every_file(tmp_path: Path) -> None:
-    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, while two conversion workers run."""
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_mid_conversion_stops_profile_and_its_workers_says_how_to_resume_and_keeps_every_file(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, while two conversion workers run; SIGTERM
+    (a ``kill`` of the group, a job scheduler's stop) behaves the same."""
     out, cache = tmp_path / "profile", tmp_path / "cache"
     process = subprocess.Popen(
         profile_command(out, cache),
@@ -328,14 +332,14 @@ def test_ctrl_c_mid_conversion_stops_profile_and_its_workers_says_how_to_resume_
         assert wait_until(lambda: len(converted(cache)) >= 2 or process.poll() is not None, 300, poll=0.05)
         assert process.poll() is None, "the profile ended before Ctrl-C"
         assert len(spawned_workers(process.pid)) == 2
-        os.killpg(process.pid, signal.SIGINT)
+        os.killpg(process.pid, signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     assert "Traceback" not in stderr and "run the same command again" in stderr.strip().splitlines()[-1], stderr
-    assert wait_until(lambda: group_members(process.pid) == [], 15), "a worker outlived Ctrl-C"
+    assert wait_until(lambda: group_members(process.pid) == [], 15), "a worker outlived the signal"
     kept = converted(cache)
     resumed = subprocess.run(profile_command(out, cache), capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -9,6 +9,7 @@ and a mistake in the user's input are answered before any of them loads.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import typer
@@ -38,9 +39,23 @@ def _register_verbs() -> None:
         importlib.import_module(f"hwnas.cli.{name}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into what Ctrl-C raises: every verb then stops, keeps what it finished and says how to resume."""
+
+
+_signals: list[int] = []  # SIGTERM, once received (click turns the exception into Abort on its way)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    _signals.append(signum)
+    raise Terminated()
+
+
 def main() -> None:
-    """Console-script entry point: user mistakes become one line and exit code 2."""
+    """Console-script entry point: user mistakes become one line and exit code 2; Ctrl-C and SIGTERM stop cleanly."""
     _register_verbs()
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # an inherited "ignore" is respected, as for SIGINT
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = app(standalone_mode=False)
     except UserError as error:
@@ -62,14 +77,17 @@ def main() -> None:
 
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+TERMINATED = 143  # 128 + SIGTERM
 
 
 def _interrupted() -> None:
+    code = TERMINATED if _signals else INTERRUPTED
+    what = "terminated" if _signals else "interrupted"
     typer.echo(
-        "interrupted: everything finished so far is kept; run the same command again to continue where it stopped",
+        f"{what}: everything finished so far is kept; run the same command again to continue where it stopped",
         err=True,
     )
-    sys.exit(INTERRUPTED)
+    sys.exit(code)
 
 
 __all__ = ["app", "main"]
