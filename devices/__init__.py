@@ -16,7 +16,19 @@ __getattr__, __dir__ = lazy_exports(
         "register_backend": "backends.base",
         "Measurement": "measurement",
         "DeviceSpec": "spec",
+        "export_format_for": "spec",
+        "formats_to_export": "spec",
         "shipped_specs": "spec",
     },
 )
-__all__ = ["Backend", "DeviceSpec", "Measurement", "list_backends", "make_backend", "register_backend", "shipped_specs"]
+__all__ = [
+    "Backend",
+    "DeviceSpec",
+    "Measurement",
+    "export_format_for",
+    "formats_to_export",
+    "list_backends",
+    "make_backend",
+    "register_backend",
+    "shipped_specs",
+]

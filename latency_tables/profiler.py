@@ -38,6 +38,7 @@ from hwnas.latency_tables.drift import DRIFT_PREFIX, REFERENCE_PREFIX, DriftChec
 from hwnas.latency_tables.store import LatencyStore
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import OpKey
+from hwnas.runfolder import exclusive
 from hwnas.space import SearchSpace
 
 Work = tuple[str, str, ConversionJob, dict[str, Any]]
@@ -112,7 +113,13 @@ class Profiler:
         self.extra_networks = list(extra_networks)
 
     def run(self, progress: bool = True) -> ProfileReport:
+        """Measure what the store does not hold yet, then write the table. The store is held for this process: a
+        second profile of the same folder would measure everything twice, under the other's load (one line instead)."""
         self.backend.require_available()
+        with exclusive(self.out, "profile store"):
+            return self._run(progress)
+
+    def _run(self, progress: bool) -> ProfileReport:
         started = time.perf_counter()
         store = LatencyStore.open(
             self.out / "store.sqlite", store_meta(self.spec, self.backend, self.space), self.settings.allow_mismatch

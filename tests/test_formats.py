@@ -260,8 +260,10 @@ def read_run_folder_config(path: Path) -> Any:
 
 def make_record(tmp: Path) -> Path:
     from hwnas.pipeline.records import Records
+    from hwnas.pipeline.stage import Skipped, Stage, StageResult
 
-    Records(tmp, 1).stage("device", lambda: {"name": "d"}, lambda _: None)
+    stage = Stage("device", (), StageResult, lambda context: Skipped("none"))
+    Records(tmp, 1).stage(stage, lambda: Skipped("not here"), lambda _: None)
     return tmp
 
 

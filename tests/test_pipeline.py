@@ -25,7 +25,8 @@ from hwnas.errors import UserError
 from hwnas.pipeline.config import DEFAULT, QUICK, read_config, resolve_config, write_config
 from hwnas.pipeline.records import Records
 from hwnas.pipeline.run import STAGE_NAMES, prepare_folder
-from hwnas.pipeline.stages import pareto_front
+from hwnas.pipeline.stage import Skipped, Stage, StageResult
+from hwnas.pipeline.stages.search import TrialInfo, pareto_front
 
 from stores import stage_records
 
@@ -90,32 +91,58 @@ def test_fresh_never_empties_a_folder_that_is_not_a_run_folder(tmp_path: Path) -
 
 
 # ---- records --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Found(StageResult):
+    STAGE = "device"
+
+    x: int
+
+
 def test_a_finished_stage_or_item_is_never_done_again(tmp_path: Path) -> None:
     calls: list[str] = []
+    device = Stage("device", (), Found, lambda context: Found(1))
+    search = Stage("search", (), Found, lambda context: Skipped("search skipped: not here"))
     first = Records.open(tmp_path, ["run"])
-    first.stage("device", lambda: calls.append("device") or {"x": 1}, lambda _: None)
+    first.stage(device, lambda: calls.append("device") or Found(1), lambda _: None)
     first.item("export", "onnx", lambda: calls.append("onnx") or {"file": "model.onnx"})
     second = Records.open(tmp_path, ["run"])
-    record = second.stage("device", lambda: calls.append("device again") or {}, lambda _: None)
+    value = second.stage(device, lambda: calls.append("device again") or Found(2), lambda _: None)
     item = second.item("export", "onnx", lambda: calls.append("onnx again") or {})
     second.item("export", "tflite", lambda: calls.append("tflite") or {"file": "model.tflite"})
-    skipped = second.stage("search", lambda: {"skipped": "search skipped: not here"}, lambda _: None)
+    skipped = second.stage(search, lambda: Skipped("search skipped: not here"), lambda _: None)
     assert calls == ["device", "onnx", "tflite"]
-    assert record["session"] == 1 and item["session"] == 1 and second.session == 2
+    assert value == Found(1) and second.meta("device").session == 1 and item["session"] == 1 and second.session == 2
     assert second.reused == ["device"] and second.ran == ["search"]
-    assert skipped["status"] == "skipped" and skipped["reason"] == "search skipped: not here"
-    assert Records.open(tmp_path, []).get("search")["status"] == "skipped"  # a skipped stage finished: not tried again
+    assert skipped == Skipped("search skipped: not here") and second.meta("search").status == "skipped"
+    assert Records.open(tmp_path, []).read_value(search) == skipped  # a skipped stage finished: not tried again
+
+
+def test_a_record_that_does_not_fit_its_type_is_one_line_naming_the_field_and_the_remaking_command(tmp_path: Path) -> None:
+    device = Stage("device", (), Found, lambda context: Found(1))
+    Records.open(tmp_path, ["run", "--quick", "--out", str(tmp_path)]).stage(device, lambda: Found(1), lambda _: None)
+    path = tmp_path / "stages" / "device.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps(record | {"result": {"x": "one"}}))
+    with pytest.raises(
+        UserError,
+        match=r"device\.json: result\.x: expected a whole number, found 'one'; remake the run folder "
+        r"with: hwnas run --quick --out \S+ --fresh",
+    ):
+        Records(tmp_path).read_value(device)
+    path.write_text(json.dumps(record | {"result_schema": 9}))
+    with pytest.raises(UserError, match="written by a newer hwnas"):
+        Records(tmp_path).read_value(device)
 
 
 def test_pareto_front_keeps_only_points_nothing_beats() -> None:
     points = [
-        {"ms": 1.0, "acc": 0.70},
-        {"ms": 1.2, "acc": 0.69},  # slower and worse than the first
-        {"ms": 1.5, "acc": 0.80},
-        {"ms": 2.0, "acc": 0.78},
-        {"ms": 0.8, "acc": None},
+        TrialInfo("a", predicted_ms=1.0, accuracy=0.70),
+        TrialInfo("b", predicted_ms=1.2, accuracy=0.69),  # slower and worse than the first
+        TrialInfo("c", predicted_ms=1.5, accuracy=0.80),
+        TrialInfo("d", predicted_ms=2.0, accuracy=0.78),
+        TrialInfo("e", predicted_ms=0.8, accuracy=None),
     ]
-    assert [p["ms"] for p in pareto_front(points, "ms", "acc")] == [1.0, 1.5]
+    assert [p.arch for p in pareto_front(points, "predicted_ms", "accuracy")] == ["a", "c"]
 
 
 # ---- the report, from the records of a real --quick run (tests/data/pipeline-run: this machine, 2026-11-23) -------
@@ -293,8 +320,12 @@ def test_reference_networks_take_the_datas_channels_and_classes() -> None:
 
 def test_the_references_stage_trains_exports_and_times_them_once(tmp_path: Path) -> None:
     """On tiny settings, for real: ONNX Runtime on this CPU, 200 training images, one epoch, one timing round."""
-    from hwnas.pipeline import stages
-    from hwnas.pipeline.references import references_stage
+    from hwnas.pipeline.context import RunContext
+    from hwnas.pipeline.stages import device
+    from hwnas.pipeline.stages.export import ExportResult
+    from hwnas.pipeline.stages.references import run as references_stage
+    from hwnas.pipeline.stages.table import TableResult
+    from hwnas.pipeline.stages.train import TrainResult
     from hwnas.presets import get_space
     from hwnas.recipe import Recipe
 
@@ -305,27 +336,55 @@ def test_the_references_stage_trains_exports_and_times_them_once(tmp_path: Path)
         references=dataclasses.replace(config.references, models=("mobilenet_v3_small",), rounds=1),
     )
     messages: list[str] = []
+    trained = TrainResult(
+        arch="x",
+        recipe=Recipe(epochs=1, batch_size=64).to_json(),
+        dataset="embedded",
+        resolution=32,
+        val_accuracy=0.5,
+        curve=[],
+        wall_time_s=1.0,
+        params=1,
+        flops=1,
+        seed=0,
+        threads=1,
+        folder="model",
+        test_accuracy=0.5,
+    )
+    exported = ExportResult(  # no final file: only the reference is timed
+        model="model",
+        input_shape=[1, 1, 32, 32],
+        formats=[],
+        exports=[],
+        predicted={},
+        measured_ms={},
+        verified=True,
+        within_budget=True,
+        budget_ms=50.0,
+        model_card="",
+    )
 
-    def new_run(session: list[str]) -> stages.Run:
-        run = stages.Run(config, tmp_path, Records.open(tmp_path, session), get_space("default"), messages.append, False)
-        run.found["device"] = stages.device_stage(run)
-        run.found |= {
-            "table": {"budget_ms": 50.0},
-            "train": {"arch": "x", "recipe": Recipe(epochs=1, batch_size=64).to_json(), "resolution": 32, "test_accuracy": 0.5},
-            "prune": {"ran": False, "kept": "unpruned"},
-            "export": {"exports": []},  # no final file: only the reference is timed
+    def new_run(session: list[str]) -> RunContext:
+        context = RunContext(config, tmp_path, Records.open(tmp_path, session), get_space("default"), messages.append, False)
+        context.values["device"] = device.run(context)
+        context.values |= {
+            "table": TableResult(tables=[], budget_ms=50.0, budget_source="given"),
+            "train": trained,
+            "prune": Skipped("not pruned"),
+            "export": exported,
         }
-        return run
+        return context
 
     result = references_stage(new_run(["first"]))
-    [row] = result["models"]
+    assert not isinstance(result, Skipped)
+    [row] = result.models
     assert row["name"] == "mobilenet_v3_small" and row["verified"] and (tmp_path / row["file"]).stat().st_size > 0
     assert 0 <= row["test_accuracy"] <= 1 and row["epochs"] == 1 and row["measured_ms"] > 0 and row["measured"]["rounds"] == 1
-    assert result["searched"]["measured_ms"] is None and result["beaten_by"] == []
+    assert result.searched["measured_ms"] is None and result.beaten_by == []
     item = (tmp_path / "stages" / "references" / "mobilenet_v3_small.json").read_text()
     again = references_stage(new_run(["second"]))  # a resumed run: nothing trained or timed again
     assert (tmp_path / "stages" / "references" / "mobilenet_v3_small.json").read_text() == item
-    assert again["models"][0]["measured_ms"] == row["measured_ms"]
+    assert not isinstance(again, Skipped) and again.models[0]["measured_ms"] == row["measured_ms"]
     assert sum("reference mobilenet_v3_small: test accuracy" in m for m in messages) == 1
 
 
@@ -358,7 +417,7 @@ def test_quick_run_goes_from_device_to_verified_measured_files(quick_run: QuickR
     # the main job's prediction is the calibrated predictor's (for a pruned winner: its layers x the parent's correction)
     assert predicted["predictor"].startswith("calibrated") and predicted["calibrated_ms"] > 0
     assert predicted["calibrated_ms"] != predicted.get("lut_sum_ms", predicted.get("network_latency_ms"))
-    assert f"predicted {predicted['calibrated_ms']:.3f} ms" in result.stdout
+    assert f"predicted {predicted['today_ms']:.3f} ms" in result.stdout  # today's time, the measurement's
     assert f"{measured:.3f}" in result.stdout and "{'" not in result.stdout  # no Python dict reprs
     assert summary["predictor"]["within_10pct"] is not None
     assert summary["cores"]["available"] == len(os.sched_getaffinity(0))
@@ -581,33 +640,35 @@ def test_the_quick_run_through_a_local_ray_cluster_gives_the_same_summary(quick_
 
 
 def test_a_best_measured_over_the_budget_gives_way_to_the_next_feasible_candidate() -> None:
-    from hwnas.pipeline.stages import _winner
+    from hwnas.pipeline.stages.search import FinishedSearch, Winner, _winner
 
     best = {"arch": "a", "recipe": {"lr": 0.1}, "accuracy": 0.9, "predicted_latency_ms": 0.4}
     top = [
         {"rank": 1, "arch": "a", "recipe": {"lr": 0.1}, "proxy_accuracy": 0.9, "predicted_ms": 0.4},
         {"rank": 2, "arch": "b", "recipe": {"lr": 0.2}, "proxy_accuracy": 0.8, "predicted_ms": 0.3},
     ]
-    over = {"top": top, "best": {"rank": 1, "arch": "a", "verdict": "over", "next_feasible": {"rank": 2, "arch": "b"}}}
+    over = FinishedSearch(top, {"rank": 1, "arch": "a", "verdict": "over", "next_feasible": {"rank": 2, "arch": "b"}})
     run = type("Run", (), {"log": staticmethod(lambda message: None)})()
-    assert _winner(run, best, over) == ({"arch": "b", "recipe": {"lr": 0.2}, "accuracy": 0.8, "predicted_ms": 0.3}, True)
-    borderline = {"top": top, "best": {"rank": 1, "arch": "a", "verdict": "borderline", "next_feasible": None}}
-    assert _winner(run, best, borderline) == ({"arch": "a", "recipe": {"lr": 0.1}, "accuracy": 0.9, "predicted_ms": 0.4}, False)
-    nothing = {"top": top, "best": {"rank": 1, "arch": "a", "verdict": "over", "next_feasible": None}}
+    assert _winner(run, best, over) == (Winner("b", {"lr": 0.2}, 0.8, 0.3), True)
+    borderline = FinishedSearch(top, {"rank": 1, "arch": "a", "verdict": "borderline", "next_feasible": None})
+    assert _winner(run, best, borderline) == (Winner("a", {"lr": 0.1}, 0.9, 0.4), False)
+    nothing = FinishedSearch(top, {"rank": 1, "arch": "a", "verdict": "over", "next_feasible": None})
     assert _winner(run, best, nothing)[1] is False  # over, and no measured candidate within: the best stays (pruning may help)
 
 
 # ---- which pruned model the run keeps -------------------------------------------------------------------------
 def _models(**rows: tuple[float, float | None]) -> dict:
-    """name=(test accuracy, measured ms on the primary device) -> the pruning job's models."""
+    """name=(test accuracy, measured ms on the primary device) -> the pruning stage's models."""
+    from hwnas.pipeline.stages.prune import PrunedModel
+
     return {
-        name: {"test_accuracy": accuracy, "measured": {"latency_ms": {} if ms is None else {"dev": ms}}}
+        name: PrunedModel(accuracy, 1, 1, {} if ms is None else {"dev": ms}, f"prune/{name}")
         for name, (accuracy, ms) in rows.items()
     }
 
 
 def test_the_best_pruned_model_is_kept_whichever_method_made_it() -> None:
-    from hwnas.pipeline.stages import choose_pruned
+    from hwnas.pipeline.stages.prune import choose_pruned
 
     # the 2026-12-01 default run: uniform as accurate as AMC and faster
     models = _models(unpruned=(0.8835, 0.326), amc=(0.882, 0.272), uniform=(0.882, 0.215), **{"global-magnitude": (0.828, 0.2)})
@@ -618,7 +679,7 @@ def test_the_best_pruned_model_is_kept_whichever_method_made_it() -> None:
 
 
 def test_unpruned_is_kept_when_pruning_costs_too_much_unless_only_pruned_models_meet_the_budget() -> None:
-    from hwnas.pipeline.stages import choose_pruned
+    from hwnas.pipeline.stages.prune import choose_pruned
 
     models = _models(unpruned=(0.88, 0.30), amc=(0.86, 0.25), uniform=(0.85, 0.20))
     assert choose_pruned(models, "dev", 0.62) == ("unpruned", "the pruned models lose more accuracy than the speed is worth")

@@ -17,7 +17,13 @@ from hwnas.fileio import check_writable_folder
 @app.command("export")
 def export_command(
     model: Annotated[str, typer.Argument(help="run folder, architecture string, or torchvision:NAME")],
-    formats: Annotated[str, typer.Option("--format", help=f"comma-separated: {', '.join(FILE_NAMES)}")] = "onnx,tflite",
+    formats: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help=f"comma-separated: {', '.join(FILE_NAMES)} (default: each --device's format, onnx and tflite)",
+        ),
+    ] = None,
     device: Annotated[list[str] | None, typer.Option("--device", help="device spec to re-measure on (repeatable)")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("export"),
     checkpoint: Annotated[Path | None, typer.Option(help="weights (state dict) for an architecture string")] = None,
@@ -27,19 +33,20 @@ def export_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Export MODEL, verify every file against PyTorch, re-measure it, and write a model card."""
-    unknown = [name for name in formats.split(",") if name not in FILE_NAMES]
+    unknown = [name for name in (formats or "").split(",") if formats is not None and name not in FILE_NAMES]
     if unknown:
         raise UserError(f"unknown export format {unknown[0]!r} in --format; choose from {', '.join(FILE_NAMES)}")
     check_writable_folder(out)
-    from hwnas.devices import DeviceSpec
+    from hwnas.devices import DeviceSpec, formats_to_export
     from hwnas.export_model import build_request, resolve_model
     from hwnas.exporters import export_all
 
     specs = [DeviceSpec.from_toml(spec) for spec in device or []]
+    chosen = formats.split(",") if formats is not None else formats_to_export(specs)
     drift_checks(specs, quiet=as_json)
     resolved = resolve_model(model, checkpoint)
     request = build_request(resolved, data, images, calibration)
-    card = export_all(request, formats.split(","), out, specs, on_step=None if as_json else lambda s: console.log(esc(s)))
+    card = export_all(request, chosen, out, specs, on_step=None if as_json else lambda s: console.log(esc(s)))
     if as_json:
         print_json(card)
     else:

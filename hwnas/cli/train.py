@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,28 +55,14 @@ def train_command(
     """
     if fresh and out is None:
         raise UserError("--fresh starts over the checkpoint kept in --out; give --out")
-    parsed = Arch.parse(arch)
-    search_space = resolve_space(space) if space else get_space(parsed.space)
-    if search_space.name != parsed.space:
-        raise UserError(f"architecture is of space {parsed.space!r}, --space {space} is {search_space.name!r}")
-    search_space.validate(parsed)
+    parsed, search_space = _arch_and_space(arch, space)
     recipe = build_recipe(recipe_file, overrides, epochs)
     if out is not None:
         _prepare_out(out)
-    from hwnas.data import load_data
-    from hwnas.trainer import train
+    from hwnas.trainer import remove_checkpoint, train
 
-    splits = load_data(data)
-    if (splits.channels, splits.num_classes) != (search_space.in_channels, search_space.num_classes):
-        raise UserError(
-            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, space "
-            f"{search_space.name!r} {search_space.in_channels} and {search_space.num_classes}: write a space with yours "
-            f"(hwnas space show --preset {search_space.name} --json > space.json; set in_channels and num_classes) "
-            "and pass --space space.json"
-        )
+    splits = _data_for(data, search_space)
     if fresh and out is not None:
-        from hwnas.trainer import remove_checkpoint
-
         remove_checkpoint(out)
     log = (lambda message: typer.echo(message, err=True)) if as_json else (lambda message: console.print(esc(message)))
     result = train(
@@ -97,6 +83,31 @@ def train_command(
         print_json(result.to_json())
     else:
         show_training(result.to_json())
+
+
+def _arch_and_space(arch: str, space: str | None) -> tuple[Arch, Any]:
+    """The architecture and its space (``--space`` must be the one the architecture string names)."""
+    parsed = Arch.parse(arch)
+    search_space = resolve_space(space) if space else get_space(parsed.space)
+    if search_space.name != parsed.space:
+        raise UserError(f"architecture is of space {parsed.space!r}, --space {space} is {search_space.name!r}")
+    search_space.validate(parsed)
+    return parsed, search_space
+
+
+def _data_for(data: str | None, search_space: Any) -> Any:
+    """The images, refused in one line when their channels or classes are not the space's."""
+    from hwnas.data import load_data
+
+    splits = load_data(data)
+    if (splits.channels, splits.num_classes) != (search_space.in_channels, search_space.num_classes):
+        raise UserError(
+            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, space "
+            f"{search_space.name!r} {search_space.in_channels} and {search_space.num_classes}: write a space with yours "
+            f"(hwnas space show --preset {search_space.name} --json > space.json; set in_channels and num_classes) "
+            "and pass --space space.json"
+        )
+    return splits
 
 
 def _prepare_out(out: Path) -> None:

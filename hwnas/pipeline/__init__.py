@@ -12,9 +12,8 @@ __getattr__, __dir__ = lazy_exports(
         "resolve_config": "config",
         "run_pipeline": "run",
         "default_out": "run",
-        "write_summary": "run",
+        "write_summary": "summary",
         "render_report": "report",
-        "predicted_latency": "lut",
     },
 )
-__all__ = ["RunConfig", "default_out", "predicted_latency", "render_report", "resolve_config", "run_pipeline", "write_summary"]
+__all__ = ["RunConfig", "default_out", "render_report", "resolve_config", "run_pipeline", "write_summary"]

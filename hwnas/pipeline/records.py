@@ -12,18 +12,35 @@ finished was done again.
 
 from __future__ import annotations
 
+import shlex
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwnas import formats
+from hwnas import formats, typedjson
+from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json, read_json
+from hwnas.pipeline.stage import R, Skipped, Stage
 
 STAGES_DIR = "stages"
 SESSIONS_FILE = "sessions.json"
 RECORD_FORMAT = formats.FORMATS["run-record"]
+
+
+@dataclass(frozen=True)
+class StageMeta:
+    """The part of a stage record that says how the stage ended (its result is read by the stage's own type)."""
+
+    stage: str
+    status: str
+    session: int
+    seconds: float
+    reason: str | None = None
+    finished: str = ""
+    result_schema: int = 1
 
 
 @dataclass
@@ -59,32 +76,76 @@ class Records:
         path = self.stage_path(name)
         return _read_record(path) if path.exists() else None
 
-    def stage(self, name: str, work: Callable[[], dict[str, Any]], log: Callable[[str], None]) -> dict[str, Any]:
-        """The stage's record: read back if it finished before, else ``work()`` run now and recorded.
+    def stage(self, stage: Stage[R], work: Callable[[], R | Skipped], log: Callable[[str], None]) -> R | Skipped:
+        """The stage's value: read back (typed) if it finished before, else ``work()`` run now and recorded.
 
-        ``work`` returns the stage's result; a result with ``"skipped": "<why>"`` is recorded as a
-        skipped stage (it finished: it is not tried again on resume).
+        A :class:`Skipped` value is recorded as a skipped stage: it finished, and is not tried again on resume.
         """
-        found = self.get(name)
+        found = self.get(stage.name)
         if found is not None:
-            self.reused.append(name)
-            log(f"{name}: done in session {found['session']} ({found['seconds']:.1f} s), reused")
-            return found
+            value = self.read_value(stage)
+            self.reused.append(stage.name)
+            log(f"{stage.name}: done in session {found['session']} ({found['seconds']:.1f} s), reused")
+            return value
         started = time.perf_counter()
-        result = work()
-        skipped = result.pop("skipped", None) if isinstance(result, dict) else None
+        value = work()
+        skipped = isinstance(value, Skipped)
         record = {
-            "stage": name,
+            "stage": stage.name,
             "status": "skipped" if skipped else "done",
-            "reason": skipped,
+            "reason": value.reason if isinstance(value, Skipped) else None,
             "session": self.session,
             "finished": _now(),
             "seconds": time.perf_counter() - started,
-            "result": result,
+            "result_schema": stage.result_type.SCHEMA,
+            "result": {} if isinstance(value, Skipped) else value.to_json(),
         }
-        atomic_write_json(self.stage_path(name), RECORD_FORMAT.stamp(record))
-        self.ran.append(name)
-        return record
+        atomic_write_json(self.stage_path(stage.name), RECORD_FORMAT.stamp(record))
+        self.ran.append(stage.name)
+        return value
+
+    def read_value(self, stage: Stage[R]) -> R | Skipped:
+        """A finished stage's value from its record, typed and checked; an unreadable one names the command remaking it."""
+        record = self.get(stage.name)
+        if record is None:
+            raise UserError(
+                f"{self.folder}: stage {stage.name} has not finished; run the same hwnas run command again to finish it"
+            )
+        where = f"{self.stage_path(stage.name)}"
+        try:
+            meta = typedjson.from_json(StageMeta, record, where)
+            if meta.result_schema > stage.result_type.SCHEMA:
+                raise UserError(
+                    f"{where} was written by a newer hwnas (result layout {meta.result_schema}, this one reads "
+                    f"{stage.result_type.SCHEMA}): upgrade hwnas"
+                )
+            if meta.status == "skipped":
+                return Skipped(meta.reason or "skipped")
+            return typing.cast(R, stage.result_type.from_json(record["result"], f"{where}: result"))
+        except typedjson.RecordError as error:
+            raise UserError(f"{error}; remake the run folder with: {self.remake_command()}") from None
+
+    def meta(self, name: str) -> StageMeta:
+        """When and how a finished stage ran (status, session, seconds), checked."""
+        record = self.get(name)
+        if record is None:
+            raise UserError(f"{self.folder}: stage {name} has not finished; run the same hwnas run command again to finish it")
+        return typedjson.from_json(StageMeta, record, str(self.stage_path(name)))
+
+    def remake_command(self) -> str:
+        """The command that started this run folder, for this folder, with ``--fresh``: what remakes it from scratch."""
+        path = self.folder / SESSIONS_FILE
+        sessions = read_json(path, "run sessions") if path.exists() else []
+        first = sessions[0] if isinstance(sessions, list) and sessions and isinstance(sessions[0], dict) else {}
+        argv = first.get("argv")
+        words = [str(word) for word in argv] if isinstance(argv, list) and argv else ["run"]
+        if "--out" in words[:-1]:
+            words[words.index("--out") + 1] = str(self.folder)  # the folder as it is now (it may have moved)
+        else:
+            words += ["--out", str(self.folder)]
+        if "--fresh" not in words:
+            words.append("--fresh")
+        return "hwnas " + shlex.join(words)
 
     def item(self, stage: str, key: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """One item of a stage (``stages/<stage>/<key>.json``), done once."""

@@ -6,11 +6,8 @@ references are torchvision's ``mobilenet_v2`` (width 0.35, 0.5, 0.75, 1.0), ``mo
 channels and the classifier's classes changed for the data (``small_image=True`` also sets the stem and
 the first strided stage to stride 1, the usual adaptation to 32 px images; the benchmark compares both).
 
-The run's **references** stage (after export) trains each with the winner's final recipe and epochs on
-the same images, exports it to the first device's format (verified against PyTorch), then times every
-reference and the run's final file in the same interleaved rounds on the device (one session), so the
-comparison is like for like. Each reference is one item of the stage record and the timing another:
-a killed run resumes without training a finished reference again. ``--quick`` takes two small ones.
+The run's **references** stage (:mod:`hwnas.pipeline.stages.references`) uses these: it trains each with the
+winner's final recipe, exports it to the first device's format and times it beside the run's final file.
 
 A reference *beats* the searched network when it is more accurate on the test split and either
 measures within the budget or is no slower than the searched network.
@@ -18,15 +15,12 @@ measures within the budget or is no slower than the searched network.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from hwnas.pipeline.stages import Run
 
 # label -> (torchvision name, keyword arguments)
 REFERENCE_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -162,119 +156,3 @@ def compare(
             "and within the budget or no slower."
         )
     return rows, winners, verdict
-
-
-def primary_format(run: Run) -> str:
-    """The export format the first device runs (what the references are exported to and timed in)."""
-    device = run.result("device")["devices"][0]
-    if device["backend"] == "tensorrt":
-        return "tensorrt-fp16" if device["precision"] == "fp16" else "tensorrt"
-    return str(device["model_format"])
-
-
-def final_model(run: Run) -> dict[str, Any]:
-    """The run's final model: its test accuracy, and its exported file in the first device's format (None if not there)."""
-    prune, train = run.result("prune"), run.result("train")
-    kept = prune.get("kept", "unpruned")
-    # an unpruned final model is the train stage's (the pruning job's "unpruned" is a fine-tuned copy of it)
-    model = prune["models"][kept] if kept and kept != "unpruned" else train
-    accuracy = model["test_accuracy"]
-    fmt = primary_format(run)
-    item = next((e for e in run.result("export")["exports"] if e["format"] == fmt and e["verification"]["passed"]), None)
-    return {
-        "name": SEARCHED,
-        "arch": train["arch"],
-        "kept": kept,
-        "test_accuracy": accuracy,
-        "flops": model.get("flops"),
-        "params": model.get("params"),
-        "file": f"export/{item['file']}" if item else None,  # in the run folder
-        "format": fmt,
-    }
-
-
-def references_stage(run: Run) -> dict[str, Any]:
-    """Train, export and time the reference networks beside the run's final model, in one timing session."""
-    settings = run.config.references
-    names = list(settings.models)
-    if not names:
-        why = "references skipped: none asked for (references.models = [])"
-        run.log(why)
-        return {"skipped": why, "ran": False, "models": [], "beaten_by": [], "verdict": why}
-    import torch
-
-    from hwnas.data import load_data
-    from hwnas.devices import make_backend
-    from hwnas.pipeline.stages import device_specs, free_cores
-    from hwnas.recipe import Recipe
-    from hwnas.search.measure import time_interleaved
-
-    trained = run.result("train")
-    recipe = Recipe.from_json(trained["recipe"])  # the winner's final recipe, with its epochs
-    resolution = int(trained["resolution"])
-    data_arg = None if run.config.data == "embedded" else run.config.data
-    data = load_data(data_arg)
-    if run.config.train.train_images:
-        data = data.head(run.config.train.train_images, len(data.val))  # type: ignore[arg-type]
-    fmt = primary_format(run)
-    load = free_cores()
-    folder = run.folder / "references"
-    run.log(
-        f"references: {', '.join(names)}: {recipe.epochs} epoch(s) each on {len(data.train)} images with the winner's recipe, "  # type: ignore[arg-type]
-        f"exported to {fmt} and timed beside the final model"
-    )
-    rows = []
-    for label in names:
-
-        def work(label: str = label) -> dict[str, Any]:
-            torch.set_num_threads(load["free"])
-            module = reference_module(label, data.channels, data.num_classes, seed=run.config.seed)
-            result = train_reference(module, data, recipe, resolution, data.channels, run.config.seed)
-            model = result.pop("model")
-            target = folder / label
-            if target.exists():
-                shutil.rmtree(target)  # a half-written export of a killed session
-            exported = export_reference(model, data_arg, resolution, data.channels, fmt, target, {"name": label})
-            exported["file"] = f"references/{label}/{exported['file']}" if exported["file"] else None  # in the run folder
-            run.log(f"reference {label}: test accuracy {result['test_accuracy']:.4f} after {result['train_s']:.0f} s")
-            name, kwargs = REFERENCE_MODELS[label]
-            return {"name": label, "torchvision": name, "kwargs": kwargs, "threads": load["free"]} | result | exported
-
-        rows.append(run.records.item("references", label, work)["result"])
-    final = final_model(run)
-    files = {row["name"]: run.folder / row["file"] for row in rows if row.get("file")}
-    if final["file"]:
-        files[SEARCHED] = run.folder / final["file"]
-    spec = device_specs(run)[0]
-    rounds = settings.rounds
-
-    def timing() -> dict[str, Any]:
-        backend = make_backend(spec)
-        timed = time_interleaved(backend, files, rounds)
-        return {name: value.summary() for name, value in timed.items()} | {"device": spec.name, "rounds": rounds}
-
-    key = "-".join(sorted(files))
-    timed = run.records.item("references-timing", key, timing)["result"]
-    for row in rows:
-        row["measured"] = timed.get(row["name"])
-        row["measured_ms"] = row["measured"]["median_ms"] if row["measured"] else None
-    final["measured"] = timed.get(SEARCHED)
-    final["measured_ms"] = final["measured"]["median_ms"] if final["measured"] else None
-    budget = run.result("table")["budget_ms"]
-    compared, winners, verdict = compare(rows, final, budget)
-    run.log(verdict)
-    return {
-        "ran": True,
-        "device": spec.name,
-        "format": fmt,
-        "rounds": rounds,
-        "recipe": recipe.to_json(),
-        "epochs": recipe.epochs,
-        "train_images": len(data.train),  # type: ignore[arg-type]
-        "budget_ms": budget,
-        "searched": final,
-        "models": compared,
-        "beaten_by": winners,
-        "verdict": verdict,
-        "threads": load["free"],
-    }

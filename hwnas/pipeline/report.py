@@ -12,8 +12,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from hwnas import typedjson
 from hwnas.fileio import atomic_write
 from hwnas.pipeline.records import Records
+from hwnas.pipeline.stage import Skipped
+from hwnas.pipeline.summary import read_values, records_as_written, write_summary
 
 PLOTS_DIR = "report"
 
@@ -78,6 +81,14 @@ def pareto_plot(search: dict[str, Any], budget_ms: float, references: dict[str, 
         return None
     plt = _pyplot()
     figure, (axes, right) = plt.subplots(1, 2, figsize=(11.5, 4.6))
+    _search_panel(axes, search, trials, budget_ms, device)
+    _references_panel(right, compared, searched if final_point else None, budget_ms, device)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _search_panel(axes: Any, search: dict[str, Any], trials: list[dict[str, Any]], budget_ms: float, device: str) -> None:
+    """Proxy accuracy vs latency: trials at their predicted latency, front candidates at the measured one (arrows)."""
     if trials:
         axes.scatter(
             [t["predicted_ms"] for t in trials],
@@ -105,15 +116,8 @@ def pareto_plot(search: dict[str, Any], budget_ms: float, references: dict[str, 
         )
         winner = [f for f in front if f.get("winner")]
         if winner:
-            axes.scatter(
-                [winner[0]["measured_ms"]],
-                [winner[0]["accuracy"]],
-                marker="*",
-                s=220,
-                color="tab:red",
-                zorder=5,
-                label="winner, measured",
-            )
+            point = ([winner[0]["measured_ms"]], [winner[0]["accuracy"]])
+            axes.scatter(*point, marker="*", s=220, color="tab:red", zorder=5, label="winner, measured")
     axes.axvline(budget_ms, color="tab:red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.3f} ms")
     axes.set_xlabel(f"latency on {device} (ms)")
     axes.set_ylabel("validation accuracy (search proxy)")
@@ -121,16 +125,16 @@ def pareto_plot(search: dict[str, Any], budget_ms: float, references: dict[str, 
     axes.legend(fontsize=7, loc="lower right")
     axes.grid(True, alpha=0.3)
 
+
+def _references_panel(
+    right: Any, compared: list[dict[str, Any]], searched: dict[str, Any] | None, budget_ms: float, device: str
+) -> None:
+    """Test accuracy vs latency measured in one session: the references (filled: beats it) and the searched network."""
     for ref in compared:
         beaten = bool(ref.get("beats"))
+        colour = "tab:green" if beaten else "white"
         right.scatter(
-            [ref["measured_ms"]],
-            [ref["test_accuracy"]],
-            marker="s",
-            s=40,
-            color="tab:green" if beaten else "white",
-            edgecolors="tab:green",
-            zorder=4,
+            [ref["measured_ms"]], [ref["test_accuracy"]], marker="s", s=40, color=colour, edgecolors="tab:green", zorder=4
         )
         right.annotate(
             ref["name"], (ref["measured_ms"], ref["test_accuracy"]), fontsize=7, xytext=(4, 3), textcoords="offset points"
@@ -138,18 +142,11 @@ def pareto_plot(search: dict[str, Any], budget_ms: float, references: dict[str, 
     if compared:
         right.scatter([], [], marker="s", color="white", edgecolors="tab:green", label="torchvision reference")
         right.scatter([], [], marker="s", color="tab:green", label="reference that beats the searched network")
-    if final_point:
-        right.scatter(
-            [searched["measured_ms"]],
-            [searched["test_accuracy"]],
-            marker="*",
-            s=260,
-            color="tab:red",
-            zorder=5,
-            label="searched network (final)",
-        )
+    if searched is not None:
+        point = ([searched["measured_ms"]], [searched["test_accuracy"]])
+        right.scatter(*point, marker="*", s=260, color="tab:red", zorder=5, label="searched network (final)")
     right.axvline(budget_ms, color="tab:red", linestyle="--", linewidth=1, label=f"budget {budget_ms:.3f} ms")
-    xs = [r["measured_ms"] for r in compared] + ([searched["measured_ms"]] if final_point else []) + [budget_ms]
+    xs = [r["measured_ms"] for r in compared] + ([searched["measured_ms"]] if searched else []) + [budget_ms]
     if max(xs) / min(xs) > 8:
         right.set_xscale("log")
     right.set_xlabel(f"latency on {device}, measured in one session (ms)")
@@ -157,8 +154,6 @@ def pareto_plot(search: dict[str, Any], budget_ms: float, references: dict[str, 
     right.set_title(f"searched vs torchvision references ({len(compared)}), trained with the same recipe and epochs", fontsize=9)
     right.legend(fontsize=7, loc="lower right")
     right.grid(True, alpha=0.3)
-    figure.tight_layout()
-    return _save(figure, path)
 
 
 def pruning_plot(prune: dict[str, Any], device: str, path: Path) -> Path | None:
@@ -219,16 +214,28 @@ def _pct(value: Any) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
-def _environment() -> Any:
+def markdown_text(value: Any) -> Any:
+    """Text for ``report.md``: HTML's ``<``, ``>`` and ``&`` as entities, and ``|`` escaped (it would split a table cell).
+
+    A record read back from a run folder may have been edited by anyone; Markdown renderers pass raw HTML through,
+    so nothing from a record reaches the page as markup (``report.html`` is escaped by Jinja's autoescape).
+    """
+    if not isinstance(value, str):
+        return value
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def _environment(markdown: bool) -> Any:
     import jinja2
 
     templates = importlib.resources.files("hwnas.pipeline") / "templates"
     loader = jinja2.FunctionLoader(lambda name: (templates / name).read_text(encoding="utf-8"))
     env = jinja2.Environment(
         loader=loader,
-        autoescape=jinja2.select_autoescape(["html.j2"]),
+        autoescape=not markdown,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        finalize=markdown_text if markdown else None,
     )
     env.filters["num"] = _num
     env.filters["pct"] = _pct
@@ -237,50 +244,63 @@ def _environment() -> Any:
 
 
 def render_report(folder: Path, summary: dict[str, Any] | None = None, report_seconds: float | None = None) -> tuple[Path, Path]:
-    """Write ``report/*.png``, ``report.md`` and ``report.html`` from the run folder's records."""
+    """Write ``report/*.png``, ``report.md`` and ``report.html`` from the run folder's records.
+
+    The records' typed fields are checked as they are read; what a record holds beyond them (a drift check's
+    details, a model card's entries) is read by the plots and templates, and a record edited there is one line
+    naming the folder and how to remake it, not a traceback.
+    """
+    with records_as_written(Path(folder)):
+        return _render(Path(folder), summary, report_seconds)
+
+
+def _render(folder: Path, summary: dict[str, Any] | None, report_seconds: float | None) -> tuple[Path, Path]:
     import time
 
-    from hwnas.pipeline.run import STAGE_NAMES, write_summary
-
     started = time.perf_counter()
-    folder = Path(folder)
-    records = Records(folder)
-    summary = summary or write_summary(folder)
-    result = {name: records.get(name)["result"] for name in STAGE_NAMES}  # type: ignore[index]
-    primary = summary["device"]["name"]
-    plots_dir = folder / PLOTS_DIR
-    predictor = next((p for p in result["predictor"]["predictors"] if p["device"] == primary), {})
-    plots: dict[str, Path | None] = {
-        "fidelity": fidelity_plot(predictor, plots_dir / "fidelity.png"),
-        "pareto": pareto_plot(result["search"], summary["budget_ms"], result["references"], primary, plots_dir / "pareto.png"),
-        "pruning": pruning_plot(result["prune"], primary, plots_dir / "pruning.png"),
+    values = read_values(Records(folder))
+    summary = summary or write_summary(folder, values=values)
+    # the templates read each stage's result as the JSON it is stored as; a skipped stage as {"ran": false, "reason": ...}
+    result = {
+        name: {"ran": False, "reason": value.reason} if isinstance(value, Skipped) else typedjson.to_json(value)
+        for name, value in values.items()
     }
-    stage_rows = list(summary["stages"])
-    stage_rows.append(
-        {
-            "stage": "report",
-            "status": "done",
-            "seconds": (report_seconds or 0.0) + (time.perf_counter() - started),
-            "session": summary["sessions"],
-        }
-    )
-    plots["stages"] = stages_plot(stage_rows, plots_dir / "stages.png")
+    primary = summary["device"]["name"]
+    plots = _plots(folder / PLOTS_DIR, result, summary, primary)
+    stage_rows = [*summary["stages"], _report_row(summary, (report_seconds or 0.0) + (time.perf_counter() - started))]
+    plots["stages"] = stages_plot(stage_rows, folder / PLOTS_DIR / "stages.png")
     inline = {name: base64.b64encode(path.read_bytes()).decode("ascii") for name, path in plots.items() if path is not None}
     files = {name: f"{PLOTS_DIR}/{path.name}" for name, path in plots.items() if path is not None}
     context = {
         "summary": summary,
         "r": result,
         "primary": primary,
-        "predictor": predictor,
+        "predictor": next((p for p in result["predictor"]["predictors"] if p["device"] == primary), {}),
         "stages": stage_rows,
         "total_seconds": sum(row["seconds"] for row in stage_rows),
         "plots": files,
         "inline": inline,
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
-    env = _environment()
-    markdown = env.get_template("report.md.j2").render(context)
-    html = env.get_template("report.html.j2").render(context)
+    return _write(folder, context)
+
+
+def _plots(plots_dir: Path, result: dict[str, Any], summary: dict[str, Any], primary: str) -> dict[str, Path | None]:
+    predictor = next((p for p in result["predictor"]["predictors"] if p["device"] == primary), {})
+    return {
+        "fidelity": fidelity_plot(predictor, plots_dir / "fidelity.png"),
+        "pareto": pareto_plot(result["search"], summary["budget_ms"], result["references"], primary, plots_dir / "pareto.png"),
+        "pruning": pruning_plot(result["prune"], primary, plots_dir / "pruning.png"),
+    }
+
+
+def _report_row(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
+    return {"stage": "report", "status": "done", "seconds": seconds, "session": summary["sessions"]}
+
+
+def _write(folder: Path, context: dict[str, Any]) -> tuple[Path, Path]:
+    markdown = _environment(markdown=True).get_template("report.md.j2").render(context)
+    html = _environment(markdown=False).get_template("report.html.j2").render(context)
     md_path = atomic_write(folder / "report.md", lambda temp: temp.write_text(markdown, encoding="utf-8"))
     html_path = atomic_write(folder / "report.html", lambda temp: temp.write_text(html, encoding="utf-8"))
     return md_path, html_path

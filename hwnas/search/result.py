@@ -32,21 +32,14 @@ from hwnas.search.loop import SearchConfig
 from hwnas.search.measure import drift, time_interleaved, verdict
 from hwnas.trainer import Prepared, train
 
-DEVICE_FORMATS = {
-    ("tflite", "fp32"): "tflite",
-    ("tflite", "fp16"): "tflite-fp16",
-    ("tflite", "int8"): "tflite-int8",
-    ("onnx", "fp32"): "onnx",
-    ("plan", "fp32"): "tensorrt",
-    ("plan", "fp16"): "tensorrt-fp16",
-}
-
 Log = Callable[[str], None]
 
 
 def device_format(backend: Any) -> str:
-    key = (backend.model_format, backend.spec.precision)
-    return DEVICE_FORMATS.get(key, backend.model_format)
+    """The format the search's candidates are exported to and timed in: the device's (:func:`export_format_for`)."""
+    from hwnas.devices import export_format_for
+
+    return export_format_for(backend.spec)
 
 
 def top_candidates(trials: list[dict[str, Any]], budget_ms: float, k: int) -> list[dict[str, Any]]:
