@@ -40,7 +40,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hwnas.cli.profile import default_cache  # noqa: E402
 from hwnas.decompose import decompose, torchvision_model  # noqa: E402
 from hwnas.devices import DeviceSpec, make_backend  # noqa: E402
 from hwnas.devices.backends.base import measuring_cores  # noqa: E402
@@ -49,6 +48,7 @@ from hwnas.latency_tables.drift import DEFAULT_REFERENCES, check_drift  # noqa: 
 from hwnas.latency_tables.profiler import EXTRA_PREFIX, Profiler, ProfileSettings  # noqa: E402
 from hwnas.latency_tables.sampling import sample_layers  # noqa: E402
 from hwnas.latency_tables.store import LatencyStore  # noqa: E402
+from hwnas.paths import model_cache as default_cache  # noqa: E402
 from hwnas.predictors.evaluate import latency_metrics  # noqa: E402
 from hwnas.predictors.layer_models import LayerLatencyModel  # noqa: E402
 from hwnas.predictors.network_latency import keys_latency, layer_model  # noqa: E402

@@ -12,3 +12,10 @@ class UserError(ValueError):
 
 class ArchError(UserError):
     """An architecture string or value that does not parse or does not fit its search space."""
+
+
+class BudgetUnreachable(UserError):
+    """A pruning budget below what pruning can reach (every layer at its fewest channels is still over it).
+
+    A caller that can go on without pruning (``hwnas run``) catches this type; nothing matches message text.
+    """

@@ -7,7 +7,7 @@ with what it is asked for through :func:`check_identity`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hwnas.errors import UserError
@@ -25,8 +25,17 @@ def differences(stored: Mapping[str, Any], wanted: Mapping[str, Any], prefix: st
     return found
 
 
-def check_identity(stored: Mapping[str, Any], wanted: Mapping[str, Any], where: str, remedy: str) -> None:
-    """Nothing when ``stored`` equals ``wanted``; else one line: ``where`` (up to three differences); ``remedy``."""
-    found = differences(stored, wanted)
+def check_identity(
+    stored: Mapping[str, Any],
+    wanted: Mapping[str, Any],
+    where: str,
+    remedy: str,
+    compare: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]] = differences,
+) -> None:
+    """Nothing when ``stored`` equals ``wanted``; else one line: ``where`` (up to three differences); ``remedy``.
+
+    ``compare`` lists the differences (a profile store compares CPU fingerprints field by field, say).
+    """
+    found = compare(stored, wanted)
     if found:
         raise UserError(f"{where} ({'; '.join(found[:3])}); {remedy}")

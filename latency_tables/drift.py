@@ -23,6 +23,7 @@ from typing import Any
 
 from hwnas.devices.backends import Backend
 from hwnas.devices.spec import DeviceSpec
+from hwnas.errors import UserError
 from hwnas.latency_tables.convert import ConversionJob, convert_all, network_job, torchvision_job
 from hwnas.latency_tables.table import PROFILES as PROFILES  # re-exported: where hwnas profile writes tables
 from hwnas.latency_tables.table import SHIPPED, LatencyTable, matching_table
@@ -120,6 +121,21 @@ def find_device_table(spec: DeviceSpec, fingerprint: dict[str, Any] | None) -> P
     """The path of device ``spec``'s table in any space (:func:`~hwnas.latency_tables.table.matching_table`'s order)."""
     found = matching_table(spec.name, fingerprint)
     return found.path if found is not None else None
+
+
+def device_table(spec: DeviceSpec) -> Path:
+    """The device's table in any space: a profile of it here (``runs/profiles/<device>-*``) or a shipped table that fits
+    this CPU; one line saying how to make one when there is none."""
+    from hwnas.devices.backends import make_backend
+
+    backend = make_backend(spec)
+    path = find_device_table(spec, backend.fingerprint() if backend.unavailable_reason() is None else None)
+    if path is None:
+        raise UserError(
+            f"no latency table of device {spec.name!r} for this machine (looked in {PROFILES}/{spec.name}-*/ and the shipped "
+            f"tables); profile it (hwnas profile {spec.source or spec.name} --layers 300) or pass --table"
+        )
+    return path
 
 
 def session_drift(

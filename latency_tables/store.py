@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 from hwnas.devices.measurement import Measurement
 from hwnas.errors import UserError
 from hwnas.formats import FORMATS
+from hwnas.identity import check_identity
 from hwnas.latency_tables.compat import differences, fingerprint_differences
 
 STORE_FORMAT = FORMATS["profile-store"]
@@ -97,19 +99,10 @@ class LatencyStore:
     def _check_or_write_meta(self, stored: dict[str, str], meta: dict[str, Any], allow_mismatch: bool) -> None:
         if stored:
             STORE_FORMAT.check(stored, self.path, stored_as_text=True)
-            found = [
-                difference
-                for name, value in meta.items()
-                if name in stored and name in CHECKED_META
-                for difference in (fingerprint_differences if name == "fingerprint" else differences)(
-                    name, json.loads(stored[name]), value
-                )
-            ]
-            if found and not allow_mismatch:
-                raise UserError(
-                    f"{self.path} holds measurements of something else (store vs now: {'; '.join(found[:4])}); "
-                    "use another store or --allow-mismatch"
-                )
+            held = {name: json.loads(stored[name]) for name in meta if name in stored and name in CHECKED_META}
+            if not allow_mismatch:
+                where = f"{self.path} holds measurements of something else, store vs now"
+                check_identity(held, meta, where, "use another store or --allow-mismatch", compare=_meta_differences)
             return
         with self._db:
             self._db.execute("INSERT INTO meta VALUES (?, ?)", (STORE_FORMAT.key, str(STORE_FORMAT.version)))
@@ -203,3 +196,14 @@ class LatencyStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _meta_differences(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """What differs between a store's meta and this session's: CPU fingerprints field by field, the rest as values."""
+    return [
+        difference
+        for name in stored
+        for difference in (fingerprint_differences if name == "fingerprint" else differences)(
+            name, stored[name], wanted.get(name)
+        )
+    ]

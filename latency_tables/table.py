@@ -22,9 +22,10 @@ from hwnas.fileio import atomic_write_json, read_json
 from hwnas.formats import FORMATS
 from hwnas.latency_tables.compat import fingerprint_differences
 from hwnas.opkey import OpKey
+from hwnas.paths import profiles_dir
 
 TABLE_FORMAT = FORMATS["latency-table"]
-PROFILES = Path("runs") / "profiles"  # where ``hwnas profile`` writes ``<device>-<space>/table.json`` by default
+PROFILES = profiles_dir()  # where ``hwnas profile`` writes ``<device>-<space>/table.json`` by default
 SHIPPED = Path(__file__).with_name("data")  # tables measured and shipped with hwnas: ``<space>-<device>[-<cpu>].json``
 GIVEN = "given (--table)"
 PROFILED = "profiled earlier (hwnas profile)"

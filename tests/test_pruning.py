@@ -165,7 +165,7 @@ def test_a_store_of_another_search_is_refused(tmp_path: Path) -> None:
     store = EpisodeStore(tmp_path / "s.db", {"budget": "flops=0.5"})
     store.add("search", Episode(0, [1.0], [8], -0.1, 0.9, 1.0, 10, 10, 0.1), b"agent")
     store.close()
-    with pytest.raises(UserError, match=r"budget='flops=0\.5'"):
+    with pytest.raises(UserError, match=r"budget: 'flops=0\.5' vs 'flops=0\.3'"):
         EpisodeStore(tmp_path / "s.db", {"budget": "flops=0.3"})
     assert len(EpisodeStore(tmp_path / "s.db", {"budget": "flops=0.5"}).episodes("search")) == 1
 

@@ -94,16 +94,16 @@ def drift_checks(specs: list[Any], quiet: bool = False) -> list[Any]:
     A device whose table has no reference networks (made before drift checks), or that is not
     here, is skipped. Returns the checks (:class:`~hwnas.latency_tables.drift.DriftCheck`).
     """
-    from hwnas.cli.profile import default_cache
     from hwnas.devices import make_backend
     from hwnas.latency_tables.drift import drift_before_measuring
+    from hwnas.paths import model_cache
 
     checks = []
     for spec in specs:
         backend = make_backend(spec)
         if backend.unavailable_reason() is not None:
             continue
-        check = drift_before_measuring(spec, backend, default_cache(), context=f"before measuring on {spec.name}")
+        check = drift_before_measuring(spec, backend, model_cache(), context=f"before measuring on {spec.name}")
         if check is not None:
             checks.append(check)
             if not quiet:

@@ -35,12 +35,13 @@ def latency_command(
         raise UserError("give --device SPEC or --table TABLE (or both)")
     from hwnas.devices import DeviceSpec
     from hwnas.export_model import resolve_model
+    from hwnas.latency_tables.drift import device_table
     from hwnas.latency_tables.sampling import OVERHEAD_KEY
     from hwnas.latency_tables.table import LatencyTable
     from hwnas.predictors.network_latency import network_latency
 
     spec = DeviceSpec.from_toml(device) if device else None
-    table_path = table or _table_for(spec)  # type: ignore[arg-type]
+    table_path = table or device_table(spec)  # type: ignore[arg-type]
     lut = LatencyTable.load(table_path)
     if spec is None and measure and lut.kind == "measured":
         spec = DeviceSpec.from_json(lut.device)  # a measured table names the device to time on
@@ -68,21 +69,6 @@ def latency_command(
         _show(report, predicted, layers)
 
 
-def _table_for(spec: Any) -> Path:
-    """The device's table: a profile of it here (``runs/profiles/<device>-*``) or a shipped table that fits this CPU."""
-    from hwnas.devices import make_backend
-    from hwnas.latency_tables.drift import PROFILES, find_device_table
-
-    backend = make_backend(spec)
-    path = find_device_table(spec, backend.fingerprint() if backend.unavailable_reason() is None else None)
-    if path is None:
-        raise UserError(
-            f"no latency table of device {spec.name!r} for this machine (looked in {PROFILES}/{spec.name}-*/ and the shipped "
-            f"tables); profile it (hwnas profile {spec.source or spec.name} --layers 300) or pass --table"
-        )
-    return path
-
-
 def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -> Any:
     """The device's backend when it can run here; a table of another device is refused in one line."""
     from hwnas.devices import make_backend
@@ -104,10 +90,10 @@ def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -
 
 def _drift(table_path: Path, backend: Any) -> Any:
     """Re-time the table's reference networks before measuring; the ratio is recorded in the table (not a shipped one)."""
-    from hwnas.cli.profile import default_cache
     from hwnas.latency_tables.drift import drift_first
+    from hwnas.paths import model_cache
 
-    return drift_first(table_path, backend, default_cache(), context="latency --measure")
+    return drift_first(table_path, backend, model_cache(), context="latency --measure")
 
 
 def _scale(lut: Any, drift: Any, rescale: bool) -> tuple[float, str]:

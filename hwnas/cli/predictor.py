@@ -102,10 +102,10 @@ def table_drift(lut: Any, path: Path) -> dict[str, Any]:
 
     A device that is not here, or a table measured on another machine, cannot be checked: said so, ratio ``None``.
     """
-    from hwnas.cli.profile import default_cache
     from hwnas.devices import DeviceSpec, make_backend
     from hwnas.latency_tables.compat import fingerprint_differences
     from hwnas.latency_tables.drift import drift_first
+    from hwnas.paths import model_cache
     from hwnas.predictors.latency import space_of
 
     name = lut.device.get("name", "?")
@@ -126,7 +126,7 @@ def table_drift(lut: Any, path: Path) -> dict[str, Any]:
         space = space_of(lut)
     except UserError:
         space = None  # a space not registered here: only reference networks can be re-timed
-    check = drift_first(path, backend, default_cache(), f"predictor fit on {name}", space=space, networks=3)
+    check = drift_first(path, backend, model_cache(), f"predictor fit on {name}", space=space, networks=3)
     if check is None:
         return {"ratio": None, "message": "drift check: not possible (the table has no reference or whole networks)"}
     return check.to_json() | {"message": check.message(rescale_hint=False)}

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hwnas.cli.common import AllowMismatch, JsonFlag, SpaceOption, SpecArg, app, console, esc, print_json
 from hwnas.errors import UserError
 from hwnas.fileio import check_writable_folder
-
-
-def default_cache() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hwnas" / "models"
+from hwnas.paths import model_cache, profiles_dir
 
 
 @app.command("profile")
@@ -45,15 +42,22 @@ def profile_command(
 
     device = DeviceSpec.from_toml(spec)
     search_space = resolve_space(space)
-    out = out or Path("runs") / "profiles" / f"{device.name}-{search_space.name}"
+    out = out or profiles_dir() / f"{device.name}-{search_space.name}"
     check_writable_folder(out)
     settings = ProfileSettings(networks, seed, workers, cv_threshold, max_attempts, allow_mismatch)
     keys = (search_space.enumerate_op_keys() if space_layers else []) + sample_layers(layers, layer_seed)
     if not keys:
         raise UserError("nothing to measure: --no-space-layers needs --layers N")
-    profiler = Profiler(device, search_space, out, cache or default_cache(), settings, layers=keys, references=DEFAULT_REFERENCES)
+    profiler = Profiler(device, search_space, out, cache or model_cache(), settings, layers=keys, references=DEFAULT_REFERENCES)
     report = profiler.run(progress=not as_json)
-    summary = {
+    if as_json:
+        print_json(_summary(report, out, layers))
+    else:
+        _show(report, search_space.name, device.name, out, layers, cv_threshold, max_attempts)
+
+
+def _summary(report: Any, out: Path, layers: int) -> dict[str, Any]:
+    return {
         "table": str(out / "table.json"),
         "store": str(out / "store.sqlite"),
         "ops": report.ops,
@@ -67,12 +71,12 @@ def profile_command(
         "sampled_layers": layers,
         "drift": report.drift.to_json() if report.drift else None,
     }
-    if as_json:
-        print_json(summary)
-        return
+
+
+def _show(report: Any, space: str, device: str, out: Path, layers: int, cv_threshold: float, max_attempts: int) -> None:
     console.print(
         f"{report.ops} layers ({layers} sampled beyond the space) and {report.networks} networks of "
-        f"{esc(repr(search_space.name))} on {esc(device.name)}: "
+        f"{esc(repr(space))} on {esc(device)}: "
         f"measured {report.measured_now} now ({report.attempts_now} attempts) in {report.wall_s:.1f} s "
         f"(converting {report.convert_s:.1f} s, measuring {report.measure_s:.1f} s)"
     )

@@ -13,8 +13,7 @@ from rich.table import Table
 from hwnas.cli.common import DataSource, JsonFlag, Seed, Threads, app, console, esc, print_json
 from hwnas.errors import UserError
 from hwnas.fileio import check_writable_folder
-
-HOST_DEVICES = ("host-ort", "host-tflite")
+from hwnas.paths import runs_dir
 
 
 @app.command("prune")
@@ -50,6 +49,74 @@ def prune_command(
     as_json: JsonFlag = False,
 ) -> None:
     """Prune MODEL with AMC (a DDPG agent picks each layer's kept channels), fine-tune, and measure it and the baselines."""
+    parsed = _budget(budget, reward, importance, device)
+    if out is not None:
+        check_writable_folder(out)
+    from hwnas.pruning.api import make_prune_config, prune
+
+    table, devices = _table_and_devices(device, table_file, required=parsed.kind == "latency-ms")
+    out = out or runs_dir() / time.strftime("prune-%Y%m%d-%H%M%S")
+    log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
+    config = make_prune_config(
+        parsed, episodes=episodes, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, baselines=baselines,
+        devices=devices, heldout=heldout, seed=seed, reward=reward, norm=importance, round_to=round_to, reconstruct=reconstruct,
+    )  # fmt: skip
+    splits, base = _base(model, checkpoint, data, resolution, base_epochs, seed, threads, log, quiet=as_json)
+    with _progress(as_json) as bar:
+        task = bar.add_task("AMC search", total=episodes, best=float("nan"), use=float("nan"))
+
+        def on_episode(progress: Any) -> None:
+            reward, use = progress.best.reward, progress.budget_use
+            bar.update(task, completed=progress.episode, total=progress.episodes, best=reward, use=use)
+
+        report = prune(base, splits, config, out, data_source=data, table=table, log=log, on_episode=on_episode)
+    if as_json:
+        print_json(report)
+    else:
+        show_report(report, out)
+
+
+def _base(
+    model: str,
+    checkpoint: Path | None,
+    data: str | None,
+    resolution: int | None,
+    epochs: int,
+    seed: int,
+    threads: int | None,
+    log: Any,
+    quiet: bool,
+) -> tuple[Any, Any]:
+    """The images and the network to prune (a torchvision model is trained here first, ``epochs``)."""
+    import torch
+
+    from hwnas.data import load_data
+    from hwnas.pruning import load_base
+
+    if threads:
+        torch.set_num_threads(threads)
+    splits = load_data(data)
+    torch.manual_seed(seed)
+    base = load_base(
+        model, checkpoint, splits, resolution=resolution, train_epochs=epochs, seed=seed, log=log, progress=not quiet
+    )
+    return splits, base
+
+
+def _table_and_devices(device: str | None, table_file: Path | None, required: bool) -> tuple[Any, tuple[str, ...]]:
+    """The latency table (``--device``'s; without one, host TFLite's when it fits this CPU, for the predicted column)
+    and the devices the pruned models are timed on (``--device`` first, then this CPU's runtimes)."""
+    from hwnas.devices import DeviceSpec
+    from hwnas.pruning.api import HOST_DEVICES, find_table
+
+    spec = DeviceSpec.from_toml(device) if device else None
+    table = find_table(spec or DeviceSpec.from_toml(HOST_DEVICES[1]), table_file, required=required)
+    others = tuple(d for d in HOST_DEVICES if spec is None or DeviceSpec.from_toml(d).name != spec.name)
+    return table, ((device,) if device else ()) + others
+
+
+def _budget(budget: str, reward: str, importance: str, device: str | None) -> Any:
+    """The parsed budget, after the options that go with it are checked (one line each)."""
     from hwnas.pruning.budget import Budget
 
     parsed = Budget.parse(budget)
@@ -59,73 +126,7 @@ def prune_command(
         raise UserError(f"--importance must be l1 or l2, got {importance!r}")
     if parsed.kind == "latency-ms" and device is None:
         raise UserError("a latency budget needs --device SPEC (a device with a latency table, e.g. host-tflite)")
-    if out is not None:
-        check_writable_folder(out)
-    import torch
-
-    from hwnas.data import load_data
-    from hwnas.devices import DeviceSpec
-    from hwnas.pruning import PruneConfig, load_base, run_prune
-    from hwnas.recipe import Recipe
-
-    if threads:
-        torch.set_num_threads(threads)
-    spec = DeviceSpec.from_toml(device) if device else None
-    # the latency budget's table; without --device, host TFLite's (when one fits this CPU) for the predicted column
-    table = _table(spec or DeviceSpec.from_toml(HOST_DEVICES[1]), required=parsed.kind == "latency-ms", path=table_file)
-    out = out or Path("runs") / time.strftime("prune-%Y%m%d-%H%M%S")
-    log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
-    devices = ((device,) if device else ()) + tuple(
-        d for d in HOST_DEVICES if spec is None or DeviceSpec.from_toml(d).name != spec.name
-    )
-    config = PruneConfig(
-        parsed,
-        episodes=episodes,
-        finetune=Recipe(epochs=finetune_epochs, lr=finetune_lr, warmup_epochs=0.0),
-        reward=reward,
-        norm=importance,
-        round_to=round_to,
-        reconstruct=reconstruct,
-        heldout=heldout,
-        seed=seed,
-        baselines=baselines,
-        devices=devices,
-    )
-    splits = load_data(data)
-    torch.manual_seed(seed)
-    base = load_base(
-        model, checkpoint, splits, resolution=resolution, train_epochs=base_epochs, seed=seed, log=log, progress=not as_json
-    )
-    with _progress(as_json) as bar:
-        task = bar.add_task("AMC search", total=episodes, best=float("nan"), use=float("nan"))
-
-        def on_episode(progress: Any) -> None:
-            bar.update(
-                task, completed=progress.episode, total=progress.episodes, best=progress.best.reward, use=progress.budget_use
-            )
-
-        report = run_prune(
-            base, splits, config, out, data_source=data, table=table, log=log, on_episode=on_episode, progress=False
-        )
-    if as_json:
-        print_json(report)
-    else:
-        show_report(report, out)
-
-
-def _table(spec: Any, required: bool, path: Path | None = None) -> Any:
-    """The device's latency table (a profile here or a shipped one for this CPU); None when not required and not found."""
-    from hwnas.cli.latency import _table_for
-    from hwnas.latency_tables.table import LatencyTable
-
-    if path is not None:
-        return LatencyTable.load(path)
-    try:
-        return LatencyTable.load(_table_for(spec))
-    except UserError:
-        if required:
-            raise
-        return None
+    return parsed
 
 
 def _progress(disabled: bool) -> Progress:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +12,10 @@ import typer
 
 from hwnas.cli.common import DataSource, JsonFlag, SpaceOption, app, console, esc, print_json
 from hwnas.errors import UserError
+from hwnas.paths import runs_dir
+from hwnas.search.api import DEFAULTS, SearchSettings, check_budget, make_search_config, search
+
+D = DEFAULTS  # the search's defaults, from the library (hwnas run's [search] takes the same)
 
 
 @app.command("search")
@@ -17,11 +23,11 @@ def search_command(
     device: Annotated[str, typer.Option("--device", help="device spec: a TOML path or a shipped name (hwnas devices list)")],
     budget_ms: Annotated[float, typer.Option("--budget-ms", help="latency budget on the device, in milliseconds")],
     space: SpaceOption = "default",
-    strategy: Annotated[str, typer.Option(help="random, evolution, mnas, fbnetv3, tpe or nsga2")] = "fbnetv3",
-    reward: Annotated[str, typer.Option(help="hard, soft, or alpha,beta (MnasNet's exponents)")] = "hard",
-    trials: Annotated[int, typer.Option(min=1, help="candidates to train")] = 24,
-    proxy_epochs: Annotated[int, typer.Option(min=1, help="epochs a candidate trains for")] = 1,
-    proxy_images: Annotated[int, typer.Option(min=0, help="training images a candidate sees (0: all)")] = 2000,
+    strategy: Annotated[str, typer.Option(help="random, evolution, mnas, fbnetv3, tpe or nsga2")] = D.strategy,
+    reward: Annotated[str, typer.Option(help="hard, soft, or alpha,beta (MnasNet's exponents)")] = D.reward,
+    trials: Annotated[int, typer.Option(min=1, help="candidates to train")] = D.trials,
+    proxy_epochs: Annotated[int, typer.Option(min=1, help="epochs a candidate trains for")] = D.epochs,
+    proxy_images: Annotated[int, typer.Option(min=0, help="training images a candidate sees (0: all)")] = D.train_images,
     data: DataSource = None,
     workers: Annotated[int | None, typer.Option(min=1, help="local worker processes (default: one per core)")] = None,
     ray: Annotated[
@@ -29,14 +35,14 @@ def search_command(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="search folder (default: runs/search-<time>)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the strategy and of every training")] = 0,
-    margin: Annotated[float, typer.Option(help="search under budget x (1 - margin): room for predictor error")] = 0.05,
+    margin: Annotated[float, typer.Option(help="search under budget x (1 - margin): room for predictor error")] = D.margin,
     table: Annotated[
         Path | None, typer.Option(help="latency table (default: the shipped or profiled one matching this machine)")
     ] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite in the search folder)")] = None,
-    top_k: Annotated[int, typer.Option(min=1, help="candidates exported and measured at the end")] = 3,
-    final_epochs: Annotated[int, typer.Option(min=1, help="epochs the best is retrained for")] = 3,
-    rounds: Annotated[int, typer.Option(min=6, help="interleaved timing rounds per file (>= 6 for a 95% interval)")] = 10,
+    top_k: Annotated[int, typer.Option(min=1, help="candidates exported and measured at the end")] = D.top_k,
+    final_epochs: Annotated[int, typer.Option(min=1, help="epochs the best is retrained for")] = D.final_epochs,
+    rounds: Annotated[int, typer.Option(min=6, help="interleaved timing rounds per file (>= 6 for a 95% interval)")] = D.rounds,
     measure: Annotated[bool, typer.Option(help="retrain, export and measure the top K at the end")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -45,77 +51,89 @@ def search_command(
     Trials are stored in an Optuna study (search.db in the search folder): rerun the same command
     with the same --out after an interruption and it resumes without retraining anything.
     """
-    from hwnas.presets import resolve_space
-    from hwnas.recipe import Recipe
-    from hwnas.search.reward import parse_reward
-
-    parsed_reward = parse_reward(reward, budget_ms)
-    search_space = resolve_space(space)
+    settings = SearchSettings(strategy, trials, proxy_images, proxy_epochs, reward, margin, top_k, final_epochs, rounds)
     if ray and workers:
         raise UserError("give --workers or --ray, not both")
-    from hwnas.search.strategies import STRATEGIES
-
-    STRATEGIES.get(strategy)
-    _check_data(data, search_space, device)
-    from hwnas.search.device import load_device_latency
-    from hwnas.search.loop import SearchConfig, SearchLoop
-
-    if out is not None:
-        from hwnas.fileio import check_writable_folder
-
-        check_writable_folder(out)
-    latency = load_device_latency(device, search_space, table, space_arg=space)
-    out = out or Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
-    config = SearchConfig(
-        search_space,
-        latency,
-        parsed_reward,
-        out,
-        strategy=strategy,
-        trials=trials,
-        base_recipe=Recipe(batch_size=32, epochs=proxy_epochs),
-        data=data,
-        train_images=proxy_images or None,
-        seed=seed,
-        margin=margin,
-        storage=storage,
-    )
-    _check_budget(config)
-    config.drift = drift = _drift(latency, quiet=as_json)
-    from hwnas.search.executors import make_executor
-
-    executor = make_executor(workers, ray)
-    loop = SearchLoop(config)
+    out = out or runs_dir() / time.strftime("search-%Y%m%d-%H%M%S")
+    config = _config(device, budget_ms, space, settings, data, out, seed, table, storage, quiet=as_json)
     log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
-    log(
-        f"searching {search_space.name!r} with {strategy} for {trials} candidates under {budget_ms:g} ms on {latency.spec.name} "
-        f"(aiming at {config.search_budget_ms:.4g} ms: margin {margin:.0%}); {executor.slots} worker(s) x {executor.threads} "
-        f"thread(s); trials in {config.storage_url}"
-    )
-    try:
-        summary = _run(loop, executor, quiet=as_json)
-    finally:
-        executor.close()
-    result: dict[str, Any] = {"table_drift": drift, "search": {k: v for k, v in summary.items() if k != "trials"}}
-    if measure:
-        from hwnas.search.result import finish_search
 
-        result = finish_search(config, summary, top_k=top_k, final_epochs=final_epochs, rounds=rounds, log=log)
-    else:
-        from hwnas.search.result import write_result
-
-        write_result(out, result)
+    with _progress_bar(trials, quiet=as_json) as update:
+        outcome = search(
+            config,
+            settings,
+            workers=workers,
+            ray=ray,
+            on_progress=update,
+            measure=measure,
+            log=log,
+            on_start=_announce(config, log),
+        )
+    result = outcome.finished or _write_unmeasured(out, config, outcome.summary)
     if as_json:
         print_json(result)
         return
-    _show(summary, result if measure else None, out)
+    _show(outcome.summary, outcome.finished, out)
+
+
+def _announce(config: Any, log: Any) -> Any:
+    """The line that says what the search is about to do, once its executor is made."""
+
+    def started(executor: Any) -> None:
+        log(
+            f"searching {config.space.name!r} with {config.strategy} for {config.trials} candidates under "
+            f"{config.reward.budget_ms:g} ms on {config.device.spec.name} (aiming at {config.search_budget_ms:.4g} ms: margin "
+            f"{config.margin:.0%}); {executor.slots} worker(s) x {executor.threads} thread(s); trials in {config.storage_url}"
+        )
+
+    return started
+
+
+def _write_unmeasured(out: Path, config: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """``result.json`` of a search not measured at the end (``--no-measure``): the drift check and the loop's summary."""
+    from hwnas.search.result import write_result
+
+    result = {"table_drift": config.drift, "search": {k: v for k, v in summary.items() if k != "trials"}}
+    write_result(out, result)
+    return result
+
+
+def _config(
+    device: str,
+    budget_ms: float,
+    space: str,
+    settings: SearchSettings,
+    data: str | None,
+    out: Path,
+    seed: int,
+    table: Path | None,
+    storage: str | None,
+    quiet: bool,
+) -> Any:
+    """The search's configuration from the options, checked before anything is trained; the drift check printed."""
+    from hwnas.fileio import check_writable_folder
+    from hwnas.presets import resolve_space
+    from hwnas.search.device import load_device_latency
+    from hwnas.search.reward import parse_reward
+    from hwnas.search.strategies import STRATEGIES
+
+    parse_reward(settings.reward, budget_ms)
+    search_space = resolve_space(space)
+    STRATEGIES.get(settings.strategy)
+    _check_data(data, search_space, device)
+    check_writable_folder(out)
+    latency = load_device_latency(device, search_space, table, space_arg=space)
+    config = make_search_config(search_space, latency, budget_ms, settings, out, data=data, storage=storage, seed=seed)
+    check_budget(config)
+    config.drift = _drift(latency, quiet=quiet)
+    return config
 
 
 def _drift(latency: Any, quiet: bool) -> dict[str, Any] | None:
     """Before searching: is the device as fast today as its table says? Printed (a warning beyond 10%), kept in result.json."""
-    from hwnas.cli.profile import default_cache
+    from hwnas.paths import model_cache
 
-    check = latency.check_drift(default_cache(), context=f"search on {latency.spec.name}")
+    check = latency.check_drift(model_cache(), context=f"search on {latency.spec.name}")
     if not quiet:
         if check is None:
             console.print("drift check: not possible (the table has no reference or whole networks)")
@@ -140,18 +158,9 @@ def _check_data(data: str | None, search_space: Any, device: str) -> None:
         )
 
 
-def _check_budget(config: Any) -> None:
-    """A budget no architecture of the space can meet: say so, with the fastest achievable latency."""
-    arch, fastest = config.device.fastest()
-    if fastest > config.search_budget_ms:
-        raise UserError(
-            f"no network of space {config.space.name!r} meets {config.reward.budget_ms:g} ms on {config.device.spec.name}: the "
-            f"fastest achievable is {fastest:.4g} ms predicted ({arch.format()})"
-            + (f"; with --margin {config.margin:g} the search aims at {config.search_budget_ms:.4g} ms" if config.margin else "")
-        )
-
-
-def _run(loop: Any, executor: Any, quiet: bool) -> dict[str, Any]:
+@contextlib.contextmanager
+def _progress_bar(trials: int, quiet: bool) -> Iterator[Callable[[Any], None]]:
+    """A progress bar of the trials (best so far, ETA) and one line per finished trial; yields its update function."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -163,7 +172,7 @@ def _run(loop: Any, executor: Any, quiet: bool) -> dict[str, Any]:
         TextColumn("ETA {task.fields[eta]}"),
     )
     with Progress(*columns, console=console, disable=quiet) as bar:
-        task = bar.add_task("search", total=loop.config.trials, best="-", eta="-")
+        task = bar.add_task("search", total=trials, best="-", eta="-")
 
         def update(progress: Any) -> None:
             best = f"{progress.best_accuracy:.4f}" if progress.best_accuracy is not None else "-"
@@ -177,7 +186,7 @@ def _run(loop: Any, executor: Any, quiet: bool) -> dict[str, Any]:
                     f"{last.get('wall_time_s') or 0:.1f} s: {esc(last['arch'])}"
                 )
 
-        return loop.run(executor, update)
+        yield update
 
 
 def _show(summary: dict[str, Any], result: dict[str, Any] | None, out: Path) -> None:

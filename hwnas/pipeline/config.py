@@ -41,6 +41,8 @@ from hwnas import formats
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write
 from hwnas.pipeline.references import DEFAULT_REFERENCES, QUICK_REFERENCES, REFERENCE_MODELS
+from hwnas.search.api import DEFAULTS as SEARCH
+from hwnas.search.api import SearchSettings as LibrarySearchSettings
 
 SECTIONS = ("search", "train", "prune", "references")
 TOP_LEVEL = ("devices", "space", "budget_ms", "data", "seed", "ray")
@@ -48,12 +50,19 @@ TOP_LEVEL = ("devices", "space", "budget_ms", "data", "seed", "ray")
 
 @dataclass(frozen=True)
 class SearchSettings:
-    strategy: str = "fbnetv3"
-    trials: int = 24
-    train_images: int = 2000
-    epochs: int = 1  # proxy epochs per candidate
-    reward: str = "hard"
+    """``[search]``: the search's own defaults (:data:`hwnas.search.api.DEFAULTS`, shared with ``hwnas search``)."""
+
+    strategy: str = SEARCH.strategy
+    trials: int = SEARCH.trials
+    train_images: int = SEARCH.train_images
+    epochs: int = SEARCH.epochs  # proxy epochs per candidate
+    reward: str = SEARCH.reward
     measure_front: int = 6  # Pareto-front candidates exported and measured on the device for the plot
+
+    def library_settings(self) -> LibrarySearchSettings:
+        """The settings :func:`hwnas.search.api.make_search_config` takes (margin and the finish: the library's)."""
+        return replace(SEARCH, strategy=self.strategy, trials=self.trials, train_images=self.train_images, epochs=self.epochs,
+                       reward=self.reward)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -261,15 +270,3 @@ def read_config(path: Path) -> RunConfig:
     except (KeyError, TypeError) as error:
         raise UserError(f"run config {path} is not one hwnas run wrote ({error})") from None
     return config
-
-
-def differences(stored: dict[str, Any], wanted: dict[str, Any], prefix: str = "") -> list[str]:
-    """``key: stored vs wanted`` for every setting that differs (nested tables as ``section.key``)."""
-    found = []
-    for key in sorted(set(stored) | set(wanted)):
-        old, new = stored.get(key), wanted.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            found += differences(old, new, f"{prefix}{key}.")
-        elif old != new:
-            found.append(f"{prefix}{key}: {old!r} vs {new!r}")
-    return found

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from hwnas.errors import UserError
+from hwnas.errors import BudgetUnreachable, UserError
 
 KINDS = ("flops", "params", "latency-ms")
 
@@ -68,7 +68,7 @@ def check_reachable(budget: Budget, resource: Resource, full: Sequence[int], sma
     target = budget.target(full_cost)
     if target < least:
         reachable = f"{budget.kind}={least / full_cost:.3f}" if budget.is_ratio else f"latency-ms={least:.4f}"
-        raise UserError(
+        raise BudgetUnreachable(
             f"budget {budget.describe()} is below what pruning can reach: the smallest is {reachable} "
             f"(every layer at its fewest channels{', ' + resource.note if resource.note else ''})"
         )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import UserError
 from hwnas.formats import FORMATS
+from hwnas.identity import check_identity
 
 STORE_FORMAT = FORMATS["pruning-store"]
 
@@ -76,13 +76,12 @@ class EpisodeStore:
             return
         STORE_FORMAT.check(meta, self.path, stored_as_text=True)
         stored = json.loads(meta["config"])
-        differing = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-        if differing:
-            key = differing[0]
-            raise UserError(
-                f"{self.path} holds a search with {key}={stored.get(key)!r}, not {config.get(key)!r}: "
-                "use another --out folder, or delete the store to start over"
-            )
+        check_identity(
+            stored,
+            config,
+            f"{self.path} holds a search made with other settings",
+            "use another --out folder, or delete the store to start over",
+        )
 
     def episodes(self, search: str) -> list[Episode]:
         rows = self.db.execute(

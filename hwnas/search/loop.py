@@ -25,6 +25,7 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.formats import FORMATS
+from hwnas.identity import check_identity
 from hwnas.recipe import Recipe
 from hwnas.search.codec import Candidate
 from hwnas.search.device import DeviceLatency
@@ -162,12 +163,12 @@ class SearchLoop:
             self.study.set_user_attr("config", wanted)
             return
         STORE_FORMAT.check(attrs, f"{self.config.storage_url} (study {self.config.name!r})")
-        differing = sorted(key for key in wanted if stored.get(key) != wanted[key])
-        if differing:
-            raise UserError(
-                f"{self.config.storage_url} holds search {self.config.name!r} with another {', '.join(differing)}; "
-                "use another --out (or --study) for a new search"
-            )
+        check_identity(
+            stored,
+            wanted,
+            f"{self.config.storage_url} holds search {self.config.name!r} made with another configuration",
+            "use another --out (or --study) for a new search",
+        )
 
     def trials(self) -> list[Any]:
         return sorted(self.study.get_trials(deepcopy=False), key=lambda trial: trial.number)

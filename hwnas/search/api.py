@@ -1,0 +1,156 @@
+"""The search as a library: what ``hwnas search`` and the pipeline's search stage both call, so it is written once.
+
+``SearchSettings`` holds the search's defaults (the CLI's options take theirs from it, and so does ``hwnas run``'s
+``[search]`` table); :func:`make_search_config` turns settings, a space, a device and a budget into the loop's
+configuration; :func:`run_search` runs the trial loop on an executor; :func:`finish` retrains, exports and measures
+the best candidates; :func:`search` does all of it, executor included, for a caller that wants one call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import UserError
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What a search is asked to do; every default of ``hwnas search`` and ``hwnas run``'s search is here, once."""
+
+    strategy: str = "fbnetv3"
+    trials: int = 24  # candidates trained
+    train_images: int = 2000  # the proxy: training images a candidate sees (0: all)
+    epochs: int = 1  # proxy epochs a candidate trains for
+    reward: str = "hard"  # hard, soft, or alpha,beta (MnasNet's exponents)
+    margin: float = 0.05  # search under budget x (1 - margin): room for predictor error
+    top_k: int = 3  # candidates retrained, exported and measured at the end
+    final_epochs: int = 3  # epochs the best is retrained for
+    rounds: int = 10  # interleaved timing rounds per file at the end
+
+
+DEFAULTS = SearchSettings()
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """A finished search: the loop's summary, the finish's report (``None`` when not measured) and the executor used."""
+
+    summary: dict[str, Any]
+    finished: dict[str, Any] | None
+    executor: dict[str, Any]
+
+
+def make_search_config(
+    space: Any,
+    latency: Any,
+    budget_ms: float,
+    settings: SearchSettings,
+    out: Path,
+    *,
+    data: str | None = None,
+    drift: dict[str, Any] | None = None,
+    storage: str | None = None,
+    seed: int = 0,
+) -> Any:
+    """The loop's configuration: ``budget_ms`` on ``latency``'s device (in the time its table predicts in)."""
+    from hwnas.recipe import Recipe
+    from hwnas.search.loop import SearchConfig
+    from hwnas.search.reward import parse_reward
+    from hwnas.search.strategies import STRATEGIES
+
+    STRATEGIES.get(settings.strategy)  # an unknown strategy is one line naming the known ones
+    return SearchConfig(
+        space,
+        latency,
+        parse_reward(settings.reward, budget_ms),
+        out,
+        strategy=settings.strategy,
+        trials=settings.trials,
+        base_recipe=Recipe(batch_size=32, epochs=settings.epochs),
+        data=data,
+        train_images=settings.train_images or None,
+        seed=seed,
+        margin=settings.margin,
+        storage=storage,
+        drift=drift,
+    )
+
+
+def check_budget(config: Any) -> None:
+    """A budget no architecture of the space can meet: one line with the fastest achievable latency."""
+    arch, fastest = config.device.fastest()
+    if fastest > config.search_budget_ms:
+        raise UserError(
+            f"no network of space {config.space.name!r} meets {config.reward.budget_ms:g} ms on {config.device.spec.name}: the "
+            f"fastest achievable is {fastest:.4g} ms predicted ({arch.format()})"
+            + (f"; with --margin {config.margin:g} the search aims at {config.search_budget_ms:.4g} ms" if config.margin else "")
+        )
+
+
+def run_search(config: Any, executor: Any, on_progress: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """The trial loop on ``executor`` (the caller's, and the caller closes it): trials stored as they finish."""
+    from hwnas.search.loop import SearchLoop
+
+    return SearchLoop(config).run(executor, on_progress)
+
+
+def finish(
+    config: Any,
+    summary: dict[str, Any],
+    *,
+    top_k: int = DEFAULTS.top_k,
+    final_epochs: int = DEFAULTS.final_epochs,
+    rounds: int = DEFAULTS.rounds,
+    references: int = 3,
+    threads: int | None = None,
+    retrain_images: int | None = None,
+    log: Log = lambda message: None,
+) -> dict[str, Any]:
+    """The best candidates retrained, exported to the device's format, measured in interleaved rounds and judged."""
+    from hwnas.search.result import finish_search
+
+    return finish_search(
+        config,
+        summary,
+        top_k=top_k,
+        final_epochs=final_epochs,
+        rounds=rounds,
+        references=references,
+        threads=threads,
+        retrain_images=retrain_images,
+        log=log,
+    )
+
+
+def search(
+    config: Any,
+    settings: SearchSettings = DEFAULTS,
+    *,
+    workers: int | None = None,
+    ray: str | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+    measure: bool = True,
+    log: Log = lambda message: None,
+    on_start: Callable[[Any], None] | None = None,
+) -> SearchOutcome:
+    """Make the executor, run the loop, close the executor, and (``measure``) finish with ``settings``' top K."""
+    from hwnas.search.executors import make_executor
+
+    executor = make_executor(workers, ray)
+    try:
+        if on_start is not None:
+            on_start(executor)
+        summary = run_search(config, executor, on_progress)
+    finally:
+        executor.close()
+    finished = None
+    if measure:
+        finished = finish(
+            config, summary, top_k=settings.top_k, final_epochs=settings.final_epochs, rounds=settings.rounds, log=log
+        )
+    return SearchOutcome(summary, finished, executor.describe())
