@@ -16,8 +16,8 @@ __getattr__, __dir__ = lazy_exports(
         "register_backend": "backends.base",
         "Measurement": "measurement",
         "DeviceSpec": "spec",
-        "export_format_for": "spec",
-        "formats_to_export": "spec",
+        "export_format_for": "formats",
+        "formats_to_export": "formats",
         "shipped_specs": "spec",
     },
 )

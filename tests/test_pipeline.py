@@ -440,6 +440,27 @@ def test_quick_run_goes_from_device_to_verified_measured_files(quick_run: QuickR
 
 
 @pytest.mark.slow
+def test_every_stage_module_returned_its_declared_result_type_on_the_quick_run(quick_run: QuickRun) -> None:
+    import importlib
+    import pkgutil
+
+    from hwnas.pipeline import stages
+
+    folder, result = quick_run
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = Records(folder)
+    for info in pkgutil.iter_modules(stages.__path__):
+        stage = importlib.import_module(f"hwnas.pipeline.stages.{info.name}").STAGE
+        value = records.read_value(stage)
+        assert isinstance(value, stage.result_type | Skipped), info.name
+        assert records.meta(stage.name).status == ("skipped" if isinstance(value, Skipped) else "done")
+        if not isinstance(value, Skipped):  # what was written is what reads back
+            assert (
+                stage.result_type.from_json(json.loads((folder / "stages" / f"{info.name}.json").read_text())["result"]) == value
+            )
+
+
+@pytest.mark.slow
 def test_running_the_same_command_again_redoes_nothing(quick_run: QuickRun) -> None:
     folder, first = quick_run
     assert first.returncode == 0, first.stderr[-3000:]

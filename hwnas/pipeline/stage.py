@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from hwnas import typedjson
-
-if TYPE_CHECKING:
-    from hwnas.pipeline.context import RunContext
 
 
 @dataclass(frozen=True)
@@ -52,4 +49,4 @@ class Stage(Generic[R]):
     name: str
     requires: tuple[str, ...]
     result_type: type[R]
-    run: Callable[[RunContext], R | Skipped]
+    run: Callable[[Any], R | Skipped]  # takes the RunContext (hwnas.pipeline.context imports this module, not back)
