@@ -258,7 +258,9 @@ def fit_model(
             if checkpoint is not None:
                 save_checkpoint(Path(checkpoint) / CHECKPOINT_FILE, state, fingerprint, points)
             if progress:
-                bar.console.log(f"epoch {epoch}/{recipe.epochs}: loss {loss_sum / seen:.4f}, val accuracy {accuracy:.4f}")
+                stamp = time.strftime("[%H:%M:%S]")  # a whole line, no file:line suffix (console.log adds one and wraps)
+                line = f"{stamp} epoch {epoch}/{recipe.epochs}: loss {loss_sum / seen:.4f}, val accuracy {accuracy:.4f}"
+                bar.console.print(line, soft_wrap=True, highlight=False, markup=False)
             if on_epoch is not None:
                 on_epoch(point)
     return FitCurve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)

@@ -440,6 +440,19 @@ def test_quick_run_goes_from_device_to_verified_measured_files(quick_run: QuickR
 
 
 @pytest.mark.slow
+def test_every_architecture_the_quick_run_printed_to_a_pipe_parses_back(quick_run: QuickRun) -> None:
+    from test_logs import SUFFIX, architectures, unparsable
+
+    folder, result = quick_run  # stdout and stderr were pipes, as in `hwnas run --quick > log 2>&1`
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["model"]["arch"] in architectures(text) and len(architectures(text)) >= 3
+    assert unparsable(text) == []
+    assert [line for line in text.splitlines() if SUFFIX.search(line)] == []
+
+
+@pytest.mark.slow
 def test_every_stage_module_returned_its_declared_result_type_on_the_quick_run(quick_run: QuickRun) -> None:
     import importlib
     import pkgutil

@@ -8,6 +8,8 @@ printed architecture, so a user who copied the line would get another network.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     help="Hardware-aware NAS: profile a device, search under a latency budget, prune and export.",
 )
-console = Console(soft_wrap=True)  # never break a line a user may copy (an architecture string, a path)
+console = Console(soft_wrap=True, log_path=False)  # never break a line a user may copy (an architecture string, a path)
 
 Preset = Annotated[str, typer.Option("--preset", "-p", help="search space preset (hwnas space list)")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
@@ -35,6 +37,22 @@ AllowMismatch = Annotated[bool, typer.Option("--allow-mismatch", help="use a sto
 def esc(value: object) -> str:
     """``value`` as text that rich prints literally (no markup is read from it)."""
     return escape(str(value))
+
+
+def log(message: str) -> None:
+    """One progress line, ``[HH:MM:SS] message``, whole: never wrapped, no ``file.py:NN`` suffix, markup not read.
+
+    ``console.log`` lays a line out as a table: it breaks the message at the console's width (80 columns when the
+    output is a file or a CI log, so an architecture string came out in two halves) and ends it with the calling
+    file and line. A soft-wrapped print leaves the breaking to the terminal: a line copied from it, or from
+    ``hwnas run > log``, is the line that was written.
+    """
+    console.print(f"[dim]{time.strftime('[%H:%M:%S]')}[/] {esc(message)}", soft_wrap=True, highlight=False)
+
+
+def quiet_or_log(quiet: bool) -> Callable[[str], None]:
+    """:func:`log`, or nothing at all for ``--json`` (stdout then holds the JSON alone)."""
+    return (lambda message: None) if quiet else log
 
 
 def print_json(data: Any) -> None:

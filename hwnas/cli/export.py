@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hwnas.cli.common import JsonFlag, app, console, drift_checks, esc, print_json
+from hwnas.cli.common import JsonFlag, app, console, drift_checks, esc, log, print_json
 from hwnas.errors import UserError
 from hwnas.exporters.formats import FILE_NAMES
 from hwnas.fileio import check_writable_folder
@@ -46,7 +46,7 @@ def export_command(
     drift_checks(specs, quiet=as_json)
     resolved = resolve_model(model, checkpoint)
     request = build_request(resolved, data, images, calibration)
-    card = export_all(request, chosen, out, specs, on_step=None if as_json else lambda s: console.log(esc(s)))
+    card = export_all(request, chosen, out, specs, on_step=None if as_json else log)
     if as_json:
         print_json(card)
     else:

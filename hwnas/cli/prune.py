@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hwnas.cli.common import DataSource, JsonFlag, Seed, Threads, app, console, esc, print_json
+from hwnas.cli.common import DataSource, JsonFlag, Seed, Threads, app, console, esc, print_json, quiet_or_log
 from hwnas.errors import UserError
 from hwnas.fileio import check_writable_folder
 from hwnas.paths import runs_dir
@@ -56,7 +56,7 @@ def prune_command(
 
     table, devices = _table_and_devices(device, table_file, required=parsed.kind == "latency-ms")
     out = out or runs_dir() / time.strftime("prune-%Y%m%d-%H%M%S")
-    log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
+    log = quiet_or_log(as_json)
     config = make_prune_config(
         parsed, episodes=episodes, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, baselines=baselines,
         devices=devices, heldout=heldout, seed=seed, reward=reward, norm=importance, round_to=round_to, reconstruct=reconstruct,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, print_json
+from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, print_json, quiet_or_log
 
 
 @app.command("run")
@@ -54,7 +54,7 @@ def run_command(
     settings = resolve_config(quick, config, overrides)
     folder = out or default_out(settings)
     _check_inputs(settings, folder)
-    log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
+    log = quiet_or_log(as_json)
     if not as_json:
         console.print(f"run folder: {esc(folder)}" + (" (quick)" if settings.quick else ""))
     summary = run_pipeline(settings, folder, fresh=fresh, log=log, progress=not as_json)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli.common import DataSource, JsonFlag, SpaceOption, app, console, esc, print_json
+from hwnas.cli.common import DataSource, JsonFlag, SpaceOption, app, console, esc, log, print_json, quiet_or_log
 from hwnas.errors import UserError
 from hwnas.paths import runs_dir
 from hwnas.search.api import DEFAULTS, SearchSettings, check_budget, make_search_config, search
@@ -56,7 +56,7 @@ def search_command(
         raise UserError("give --workers or --ray, not both")
     out = out or runs_dir() / time.strftime("search-%Y%m%d-%H%M%S")
     config = _config(device, budget_ms, space, settings, data, out, seed, table, storage, quiet=as_json)
-    log = (lambda message: None) if as_json else (lambda message: console.log(esc(message)))
+    log = quiet_or_log(as_json)
 
     with _progress_bar(trials, quiet=as_json) as update:
         outcome = search(
@@ -181,9 +181,9 @@ def _progress_bar(trials: int, quiet: bool) -> Iterator[Callable[[Any], None]]:
             last = progress.last
             if last is not None and not quiet:
                 state = f"{last['accuracy']:.4f}" if last.get("accuracy") is not None else f"failed ({last.get('error')})"
-                bar.console.log(
-                    f"trial {last['number']}: {esc(state)}, {last['predicted_latency_ms']:.3f} ms predicted, "
-                    f"{last.get('wall_time_s') or 0:.1f} s: {esc(last['arch'])}"
+                log(
+                    f"trial {last['number']}: {state}, {last['predicted_latency_ms']:.3f} ms predicted, "
+                    f"{last.get('wall_time_s') or 0:.1f} s: {last['arch']}"
                 )
 
         yield update
