@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hwnas.errors import UserError
 from hwnas.presets import get_space
@@ -472,3 +476,94 @@ def test_the_search_re_times_its_tables_networks_and_records_the_ratio(ort_devic
     summary = SearchLoop(config).summary()
     assert summary["table_drift"]["ratio"] == check["ratio"]  # what search.json / result.json carry
     assert "drift" not in json.dumps(config.identity())  # a resumed search is not refused for a new day's drift
+
+
+# ---- trials read back from a study someone edited (issue 21) ------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_study(device, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A real 2-trial search's study file, copied by each test that edits it."""
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+
+    config = _config(device, tmp_path_factory.mktemp("study"), trials=2)
+    SearchLoop(config).run(InlineExecutor())
+    return config, Path(config.out) / "search.db"
+
+
+def _edited(finished_study: tuple[Any, Path], tmp_path: Path, field: str, value: Any) -> Any:
+    """The finished study copied to ``tmp_path`` with trial 0's ``field`` set to ``value`` in the SQLite file itself (as
+    someone editing it would: Optuna refuses to change a finished trial); its config."""
+    import shutil
+    import sqlite3
+
+    config, database = finished_study
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(database, tmp_path / "search.db")
+    with sqlite3.connect(tmp_path / "search.db") as db:
+        (trial,) = db.execute("SELECT trial_id FROM trials WHERE number = 0").fetchone()
+        changed = db.execute(
+            "UPDATE trial_user_attributes SET value_json = ? WHERE trial_id = ? AND key = ?", (json.dumps(value), trial, field)
+        ).rowcount
+        assert changed == 1
+    return replace(config, out=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("accuracy", "high", "trial 0.accuracy: expected a number, found 'high'"),
+        ("predicted_latency_ms", "abc", "trial 0.predicted_latency_ms: expected a number, found 'abc'"),
+        ("predicted_latency_ms", -1e308, "trial 0.predicted_latency_ms: -1e+308 is not above 0"),
+        ("accuracy", 1e308, "trial 0.accuracy: 1e+308 is not in [0, 1]"),
+        ("curve", "not a curve", "trial 0.curve: expected a list"),
+        ("recipe", "sgd", "trial 0.recipe: expected an object"),
+        ("info", [1, 2], "trial 0.info: expected an object"),
+        ("arch", "default:r32_c16", "trial 0: "),
+    ],
+)
+def test_a_tampered_trial_attribute_is_one_line_naming_the_study_trial_and_field(
+    finished_study: tuple[Any, Path], tmp_path: Path, field: str, value: Any, message: str
+) -> None:
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+
+    config = _edited(finished_study, tmp_path, field, value)
+    with pytest.raises(UserError, match=re.escape(message)):
+        SearchLoop(config).run(InlineExecutor())
+
+
+def test_a_nan_accuracy_is_a_failed_trial_with_a_warning_and_a_failed_trial_is_never_the_best(
+    finished_study: tuple[Any, Path], tmp_path: Path
+) -> None:
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+
+    config = _edited(finished_study, tmp_path, "accuracy", float("nan"))
+    with pytest.warns(UserWarning, match="accuracy is NaN; counted as a failed trial"):
+        summary = SearchLoop(config).run(InlineExecutor())
+    assert summary["trained"] == 2 and summary["failed"] == 1 and summary["best"]["number"] == 1
+    failed = _edited(finished_study, tmp_path / "failed", "state", "failed")  # a failed trial that kept its accuracy
+    summary = SearchLoop(failed).run(InlineExecutor())
+    assert summary["best"] is None or summary["best"]["number"] != 0
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(["arch", "recipe", "state", "predicted_latency_ms", "accuracy", "reward", "curve", "info", "number"]),
+    value=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=5,
+    ),
+)
+def test_any_json_value_in_any_trial_attribute_resumes_or_is_one_line(
+    finished_study: tuple[Any, Path], tmp_path_factory: pytest.TempPathFactory, field: str, value: Any
+) -> None:
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import SearchLoop
+
+    config = _edited(finished_study, tmp_path_factory.mktemp("edit"), field, value)
+    try:
+        SearchLoop(config).run(InlineExecutor())
+    except UserError as error:
+        assert "\n" not in str(error)

@@ -16,6 +16,7 @@ with the study; resuming with another one is refused in one line rather than mix
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwnas import typedjson
 from hwnas.errors import UserError
 from hwnas.formats import FORMATS
 from hwnas.identity import check_identity
@@ -33,6 +35,7 @@ from hwnas.search.executors import Executor
 from hwnas.search.reward import Reward
 from hwnas.search.strategies import Outcome, Strategy, StrategyContext, make_strategy
 from hwnas.space import SearchSpace
+from hwnas.typedjson import checked
 
 DEFAULT_MARGIN = 0.05
 MAX_DUPLICATES_PER_TRIAL = 20
@@ -97,6 +100,41 @@ class SearchConfig:
             "train_images": self.train_images,
             "val_images": self.val_images,
         }
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    """The attributes of a trained trial as the study holds them, checked when a search resumes (types and ranges).
+
+    A study may have been edited, or written by another tool: a value of the wrong type or out of range is one line
+    naming the study, the trial and the field, never a traceback three steps later or a bogus best.
+    """
+
+    arch: str
+    recipe: dict[str, Any]
+    state: str
+    predicted_latency_ms: float = field(metadata=checked("positive"))
+    accuracy: float | None = field(default=None, metadata=checked("fraction"))
+    reward: float | None = None
+    curve: list[dict[str, float | None]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    number: int | None = None
+    wall_time_s: float | None = None
+    params: int | None = None
+    error: str | None = None
+
+
+def checked_attrs(attrs: dict[str, Any], where: str) -> dict[str, Any]:
+    """A stored trial's attributes, checked (:class:`StoredTrial`); a NaN accuracy makes it a failed trial, with a warning."""
+    accuracy = attrs.get("accuracy")
+    if isinstance(accuracy, float) and math.isnan(accuracy):
+        warnings.warn(f"{where}: accuracy is NaN; counted as a failed trial", stacklevel=2)
+        attrs = attrs | {"accuracy": None, "reward": None, "state": "failed", "error": "accuracy was NaN"}
+    reward = attrs.get("reward")
+    if isinstance(reward, float) and not math.isfinite(reward):
+        attrs = attrs | {"reward": None}
+    typedjson.from_json(StoredTrial, attrs, where)
+    return attrs
 
 
 @dataclass
@@ -184,7 +222,12 @@ class SearchLoop:
                 continue
             if "state" not in attrs or attrs.get("duplicate_of") is not None or attrs["state"] == "duplicate":
                 continue
-            candidate = Candidate.from_json(self.config.space, attrs)
+            where = f"{self.config.storage_url} (study {self.config.name!r}) trial {trial.number}"
+            attrs = checked_attrs(dict(attrs), where)
+            try:
+                candidate = Candidate.from_json(self.config.space, attrs)
+            except UserError as error:
+                raise UserError(f"{where}: {error}") from None
             self.results[candidate.key] = dict(attrs)
             self.strategy.tell(candidate, _outcome(attrs))
             self.trained += 1
@@ -304,11 +347,13 @@ class SearchLoop:
         return sorted(self.results.values(), key=lambda attrs: attrs.get("number", 0))
 
     def best(self) -> dict[str, Any] | None:
-        """The most accurate completed trial predicted within the search budget."""
+        """The most accurate completed trial predicted within the search budget (a failed trial never is)."""
         feasible = [
             attrs
             for attrs in self.results.values()
-            if attrs.get("accuracy") is not None and attrs["predicted_latency_ms"] <= self.config.search_budget_ms
+            if attrs.get("state") == "complete"
+            and attrs.get("accuracy") is not None
+            and attrs["predicted_latency_ms"] <= self.config.search_budget_ms
         ]
         return max(feasible, key=lambda attrs: (attrs["accuracy"], -attrs["number"]), default=None)
 
