@@ -114,3 +114,14 @@ def exclusive(folder: Path, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(handle)
+
+
+def own_file(path: Path, what: str) -> Path:
+    """``path`` for a store hwnas writes (a SQLite database), refused in one line when it is a symbolic link.
+
+    SQLite opens the file a link points to: a ``search.db`` linked to a file elsewhere would have the study written
+    into that file. A store lives in its folder, as a plain file.
+    """
+    if Path(path).is_symlink():
+        raise UserError(f"{what} {path} is a symbolic link; hwnas writes it only as a plain file in its folder (remove the link)")
+    return Path(path)

@@ -33,6 +33,7 @@ from hwnas.errors import UserError
 from hwnas.formats import FORMATS
 from hwnas.identity import check_identity
 from hwnas.latency_tables.compat import differences, fingerprint_differences
+from hwnas.runfolder import own_file
 
 STORE_FORMAT = FORMATS["profile-store"]
 CHECKED_META = ("fingerprint", "space_hash")  # what must match; the spec's repeat counts may change
@@ -78,7 +79,7 @@ class LatencyStore:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+            connection = sqlite3.connect(own_file(Path(path), "profile store"), isolation_level=None, timeout=30)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)

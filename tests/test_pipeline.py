@@ -487,6 +487,63 @@ def test_running_the_same_command_again_redoes_nothing(quick_run: QuickRun) -> N
     assert other.returncode == 2 and "other settings" in other.stderr and "budget_ms" in other.stderr
 
 
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.slow
+def test_a_moved_run_folder_resumes_and_rerenders_from_another_working_directory(quick_run: QuickRun, tmp_path: Path) -> None:
+    folder, first = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    moved = tmp_path / "elsewhere" / "moved-run"
+    shutil.copytree(folder, moved, symlinks=True)
+    (moved / "stages" / "train.json").unlink()  # the train stage runs again: it reads the search's model by its record
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    before = tree_bytes(folder)
+    resumed = hwnas("run", "--quick", "--out", str(moved), cwd=elsewhere)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "reused" in resumed.stdout and tree_bytes(folder) == before  # the original was neither read for writing nor changed
+    train = json.loads((moved / "stages" / "train.json").read_text())["result"]
+    assert train["folder"] == "model" and (moved / "model" / "model.pt").stat().st_size > 0
+    (moved / "report.html").unlink()
+    report = hwnas("report", str(moved), cwd=elsewhere)
+    assert report.returncode == 0 and (moved / "report.html").stat().st_size > 10_000, report.stderr
+    assert str(moved) in (moved / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_never_writes_through_a_link_nor_reads_what_a_record_points_to_outside(
+    quick_run: QuickRun, tmp_path: Path
+) -> None:
+    folder, first = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.pt").write_bytes(b"not a model")
+    (outside / "best").mkdir()
+    (outside / "best" / "model.pt").write_bytes(b"someone else's weights")
+    copy = tmp_path / "run"
+    shutil.copytree(folder, copy, symlinks=True)
+    (copy / "stages" / "train.json").unlink()
+    (copy / "model" / "model.pt").unlink()
+    (copy / "model" / "model.pt").symlink_to(outside / "precious.pt")
+    before = tree_bytes(outside)
+    resumed = hwnas("run", "--quick", "--out", str(copy))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert tree_bytes(outside) == before and not (copy / "model" / "model.pt").is_symlink()
+    # a record naming a folder outside the run folder: refused in one line, nothing copied in
+    (copy / "stages" / "train.json").unlink()
+    search = copy / "stages" / "search.json"  # the search's record names the folder of the model it retrained
+    record = json.loads(search.read_text())
+    record["result"]["finished"]["retrained"]["folder"] = str(outside / "best")
+    search.write_text(json.dumps(record))
+    refused = hwnas("run", "--quick", "--out", str(copy))
+    assert refused.returncode == 2 and "is not inside the run folder" in refused.stderr, refused.stderr[-2000:]
+    assert len(refused.stderr.strip().splitlines()) == 1 and tree_bytes(outside) == before
+    assert (copy / "model" / "model.pt").read_bytes() != b"someone else's weights"
+
+
 @pytest.mark.slow
 def test_report_rerenders_from_the_records(quick_run: QuickRun) -> None:
     folder, first = quick_run

@@ -16,6 +16,7 @@ from typing import Any
 
 from hwnas.formats import FORMATS
 from hwnas.identity import check_identity
+from hwnas.runfolder import own_file
 
 STORE_FORMAT = FORMATS["pruning-store"]
 
@@ -60,7 +61,7 @@ class EpisodeStore:
     def __init__(self, path: Path, config: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30)
+        self.db = sqlite3.connect(own_file(Path(path), "pruning store"), timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)

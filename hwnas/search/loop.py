@@ -29,6 +29,7 @@ from hwnas.errors import UserError
 from hwnas.formats import FORMATS
 from hwnas.identity import check_identity
 from hwnas.recipe import Recipe
+from hwnas.runfolder import own_file
 from hwnas.search.codec import Candidate
 from hwnas.search.device import DeviceLatency
 from hwnas.search.executors import Executor
@@ -78,7 +79,10 @@ class SearchConfig:
 
     @property
     def storage_url(self) -> str:
-        return self.storage or f"sqlite:///{(Path(self.out) / 'search.db').resolve()}"
+        if self.storage:
+            return self.storage
+        database = own_file(Path(self.out) / "search.db", "search study")
+        return f"sqlite:///{database.parent.resolve() / database.name}"
 
     @property
     def name(self) -> str:
