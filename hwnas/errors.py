@@ -19,3 +19,11 @@ class BudgetUnreachable(UserError):
 
     A caller that can go on without pruning (``hwnas run``) catches this type; nothing matches message text.
     """
+
+
+class OutOfResources(UserError):
+    """The disk is full, a file-size limit is reached, or memory ran out: said in one line, with what to do.
+
+    Nothing hwnas stores is lost when this happens (every file is written to a temporary name and renamed; stores
+    commit row by row), so the line says to free space and run the same command again.
+    """

@@ -10,6 +10,7 @@ JSON and YAML alike (a merged duplicate silently changes a latency table).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import UserError
+from hwnas.errors import OutOfResources, UserError
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # every spec, table, recipe, space and sidecar hwnas writes is far smaller
 
@@ -40,9 +41,33 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         write(temp)
         os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
         os.replace(temp, path)
+    except (OSError, RuntimeError) as error:
+        if not is_out_of_space(error):
+            raise
+        raise OutOfResources(f"{describe_out_of_space(error)} writing {path}: {NOTHING_LOST}") from None
     finally:
         temp.unlink(missing_ok=True)
     return path
+
+
+NOTHING_LOST = "nothing stored before was lost; free some space and run the same command again to continue"
+_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+# what torch.save and SQLite say when the disk or a file-size limit stops a write (they do not raise OSError)
+_FULL_MESSAGES = ("unexpected pos", "file write failed", "database or disk is full", "disk i/o error", "file too large")
+
+
+def is_out_of_space(error: BaseException) -> bool:
+    """Did ``error`` come from a full disk or a file-size limit (``ulimit -f``), whatever library raised it?"""
+    if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+        return True
+    text = str(error).lower()
+    return any(message in text for message in _FULL_MESSAGES)
+
+
+def describe_out_of_space(error: BaseException) -> str:
+    if (isinstance(error, OSError) and error.errno == errno.EFBIG) or "too large" in str(error).lower():
+        return "the file-size limit was reached"
+    return "the disk is full (or a file-size limit was reached)"
 
 
 def check_writable_folder(path: Path, what: str = "--out") -> None:

@@ -15,7 +15,8 @@ import sys
 import typer
 
 from hwnas.cli.common import app
-from hwnas.errors import UserError
+from hwnas.errors import OutOfResources, UserError
+from hwnas.fileio import NOTHING_LOST, describe_out_of_space, is_out_of_space
 
 VERB_MODULES = (
     "space",
@@ -60,7 +61,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+        sys.exit(OUT_OF_RESOURCES if isinstance(error, OutOfResources) else 2)
     except typer.TyperException as error:  # typer's (vendored click's) usage errors: one line, not a box
         if type(error).__name__ == "NoArgsIsHelpError":
             error.show()  # a bare group (`hwnas`, `hwnas lut`): its help, as click would
@@ -71,12 +72,28 @@ def main() -> None:
         sys.exit(error.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
+    except Exception as error:  # the machine's limits inside SQLite, Optuna, torch or a library's import: one line
+        _out_of_resources(error)
     if code == INTERRUPTED:  # typer turns Ctrl-C into Exit(130), returned as the code: nothing was printed
         _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _out_of_resources(error: Exception) -> None:
+    """A full disk, a file-size limit or too little memory: one line saying so (exit 1); anything else is a bug, raised."""
+    if is_out_of_space(error):
+        typer.echo(f"error: {describe_out_of_space(error)}: {NOTHING_LOST}", err=True)
+    elif isinstance(error, MemoryError) or (isinstance(error, ImportError) and _MAP_FAILED in str(error)):
+        # a memory limit (ulimit -v) stops torch's import with "failed to map segment from shared object"
+        typer.echo(f"error: out of memory: {NOTHING_LOST.replace('free some space', 'free some memory')}", err=True)
+    else:
+        raise error
+    sys.exit(OUT_OF_RESOURCES)
+
+
+_MAP_FAILED = "failed to map segment from shared object"
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+OUT_OF_RESOURCES = 1  # not the user's mistake (2): the machine's
 TERMINATED = 143  # 128 + SIGTERM
 
 
