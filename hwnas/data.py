@@ -18,12 +18,16 @@ a folder                 MNIST-format idx files (``train-images-idx3-ubyte[.gz]`
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import pickle
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -118,13 +122,17 @@ def load_data(source: str | Path | None = None, val_fraction: float = 0.1, split
             raise UserError(f"full Fashion-MNIST not found at {DEBIAN_FASHION_MNIST}: apt-get install dataset-fashion-mnist")
         name, (train, test), classes = "fashion-mnist", _read_dataset(_idx_folder, DEBIAN_FASHION_MNIST), 10
     else:
-        name, train, test, classes = _read_dataset(_from_path, Path(source))
+        with warnings.catch_warnings(record=True) as noticed:  # said only once the data is known to load
+            warnings.simplefilter("always", DataWarning)
+            name, train, test, classes = _read_dataset(_from_path, Path(source))
     total = len(train) + len(test)  # type: ignore[arg-type]
     if total < MIN_IMAGES or len(train) < 2 or len(test) < 1:  # type: ignore[arg-type]
         raise UserError(
             f"data {source} holds {total} image(s): too few to split into training, validation and test images "
             f"(hwnas needs at least {MIN_IMAGES}, in class folders)"
         )
+    for notice in noticed if source not in ("embedded", "fashion-mnist") else []:
+        warnings.warn(notice.message, notice.category, stacklevel=2)
     train, val = _split(train, val_fraction, split_seed)
     channels = int(train[0][0].shape[0])
     return ImageSplits(name, train, val, test, classes, channels)
@@ -195,44 +203,145 @@ def _cifar(root: Path, train: bool) -> TensorImages:
 
 
 def _image_folder(path: Path) -> tuple[str, Dataset, Dataset, int]:
-    subfolders = {child.name for child in path.iterdir() if child.is_dir()}
+    subfolders = {child.name for child in path.iterdir() if child.is_dir() and not child.is_symlink()}
     held_out = next((name for name in ("test", "val") if name in subfolders), None)
+    seen: set[Path] = set()  # real paths: each image once, whichever folder or link names it
     if "train" in subfolders and held_out:  # unreadable folders become one line in _read_dataset
-        train = _checked_image_folder(path / "train")
-        test = _checked_image_folder(path / held_out)
+        train = _checked_image_folder(path / "train", path, seen)
+        test = _checked_image_folder(path / held_out, path, seen)
         if train.classes != test.classes:
             raise UserError(f"{path}: train/ and {held_out}/ have different class folders")
+        _warn_about_classes(path, train)
         return path.name, _PilAsTensor(train), _PilAsTensor(test), len(train.classes)
     if not subfolders:
         raise UserError(
             f"{path}: not a dataset hwnas can read (no class folders): expected MNIST idx files, cifar-10-batches-py, or "
             "an ImageFolder tree (one folder of images per class, optionally under train/ and val/ or test/)"
         )
-    everything = _checked_image_folder(path)
+    everything = _checked_image_folder(path, path, seen)
+    _warn_about_classes(path, everything)
     whole = _PilAsTensor(everything)
     train, test = _split(whole, 0.1, seed=1)
     return path.name, train, test, len(everything.classes)
 
 
-def _checked_image_folder(path: Path) -> tv_datasets.ImageFolder:
-    """An ImageFolder whose every image has been checked (header and chunk checksums, no decoding).
+MAX_IMAGE_PIXELS = 40_000_000  # an image larger than this (40 Mpixel, ~6300 x 6300) is refused before it is decoded
 
-    A corrupt, empty or truncated file is one line naming it, now, rather than a PIL traceback
-    in the middle of training.
+
+class _TreeImageFolder(tv_datasets.ImageFolder):
+    """torchvision's ``ImageFolder``, walked without following links out of the data tree or back into it.
+
+    torchvision walks with ``followlinks=True``: a link from a class folder to its parent made 6 images 486, and
+    the same image landed in both the training and the validation split. Here folders are never entered through a
+    link, a linked file counts only when it leads inside the tree, and every image counts once by its real path
+    (``seen`` is shared by the folders of one data source, so train/ and val/ cannot hold the same file).
     """
+
+    def __init__(self, folder: Path, tree: Path, seen: set[Path]) -> None:
+        self.tree, self.seen, self.links_skipped, self.repeats_skipped = tree.resolve(), seen, 0, 0
+        super().__init__(str(folder))
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        entries = list(os.scandir(directory))
+        self.links_skipped += sum(entry.is_symlink() and entry.is_dir() for entry in entries)
+        classes = sorted(entry.name for entry in entries if entry.is_dir(follow_symlinks=False))
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        return classes, {name: index for index, name in enumerate(classes)}
+
+    def make_dataset(  # type: ignore[override]
+        self, directory: str | Path, class_to_idx: dict[str, int], extensions: Any = None, is_valid_file: Any = None,
+        allow_empty: bool = False,
+    ) -> list[tuple[str, int]]:  # fmt: skip
+        samples = []
+        for name, index in sorted(class_to_idx.items()):
+            samples += [(str(file), index) for file in self._images(Path(directory) / name)]
+        if not samples and not allow_empty:
+            raise FileNotFoundError(f"Found no valid file in {directory}.")
+        return samples
+
+    def _images(self, folder: Path) -> list[Path]:
+        found = []
+        for parent, folders, files in os.walk(folder, followlinks=False):
+            folders.sort()
+            self.links_skipped += sum((Path(parent) / name).is_symlink() for name in folders)
+            for name in sorted(files):
+                path = Path(parent) / name
+                if not name.lower().endswith(tv_datasets.folder.IMG_EXTENSIONS):
+                    continue
+                real = path.resolve()
+                if path.is_symlink() and self.tree not in real.parents:
+                    self.links_skipped += 1
+                elif real in self.seen or not real.is_file():
+                    self.repeats_skipped += real in self.seen
+                else:
+                    self.seen.add(real)
+                    found.append(path)
+        return found
+
+
+def _checked_image_folder(path: Path, tree: Path, seen: set[Path]) -> tv_datasets.ImageFolder:
+    """An ImageFolder whose every image has been checked (header, size and chunk checksums, no decoding).
+
+    A corrupt, empty or truncated file, or one too large to decode (a decompression bomb), is one line naming it,
+    now, rather than a PIL traceback (or a machine out of memory) in the middle of training.
+    """
+    folder = _TreeImageFolder(path, tree, seen)
+    if folder.links_skipped or folder.repeats_skipped:
+        warnings.warn(
+            f"{path}: {folder.links_skipped} link(s) leading out of the data folder (or to a folder) not followed, "
+            f"{folder.repeats_skipped} image(s) named twice counted once",
+            DataWarning,
+            stacklevel=2,
+        )
+    for file, _ in folder.samples:
+        _check_image(file)
+    return folder
+
+
+def _check_image(file: str) -> None:
     from PIL import Image, UnidentifiedImageError
 
-    folder = tv_datasets.ImageFolder(str(path))
-    for file, _ in folder.samples:
-        try:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is judged below, in one line
             with Image.open(file) as image:
+                width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise UserError(
+                        f"image {file} is {width} x {height} pixels, more than the {MAX_IMAGE_PIXELS / 1e6:.0f} Mpixel hwnas "
+                        "decodes (a decompression bomb, or a photo to shrink first); remove or resize it"
+                    )
                 image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
-            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            if isinstance(error, UnidentifiedImageError):
-                detail = "not an image PIL can identify"
-            raise UserError(f"image {file} cannot be read ({detail}); remove or replace it") from None
-    return folder
+    except Image.DecompressionBombError as error:
+        raise UserError(f"image {file} is too large to decode ({error}); remove or resize it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, UnidentifiedImageError):
+            detail = "not an image PIL can identify"
+        raise UserError(f"image {file} cannot be read ({detail}); remove or replace it") from None
+
+
+class DataWarning(UserWarning):
+    """Data that trains, but probably not as the user means (shown as one ``warning:`` line by the CLI)."""
+
+
+def _warn_about_classes(path: Path, folder: tv_datasets.ImageFolder, val_fraction: float = 0.1) -> None:
+    """One class, or classes too small to have an image in the validation split: said, not refused."""
+    counts = Counter(label for _, label in folder.samples)
+    if len(folder.classes) == 1:
+        warnings.warn(
+            f"{path}: one class only ({folder.classes[0]!r}): every image has the same label", DataWarning, stacklevel=2
+        )
+    needed = math.ceil(1 / val_fraction)
+    small = [name for index, name in enumerate(folder.classes) if counts[index] < needed]
+    if small and len(folder.classes) > 1:
+        warnings.warn(
+            f"{path}: {len(small)} of {len(folder.classes)} classes have fewer than {needed} images (e.g. {small[0]!r}), "
+            "too few for the validation split to hold one of each: accuracy on them is not measured",
+            DataWarning,
+            stacklevel=2,
+        )
 
 
 def _split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import signal
 import sys
+import warnings
 
 import typer
 
@@ -52,9 +53,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """A warning as the user reads it: ``warning: message``, without Python's file, line and source."""
+    typer.echo(f"warning: {message}", err=True)
+
+
 def main() -> None:
     """Console-script entry point: user mistakes become one line and exit code 2; Ctrl-C and SIGTERM stop cleanly."""
     _register_verbs()
+    warnings.showwarning = _one_line_warning
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # an inherited "ignore" is respected, as for SIGINT
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
