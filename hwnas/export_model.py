@@ -184,7 +184,8 @@ def _pruned_run_folder(path: Path) -> ResolvedModel:
     try:
         module = build_pruned(spec)
         module.load_state_dict(state)
-    except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, TypeError, ValueError, IndexError) as error:
+    except (pickle.UnpicklingError, RuntimeError, KeyError, EOFError, TypeError, ValueError, IndexError, AttributeError) as error:
+        # AttributeError: a history naming a layer the base network does not have (an edited pruned.json)
         raise UserError(f"{path}: the pruned model does not rebuild ({str(error).splitlines()[0]})") from None
     shape = [int(v) for v in spec["input_shape"]]
     info = {

@@ -723,6 +723,9 @@ CASES: dict[str, Case] = {
         lambda f: _predictor_with_sidecar(f, json.dumps({"sidecar_version": 1})), "refit it"
     ),
     "lut show: table of schema version 0": case(lambda f: ["lut", "show", f.table(edit=_set("schema_version", 0))], "older"),
+    "export: pruned folder whose history names a layer that does not exist": case(
+        lambda f: ["export", _pruned_history(f, [["features.99.conv", True, [0, 1]]]), "--out", f.root / "x"], "does not rebuild"
+    ),
 }
 
 
@@ -737,6 +740,22 @@ def _bomb(f: Files) -> bytes:
 def _pruned_folder(f: Files, version: int) -> Path:
     spec = {"kind": "hwnas-pruned", "version": version, "base": {"arch": TINY}, "history": [], "input_shape": [1, 1, 32, 32]}
     f.write("pruned/model.pt", b"")
+    return f.write("pruned/pruned.json", json.dumps(spec)).parent
+
+
+def _pruned_history(f: Files, history: list[object]) -> Path:
+    """A pruned run folder whose history was edited (the weights a real, empty state dict)."""
+    import io
+
+    import torch
+
+    from hwnas.formats import FORMATS
+
+    fmt = FORMATS["pruned-model"]
+    spec = {fmt.key: fmt.version, "base": {"arch": TINY}, "history": history, "input_shape": [1, 1, 32, 32]}
+    buffer = io.BytesIO()
+    torch.save({}, buffer)
+    f.write("pruned/model.pt", buffer.getvalue())
     return f.write("pruned/pruned.json", json.dumps(spec)).parent
 
 
