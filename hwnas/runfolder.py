@@ -125,3 +125,18 @@ def own_file(path: Path, what: str) -> Path:
     if Path(path).is_symlink():
         raise UserError(f"{what} {path} is a symbolic link; hwnas writes it only as a plain file in its folder (remove the link)")
     return Path(path)
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[None]:
+    """Wait for, then hold, an OS lock on ``path`` (a lock file): for a short step two processes must not do at once,
+    such as creating one search study (SQLite's table creation races otherwise: ``table studies already exists``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
+    handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)

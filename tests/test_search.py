@@ -343,8 +343,8 @@ def _pets(root: Path) -> Path:
         for label in ("cat", "dog", "fox"):
             folder = root / "pets" / split / label
             folder.mkdir(parents=True)
-            for index in range(4):
-                Image.new("RGB", (32, 32), (index * 40, 90 if label == "dog" else 20, 200)).save(folder / f"{index}.png")
+            for index in range(10):  # enough per class that the validation split holds some (else: a warning line)
+                Image.new("RGB", (32, 32), (index * 20, 90 if label == "dog" else 20, 200)).save(folder / f"{index}.png")
     return root / "pets"
 
 
@@ -409,6 +409,43 @@ def test_kill_9_mid_search_then_resume_loses_and_retrains_nothing(device, tmp_pa
     trained = [t for t in study.trials if t.user_attrs.get("state") == "complete"]
     keys = [(t.user_attrs["arch"], json.dumps(t.user_attrs["recipe"], sort_keys=True)) for t in trained]
     assert len(trained) == 6 and len(set(keys)) == 6  # none retrained
+
+
+def _two_searches_at_once(args: list[str]) -> None:
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "hwnas", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for process in processes:
+        _, stderr = process.communicate(timeout=900)
+        assert process.returncode == 0, stderr
+
+
+def _trained_once(database: Path, trials: int) -> None:
+    import sqlite3
+
+    import optuna
+
+    study = optuna.load_study(study_name="random-seed0", storage=f"sqlite:///{database}")
+    states = {t.state for t in study.trials}
+    trained = [t for t in study.trials if t.user_attrs.get("state") == "complete"]
+    keys = [(t.user_attrs["arch"], json.dumps(t.user_attrs["recipe"], sort_keys=True)) for t in trained]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert len(trained) == trials and len(set(keys)) == trials  # every trial done, none twice
+    with sqlite3.connect(database) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.slow
+def test_two_search_processes_on_one_study_do_every_trial_exactly_once(device, tmp_path: Path) -> None:
+    """Two workers on one --out, first on a new study (created once, no race), then on the existing one with a
+    larger budget: each trains what the other is not training, and the study's count is met exactly."""
+    out = tmp_path / "shared"
+    args = [*SEARCH, "--budget-ms", "0.6", "--strategy", "random", "--out", str(out), "--no-measure"]
+    _two_searches_at_once([*args, "--trials", "3"])
+    _trained_once(out / "search.db", 3)
+    _two_searches_at_once([*args, "--trials", "5"])
+    _trained_once(out / "search.db", 5)
 
 
 @pytest.mark.slow

@@ -63,7 +63,7 @@ def test_every_stage_module_declares_one_stage_with_a_typed_result_in_pipeline_o
         module = importlib.import_module(f"hwnas.pipeline.stages.{name}")
         stage = module.STAGE
         assert isinstance(stage, Stage) and stage.name == name and issubclass(stage.result_type, StageResult)
-        assert stage.result_type.STAGE == name and callable(stage.run)
+        assert name == stage.result_type.STAGE and callable(stage.run)
         declared[name] = stage
     assert sorted(stages.STAGE_NAMES) == modules and [s.name for s in stages.STAGES] == list(stages.STAGE_NAMES)
     seen: set[str] = set()

@@ -58,9 +58,13 @@ def run_report(folder: Path) -> tuple[int, str]:
     from hwnas.cli import main
 
     stderr = io.StringIO()
-    with mock.patch.object(sys, "argv", ["hwnas", "report", str(folder)]), contextlib.redirect_stderr(stderr):
-        with contextlib.redirect_stdout(io.StringIO()), pytest.raises(SystemExit) as exit_info:
-            main()
+    with (
+        mock.patch.object(sys, "argv", ["hwnas", "report", str(folder)]),
+        contextlib.redirect_stderr(stderr),
+        contextlib.redirect_stdout(io.StringIO()),
+        pytest.raises(SystemExit) as exit_info,
+    ):
+        main()
     return int(exit_info.value.code or 0), stderr.getvalue()
 
 

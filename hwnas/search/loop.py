@@ -15,11 +15,15 @@ with the study; resuming with another one is refused in one line rather than mix
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import socket
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from hwnas.errors import UserError
 from hwnas.formats import FORMATS
 from hwnas.identity import check_identity
 from hwnas.recipe import Recipe
-from hwnas.runfolder import own_file
+from hwnas.runfolder import held, own_file
 from hwnas.search.codec import Candidate
 from hwnas.search.device import DeviceLatency
 from hwnas.search.executors import Executor
@@ -39,6 +43,10 @@ from hwnas.space import SearchSpace
 from hwnas.typedjson import checked
 
 DEFAULT_MARGIN = 0.05
+HEARTBEAT_S = 10.0  # a running trial is stamped this often by its process
+GRACE_S = 60.0  # a running trial not stamped for this long belongs to a process that is gone
+INTERRUPTED = "interrupted"  # a trial's state when a signal or its process's death stopped it: its candidate is retried
+CREATE_LOCK = ".study.lock"
 MAX_DUPLICATES_PER_TRIAL = 20
 
 STORE_FORMAT = FORMATS["search-store"]
@@ -178,14 +186,15 @@ class SearchLoop:
         )
         self.strategy: Strategy = make_strategy(config.strategy, context)
         Path(config.out).mkdir(parents=True, exist_ok=True)
-        self.study = optuna.create_study(
-            storage=config.storage_url,
-            study_name=config.name,
-            directions=list(self.strategy.directions),
-            sampler=self.strategy.sampler(),
-            load_if_exists=True,
-        )
-        self._check_identity()
+        with held(Path(config.out) / CREATE_LOCK):  # two processes starting one study: one creates it, the other loads it
+            self.study = optuna.create_study(
+                storage=config.storage_url,
+                study_name=config.name,
+                directions=list(self.strategy.directions),
+                sampler=self.strategy.sampler(),
+                load_if_exists=True,
+            )
+            self._check_identity()
         self.results: dict[str, dict[str, Any]] = {}  # candidate key -> stored result attrs
         self.trained = 0
         self.replayed = 0
@@ -194,6 +203,11 @@ class SearchLoop:
         self.session_seconds: list[float] = []
         self.executor: Executor | None = None
         self.slots = 1
+        self.seen: set[int] = set()  # trial numbers already taken in (finished, or failed as interrupted)
+        self.retry: list[Candidate] = []  # candidates a signal or a dead process interrupted: trained again first
+        self.retry_info: dict[str, dict[str, Any]] = {}  # what the strategy stored with each (FBNetV3's genes)
+        self.running: dict[Any, _Running] = {}
+        self.elsewhere: set[str] = set()  # candidates another live process is training now (never trained twice)
 
     # ---- storage ---------------------------------------------------------------------------
     def _check_identity(self) -> None:
@@ -216,40 +230,121 @@ class SearchLoop:
         return sorted(self.study.get_trials(deepcopy=False), key=lambda trial: trial.number)
 
     def _replay(self) -> None:
-        """Tell the strategy every finished trial, in order; fail what a dead process left running."""
-        State = self.optuna.trial.TrialState
-        for trial in self.trials():
-            attrs = trial.user_attrs
-            if trial.state == State.RUNNING:
-                self.study.tell(trial.number, state=State.FAIL)
-                self.interrupted += 1
-                continue
-            if "state" not in attrs or attrs.get("duplicate_of") is not None or attrs["state"] == "duplicate":
-                continue
-            where = f"{self.config.storage_url} (study {self.config.name!r}) trial {trial.number}"
-            attrs = checked_attrs(dict(attrs), where)
-            try:
-                candidate = Candidate.from_json(self.config.space, attrs)
-            except UserError as error:
-                raise UserError(f"{where}: {error}") from None
-            self.results[candidate.key] = dict(attrs)
-            self.strategy.tell(candidate, _outcome(attrs))
-            self.trained += 1
-            self.replayed += 1
+        """Take in every trial finished so far (this process's earlier sessions', or another worker's), in order."""
+        self._sync()
         if self.replayed or self.interrupted:
             self.strategy.reseed(len(self.study.trials))
+
+    def _sync(self) -> None:
+        """Tell the strategy every trial finished since the last look; fail what a dead process left running.
+
+        Several processes may share a study (the multi-worker path Optuna intends): a running trial whose heartbeat is
+        fresh is another worker's and is left alone; one whose heartbeat stopped (``kill -9``) is failed as
+        interrupted, and its candidate is trained again, as is one a signal interrupted.
+        """
+        State = self.optuna.trial.TrialState
+        self.elsewhere = set()
+        for trial in self.trials():
+            if trial.number in self.seen or self._ours(trial):
+                continue
+            if trial.state == State.RUNNING:
+                if self._alive(trial):
+                    if "arch" in trial.user_attrs:
+                        with contextlib.suppress(UserError, KeyError, TypeError, ValueError):
+                            self.elsewhere.add(Candidate.from_json(self.config.space, trial.user_attrs).key)
+                    continue
+                self._fail_interrupted(trial)
+            self.seen.add(trial.number)
+            self._take_in(trial)
+
+    def _take_in(self, trial: Any) -> None:
+        attrs = trial.user_attrs
+        if attrs.get("duplicate_of") is not None or attrs.get("state") == "duplicate" or "arch" not in attrs:
+            return
+        where = f"{self.config.storage_url} (study {self.config.name!r}) trial {trial.number}"
+        if attrs.get("state", INTERRUPTED) == INTERRUPTED:
+            self._queue_retry(attrs, where)
+            return
+        attrs = checked_attrs(dict(attrs), where) | {"number": trial.number}  # the study's own number, not a stored copy
+        try:
+            candidate = Candidate.from_json(self.config.space, attrs)
+        except UserError as error:
+            raise UserError(f"{where}: {error}") from None
+        self.results[candidate.key] = dict(attrs)
+        self.retry = [queued for queued in self.retry if queued.key != candidate.key]
+        self.strategy.tell(candidate, _outcome(attrs))
+        self.trained += 1
+        self.replayed += 1
+
+    def _queue_retry(self, attrs: dict[str, Any], where: str) -> None:
+        self.interrupted += 1
+        try:
+            candidate = Candidate.from_json(self.config.space, attrs)
+        except (UserError, KeyError, TypeError, ValueError):
+            return  # an interrupted trial whose candidate cannot be read: nothing to retry
+        if candidate.key not in self.results and all(queued.key != candidate.key for queued in self.retry):
+            self.retry.append(candidate)
+            self.retry_info[candidate.key] = attrs.get("info") if isinstance(attrs.get("info"), dict) else {}
+
+    def _ours(self, trial: Any) -> bool:
+        return any(entry.trial.number == trial.number for entry in self.running.values())
+
+    def _alive(self, trial: Any) -> bool:
+        """Is a running trial's process still alive? On this host its PID answers at once (a search rerun right after
+        ``kill -9`` retries at once); another host's worker is alive while its ``heartbeat`` is younger than
+        :data:`GRACE_S`."""
+        attrs = trial.user_attrs
+        owner = attrs.get("owner")
+        if isinstance(owner, str) and owner.rpartition(":")[0] == socket.gethostname():
+            return _pid_alive(owner.rpartition(":")[2])
+        beat = attrs.get("heartbeat")
+        return isinstance(beat, int | float) and time.time() - beat < GRACE_S
+
+    def _fail_interrupted(self, trial: Any) -> None:
+        """Mark a trial whose process stopped as interrupted (another worker may do the same at the same moment)."""
+        try:
+            self.study._storage.set_trial_user_attr(trial._trial_id, "state", INTERRUPTED)
+            self.study.tell(trial.number, state=self.optuna.trial.TrialState.FAIL)
+        except (self.optuna.exceptions.UpdateFinishedTrialError, ValueError, RuntimeError):
+            pass  # finished or failed meanwhile
+
+    def _taken(self) -> int:
+        """Trials the study's budget has given out: finished ones (any worker's) and the ones running now, alive."""
+        State = self.optuna.trial.TrialState
+        count = 0
+        for trial in self.trials():
+            attrs = trial.user_attrs
+            if "arch" not in attrs or attrs.get("state") in ("duplicate", INTERRUPTED) or attrs.get("duplicate_of") is not None:
+                continue
+            if trial.state == State.RUNNING:
+                count += self._ours(trial) or self._alive(trial)
+            elif "state" in attrs:
+                count += 1
+        return count
 
     # ---- the loop ----------------------------------------------------------------------------
     def run(self, executor: Executor, on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
         self.executor, self.slots = executor, executor.slots
         self._replay()
-        running: dict[Any, _Running] = {}
         started = time.perf_counter()
         if on_progress:
             on_progress(self._progress(started, None))
-        while self.trained + len(running) < self.config.trials or running:
-            while len(running) < executor.slots and self.trained + len(running) < self.config.trials:
-                job = self._ask(running)
+        with self._heartbeat():
+            try:
+                self._loop(executor, started, on_progress)
+            except BaseException:
+                self._interrupt_running()
+                raise
+        self._sync()  # what other workers finished meanwhile belongs in the summary too
+        return self.summary()
+
+    def _loop(self, executor: Executor, started: float, on_progress: Callable[[Progress], None] | None) -> None:
+        running = self.running
+        while True:
+            while len(running) < executor.slots:
+                with held(Path(self.config.out) / CREATE_LOCK):  # another process's ask waits: no pair is given out twice
+                    self._sync()
+                    job = self._ask(running) if self._taken() < self.config.trials else None
                 if job is None:
                     break
                 handle, entry = job
@@ -259,15 +354,43 @@ class SearchLoop:
             for handle, result in executor.wait_any(list(running)):
                 entry = running.pop(handle)
                 attrs = self._record(entry, result)
+                self.seen.add(entry.trial.number)
                 if on_progress:
                     on_progress(self._progress(started, attrs))
-        return self.summary()
+
+    def _interrupt_running(self) -> None:
+        """Ctrl-C, SIGTERM or an error mid-search: this process's running trials are stored as interrupted (not failed),
+        so the next session trains their candidates again rather than counting them done."""
+        for entry in list(self.running.values()):
+            self._fail_interrupted(entry.trial)
+        self.running.clear()
+
+    @contextlib.contextmanager
+    def _heartbeat(self) -> Iterator[None]:
+        """Every :data:`HEARTBEAT_S`, stamp this process's running trials (another worker then knows they are alive)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_S):
+                for entry in list(self.running.values()):
+                    try:
+                        self.study._storage.set_trial_user_attr(entry.trial._trial_id, "heartbeat", time.time())
+                    except Exception:
+                        continue
+
+        thread = threading.Thread(target=beat, name="hwnas-trial-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=HEARTBEAT_S)
 
     def _ask(self, running: dict[Any, _Running]) -> tuple[Any, _Running] | None:
-        in_flight = {entry.candidate.key for entry in running.values()}
+        in_flight = {entry.candidate.key for entry in running.values()} | self.elsewhere
         for _ in range(MAX_DUPLICATES_PER_TRIAL):
             trial = self.study.ask()
-            candidate = self.strategy.ask(trial)
+            candidate = self.retry.pop(0) if self.retry else self.strategy.ask(trial)
             if candidate.key in self.results:
                 self._reuse(trial, candidate)
                 continue
@@ -280,7 +403,9 @@ class SearchLoop:
                 "predicted_latency_ms": predicted,
                 "seed": self.config.seed,
                 "strategy": self.config.strategy,
-                "info": self.strategy.info(candidate),
+                "info": self.retry_info.pop(candidate.key, None) or self.strategy.info(candidate),
+                "heartbeat": time.time(),
+                "owner": f"{socket.gethostname()}:{os.getpid()}",  # which process trains it
             }
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
@@ -379,6 +504,17 @@ class SearchLoop:
             "strategy_report": self.strategy.report(),
             "trials": trials,
         }
+
+
+def _pid_alive(pid_text: str) -> bool:
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError, OverflowError):
+        return True  # not ours to judge (another user's process, or an unreadable owner): trust the heartbeat rule
+    return pid != os.getpid()  # this very process, yet not a trial it is running: left by an earlier loop, dead
 
 
 def _outcome(attrs: dict[str, Any]) -> Outcome:
