@@ -1,4 +1,4 @@
-"""Kill anywhere: SIGKILL ``hwnas profile``, ``search``, ``prune`` and ``run --quick`` at seeded random moments, resume, count.
+"""Kill anywhere: SIGKILL or SIGTERM ``hwnas profile``, ``search``, ``prune``, ``run --quick`` at seeded moments, resume, count.
 
 For each command (small settings, below) the harness
 
@@ -18,22 +18,29 @@ the integrity failures (a store that fails the check, a JSON file under its fina
 parse), and whether the final outputs have the same keys as the reference's. All must be 0 / equal.
 A kill drawn after the command had already finished is counted as such, not as a kill.
 
-Writes ``benchmarks/results/kill_harness.json``. ``tests/test_kill_harness.py`` runs a reduced form
-(one kill of profile and of search) through the same code.
+With ``--signal TERM`` the group gets SIGTERM instead (a scheduler or ``docker stop``): the command must
+stop by itself with exit 143 and its "terminated" line, leave no worker behind, and the candidates it
+interrupted (search trials stored as ``interrupted``) must be trained on resume (``interrupted`` /
+``interrupted_retried``).
+
+Writes ``benchmarks/results/kill_harness.json`` (``kill_harness_sigterm.json`` with ``--signal TERM``).
+``tests/test_kill_harness.py`` runs a reduced form (one kill of profile and of search) through the same code.
 
     flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/kill_harness.py [--seed 0] [--kills-per-command 3]
-        [--commands profile,search,prune,run] [--workdir DIR]
+        [--commands profile,search,prune,run] [--workdir DIR] [--signal KILL|TERM]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -160,8 +167,10 @@ def group_gone(pgid: int, within_s: float = 10.0) -> bool:
     return not group_members(pgid)
 
 
-def start_and_kill(command: list[str], at_s: float, log_file: Path) -> dict[str, Any]:
-    """Start ``command`` in its own process group and SIGKILL the group ``at_s`` seconds later (unless it ended)."""
+def start_and_kill(command: list[str], at_s: float, log_file: Path, stop: signal.Signals = signal.SIGKILL) -> dict[str, Any]:
+    """Start ``command`` in its own process group and send ``stop`` to the group ``at_s`` seconds later (unless it ended).
+
+    After SIGTERM the command must end by itself (within 60 s) with exit 143 and a "terminated" line."""
     started = time.monotonic()
     with log_file.open("w") as stderr:
         process = subprocess.Popen(
@@ -170,9 +179,15 @@ def start_and_kill(command: list[str], at_s: float, log_file: Path) -> dict[str,
         try:
             process.wait(timeout=at_s)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, stop)
             process.wait(timeout=60)
-            return {"killed": True, "at_s": round(time.monotonic() - started, 2), "survivors": not group_gone(process.pid)}
+            entry = {"killed": True, "at_s": round(time.monotonic() - started, 2), "survivors": not group_gone(process.pid)}
+            if stop != signal.SIGKILL:
+                stderr.flush()
+                last = (log_file.read_text().strip().splitlines() or [""])[-1]
+                entry |= {"exit": process.returncode, "clean_stop": process.returncode == 143 and "terminated" in last}
+                entry |= {} if entry["clean_stop"] else {"stderr": log_file.read_text()[-2000:]}
+            return entry
         finally:
             if process.poll() is None:  # never leave one behind
                 os.killpg(process.pid, signal.SIGKILL)
@@ -188,9 +203,32 @@ def _summary(found: Audit) -> dict[str, Any]:
     return {"items": len(found.items), "stores": kinds, "integrity_failures": found.integrity_failures}
 
 
-def kill_once(spec: Command, shared: Path, out: Path, at_s: float, reference: dict[str, Any]) -> dict[str, Any]:
+def interrupted_candidates(out: Path) -> tuple[set[str], set[str]]:
+    """(arch, recipe) keys of search trials stored as ``interrupted``, and of trials completed, in every study under ``out``."""
+    interrupted: set[str] = set()
+    completed: set[str] = set()
+    for database in out.rglob("search.db"):
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            rows = connection.execute(
+                "SELECT trial_id, key, value_json FROM trial_user_attributes WHERE key IN ('arch', 'recipe', 'state')"
+            ).fetchall()
+        trials: dict[int, dict[str, Any]] = {}
+        for trial_id, key, value in rows:
+            trials.setdefault(trial_id, {})[key] = json.loads(value)
+        for attrs in trials.values():
+            key = json.dumps([attrs.get("arch"), attrs.get("recipe")], sort_keys=True)
+            if attrs.get("state") == "interrupted":
+                interrupted.add(key)
+            elif attrs.get("state") == "complete":
+                completed.add(key)
+    return interrupted, completed
+
+
+def kill_once(
+    spec: Command, shared: Path, out: Path, at_s: float, reference: dict[str, Any], stop: signal.Signals = signal.SIGKILL
+) -> dict[str, Any]:
     command = hwnas(*spec.args(shared, out))
-    outcome = start_and_kill(command, at_s, out.with_name(out.name + ".killed.log"))
+    outcome = start_and_kill(command, at_s, out.with_name(out.name + ".killed.log"), stop)
     entry: dict[str, Any] = {"drawn_s": round(at_s, 2), **outcome}
     if not outcome["killed"]:
         entry["note"] = "the command ended before the kill"
@@ -207,6 +245,8 @@ def kill_once(spec: Command, shared: Path, out: Path, at_s: float, reference: di
     entry["after_resume"] = _summary(after)
     found = compare(before, after)
     entry["lost"], entry["changed"], entry["redone"] = found.lost, found.changed, found.redone
+    interrupted, completed = interrupted_candidates(out)
+    entry["interrupted"], entry["interrupted_retried"] = len(interrupted), len(interrupted & completed)
     keys = output_keys(resumed.stdout, out)
     entry["keys_match"] = keys == reference["keys"]
     if not entry["keys_match"]:
@@ -214,7 +254,9 @@ def kill_once(spec: Command, shared: Path, out: Path, at_s: float, reference: di
     return entry
 
 
-def run_command(spec: Command, kills: int, seed: int, workdir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_command(
+    spec: Command, kills: int, seed: int, workdir: Path, log: Callable[[str], None] = print, stop: signal.Signals = signal.SIGKILL
+) -> dict[str, Any]:
     shared = workdir / spec.name / "shared"
     shared.mkdir(parents=True, exist_ok=True)
     if spec.prepare is not None:
@@ -235,7 +277,7 @@ def run_command(spec: Command, kills: int, seed: int, workdir: Path, log: Callab
     entries = []
     for index in range(kills):
         at_s = rng.uniform(spec.earliest_s, max(spec.earliest_s + 1.0, 0.9 * expected))  # 0.9: a kill after the end is no kill
-        entry = kill_once(spec, shared, workdir / spec.name / f"kill-{index}", at_s, reference)
+        entry = kill_once(spec, shared, workdir / spec.name / f"kill-{index}", at_s, reference, stop)
         entries.append(entry)
         log(
             f"{spec.name}: kill {index + 1}/{kills} at {entry['at_s']} s: "
@@ -254,7 +296,8 @@ def totals(commands: dict[str, dict[str, Any]]) -> dict[str, int]:
     counts = dict.fromkeys(
         (
             "kills", "resumes", "finished_before_kill", "failed_resumes", "items_before_kill", "items_lost", "items_changed",
-            "items_redone", "integrity_failures", "key_mismatches", "survivors",
+            "items_redone", "integrity_failures", "key_mismatches", "survivors", "unclean_stops", "interrupted",
+            "interrupted_not_retried",
         ),
         0,
     )  # fmt: skip
@@ -276,17 +319,28 @@ def totals(commands: dict[str, dict[str, Any]]) -> dict[str, int]:
             counts["integrity_failures"] += len(entry["after_resume"]["integrity_failures"])
             counts["key_mismatches"] += not entry["keys_match"]
             counts["survivors"] += bool(entry["survivors"])
+            counts["unclean_stops"] += entry.get("clean_stop") is False
+            counts["interrupted"] += entry.get("interrupted", 0)
+            counts["interrupted_not_retried"] += entry.get("interrupted", 0) - entry.get("interrupted_retried", 0)
     return counts
 
 
-def run_harness(names: list[str], kills: int, seed: int, workdir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_harness(
+    names: list[str],
+    kills: int,
+    seed: int,
+    workdir: Path,
+    log: Callable[[str], None] = print,
+    stop: signal.Signals = signal.SIGKILL,
+) -> dict[str, Any]:
     unknown = [name for name in names if name not in COMMANDS]
     if unknown:
         raise SystemExit(f"unknown command(s) {unknown}: choose from {', '.join(COMMANDS)}")
     started = time.monotonic()
     load_before = os.getloadavg()
-    commands = {name: run_command(COMMANDS[name], kills, seed, workdir, log) for name in names}
+    commands = {name: run_command(COMMANDS[name], kills, seed, workdir, log, stop) for name in names}
     return {
+        "signal": stop.name,
         "seed": seed,
         "kills_per_command": kills,
         "commands_run": names,
@@ -322,14 +376,17 @@ def main() -> None:
     parser.add_argument("--kills-per-command", type=int, default=3)
     parser.add_argument("--commands", default=",".join(COMMANDS), help=f"comma-separated, of {', '.join(COMMANDS)}")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temporary folder, removed)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "kill_harness.json")
+    parser.add_argument("--signal", choices=("KILL", "TERM"), default="KILL", help="SIGKILL (a crash) or SIGTERM (a scheduler)")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/kill_harness[_sigterm].json")
     args = parser.parse_args()
+    stop = signal.Signals[f"SIG{args.signal}"]
+    args.out = args.out or RESULTS / ("kill_harness.json" if stop == signal.SIGKILL else "kill_harness_sigterm.json")
     if args.kills_per_command < 1:
         parser.error("--kills-per-command must be at least 1")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hwnas-kill-harness-"))
     try:
         result = run_harness([name.strip() for name in args.commands.split(",") if name.strip()], args.kills_per_command,
-                             args.seed, workdir)  # fmt: skip
+                             args.seed, workdir, stop=stop)  # fmt: skip
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -337,8 +394,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["totals"], indent=2))
-    bad = {key: value for key, value in result["totals"].items() if key not in ("kills", "resumes", "finished_before_kill",
-                                                                                 "items_before_kill") and value}  # fmt: skip
+    counted = ("kills", "resumes", "finished_before_kill", "items_before_kill", "interrupted")
+    bad = {key: value for key, value in result["totals"].items() if key not in counted and value}
     if bad:
         raise SystemExit(f"the kill harness found problems: {bad} (see {args.out})")
 

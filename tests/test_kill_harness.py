@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -145,6 +146,39 @@ def test_the_kill_takes_the_whole_process_group(tmp_path: Path) -> None:
     assert not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] in "ZX"
     ended = harness.start_and_kill([sys.executable, "-c", "print('done')"], 30.0, tmp_path / "log2")
     assert not ended["killed"] and ended["exit"] == 0
+
+
+def test_sigterm_must_end_the_command_by_itself_with_its_terminated_line(tmp_path: Path) -> None:
+    """A command that stops on SIGTERM as hwnas does is a clean stop; one that ignores it is not (it is killed)."""
+    harness = load_harness()
+    polite = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n    print('terminated: kept, rerun to continue', file=sys.stderr); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, stop); time.sleep(60)"
+    )
+    clean = harness.start_and_kill([sys.executable, "-c", polite], 2.0, tmp_path / "log", signal.SIGTERM)
+    assert clean["killed"] and clean["clean_stop"] and clean["exit"] == 143 and not clean["survivors"]
+    silent = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(0)); time.sleep(60)"
+    unclean = harness.start_and_kill([sys.executable, "-c", silent], 2.0, tmp_path / "log2", signal.SIGTERM)
+    assert unclean["killed"] and not unclean["clean_stop"] and unclean["exit"] == 0
+
+
+def test_interrupted_candidates_are_read_from_every_study(tmp_path: Path) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'out' / 'search.db'}"
+    (tmp_path / "out").mkdir()
+    study = optuna.create_study(storage=storage, study_name="s")
+    for arch, state in (("a", "interrupted"), ("a", "complete"), ("b", "interrupted"), ("c", "complete")):
+        trial = study.ask()
+        for key, value in (("arch", arch), ("recipe", {"lr": 0.1}), ("state", state)):
+            trial.set_user_attr(key, value)
+        if state == "complete":
+            study.tell(trial, 1.0)
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    interrupted, completed = load_harness().interrupted_candidates(tmp_path)
+    assert len(interrupted) == 2 and len(completed) == 2 and len(interrupted & completed) == 1  # a retried, b not
 
 
 # ---- the harness, reduced ----------------------------------------------------------------------------------
