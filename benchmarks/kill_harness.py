@@ -209,6 +209,9 @@ def interrupted_candidates(out: Path) -> tuple[set[str], set[str]]:
     completed: set[str] = set()
     for database in out.rglob("search.db"):
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "trial_user_attributes" not in tables:  # not an Optuna study (e.g. pruning's own store)
+                continue
             rows = connection.execute(
                 "SELECT trial_id, key, value_json FROM trial_user_attributes WHERE key IN ('arch', 'recipe', 'state')"
             ).fetchall()
@@ -284,7 +287,9 @@ def run_command(
             + (
                 f"{entry['after_kill']['items']} items kept, resumed in {entry['resume_s']} s (exit {entry['resume_exit']}), "
                 f"lost {len(entry['lost'])}, changed {len(entry['changed'])}, redone {len(entry['redone'])}, "
-                f"keys {'match' if entry['keys_match'] else 'DIFFER'}"
+                f"keys {'match' if entry['keys_match'] else 'DIFFER'}, "
+                f"{entry['interrupted']} interrupted ({entry['interrupted_retried']} retried)"
+                + ("" if entry.get("clean_stop", True) else ", NOT a clean stop")
                 if entry["killed"]
                 else entry["note"]
             )

@@ -400,6 +400,25 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
 
 
 @pytest.mark.slow
+def test_hwnas_export_with_a_tflite_fp16_device_exports_tflite_fp16(quick_run: QuickRun, tmp_path: Path) -> None:
+    """``hwnas export`` without --format gives a TFLite fp16 device ``tflite-fp16`` first (see test_export_format.py)."""
+    pytest.importorskip("ai_edge_litert", reason="the TFLite interpreter is not installed (pip install -e '.[tflite]')")
+    from test_export_format import FP16
+
+    folder, first = quick_run
+    assert first.returncode == 0, first.stderr[-3000:]
+    spec, out = tmp_path / "fp16.toml", tmp_path / "export"
+    spec.write_text(FP16)
+    result = hwnas("export", str(folder / "model"), "--device", str(spec), "--out", str(out), "--images", "50", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    card = json.loads(result.stdout)
+    assert [item["format"] for item in card["exports"]] == ["tflite-fp16", "onnx", "tflite"]
+    fp16 = card["exports"][0]
+    assert (out / fp16["file"]).stat().st_size > 0 and fp16["verification"]["passed"]
+    assert [m["device"] for m in fp16["latency"]] == ["host-cpu-tflite-fp16"] and fp16["latency"][0]["median_ms"] > 0
+
+
+@pytest.mark.slow
 def test_quick_run_goes_from_device_to_verified_measured_files(quick_run: QuickRun) -> None:
     folder, result = quick_run
     assert result.returncode == 0, result.stderr[-3000:]  # its wall time is benchmarks/pipeline_quick.py's business
