@@ -117,6 +117,8 @@ FORMATS: dict[str, FileFormat] = _table(
     FileFormat("run-summary", "run summary", 1, "re-run the pipeline (hwnas run --fresh)"),
     FileFormat("model-card", "model card", 1, "export the model again (hwnas export)"),
     FileFormat("accuracy-pairs", "accuracy pairs", 1, "collect the pairs again"),
+    FileFormat("supernet", "supernet description", 1, "train the supernet again (hwnas supernet train --out DIR)",
+               unversioned=None),
     # written by people (the key is optional: without it the current version is meant)
     FileFormat("device-spec", "device spec", 1, "see devices/specs/*.toml for the current fields", hand_written=True),
     FileFormat("recipe", "recipe file", 1, "see `hwnas train --help` for the current fields", hand_written=True),

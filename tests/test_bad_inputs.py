@@ -683,6 +683,48 @@ CASES: dict[str, Case] = {
         lambda f: ["report", f.write("run/stages/device.json", NOT_UTF8).parent.parent] if f.write("run/config.toml", "") else [],
         "not UTF-8",
     ),
+    # ---- supernet (train: every one must fail before the first step and before --out is made) ----
+    "supernet train: --epochs 0": case(lambda f: ["supernet", "train", "--epochs", "0", "--out", f.root / "sn"], "'epochs'"),
+    "supernet train: unknown --space": case(
+        lambda f: ["supernet", "train", "--space", "imagenet", "--out", f.root / "sn"], "unknown search space"
+    ),
+    "supernet train: no --out": case(lambda f: ["supernet", "train"], "--out"),
+    "supernet train: --out an existing file": case(
+        lambda f: ["supernet", "train", "--out", f.write("supernet.txt", "keep me")], "--out"
+    ),
+    "supernet train: --out in a read-only folder": case(lambda f: ["supernet", "train", "--out", f.readonly / "sn"], "--out"),
+    "supernet train: --out under a file": case(
+        lambda f: ["supernet", "train", "--out", f.write("supernet.txt", "keep me") / "sn"], "--out"
+    ),
+    "supernet train: --subnets -1": case(lambda f: ["supernet", "train", "--subnets", "-1", "--out", f.root / "sn"], "--subnets"),
+    "supernet train: --set mixup=0.2 (not applied to a supernet)": case(
+        lambda f: ["supernet", "train", "--set", "mixup=0.2", "--out", f.root / "sn"], "'mixup'"
+    ),
+    "supernet train: --data of other channels and classes": case(
+        lambda f: ["supernet", "train", "--data", f.image_folder("imgs", 10), "--out", f.root / "sn"], "channel"
+    ),
+    "supernet eval: folder that does not exist": case(
+        lambda f: ["supernet", "eval", f.missing("sn"), "--arch", "largest"], "does not exist"
+    ),
+    "supernet eval: folder without supernet.json": case(
+        lambda f: ["supernet", "eval", f.folder("sn"), "--arch", "largest"], "not a supernet folder"
+    ),
+    "supernet eval: malformed --arch": case(lambda f: ["supernet", "eval", _supernet(f), "--arch", "default:r32_c16"], "bad"),
+    "supernet eval: --arch of another space": case(
+        lambda f: ["supernet", "eval", _supernet(f), "--arch", get_space("mnasnet").sample(0).format()], "space"
+    ),
+    "supernet eval: supernet.json []": case(
+        lambda f: ["supernet", "eval", _supernet(f, info="[]"), "--arch", "largest"], "JSON object"
+    ),
+    "supernet eval: supernet.json from a newer hwnas": case(
+        lambda f: ["supernet", "eval", _supernet(f, version=9), "--arch", "largest"], "upgrade hwnas"
+    ),
+    "supernet eval: supernet.pt of another space": case(
+        lambda f: ["supernet", "eval", _supernet(f, weights=_other_supernet_weights()), "--arch", "largest"], "does not fit"
+    ),
+    "supernet eval: supernet.pt a zip bomb": case(
+        lambda f: ["supernet", "eval", _supernet(f, weights=_bomb(f)), "--arch", "largest"], "zip bomb"
+    ),
     # ---- files of another hwnas (schema versions) and zip bombs ----------------------------------
     "export: run folder result.json from a newer hwnas": case(
         lambda f: ["export", f.run_folder(result=json.dumps({"schema_version": 9, "arch": TINY})), "--out", f.root / "x"],
@@ -735,6 +777,41 @@ def _bomb(f: Files) -> bytes:
 
     path = torch_zip_bomb(f.root.parent / "bomb.pt", megabytes=32)
     return path.read_bytes()
+
+
+def _supernet(f: Files, version: int | None = None, info: str | None = None, weights: bytes | None = None) -> Path:
+    """A real supernet folder of the default space (untrained), with its description or weights replaced when given."""
+    import torch
+
+    from hwnas.recipe import Recipe
+    from hwnas.supernet import Supernet
+    from hwnas.supernet.store import INFO_FILE, WEIGHTS_FILE, save_supernet
+
+    folder = f.root / "sn"
+    torch.manual_seed(0)
+    described = save_supernet(
+        folder, Supernet(get_space("default")), data={}, recipe=Recipe(), seed=0, method={}, curve=[], wall_time_s=0.0
+    )
+    if version is not None:
+        info = json.dumps(described | {"schema_version": version})
+    if info is not None:
+        f.write(f"sn/{INFO_FILE}", info)
+    if weights is not None:
+        f.write(f"sn/{WEIGHTS_FILE}", weights)
+    return folder
+
+
+def _other_supernet_weights() -> bytes:
+    """The state dict of a supernet of another space (mnasnet's): a shared folder whose two files do not belong together."""
+    import io
+
+    import torch
+
+    from hwnas.supernet import Supernet
+
+    buffer = io.BytesIO()
+    torch.save(Supernet(get_space("mnasnet")).state_dict(), buffer)
+    return buffer.getvalue()
 
 
 def _pruned_folder(f: Files, version: int) -> Path:

@@ -368,7 +368,25 @@ def in_folder(name: str) -> Callable[[Path], Path]:
     return lambda folder: folder / name
 
 
+def make_supernet(tmp: Path) -> Path:
+    from hwnas.presets import get_space
+    from hwnas.recipe import Recipe
+    from hwnas.supernet import Supernet
+    from hwnas.supernet.store import save_supernet
+
+    folder = tmp / "supernet"
+    save_supernet(folder, Supernet(get_space("default")), data={}, recipe=Recipe(), seed=0, method={}, curve=[], wall_time_s=0.0)
+    return folder
+
+
+def read_supernet(folder: Path) -> Any:
+    from hwnas.supernet.store import load_supernet
+
+    return load_supernet(folder)
+
+
 CASES: dict[str, Case] = {
+    "supernet": Case(make_supernet, in_folder("supernet.json"), set_json, read_supernet),
     "latency-table": Case(make_table, same, set_json, read_table),
     "profile-store": Case(make_profile_store, same, set_meta, read_profile_store),
     "predictor-sidecar": Case(make_predictor, lambda p: p.with_suffix(".json"), set_json, read_predictor),

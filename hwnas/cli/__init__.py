@@ -33,6 +33,7 @@ VERB_MODULES = (
     "report",
     "prune",
     "search",
+    "supernet",
 )
 
 

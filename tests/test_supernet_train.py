@@ -1,0 +1,237 @@
+"""Supernet training (sandwich rule, in-place distillation), its folder on disk, and ``hwnas supernet train|eval``.
+
+Small slices of the embedded data and one thread keep every training here to seconds; what is
+checked is the machinery (files, versions, resume, refusals), not how well a supernet learns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hwnas.errors import UserError
+from hwnas.formats import FORMATS
+from hwnas.presets import get_space
+from hwnas.recipe import Recipe
+from hwnas.space import SearchSpace, StageSpace
+from hwnas.supernet import Supernet
+from hwnas.supernet.store import INFO_FILE, WEIGHTS_FILE, load_supernet, save_supernet
+from hwnas.supernet.train import SupernetTraining, train_supernet
+
+TRAIN_IMAGES, VAL_IMAGES = 256, 128
+RECIPE = Recipe(epochs=1, batch_size=128, lr=0.1)
+
+
+# two resolutions (the subnetworks drawn per step, and their resolutions, must be drawn again alike on resume),
+# squeeze-excite and activation choices: every kind of choice a resumed epoch must draw as the interrupted one did
+TINY = SearchSpace(
+    name="tiny",
+    description="a narrow two-stage space for quick supernet training",
+    in_channels=1,
+    num_classes=10,
+    resolutions=(24, 32),
+    stem_channels=8,
+    stem_stride=2,
+    stages=(
+        StageSpace(2, (8, 16), (1, 2), (3, 5), (2, 3)),
+        StageSpace(2, (16, 24), (1, 2), (3, 5), (3,), (False, True), ("relu", "hswish")),
+    ),
+    final_expand=64,
+    head_act="hswish",
+)
+
+
+class _Stop(Exception):
+    """Raised from ``log`` to end training where a kill would: after an epoch's checkpoint is written."""
+
+
+def _train(
+    data, space: SearchSpace, recipe: Recipe, folder: Path, stop_after: int | None = None
+) -> tuple[SupernetTraining, list[str]]:
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if stop_after is not None and line.startswith(f"epoch {stop_after}/"):
+            raise _Stop
+
+    trained = train_supernet(space, recipe, data, seed=3, random_subnets=1, threads=1, checkpoint=folder, log=log)
+    return trained, lines
+
+
+def _save(folder: Path, trained: SupernetTraining, recipe: Recipe) -> dict:
+    data = {"source": "embedded", "name": "slice"}
+    return save_supernet(
+        folder, trained.supernet, data=data, recipe=recipe, seed=3, method=trained.method, curve=trained.curve, wall_time_s=1.0
+    )
+
+
+@pytest.fixture(scope="module")
+def small_data(embedded_data):
+    return embedded_data.head(TRAIN_IMAGES, VAL_IMAGES)
+
+
+# ---- (a) one epoch, its files, and a load that gives back the same network ----------------------
+def test_one_epoch_writes_a_checkpoint_and_a_versioned_folder_that_loads_back(small_data, tmp_path: Path) -> None:
+    space = get_space("default")
+    trained, lines = _train(small_data, space, RECIPE, tmp_path)
+    assert (tmp_path / "checkpoint.pt").stat().st_size > 0
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/1: loss") and "largest" in lines[0] and "smallest" in lines[0]
+    point = trained.curve[0]
+    assert point["epoch"] == 1 and 0 <= point["smallest_val_accuracy"] <= 1 and 0 <= point["largest_val_accuracy"] <= 1
+    assert trained.supernet.active_arch == trained.supernet.largest_arch() and not trained.supernet.training
+
+    written = _save(tmp_path, trained, RECIPE)
+    info = json.loads((tmp_path / INFO_FILE).read_text())
+    assert info == written and info[FORMATS["supernet"].key] == FORMATS["supernet"].version
+    assert SearchSpace.from_json(info["space"]) == space and info["space_hash"] == space.hash
+    assert (info["in_channels"], info["num_classes"], info["epochs"], info["seed"]) == (1, 10, 1, 3)
+    assert info["recipe"] == RECIPE.to_json() and info["method"]["random_subnets"] == 1 and info["curve"] == trained.curve
+    assert info["hwnas_version"] and info["method"]["name"] == "sandwich-inplace-distillation"
+    state = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
+    assert state.keys() == trained.supernet.state_dict().keys()
+
+    loaded, loaded_info = load_supernet(tmp_path)
+    assert loaded_info == info and not loaded.training
+    images = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    for arch in (loaded.largest_arch(), loaded.smallest_arch(), loaded.sample_arch(random.Random(1))):
+        trained.supernet.set_active(arch)
+        loaded.set_active(arch)
+        with torch.no_grad():
+            assert torch.equal(loaded(images), trained.supernet(images))
+
+
+# ---- (b) a killed run, rerun, ends where an uninterrupted one does -------------------------------
+def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(small_data, tmp_path: Path) -> None:
+    space = TINY  # the machinery is the same for any space; this one trains in a fraction of the default's time
+    recipe = dataclasses.replace(RECIPE, epochs=2, randaugment=5, label_smoothing=0.1)
+    whole, lines = _train(small_data, space, recipe, tmp_path / "whole")
+    assert len(lines) == 2
+
+    with pytest.raises(_Stop):
+        _train(small_data, space, recipe, tmp_path / "killed", stop_after=1)
+    torch.manual_seed(12345)  # another process starts from other random states: the checkpoint must bring back its own
+    random.seed(12345)
+    resumed, lines = _train(small_data, space, recipe, tmp_path / "killed")
+    assert "1 epoch(s) done, from epoch 2 of 2" in lines[0] and len(lines) == 2
+    drop = lambda points: [{k: v for k, v in p.items() if k != "seconds"} for p in points]  # noqa: E731
+    assert drop(resumed.curve) == drop(whole.curve)
+    expected, got = whole.supernet.state_dict(), resumed.supernet.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[name], got[name]) for name in expected)
+
+    again, lines = _train(small_data, space, recipe, tmp_path / "killed")  # a finished checkpoint: nothing left to do
+    assert "nothing left to train" in lines[0] and again.curve == resumed.curve
+    assert all(torch.equal(expected[name], tensor) for name, tensor in again.supernet.state_dict().items())
+
+    with pytest.raises(UserError, match="is from other training") as caught:  # other settings: refused, not resumed
+        _train(small_data, space, dataclasses.replace(recipe, lr=0.05), tmp_path / "killed")
+    assert "recipe.lr 0.1 (now 0.05)" in str(caught.value) and "--fresh" in str(caught.value) and "\n" not in str(caught.value)
+
+
+# ---- (c) files of a newer hwnas, and weights of another space ----------------------------------
+def _untrained_folder(folder: Path, space: SearchSpace) -> Path:
+    torch.manual_seed(0)
+    trained = SupernetTraining(Supernet(space), [], {"name": "none"}, 1)
+    _save(folder, trained, RECIPE)
+    return folder
+
+
+def _one_line_error(folder: Path, *fragments: str) -> None:
+    with pytest.raises(UserError) as caught:
+        load_supernet(folder)
+    message = str(caught.value)
+    assert "\n" not in message and all(fragment in message for fragment in fragments), message
+
+
+def test_a_description_from_a_newer_hwnas_says_upgrade(tmp_path: Path) -> None:
+    folder = _untrained_folder(tmp_path, get_space("default"))
+    info = json.loads((folder / INFO_FILE).read_text())
+    info[FORMATS["supernet"].key] = FORMATS["supernet"].version + 1
+    (folder / INFO_FILE).write_text(json.dumps(info))
+    _one_line_error(folder, "newer", "upgrade hwnas")
+
+
+def test_weights_of_another_space_are_refused_in_one_line(tmp_path: Path) -> None:
+    folder = _untrained_folder(tmp_path, get_space("default"))
+    other = SearchSpace("other", "", 1, 10, (32,), 16, 1, (StageSpace(2, (16, 24), (1, 2), (3,), (3,)),), final_expand=64)
+    torch.save(Supernet(other).state_dict(), folder / WEIGHTS_FILE)
+    _one_line_error(folder, "does not fit the supernet of space 'default'", "missing")
+
+
+def test_an_edited_space_and_a_folder_without_a_description_are_refused(tmp_path: Path) -> None:
+    folder = _untrained_folder(tmp_path / "edited", get_space("default"))
+    info = json.loads((folder / INFO_FILE).read_text())
+    info["space"]["stem_channels"] = 24  # the weights are of the space the hash names
+    (folder / INFO_FILE).write_text(json.dumps(info))
+    _one_line_error(folder, "hashes to")
+    (tmp_path / "empty").mkdir()
+    _one_line_error(tmp_path / "empty", "not a supernet folder")
+
+
+# ---- (d) the command line ---------------------------------------------------------------------
+def hwnas(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hwnas", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def _image_folder(embedded_data, root: Path, classes: int = 4, per_class: int = 16) -> Path:
+    """A small ImageFolder of embedded images, as a user would give one (read as RGB, as torchvision reads any folder)."""
+    from PIL import Image
+
+    counts = [0] * classes
+    for image, label in embedded_data.train:
+        if label < classes and counts[label] < per_class:
+            (root / f"class{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[0].numpy()).save(root / f"class{label}" / f"{counts[label]}.png")
+            counts[label] += 1
+        if min(counts) == per_class:
+            return root
+    raise AssertionError("too few images")
+
+
+def _space_file(path: Path, channels: int, classes: int) -> Path:
+    """The default space for other images, written as the error for mismatched data tells a user to."""
+    data = get_space("default").to_json() | {"in_channels": channels, "num_classes": classes}
+    path.write_text(json.dumps(FORMATS["search-space"].stamp(data)))
+    return path
+
+
+def test_the_cli_trains_resumes_and_evaluates_a_subnetwork(embedded_data, tmp_path: Path) -> None:
+    images, out = _image_folder(embedded_data, tmp_path / "images"), tmp_path / "runs" / "sn"
+    space = _space_file(tmp_path / "space.json", channels=3, classes=4)
+    train = ["supernet", "train", "--space", space, "--data", images, "--out", out, "--epochs", "1", "--subnets", "1"]
+    result = hwnas(*train, "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert (info["in_channels"], info["num_classes"], info["epochs"]) == (3, 4, 1) and (out / WEIGHTS_FILE).exists()
+    assert info["data"]["source"] == str(images.resolve())
+
+    again = hwnas(*train, "--threads", "1")  # as a user reruns it: nothing left to train, the folder written again
+    assert again.returncode == 0 and "nothing left to train" in again.stdout and "smallest" in again.stdout, again.stderr
+
+    arch = get_space("default").sample(random.Random(5)).format()
+    evaluated = hwnas("supernet", "eval", out, "--arch", arch, "--threads", "1", "--json")  # on the images it was trained on
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["arch"] == arch and 0 <= report["val_accuracy"] <= 1 and report["val_images"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["train", "--epochs", "0"], "'epochs'"),
+        (["train", "--space", "imagenet"], "unknown search space"),
+        (["train", "--set", "mixup=0.2"], "'mixup'"),
+    ],
+)
+def test_cli_mistakes_are_one_error_line_with_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+    result = hwnas("supernet", *args, "--out", tmp_path / "sn")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
+    assert not (tmp_path / "sn").exists()
