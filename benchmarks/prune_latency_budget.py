@@ -16,10 +16,10 @@ import shutil
 import torch
 from prune_common import CACHE, RESULTS, trained_base
 
-from hwnas.cli.latency import _table_for
 from hwnas.data import load_data
 from hwnas.devices import DeviceSpec
 from hwnas.fileio import atomic_write_json
+from hwnas.latency_tables.drift import device_table
 from hwnas.latency_tables.table import LatencyTable
 from hwnas.pruning.budget import Budget
 from hwnas.pruning.job import PruneConfig, measure_folder, run_prune
@@ -38,7 +38,7 @@ def main() -> None:
     data = load_data()
     base, base_info = trained_base(args.model, data, args.train_epochs)
     spec = DeviceSpec.from_toml("host-tflite")
-    table_path = _table_for(spec)
+    table_path = device_table(spec)
     folder = CACHE / f"{args.model}-{args.train_epochs}ep"
     unpruned = measure_folder(folder, ("tflite",), [spec], None, print)["latency_ms"][spec.name]
     budget_ms = args.share * unpruned

@@ -178,6 +178,7 @@ KNOWN_LOADERS = {
     ("hwnas/pruning/store.py", "json.loads"): "values of a pruning store",
     ("hwnas/data.py", "np.load"): "the embedded images (allow_pickle=False)",
     ("hwnas/fileio.py", "json.loads"): "every JSON file (read_json)",
+    ("hwnas/supernet/store.py", "json.loads"): "a round trip of the description it is about to write (reads no file)",
     ("hwnas/fileio.py", "tomllib.loads"): "every TOML file (read_toml)",
     ("hwnas/fileio.py", "yaml.load"): "every YAML file (read_yaml, a SafeLoader subclass)",
 }

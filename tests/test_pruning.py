@@ -256,9 +256,9 @@ def test_cli_bad_input_is_one_line_and_exit_two(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_prune_job_end_to_end_with_a_latency_budget(tmp_path: Path) -> None:
     """Train a base briefly, prune it under a latency budget on host TFLite, fine-tune, save, export and verify."""
-    from hwnas.cli.latency import _table_for
     from hwnas.data import load_data
     from hwnas.devices import DeviceSpec
+    from hwnas.latency_tables.drift import device_table
     from hwnas.latency_tables.table import LatencyTable
     from hwnas.predictors.network_latency import network_latency
     from hwnas.pruning.job import PruneConfig, run_prune
@@ -270,7 +270,7 @@ def test_prune_job_end_to_end_with_a_latency_budget(tmp_path: Path) -> None:
     module = default_model()
     fit_model(module, data, Recipe(epochs=1), 32, 1)
     base = BaseModel(module.eval(), {"arch": ARCH}, 1, 32, "tiny", "test")
-    table = LatencyTable.load(_table_for(DeviceSpec.from_toml("host-tflite")))
+    table = LatencyTable.load(device_table(DeviceSpec.from_toml("host-tflite")))
     unpruned_ms = network_latency(module, (1, 1, 32, 32), table).total_ms
     config = PruneConfig(
         Budget("latency-ms", 0.7 * unpruned_ms),
