@@ -651,6 +651,23 @@ CASES: dict[str, Case] = {
         lambda f: ["search", "--device", "host-tflite", "--budget-ms", "5", "--out", f.write("s.txt", "x")],
         "--out",
     ),
+    "search: --supernet folder that does not exist": case(
+        lambda f: ["search", "--device", "host-tflite", "--budget-ms", "1", "--supernet", f.missing("sn")], "does not exist"
+    ),
+    "search: --supernet folder without supernet.json": case(
+        lambda f: ["search", "--device", "host-tflite", "--budget-ms", "1", "--supernet", f.folder("sn")], "not a supernet folder"
+    ),
+    "search: --supernet of another space than --space": case(
+        lambda f: _supernet_search(f, "--space", "mnasnet"), "is of space 'default'"
+    ),
+    "search: --supernet supernet.json from a newer hwnas": case(
+        lambda f: ["search", "--device", "host-tflite", "--budget-ms", "1", "--supernet", _supernet(f, version=9)],
+        "upgrade hwnas",
+    ),
+    "search: --supernet and --ray": case(lambda f: _supernet_search(f, "--ray", "local"), "--ray"),
+    "search: --supernet-bn-images 513": case(
+        lambda f: _supernet_search(f, "--supernet-bn-images", "513"), "--supernet-bn-images"
+    ),
     # ---- run ---------------------------------------------------------------------------------
     "run: --budget-ms 0": case(lambda f: ["run", "--budget-ms", "0", "--out", f.root / "r"], "budget"),
     "run: --budget-ms -1": case(lambda f: ["run", "--budget-ms", "-1", "--out", f.root / "r"], "budget"),
@@ -799,6 +816,11 @@ def _supernet(f: Files, version: int | None = None, info: str | None = None, wei
     if weights is not None:
         f.write(f"sn/{WEIGHTS_FILE}", weights)
     return folder
+
+
+def _supernet_search(f: Files, *more: object) -> list[object]:
+    """``hwnas search`` on a real (untrained) supernet of the default space, with ``more`` options."""
+    return ["search", "--device", "host-tflite", "--budget-ms", "1", "--supernet", _supernet(f), *more]
 
 
 def _other_supernet_weights() -> bytes:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli.common import DataSource, JsonFlag, SpaceOption, app, console, esc, log, print_json, quiet_or_log
+from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, log, print_json, quiet_or_log
 from hwnas.errors import UserError
 from hwnas.paths import runs_dir
 from hwnas.search.api import DEFAULTS, SearchSettings, check_budget, make_search_config, search
@@ -18,27 +18,48 @@ from hwnas.search.api import DEFAULTS, SearchSettings, check_budget, make_search
 D = DEFAULTS  # the search's defaults, from the library (hwnas run's [search] takes the same)
 
 
+SearchSpace = Annotated[
+    str | None, typer.Option("--space", help="search-space preset or JSON file (default: 'default', or the --supernet's space)")
+]
+Trials = Annotated[
+    int | None, typer.Option(min=1, help=f"candidates to evaluate (default: {D.trials}; {D.supernet_trials} with --supernet)")
+]
+Ray = Annotated[str | None, typer.Option("--ray", help="Ray cluster address (ray.init(address=...)); 'local' starts one")]
+Table = Annotated[Path | None, typer.Option(help="latency table (default: the shipped or profiled one matching this machine)")]
+Supernet = Annotated[
+    Path | None,
+    typer.Option(
+        "--supernet",
+        help="a supernet folder (hwnas supernet train): score candidates by the accuracy they inherit from it (about a second "
+        "each, no training; the recipe plays no part) instead of training each for the proxy",
+    ),
+]
+SupernetVal = Annotated[int, typer.Option(min=0, help="with --supernet: validation images a candidate is scored on (0: all)")]
+SupernetBn = Annotated[
+    int, typer.Option(min=1, max=512, help="with --supernet: training images its BatchNorm statistics are re-estimated from")
+]
+
+
 @app.command("search")
 def search_command(
     device: Annotated[str, typer.Option("--device", help="device spec: a TOML path or a shipped name (hwnas devices list)")],
     budget_ms: Annotated[float, typer.Option("--budget-ms", help="latency budget on the device, in milliseconds")],
-    space: SpaceOption = "default",
+    space: SearchSpace = None,
     strategy: Annotated[str, typer.Option(help="random, evolution, mnas, fbnetv3, tpe or nsga2")] = D.strategy,
     reward: Annotated[str, typer.Option(help="hard, soft, or alpha,beta (MnasNet's exponents)")] = D.reward,
-    trials: Annotated[int, typer.Option(min=1, help="candidates to train")] = D.trials,
+    trials: Trials = None,
     proxy_epochs: Annotated[int, typer.Option(min=1, help="epochs a candidate trains for")] = D.epochs,
     proxy_images: Annotated[int, typer.Option(min=0, help="training images a candidate sees (0: all)")] = D.train_images,
+    supernet: Supernet = None,
+    supernet_val_images: SupernetVal = D.supernet_val_images,
+    supernet_bn_images: SupernetBn = D.supernet_bn_images,
     data: DataSource = None,
     workers: Annotated[int | None, typer.Option(min=1, help="local worker processes (default: one per core)")] = None,
-    ray: Annotated[
-        str | None, typer.Option("--ray", help="Ray cluster address (ray.init(address=...)); 'local' starts one")
-    ] = None,
+    ray: Ray = None,
     out: Annotated[Path | None, typer.Option(help="search folder (default: runs/search-<time>)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the strategy and of every training")] = 0,
     margin: Annotated[float, typer.Option(help="search under budget x (1 - margin): room for predictor error")] = D.margin,
-    table: Annotated[
-        Path | None, typer.Option(help="latency table (default: the shipped or profiled one matching this machine)")
-    ] = None,
+    table: Table = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite in the search folder)")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="candidates exported and measured at the end")] = D.top_k,
     final_epochs: Annotated[int, typer.Option(min=1, help="epochs the best is retrained for")] = D.final_epochs,
@@ -51,14 +72,35 @@ def search_command(
     Trials are stored in an Optuna study (search.db in the search folder): rerun the same command
     with the same --out after an interruption and it resumes without retraining anything.
     """
-    settings = SearchSettings(strategy, trials, proxy_images, proxy_epochs, reward, margin, top_k, final_epochs, rounds)
-    if ray and workers:
-        raise UserError("give --workers or --ray, not both")
+    from hwnas.search.executors import check_executor_options
+
+    check_executor_options(workers, ray, supernet)
+    trials = trials or (D.supernet_trials if supernet is not None else D.trials)
+    settings = SearchSettings(
+        strategy,
+        trials,
+        proxy_images,
+        proxy_epochs,
+        reward,
+        margin,
+        top_k,
+        final_epochs,
+        rounds,
+        supernet=supernet,
+        supernet_val_images=supernet_val_images,
+        supernet_bn_images=supernet_bn_images,
+    )
     out = out or runs_dir() / time.strftime("search-%Y%m%d-%H%M%S")
     config = _config(device, budget_ms, space, settings, data, out, seed, table, storage, quiet=as_json)
-    log = quiet_or_log(as_json)
+    _search_and_show(config, settings, out, workers, ray, measure, as_json)
 
-    with _progress_bar(trials, quiet=as_json) as update:
+
+def _search_and_show(
+    config: Any, settings: SearchSettings, out: Path, workers: int | None, ray: str | None, measure: bool, as_json: bool
+) -> None:
+    """Run the search under a progress bar, then print its result (JSON, or the lines a person reads)."""
+    log = quiet_or_log(as_json)
+    with _progress_bar(settings.trials, quiet=as_json) as update:
         outcome = search(
             config,
             settings,
@@ -84,6 +126,7 @@ def _announce(config: Any, log: Any) -> Any:
             f"searching {config.space.name!r} with {config.strategy} for {config.trials} candidates under "
             f"{config.reward.budget_ms:g} ms on {config.device.spec.name} (aiming at {config.search_budget_ms:.4g} ms: margin "
             f"{config.margin:.0%}); {executor.slots} worker(s) x {executor.threads} thread(s); trials in {config.storage_url}"
+            + (f"; candidates scored by the weights they inherit from {config.supernet}" if config.supernet else "")
         )
 
     return started
@@ -101,7 +144,7 @@ def _write_unmeasured(out: Path, config: Any, summary: dict[str, Any]) -> dict[s
 def _config(
     device: str,
     budget_ms: float,
-    space: str,
+    space: str | None,
     settings: SearchSettings,
     data: str | None,
     out: Path,
@@ -112,21 +155,37 @@ def _config(
 ) -> Any:
     """The search's configuration from the options, checked before anything is trained; the drift check printed."""
     from hwnas.fileio import check_writable_folder
-    from hwnas.presets import resolve_space
     from hwnas.search.device import load_device_latency
     from hwnas.search.reward import parse_reward
     from hwnas.search.strategies import STRATEGIES
 
     parse_reward(settings.reward, budget_ms)
-    search_space = resolve_space(space)
     STRATEGIES.get(settings.strategy)
+    search_space, data = _space_and_data(space, settings.supernet, data)
     _check_data(data, search_space, device)
     check_writable_folder(out)
-    latency = load_device_latency(device, search_space, table, space_arg=space)
+    latency = load_device_latency(device, search_space, table, space_arg=space or search_space.name)
     config = make_search_config(search_space, latency, budget_ms, settings, out, data=data, storage=storage, seed=seed)
     check_budget(config)
     config.drift = _drift(latency, quiet=quiet)
     return config
+
+
+def _space_and_data(space: str | None, supernet: Path | None, data: str | None) -> tuple[Any, str | None]:
+    """The search space (--space, else the supernet's, else 'default') and the data (--data, else the supernet's).
+
+    A supernet's scores are its validation split's: without --data it is scored on the images it was trained on.
+    """
+    from hwnas.presets import resolve_space
+
+    if supernet is None:
+        return resolve_space(space or "default"), data
+    from hwnas.search.inherited import check_space, loaded_supernet, recorded_data
+
+    loaded, info = loaded_supernet(supernet)  # loaded once: the search's executor takes this one
+    search_space = resolve_space(space) if space else loaded.space
+    check_space(loaded, search_space, supernet)  # before the table is read: a supernet of another space is one line at once
+    return search_space, (data if data is not None else recorded_data(info))
 
 
 def _drift(latency: Any, quiet: bool) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
 ``SearchSettings`` holds the search's defaults (the CLI's options take theirs from it, and so does ``hwnas run``'s
 ``[search]`` table); :func:`make_search_config` turns settings, a space, a device and a budget into the loop's
-configuration; :func:`run_search` runs the trial loop on an executor; :func:`finish` retrains, exports and measures
-the best candidates; :func:`search` does all of it, executor included, for a caller that wants one call.
+configuration (``settings.supernet``: candidates scored by inherited weights, not trained); :func:`run_search` runs the
+trial loop on an executor; :func:`finish` retrains, exports and measures the best candidates; :func:`search` does all
+of it, executor included, for a caller that wants one call.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class SearchSettings:
     top_k: int = 3  # candidates retrained, exported and measured at the end
     final_epochs: int = 3  # epochs the best is retrained for
     rounds: int = 10  # interleaved timing rounds per file at the end
+    # a trained supernet folder: candidates are scored by the accuracy they inherit from it (hwnas.search.inherited),
+    # about a second each, instead of training for a proxy epoch; train_images and epochs then play no part
+    supernet: Path | None = None
+    supernet_val_images: int = 1000  # validation images an inherited candidate is scored on (0: all)
+    supernet_bn_images: int = 256  # training images its BatchNorm statistics are re-estimated from (1 to 512)
+    supernet_trials: int = 200  # hwnas search's --trials when --supernet is given and --trials is not
 
 
 DEFAULTS = SearchSettings()
@@ -57,13 +64,22 @@ def make_search_config(
     storage: str | None = None,
     seed: int = 0,
 ) -> Any:
-    """The loop's configuration: ``budget_ms`` on ``latency``'s device (in the time its table predicts in)."""
+    """The loop's configuration: ``budget_ms`` on ``latency``'s device (in the time its table predicts in).
+
+    With ``settings.supernet`` the supernet is loaded (once per process) and must be of ``space``; ``data``
+    defaults to the images it was trained on, and the proxy's image counts become the inherited
+    evaluation's (BatchNorm and validation images), so they are part of the search's identity.
+    """
     from hwnas.recipe import Recipe
     from hwnas.search.loop import SearchConfig
     from hwnas.search.reward import parse_reward
     from hwnas.search.strategies import STRATEGIES
 
     STRATEGIES.get(settings.strategy)  # an unknown strategy is one line naming the known ones
+    train_images, val_images = settings.train_images or None, None
+    if settings.supernet is not None:
+        data = check_supernet(settings, space, data)
+        train_images, val_images = settings.supernet_bn_images, settings.supernet_val_images or None
     return SearchConfig(
         space,
         latency,
@@ -73,12 +89,32 @@ def make_search_config(
         trials=settings.trials,
         base_recipe=Recipe(batch_size=32, epochs=settings.epochs),
         data=data,
-        train_images=settings.train_images or None,
+        train_images=train_images,
+        val_images=val_images,
         seed=seed,
         margin=settings.margin,
         storage=storage,
         drift=drift,
+        supernet=settings.supernet,
     )
+
+
+def check_supernet(settings: SearchSettings, space: Any, data: str | None) -> str | None:
+    """Refuse a supernet that is not of ``space`` or evaluation sizes out of range; return the data to score on.
+
+    ``data`` given is kept (a supernet may be scored on other images of its classes); ``None`` is the data the
+    supernet was trained on, as its ``supernet.json`` records it: its validation split is what it never trained on.
+    """
+    from hwnas.search.inherited import MAX_BN_IMAGES, check_space, loaded_supernet, recorded_data
+
+    if not 1 <= settings.supernet_bn_images <= MAX_BN_IMAGES:
+        raise UserError(f"BatchNorm images of a supernet search must be 1 to {MAX_BN_IMAGES}, not {settings.supernet_bn_images}")
+    if settings.supernet_val_images < 0:
+        raise UserError(f"validation images of a supernet search must be >= 0 (0: all), not {settings.supernet_val_images}")
+    assert settings.supernet is not None
+    supernet, info = loaded_supernet(settings.supernet)
+    check_space(supernet, space, settings.supernet)
+    return data if data is not None else recorded_data(info)
 
 
 def check_budget(config: Any) -> None:
@@ -141,7 +177,7 @@ def search(
     """Make the executor, run the loop, close the executor, and (``measure``) finish with ``settings``' top K."""
     from hwnas.search.executors import make_executor
 
-    executor = make_executor(workers, ray)
+    executor = make_executor(workers, ray, supernet=config.supernet)
     try:
         if on_start is not None:
             on_start(executor)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hwnas.errors import UserError
@@ -217,9 +218,23 @@ def _result(get: Callable[[], Result]) -> Result:
         }
 
 
-def make_executor(workers: int | None = None, ray_address: str | None = None, inline: bool = False) -> Executor:
+def check_executor_options(workers: int | None, ray_address: str | None, supernet: Path | None) -> None:
+    """Options that cannot go together, refused in one line before any work (the CLI checks them first too)."""
     if ray_address and workers:
         raise UserError("give --workers or --ray, not both")
+    if supernet is not None and ray_address:
+        raise UserError("--supernet scores candidates in local worker processes (about a second each): leave out --ray")
+
+
+def make_executor(
+    workers: int | None = None, ray_address: str | None = None, inline: bool = False, supernet: Path | None = None
+) -> Executor:
+    """Where candidates are evaluated; ``supernet``: scored by inherited weights, not trained (hwnas.search.inherited)."""
+    check_executor_options(workers, ray_address, supernet)
+    if supernet is not None:
+        from hwnas.search.inherited import InheritedExecutor, InheritedPoolExecutor
+
+        return InheritedExecutor(supernet, threads=1) if inline else InheritedPoolExecutor(supernet, workers)
     if ray_address:
         return RayExecutor(ray_address)
     if inline:

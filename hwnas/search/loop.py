@@ -9,7 +9,7 @@ through the strategy's ``tell``, in order, and marks trials left running by a de
 failed (``interrupted``); nothing finished is trained again, and a pair already trained in this
 search is never trained twice (a strategy that asks for it again gets the stored result).
 
-The search's configuration (space hash, device, budget, reward, proxy, strategy, seed) is stored
+The search's configuration (space hash, device, budget, reward, proxy or supernet, strategy, seed) is stored
 with the study; resuming with another one is refused in one line rather than mixing two searches.
 """
 
@@ -30,6 +30,7 @@ from typing import Any
 
 from hwnas import typedjson
 from hwnas.errors import UserError
+from hwnas.fileio import file_sha256
 from hwnas.formats import FORMATS
 from hwnas.identity import check_identity
 from hwnas.recipe import Recipe
@@ -69,12 +70,23 @@ class SearchConfig:
     storage: str | None = None
     study_name: str | None = None
     drift: dict[str, Any] | None = None  # this session's drift check of the table (DeviceLatency.check_drift); not identity
+    # candidates scored by the accuracy they inherit from this supernet folder (hwnas.search.inherited), not trained:
+    # its weights (their hash) are part of the search's identity, so scores of two supernets, or of a supernet and of
+    # training, never mix in one study
+    supernet: Path | None = None
+    supernet_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 1:
             raise UserError(f"--margin must be in [0, 1), got {self.margin}")
         if self.trials < 1:
             raise UserError(f"--trials must be >= 1, got {self.trials}")
+        if self.supernet is not None and self.supernet_sha256 is None:
+            weights = Path(self.supernet) / "supernet.pt"  # hwnas.supernet.store.WEIGHTS_FILE (torch not imported for it)
+            try:
+                self.supernet_sha256 = file_sha256(weights)
+            except OSError as error:
+                raise UserError(f"cannot read supernet weights {weights}: {error.strerror or error}") from None
 
     @property
     def search_budget_ms(self) -> float:
@@ -111,6 +123,7 @@ class SearchConfig:
             "data": self.data or "embedded",
             "train_images": self.train_images,
             "val_images": self.val_images,
+            "supernet": f"sha256:{self.supernet_sha256[:16]}" if self.supernet_sha256 else None,
         }
 
 
