@@ -107,6 +107,9 @@ class LocalExecutor(Executor):
     starts then.
     """
 
+    # what a worker does with a job (a subclass scores candidates another way, e.g. by inherited weights)
+    work: Callable[[Job], Any] = staticmethod(evaluate_candidate)
+
     def __init__(self, workers: int | None = None, timeout_s: float | None = None) -> None:
         self.slots, self.threads = split_cores(workers)
         limit = limit_from_env(CANDIDATE_TIMEOUT_ENV, CANDIDATE_TIMEOUT_S) if timeout_s is None else timeout_s
@@ -121,11 +124,11 @@ class LocalExecutor(Executor):
 
     def _run(self, task: Task) -> None:
         try:
-            task.future = self.pool.submit(evaluate_candidate, task.job)
+            task.future = self.pool.submit(self.work, task.job)
         except BrokenProcessPool:  # a worker died (killed, out of memory) earlier: start a fresh pool
             stop_workers(self.pool)
             self.pool = self._start()
-            task.future = self.pool.submit(evaluate_candidate, task.job)
+            task.future = self.pool.submit(self.work, task.job)
         task.deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
         self.outstanding.add(task)
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,7 +39,6 @@ from hwnas.arch import Arch
 from hwnas.builder import count_params, recalibrate_batchnorm
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
-from hwnas.latency_tables.convert import stop_workers
 from hwnas.search.executors import Executor, Job, LocalExecutor, Result, Task
 from hwnas.search.worker import proxy_data, set_threads
 from hwnas.space import SearchSpace
@@ -250,6 +248,8 @@ class InheritedPoolExecutor(LocalExecutor):
     pool's. The supernet is loaded here too, first, so a bad folder is one line before a worker starts.
     """
 
+    work = staticmethod(evaluate_inherited)
+
     def __init__(self, folder: Path, workers: int | None = None, timeout_s: float | None = None) -> None:
         self.folder = Path(folder)
         loaded_supernet(self.folder)
@@ -259,17 +259,6 @@ class InheritedPoolExecutor(LocalExecutor):
         task = Task(job | {"threads": self.threads, "supernet": str(self.folder)})
         self._run(task)
         return task
-
-    def _run(self, task: Task) -> None:
-        """:meth:`LocalExecutor._run` with :func:`evaluate_inherited` as the work (that method names its function)."""
-        try:
-            task.future = self.pool.submit(evaluate_inherited, task.job)
-        except BrokenProcessPool:  # a worker died (killed, out of memory) earlier: start a fresh pool
-            stop_workers(self.pool)
-            self.pool = self._start()
-            task.future = self.pool.submit(evaluate_inherited, task.job)
-        task.deadline = time.monotonic() + self.timeout_s if self.timeout_s else None
-        self.outstanding.add(task)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"evaluation": "inherited", "supernet": str(self.folder)}
