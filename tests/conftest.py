@@ -19,3 +19,21 @@ def embedded_data():
     from hwnas.data import load_data
 
     return load_data()
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The host TFLite device with its shipped table and the default space (search tests; skipped without a table)."""
+    from hwnas.devices import DeviceSpec, make_backend
+    from hwnas.errors import UserError
+    from hwnas.presets import get_space
+
+    reason = make_backend(DeviceSpec.from_toml("host-tflite")).unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from hwnas.search.device import load_device_latency
+
+    try:
+        return load_device_latency("host-tflite", get_space("default"))
+    except UserError as error:
+        pytest.skip(f"no shipped table for this CPU: {error}")

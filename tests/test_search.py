@@ -109,21 +109,6 @@ def test_verdict_uses_the_interval_and_drift() -> None:
 
 
 # ---- the device --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def device():
-    from hwnas.devices import DeviceSpec, make_backend
-
-    reason = make_backend(DeviceSpec.from_toml("host-tflite")).unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    from hwnas.search.device import load_device_latency
-
-    try:
-        return load_device_latency("host-tflite", SPACE)
-    except UserError as error:
-        pytest.skip(f"no shipped table for this CPU: {error}")
-
-
 def test_device_latency_uses_the_table_of_this_machine(device) -> None:
     device.table.check(device.backend.fingerprint(), SPACE.hash)  # raises when the table is of another CPU
     assert device.predictor.kind == "calibrated"

@@ -10,11 +10,10 @@ machine's TFLite interpreter with the shipped table that matches it (skipped wit
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_search import assert_one_line_error, hwnas
 
 from hwnas.errors import UserError
 from hwnas.presets import get_space
@@ -24,33 +23,6 @@ from hwnas.space import SearchSpace
 SPACE = get_space("default")
 BN, VAL = 32, 100
 STRATEGIES = ("random", "evolution", "mnas", "fbnetv3", "tpe", "nsga2")
-
-
-def hwnas(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, timeout=timeout)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
-@pytest.fixture(scope="module")
-def device():
-    from hwnas.devices import DeviceSpec, make_backend
-
-    reason = make_backend(DeviceSpec.from_toml("host-tflite")).unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    from hwnas.search.device import load_device_latency
-
-    try:
-        return load_device_latency("host-tflite", SPACE)
-    except UserError as error:
-        pytest.skip(f"no shipped table for this CPU: {error}")
 
 
 def _save(folder: Path, supernet, data: dict, curve: list, seconds: float = 0.0) -> Path:
