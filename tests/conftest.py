@@ -37,3 +37,35 @@ def device():
         return load_device_latency("host-tflite", get_space("default"))
     except UserError as error:
         pytest.skip(f"no shipped table for this CPU: {error}")
+
+
+# ---- work units for two workers (the README's command: pytest -n 2 --dist loadgroup --no-loadscope-reorder) ------
+SHARED_RUNS = ("resumed_quick_run", "finished_study", "supernet_dir")  # module fixtures that cost minutes: computed once
+
+
+def _unit(item: pytest.Item) -> tuple[int, str]:
+    """(rank, group) of a test: see :func:`pytest_collection_modifyitems`."""
+    shared = next((name for name in SHARED_RUNS if name in getattr(item, "fixturenames", ())), None)
+    if shared is not None:
+        return 0, f"{item.path.name}:{shared}"
+    if item.get_closest_marker("slow") is not None:
+        return 1, item.nodeid
+    return 2, f"{item.path.name}:fast"
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Each test's work unit as an ``xdist_group`` mark, set as it is collected (xdist reads the marks into the test ids
+    in its own ``pytest_collection_modifyitems``, which may run before this file's)."""
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(_unit(item)[1]))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Work units for ``--dist loadgroup``, the costliest first (with ``--no-loadscope-reorder`` they go in this order).
+
+    A test reading a shared run joins that run's unit (the run is made once); every other slow test is a unit of its own,
+    so the two workers share the long ones instead of one worker getting a whole file of them; the fast tests of a file
+    stay together (their cost is mostly importing the file's modules). Order: shared runs, slow tests, the rest.
+    """
+    ranked = sorted(enumerate(items), key=lambda entry: (_unit(entry[1])[0], entry[0]))
+    items[:] = [item for _, item in ranked]

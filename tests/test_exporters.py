@@ -84,6 +84,43 @@ def test_int8_calibration_ranges_cover_every_calibration_image(tmp_path: Path, r
     assert float(np.max(ranges[input_name]["max"])) == float(images.max())
 
 
+class _MaybeResidual(nn.Module):
+    """The same weights and repr with and without a skip connection: only the forward tells them apart."""
+
+    def __init__(self, residual: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + x if self.residual else self.conv(x)
+
+
+@needs_tflite
+def test_a_conversion_is_kept_and_copied_only_for_the_same_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hwnas.exporters import tflite_export
+
+    cache, sample = tmp_path / "cache", torch.randn(1, 4, 8, 8)
+    first = tflite_export.export_tflite(_MaybeResidual(True), sample, tmp_path / "a.tflite", cache=cache)
+    [kept] = cache.iterdir()
+    assert kept.read_bytes() == first.read_bytes()
+    converted: list[Path] = []
+    real_convert = tflite_export._convert
+    monkeypatch.setattr(tflite_export, "_convert", lambda *args: converted.append(args[3]) or real_convert(*args))
+    again = tflite_export.export_tflite(_MaybeResidual(True), sample, tmp_path / "b.tflite", cache=cache)
+    assert converted == [] and again.read_bytes() == first.read_bytes()  # the same network: copied, not converted
+    plain = _MaybeResidual(False)
+    assert repr(plain) == repr(_MaybeResidual(True))
+    other = tflite_export.export_tflite(plain, sample, tmp_path / "c.tflite", cache=cache)
+    assert converted == [other] and len(list(cache.iterdir())) == 2  # same repr and weights, another forward
+    assert other.read_bytes() != first.read_bytes()  # a file of its own, not the residual network's
+    with torch.no_grad():
+        plain.conv.weight[0, 0, 0, 0] += 1.0
+    tflite_export.export_tflite(plain, sample, tmp_path / "d.tflite", cache=cache)
+    assert len(converted) == 2  # one weight changed: converted again
+
+
 def test_verification_names_the_first_mismatch(tmp_path: Path, request_default: ExportRequest) -> None:
     exporter = get_exporter("onnx")
     path = exporter.export(request_default.module, request_default.example_input, tmp_path / "m.onnx")

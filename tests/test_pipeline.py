@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -393,10 +394,46 @@ def hwnas(*args: str, cwd: Path = REPO, timeout: float = 900) -> subprocess.Comp
     return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
+KILLED_AFTER = ("table", "search", "train")  # the stages the quick run is SIGKILLed after, one session each
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumedQuickRun:
+    """The quick run every slow pipeline test reads: SIGKILLed as each of :data:`KILLED_AFTER` finished, rerun each time.
+
+    One run serves both the kill test and the tests of a finished run (it used to be two runs, 120 s and 160 s on
+    two cores): what those check of a finished run must hold for a run that was interrupted three times too.
+    """
+
+    folder: Path
+    final: subprocess.CompletedProcess[str]  # the fourth session, which finished the run (stdout and stderr were pipes)
+    killed_output: str  # what the three killed sessions printed
+    records_after_kill: tuple[dict[str, str], ...]  # the stage records each killed session left
+    sessions_after_kill: tuple[int, ...]  # the sessions sessions.json counted after each
+    records_after_final: dict[str, str]  # as the fourth session left them (later tests run the command again)
+    summary_after_final: dict[str, Any]
+
+
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+def resumed_quick_run(tmp_path_factory: pytest.TempPathFactory) -> ResumedQuickRun:
     folder = tmp_path_factory.mktemp("quick") / "run"
-    return folder, hwnas("run", "--quick", "--out", str(folder))
+    printed: list[str] = []
+    snapshots: list[dict[str, str]] = []
+    sessions: list[int] = []
+    for stage in KILLED_AFTER:
+        log = folder.parent / f"killed-after-{stage}.log"
+        assert run_until(folder, None, stage, log), f"the run finished before {stage} could be interrupted"
+        printed.append(log.read_text())
+        snapshots.append(stage_records(folder))
+        sessions.append(len(json.loads((folder / "sessions.json").read_text())))
+    final = hwnas("run", "--quick", "--out", str(folder))
+    summary = json.loads((folder / "summary.json").read_text()) if final.returncode == 0 else {}
+    return ResumedQuickRun(folder, final, "".join(printed), tuple(snapshots), tuple(sessions), stage_records(folder), summary)
+
+
+@pytest.fixture(scope="module")
+def quick_run(resumed_quick_run: ResumedQuickRun) -> QuickRun:
+    return resumed_quick_run.folder, resumed_quick_run.final
 
 
 @pytest.mark.slow
@@ -459,12 +496,14 @@ def test_quick_run_goes_from_device_to_verified_measured_files(quick_run: QuickR
 
 
 @pytest.mark.slow
-def test_every_architecture_the_quick_run_printed_to_a_pipe_parses_back(quick_run: QuickRun) -> None:
+def test_every_architecture_the_quick_run_printed_to_a_pipe_parses_back(
+    quick_run: QuickRun, resumed_quick_run: ResumedQuickRun
+) -> None:
     from test_logs import SUFFIX, architectures, unparsable
 
     folder, result = quick_run  # stdout and stderr were pipes, as in `hwnas run --quick > log 2>&1`
     assert result.returncode == 0, result.stderr[-3000:]
-    text = result.stdout + result.stderr
+    text = resumed_quick_run.killed_output + result.stdout + result.stderr  # the killed sessions wrote to a file
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["model"]["arch"] in architectures(text) and len(architectures(text)) >= 3
     assert unparsable(text) == []
@@ -651,35 +690,18 @@ def test_the_quick_runs_report_opens_in_headless_chromium(quick_run: QuickRun, t
 
 
 # ---- kill -9 between stages ----------------------------------------------------------------------------
-KILL_CONFIG = """\
-[search]
-trials = 2
-train_images = 500
-measure_front = 1
-
-[train]
-epochs = 1
-train_images = 1000
-
-[prune]
-episodes = 3
-finetune_epochs = 1
-baselines = false
-
-[references]
-models = []  # the references stage still runs and is recorded, with nothing to train (the quick-run test trains them)
-"""
-
-
-def run_until(folder: Path, config: Path, stage: str, timeout: float = 600) -> bool:
-    """Start the run and SIGKILL it as soon as ``stage``'s record exists; False if it finished first."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hwnas", "run", "--quick", "--config", str(config), "--out", str(folder)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def run_until(folder: Path, config: Path | None, stage: str, log: Path, timeout: float = 600) -> bool:
+    """Start the quick run, its output to ``log``, and SIGKILL it as soon as ``stage``'s record exists; False if it
+    finished first."""
+    settings = ["--config", str(config)] if config else []
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hwnas", "run", "--quick", *settings, "--out", str(folder)],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
@@ -698,30 +720,24 @@ def run_until(folder: Path, config: Path, stage: str, timeout: float = 600) -> b
 
 
 @pytest.mark.slow
-def test_kill_9_at_three_stages_then_rerun_continues_and_redoes_nothing(tmp_path: Path) -> None:
-    config = tmp_path / "run.toml"
-    config.write_text(KILL_CONFIG)
-    folder = tmp_path / "run"
+def test_kill_9_at_three_stages_then_rerun_continues_and_redoes_nothing(resumed_quick_run: ResumedQuickRun) -> None:
+    result = resumed_quick_run.final
     kept: dict[str, str] = {}
-    for session, stage in enumerate(("table", "search", "train"), start=1):
-        assert run_until(folder, config, stage), f"the run finished before {stage} could be interrupted"
-        now = stage_records(folder)
+    for now in resumed_quick_run.records_after_kill:
         assert all(now[name] == text for name, text in kept.items())  # what was finished before is untouched
         kept = now
-        sessions = json.loads((folder / "sessions.json").read_text())
-        assert len(sessions) == session
-    result = hwnas("run", "--quick", "--config", str(config), "--out", str(folder))
     assert result.returncode == 0, result.stderr[-3000:]
-    final = stage_records(folder)
+    final = resumed_quick_run.records_after_final
     assert all(final[name] == text for name, text in kept.items())  # nothing finished was done again
-    records = {name: json.loads((folder / "stages" / f"{name}.json").read_text()) for name in STAGE_NAMES}
+    records = {name: json.loads(final[f"stages/{name}.json"]) for name in STAGE_NAMES}
     made_by = {name: record["session"] for name, record in records.items()}
     assert made_by["device"] == made_by["table"] == 1 and made_by["search"] == 2 and made_by["train"] == 3
     assert made_by["export"] == 4  # only what had not finished ran in the last session
     reused = [line for line in result.stdout.splitlines() if "reused" in line]
     assert len(reused) == sum(session < 4 for session in made_by.values())  # each finished stage read back, not run
-    summary = json.loads((folder / "summary.json").read_text())
+    summary = resumed_quick_run.summary_after_final
     assert summary["sessions"] == 4 and summary["final"]["verified"]
+    assert resumed_quick_run.sessions_after_kill == (1, 2, 3)  # each killed session was recorded before it died
 
 
 # ---- Ray -------------------------------------------------------------------------------------------------

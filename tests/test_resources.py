@@ -14,6 +14,8 @@ import pytest
 
 from hwnas.presets import get_space
 
+from inputs import write_idx_folder
+
 ARCH = get_space("default").sample(0).format()
 NOTHING_LOST = "nothing stored before was lost"
 
@@ -48,7 +50,8 @@ def test_a_file_size_limit_while_a_search_creates_its_study_is_one_line(tmp_path
 @pytest.mark.slow
 def test_a_file_size_limit_while_training_is_one_line_and_the_rerun_completes(tmp_path: Path) -> None:
     out = tmp_path / "model"
-    args = ("train", "--arch", ARCH, "--epochs", "1", "--out", str(out), "--json")
+    data = write_idx_folder(tmp_path / "data", train=400, test=100)  # an epoch of 400 images: the limit is what is tested
+    args = ("train", "--arch", ARCH, "--epochs", "1", "--data", str(data), "--out", str(out), "--json")
     result = hwnas(*args, limit=limited(resource.RLIMIT_FSIZE, 256 * 1024))  # the checkpoint is ~2 MB
     assert result.returncode == 1, result.stderr[-2000:]
     line = one_line(result)

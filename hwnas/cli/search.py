@@ -30,8 +30,9 @@ Supernet = Annotated[
     Path | None,
     typer.Option(
         "--supernet",
-        help="a supernet folder (hwnas supernet train): score candidates by the accuracy they inherit from it (about a second "
-        "each, no training; the recipe plays no part) instead of training each for the proxy",
+        help="a supernet folder (hwnas supernet train) or 'default' (the shipped one of the default space): score candidates "
+        "by the accuracy they inherit from it (about a second each, no training; the recipe plays no part) instead of "
+        "training each for the proxy",
     ),
 ]
 SupernetVal = Annotated[int, typer.Option(min=0, help="with --supernet: validation images a candidate is scored on (0: all)")]
@@ -74,6 +75,10 @@ def search_command(
     """
     from hwnas.search.executors import check_executor_options
 
+    if supernet is not None:
+        from hwnas.supernets import resolve_supernet
+
+        supernet = resolve_supernet(supernet)
     check_executor_options(workers, ray, supernet)
     trials = trials or (D.supernet_trials if supernet is not None else D.trials)
     settings = SearchSettings(

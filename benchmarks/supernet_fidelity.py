@@ -1,0 +1,170 @@
+"""Rank fidelity of the shipped supernet: inherited accuracy against stand-alone training, beside today's proxy.
+
+Networks: ``--networks`` architectures of the default space spread over its latency range on host TFLite
+(3,000 seeded samples sorted by predicted latency, taken at evenly spaced quantiles). For each:
+
+- *inherited*: the shipped supernet's weights (``hwnas/supernets/default``), BatchNorm re-estimated on 256
+  training images, no training;
+- *proxy*: today's per-candidate signal, one epoch of the default recipe on the first 2,000 training images;
+- *stand-alone*: trained from scratch with the supernet's own recipe for its epochs on the same embedded
+  training images, with ``--seeds`` seeds (the ceiling: how well one seed ranks another).
+
+Every accuracy is on the full 10,000-image Fashion-MNIST test set (Debian's ``dataset-fashion-mnist``), which
+the embedded training images are not drawn from. Each finished (network, kind, seed) is appended to the
+results file at once, so a killed run resumes where it stopped; ``--networks`` can grow between runs.
+
+Writes ``benchmarks/results/supernet_fidelity.json``.
+
+    flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/supernet_fidelity.py --networks 30 --seeds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "results" / "supernet_fidelity.json"
+PROXY_IMAGES = 2000
+
+
+def spread_archs(count: int) -> list[tuple[str, float]]:
+    """``count`` architectures at evenly spaced quantiles of predicted host-TFLite latency (string, ms)."""
+    from hwnas.presets import get_space
+    from hwnas.search.device import load_device_latency
+
+    space = get_space("default")
+    device = load_device_latency("host-tflite", space)
+    samples = list({arch.format(): arch for arch in (space.sample(seed) for seed in range(3000))}.values())
+    predicted = device.predict(samples)
+    order = np.argsort(predicted)
+    picks = np.linspace(0, len(order) - 1, count).round().astype(int)
+    return [(samples[order[i]].format(), float(predicted[order[i]])) for i in picks]
+
+
+def splits() -> Any:
+    """Embedded training and validation images, the full Fashion-MNIST test set as the test split."""
+    from hwnas.data import load_data
+
+    embedded, full = load_data("embedded"), load_data("fashion-mnist")
+    return replace(embedded, name="fashion-mnist-embedded+test10k", test=full.test)
+
+
+def load_rows() -> list[dict[str, Any]]:
+    return json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
+
+
+def save(rows: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+    from hwnas.fileio import atomic_write_json
+
+    atomic_write_json(RESULT, {"settings": settings, "rows": rows, "summary": summarize(rows)})
+
+
+def measure(kind: str, arch_text: str, seed: int, data: Any, supernet: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """One accuracy on the test set: inherited, proxy or stand-alone."""
+    import torch
+
+    from hwnas.builder import recalibrate_batchnorm
+    from hwnas.presets import get_space
+    from hwnas.recipe import Recipe
+    from hwnas.trainer import Prepared, batchnorm_images, evaluate, train
+
+    space = get_space("default")
+    arch = space.parse(arch_text)
+    started = time.perf_counter()
+    if kind == "inherited":
+        model = supernet.extract(arch)
+        recalibrate_batchnorm(model, batchnorm_images(data, arch.resolution, space.in_channels, model))
+        with torch.inference_mode():
+            accuracy = evaluate(model, Prepared(data.test, arch.resolution, space.in_channels))
+    else:
+        recipe = Recipe.from_json(info["recipe"]) if kind == "standalone" else Recipe(epochs=1)
+        used = data if kind == "standalone" else data.head(PROXY_IMAGES, len(data.val))
+        accuracy = train(space, arch, recipe, used, seed=seed, progress=False, evaluate_test=True).test_accuracy
+    return {"kind": kind, "arch": arch_text, "seed": seed, "test_accuracy": accuracy, "seconds": time.perf_counter() - started}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Kendall tau and Spearman of inherited and proxy against the stand-alone mean, and of one seed against another."""
+    from scipy.stats import kendalltau, spearmanr
+
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    for row in rows:
+        table.setdefault(row["arch"], {}).setdefault(row["kind"], {})[row["seed"]] = row["test_accuracy"]
+    seeds = sorted({row["seed"] for row in rows if row["kind"] == "standalone"})
+    complete = [
+        a for a, kinds in table.items() if {"inherited", "proxy"} <= set(kinds) and set(kinds.get("standalone", {})) >= set(seeds)
+    ]
+    if len(complete) < 3 or not seeds:
+        return {"networks_complete": len(complete)}
+    standalone = [float(np.mean([table[a]["standalone"][s] for s in seeds])) for a in complete]
+
+    def agreement(values: list[float], reference: list[float]) -> dict[str, float]:
+        return {
+            "kendall_tau": float(kendalltau(values, reference).statistic),
+            "spearman": float(spearmanr(values, reference).statistic),
+        }
+
+    summary: dict[str, Any] = {
+        "networks_complete": len(complete),
+        "seeds": seeds,
+        "inherited_vs_standalone": agreement([table[a]["inherited"][0] for a in complete], standalone),
+        "proxy_vs_standalone": agreement([table[a]["proxy"][0] for a in complete], standalone),
+        "standalone_accuracy_range": [min(standalone), max(standalone)],
+    }
+    if len(seeds) >= 2:
+        summary["ceiling_seed_vs_seed"] = agreement(
+            [table[a]["standalone"][seeds[0]] for a in complete], [table[a]["standalone"][seeds[1]] for a in complete]
+        )
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", type=int, default=30)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    import torch
+
+    from hwnas.supernet.store import load_supernet
+    from hwnas.supernets import DEFAULT_SUPERNET
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    supernet, info = load_supernet(DEFAULT_SUPERNET)
+    data = splits()
+    archs = spread_archs(args.networks)
+    settings = {
+        "supernet": str(DEFAULT_SUPERNET.relative_to(ROOT)),
+        "supernet_epochs": info["epochs"],
+        "recipe": info["recipe"],
+        "proxy_images": PROXY_IMAGES,
+        "test_images": len(data.test),
+        "archs": [{"arch": a, "predicted_host_tflite_ms": ms} for a, ms in archs],
+    }
+    rows = load_rows()
+    done = {(row["kind"], row["arch"], row["seed"]) for row in rows}
+    plan = [("inherited", a, 0) for a, _ in archs] + [("proxy", a, 0) for a, _ in archs]
+    plan += [("standalone", a, seed) for seed in range(args.seeds) for a, _ in archs]
+    for index, (kind, arch, seed) in enumerate(plan):
+        if (kind, arch, seed) in done:
+            continue
+        rows.append(measure(kind, arch, seed, data, supernet, info))
+        save(rows, settings)
+        print(
+            f"[{index + 1}/{len(plan)}] {kind} seed {seed}: {rows[-1]['test_accuracy']:.4f} ({rows[-1]['seconds']:.0f} s) {arch}",
+            flush=True,
+        )
+    save(rows, settings)
+    print(json.dumps(summarize(rows), indent=2))
+
+
+if __name__ == "__main__":
+    main()
