@@ -14,7 +14,7 @@ import json
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from hwnas.arch import ACTIVATIONS, Arch, Block, Stage
@@ -23,6 +23,11 @@ from hwnas.fileio import text_sha256
 from hwnas.opkey import OpKey
 
 Rng = random.Random | int | None
+
+
+def data_space_name(name: str, channels: int, classes: int) -> str:
+    """The name of space ``name`` made for other images (:meth:`SearchSpace.for_data`): ``default-3ch-4cls``."""
+    return f"{name}-{channels}ch-{classes}cls"
 
 
 def _as_rng(rng: Rng) -> random.Random:
@@ -101,6 +106,26 @@ class SearchSpace:
         stages = tuple(StageSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}) for s in data["stages"])
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "stages"}
         return cls(**values, stages=stages)
+
+    def for_data(self, channels: int, classes: int) -> SearchSpace:
+        """This space for images of ``channels`` channels in ``classes`` classes: its stem and classifier made for them.
+
+        ``self`` when it already fits; otherwise a copy with those ``in_channels`` and ``num_classes``, named
+        :func:`data_space_name` (``default-3ch-4cls``) and described as derived. Renamed, not only rehashed: files
+        kept by space name (``runs/profiles/<device>-<space>/``) must not take the original's place, and an
+        architecture string names the space it runs in.
+        """
+        if channels < 1 or classes < 1:
+            raise UserError(f"images need at least 1 channel and 1 class, not {channels} channel(s) and {classes} classes")
+        if (channels, classes) == (self.in_channels, self.num_classes):
+            return self
+        return replace(
+            self,
+            name=data_space_name(self.name, channels, classes),
+            description=f"{self.name} for {channels}-channel images of {classes} classes; {self.description}",
+            in_channels=channels,
+            num_classes=classes,
+        )
 
     @property
     def hash(self) -> str:

@@ -12,6 +12,11 @@ epoch in progress, and the resumed run ends with the same weights as an uninterr
 file holds tensors and plain Python values only and is read with ``torch.load(weights_only=True)``;
 it names what it was trained with (a fingerprint of model, recipe, data and seed), and a checkpoint
 of other training is refused in one line rather than resumed.
+
+``accelerator`` (``auto``, ``cpu``, ``cuda``: :mod:`hwnas.accelerator`) chooses the device: a CUDA GPU
+when there is one (forward and backward passes in mixed precision, losses, BatchNorm and evaluation
+in float32), all CPU cores otherwise, exactly as before accelerators existed. The module trained is
+handed back on the CPU, and checkpoints hold CPU tensors: a run started on a GPU resumes on a CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from hwnas.accelerator import Precision, module_device, resolve_device, to_cpu, to_device
 from hwnas.arch import Arch
 from hwnas.builder import build_model, count_flops, count_params, input_shape, recalibrate_batchnorm
 from hwnas.data import ImageSplits
@@ -120,13 +126,16 @@ def train(
     evaluate_test: bool = False,
     checkpoint: Path | None = None,
     log: Callable[[str], None] | None = None,
+    accelerator: str = "auto",
 ) -> TrainResult:
     """Train ``arch`` with ``recipe`` on ``data``; accuracy is measured on the validation split.
 
     With ``checkpoint`` (a folder) every finished epoch is kept there and a second call resumes
     after the last one (see the module docstring); ``log`` receives the "resuming" line.
+    ``accelerator``: ``auto`` (a CUDA GPU if there is one, else the CPU), ``cpu`` or ``cuda``.
     """
     space.validate(arch)
+    device = resolve_device(accelerator)  # before any work: --accelerator cuda without a GPU is one line now
     if data.num_classes != space.num_classes:
         raise UserError(f"data {data.name!r} has {data.num_classes} classes, space {space.name!r} expects {space.num_classes}")
     threads = threads or torch.get_num_threads()
@@ -146,11 +155,13 @@ def train(
         checkpoint=checkpoint,
         identity=identity,
         log=log,
+        accelerator=accelerator,
     )
     evaluated = curve.model
     test_accuracy = None
     if evaluate_test:
-        test_accuracy = evaluate(evaluated, Prepared(data.test, arch.resolution, space.in_channels))
+        test_accuracy = evaluate(evaluated.to(device), Prepared(data.test, arch.resolution, space.in_channels))
+        evaluated.to("cpu")
     return TrainResult(
         arch=arch.format(),
         recipe=recipe.to_json(),
@@ -168,10 +179,13 @@ def train(
     )
 
 
-def _train_loader(data: ImageSplits, resolution: int, channels: int, recipe: Recipe, seed: int) -> DataLoader:
+def _train_loader(
+    data: ImageSplits, resolution: int, channels: int, recipe: Recipe, seed: int, device: torch.device | None = None
+) -> DataLoader:
     dataset = Prepared(data.train, resolution, channels, recipe.randaugment)
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator, drop_last=False)
+    pin = device is not None and device.type == "cuda"  # page-locked batches copy to the GPU while it computes
+    return DataLoader(dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator, drop_last=False, pin_memory=pin)
 
 
 @dataclass
@@ -195,6 +209,7 @@ def fit_model(
     identity: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    accelerator: str = "auto",
 ) -> FitCurve:
     """Train any ``nn.Module`` with ``recipe`` on ``data``, evaluating on the validation split each epoch.
 
@@ -207,8 +222,15 @@ def fit_model(
     where that epoch ended). ``identity`` adds what the module alone does not tell (e.g. the
     architecture) to the fingerprint a checkpoint must match. ``log`` gets the "resuming" line;
     ``on_epoch`` is called with each finished epoch's point, after its checkpoint is written.
+
+    ``accelerator`` (``auto``, ``cpu``, ``cuda``): where it trains (see the module docstring); the
+    module is moved there for training and back to the device it came on before this returns.
     """
-    loader = _train_loader(data, resolution, channels, recipe, seed)
+    device = resolve_device(accelerator)
+    home = module_device(model)
+    model.to(device)  # before the optimizer and the EMA copy are made: their state lives where the weights do
+    precision = Precision.for_device(device)
+    loader = _train_loader(data, resolution, channels, recipe, seed, device)
     optimizer = make_optimizer(model, recipe)
     total_steps = recipe.epochs * len(loader)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, round(recipe.warmup_epochs * len(loader))))
@@ -217,9 +239,9 @@ def fit_model(
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True) if recipe.ema > 0 else None
     evaluated: nn.Module = ema if ema is not None else model
     val_set = Prepared(data.val, resolution, channels)
-    calibration = batchnorm_images(data, resolution, channels, evaluated)
+    calibration = to_device(batchnorm_images(data, resolution, channels, evaluated), device)
     points: list[dict[str, float]] = []
-    state = _TrainingState(model, optimizer, schedule, ema, loader.generator)  # type: ignore[arg-type]
+    state = _TrainingState(model, optimizer, schedule, ema, loader.generator, precision.scaler)  # type: ignore[arg-type]
     fingerprint = training_fingerprint(model, data, recipe, resolution, channels, seed, identity)
     if checkpoint is not None:
         points = load_checkpoint(Path(checkpoint) / CHECKPOINT_FILE, state, fingerprint, recipe.epochs)
@@ -236,10 +258,13 @@ def fit_model(
                 targets = labels
                 if mixup is not None:
                     images, targets = mixup(images, labels)
-                loss = criterion(model(images), targets)
+                images, targets = to_device((images, targets), device)
+                with precision.autocast():
+                    logits = model(images)
+                loss = criterion(logits.float(), targets)  # the loss in float32 (on the CPU logits already are)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                precision.backward(loss)
+                precision.step(optimizer)
                 schedule.step()
                 if ema is not None:
                     ema.update_parameters(model)
@@ -263,6 +288,8 @@ def fit_model(
                 bar.console.print(line, soft_wrap=True, highlight=False, markup=False)
             if on_epoch is not None:
                 on_epoch(point)
+    model.to(home)
+    evaluated.to(home)
     return FitCurve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)
 
 
@@ -289,11 +316,12 @@ class _TrainingState:
     schedule: torch.optim.lr_scheduler.LRScheduler
     ema: AveragedModel | None
     generator: torch.Generator  # the loader's: batch order
+    scaler: torch.amp.GradScaler | None = None  # float16 training on CUDA only
 
     def to_dict(self) -> dict[str, Any]:
         python_state = random.getstate()
         numpy_state = np.random.get_state()
-        return {
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
@@ -309,6 +337,11 @@ class _TrainingState:
                 ],
             },
         }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if torch.cuda.is_initialized():  # dropout on a GPU draws from its generators
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
 
     def load(self, saved: dict[str, Any]) -> None:
         self.model.load_state_dict(saved["model"])
@@ -323,6 +356,11 @@ class _TrainingState:
         random.setstate((version, tuple(internal), gauss))
         name, keys, position, has_gauss, cached = rng["numpy"]
         np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+        if self.scaler is not None and saved.get("scaler"):
+            self.scaler.load_state_dict(saved["scaler"])
+        cuda_rng = saved.get("cuda_rng")  # a GPU run's, resumed on as many GPUs; elsewhere there is nothing to restore
+        if cuda_rng and torch.cuda.is_available() and len(cuda_rng) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_rng)
 
 
 def training_fingerprint(
@@ -354,7 +392,7 @@ def save_checkpoint(path: Path, state: _TrainingState, fingerprint: dict[str, An
         "fingerprint": json.dumps(fingerprint, sort_keys=True),
         "epoch": len(points),
         "curve": [dict(point) for point in points],
-        "state": state.to_dict(),
+        "state": to_cpu(state.to_dict()),  # device-independent: a run started on a GPU resumes on a CPU
     }
     atomic_write(path, lambda temp: torch.save(payload, temp))
 
@@ -451,10 +489,12 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset) -> float:
-    """Top-1 accuracy of ``model`` on a prepared dataset."""
+    """Top-1 accuracy of ``model`` on a prepared dataset, on the model's device, in float32 (no autocast)."""
     model.eval()
+    device = module_device(model)
     correct = total = 0
     for images, labels in DataLoader(dataset, batch_size=EVAL_BATCH):
+        images, labels = to_device((images, labels), device)
         correct += int((model(images).argmax(1) == labels).sum())
         total += len(labels)
     return correct / max(total, 1)

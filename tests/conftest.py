@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+# Two test workers (and the commands they start) share two cores. OpenMP's default wait policy spins a finished thread
+# for a while before it sleeps, so two torch processes of 2 threads each spend half of the machine spinning: one epoch of
+# `hwnas train` took 19.5 s alone, 37.7 s each with two at once, 17.3 s and 18.1 s with PASSIVE (sleep at once).
+# Thread counts, hence numerics, are unchanged. Read when torch first loads; inherited by every subprocess.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -40,7 +45,8 @@ def device():
 
 
 # ---- work units for two workers (the README's command: pytest -n 2 --dist loadgroup --no-loadscope-reorder) ------
-SHARED_RUNS = ("resumed_quick_run", "finished_study", "supernet_dir")  # module fixtures that cost minutes: computed once
+# module fixtures that cost minutes: computed once, and every test reading one runs where it was made
+SHARED_RUNS = ("resumed_quick_run", "finished_study", "supernet_dir", "ddp_uninterrupted_run")
 
 
 def _unit(item: pytest.Item) -> tuple[int, str]:

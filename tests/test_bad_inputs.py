@@ -25,11 +25,19 @@ from pathlib import Path
 
 import pytest
 
+from hwnas.formats import FORMATS
 from hwnas.presets import get_space
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_TABLE = REPO / "latency_tables" / "data" / "default-host-cpu-tflite-xnnpack.json"
 TINY = get_space("default").sample(0).format()
+
+
+def _default_space_file(f: Files) -> Path:
+    """The default space written to a file: a space file is taken as it is, never made for the data (a preset is)."""
+    return f.write("space.json", json.dumps(FORMATS["search-space"].stamp(get_space("default").to_json())))
+
+
 HUGE = "9" * 5000  # a 5,000-digit number: past Python's int-from-text limit
 NOT_UTF8 = b"\xff\xfe\xfa not utf-8 \xc3\x28"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -652,7 +660,7 @@ CASES: dict[str, Case] = {
         "--out",
     ),
     "search: --supernet folder that does not exist": case(
-        lambda f: ["search", "--device", "host-tflite", "--budget-ms", "1", "--supernet", f.missing("sn")], "does not exist"
+        lambda f: ["search", "--device", "host-tflite", "--budget-ms", "1", "--supernet", f.missing("sn")], "no such folder"
     ),
     "search: --supernet folder without supernet.json": case(
         lambda f: ["search", "--device", "host-tflite", "--budget-ms", "1", "--supernet", f.folder("sn")], "not a supernet folder"
@@ -717,11 +725,21 @@ CASES: dict[str, Case] = {
     "supernet train: --set mixup=0.2 (not applied to a supernet)": case(
         lambda f: ["supernet", "train", "--set", "mixup=0.2", "--out", f.root / "sn"], "'mixup'"
     ),
-    "supernet train: --data of other channels and classes": case(
-        lambda f: ["supernet", "train", "--data", f.image_folder("imgs", 10), "--out", f.root / "sn"], "channel"
+    "supernet train: --data of other channels and classes than a space file's": case(
+        lambda f: [
+            "supernet",
+            "train",
+            "--space",
+            _default_space_file(f),
+            "--data",
+            f.image_folder("imgs", 10),
+            "--out",
+            f.root / "sn",
+        ],
+        "set them to",
     ),
     "supernet eval: folder that does not exist": case(
-        lambda f: ["supernet", "eval", f.missing("sn"), "--arch", "largest"], "does not exist"
+        lambda f: ["supernet", "eval", f.missing("sn"), "--arch", "largest"], "no such folder"
     ),
     "supernet eval: folder without supernet.json": case(
         lambda f: ["supernet", "eval", f.folder("sn"), "--arch", "largest"], "not a supernet folder"

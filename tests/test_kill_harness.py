@@ -124,9 +124,10 @@ def test_a_changed_stage_record_is_counted_and_the_output_keys_are_read(tmp_path
     harness = load_harness()
     (tmp_path / "summary.json").write_text('{"b": 1, "a": {"c": 2}}')
     (tmp_path / "sessions.json").write_text("[]")
+    (tmp_path / "table.json").write_text('{"entries": [], "drift": []}')  # drift: only a resumed profile has one
     assert harness.output_keys('{"x": 1}', tmp_path) == {
         "stdout": ["x"],
-        "files": {"sessions.json": None, "summary.json": ["a", "b"]},
+        "files": {"sessions.json": None, "summary.json": ["a", "b"], "table.json": ["entries"]},
     }
     assert harness.output_keys("not json", tmp_path)["stdout"] is None
 

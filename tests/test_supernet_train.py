@@ -235,3 +235,63 @@ def test_cli_mistakes_are_one_error_line_with_exit_code_2(tmp_path: Path, args: 
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
     assert not (tmp_path / "sn").exists()
+
+
+# ---- (e) data of any shape: an RGB image folder makes its own stem and classifier ---------------------------
+TINTS = ((1.0, 0.35, 0.2), (0.25, 0.9, 0.35), (0.3, 0.45, 1.0))  # one colour per class: the channels differ
+
+
+def _rgb_folder(embedded_data, root: Path, per_class: int = 20) -> Path:
+    """Embedded grayscale images coloured (each class its tint) and saved as 3-channel PNGs, one folder per class."""
+    import numpy as np
+    from PIL import Image
+
+    counts = [0] * len(TINTS)
+    for image, label in embedded_data.train:
+        if label < len(TINTS) and counts[label] < per_class:
+            gray = image[0].numpy().astype(np.float32)[..., None]
+            rgb = np.clip(gray * np.array(TINTS[label], np.float32), 0, 255).astype(np.uint8)
+            (root / f"class{label}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgb, "RGB").save(root / f"class{label}" / f"{counts[label]}.png")
+            counts[label] += 1
+        if min(counts) == per_class:
+            return root
+    raise AssertionError("too few images")
+
+
+def test_an_rgb_image_folder_trains_a_supernet_made_for_it_end_to_end(embedded_data, tmp_path: Path) -> None:
+    images, out = _rgb_folder(embedded_data, tmp_path / "rgb"), tmp_path / "sn"
+    result = hwnas(
+        "supernet", "train", "--data", images, "--out", out, "--epochs", "1", "--subnets", "1", "--threads", "1", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    derived = get_space("default").for_data(3, len(TINTS))
+    assert info["space"]["name"] == derived.name == "default-3ch-3cls" and info["space_hash"] == derived.hash
+    assert (info["in_channels"], info["num_classes"]) == (3, len(TINTS))
+    assert "the supernet is of default-3ch-3cls" in result.stderr  # said, not silently changed
+
+    supernet, _ = load_supernet(out)
+    stem = next(module for module in supernet.stem.modules() if isinstance(module, torch.nn.Conv2d))
+    assert stem.in_channels == 3 and supernet.classifier.weight.shape[0] == len(TINTS)
+    network = supernet.extract(supernet.largest_arch()).eval()
+    with torch.no_grad():
+        assert network(torch.randn(2, 3, 32, 32)).shape == (2, len(TINTS))
+
+    preset_arch = get_space("default").sample(random.Random(2)).format()  # a string of the preset names the same network
+    for arch in ("largest", preset_arch):
+        evaluated = hwnas("supernet", "eval", out, "--arch", arch, "--threads", "1", "--json")
+        assert evaluated.returncode == 0, evaluated.stderr
+        report = json.loads(evaluated.stdout)
+        assert report["arch"].startswith("default-3ch-3cls:r") and 0 <= report["val_accuracy"] <= 1 and report["val_images"] > 0
+    assert report["arch"] == preset_arch.replace("default:", "default-3ch-3cls:", 1)
+
+
+def test_a_space_file_that_does_not_fit_the_data_is_refused_in_one_line(embedded_data, tmp_path: Path) -> None:
+    images = _rgb_folder(embedded_data, tmp_path / "rgb", per_class=10)
+    space = _space_file(tmp_path / "space.json", channels=1, classes=10)  # explicit: not made for the data
+    result = hwnas("supernet", "train", "--space", space, "--data", images, "--out", tmp_path / "sn", "--epochs", "1")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "3 channel(s) and 3 classes" in lines[0] and "in_channels 1 and num_classes 10" in lines[0] and "preset" in lines[0]
+    assert not (tmp_path / "sn").exists()

@@ -127,3 +127,25 @@ def drift_checks(specs: list[Any], quiet: bool = False) -> list[Any]:
             if not quiet:
                 console.print(("[yellow]" if check.warn else "") + esc(check.message()) + ("[/]" if check.warn else ""))
     return checks
+
+
+# ---- where training runs (train, supernet train) ---------------------------------------------------
+ACCELERATOR_CHOICES = ("auto", "cpu", "cuda")  # hwnas.accelerator.ACCELERATORS, named here without importing torch
+
+
+def _check_accelerator(value: str) -> str:
+    if value not in ACCELERATOR_CHOICES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(ACCELERATOR_CHOICES)}")
+    return value
+
+
+Accelerator = Annotated[
+    str,
+    typer.Option(
+        "--accelerator",
+        callback=_check_accelerator,
+        metavar="auto|cpu|cuda",
+        help="where to train: a CUDA GPU (mixed precision where safe), the CPU (all cores, or --threads), or auto: "
+        "the GPU when there is one",
+    ),
+]

@@ -1,8 +1,18 @@
-"""``hwnas supernet train|eval``: train a weight-sharing supernet, and read a subnetwork's accuracy off it."""
+"""``hwnas supernet train|eval``: train a weight-sharing supernet, and read a subnetwork's accuracy off it.
+
+``supernet train`` makes the supernet for the data: a preset space whose input channels or classes are not the
+data's is derived for it (:meth:`~hwnas.space.SearchSpace.for_data`: ``default-3ch-4cls``, its stem and classifier
+made for the data) and that space is what ``supernet.json`` records, so eval, search and specialize use it; a space
+file is the user's explicit choice, and one that does not fit the data is refused in one line. Under ``torchrun``
+(``WORLD_SIZE`` > 1) every process runs this command and they train one supernet data-parallel
+(:mod:`hwnas.supernet.train`); rank 0 alone prints, keeps the checkpoint and writes the folder.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,6 +20,7 @@ import typer
 
 from hwnas.arch import Arch
 from hwnas.cli.common import (
+    Accelerator,
     DataSource,
     Epochs,
     JsonFlag,
@@ -26,9 +37,11 @@ from hwnas.cli.common import (
 )
 from hwnas.errors import UserError
 from hwnas.fileio import check_writable_folder
-from hwnas.presets import resolve_space
+from hwnas.presets import SPACES, resolve_space
+from hwnas.space import SearchSpace, data_space_name
 
 if TYPE_CHECKING:
+    from hwnas.data import ImageSplits
     from hwnas.supernet import Supernet  # torch: imported by the commands that need it, not to answer --help
 
 supernet_app = group("supernet", "Train a weight-sharing supernet and evaluate its subnetworks with inherited weights.")
@@ -57,36 +70,53 @@ def supernet_train(
     subnets: Subnets = 2,
     threads: Threads = None,
     fresh: Fresh = False,
+    accelerator: Accelerator = "auto",
     as_json: JsonFlag = False,
 ) -> None:
     """Train a supernet of a space from scratch (sandwich rule, in-place distillation) and keep it in --out.
 
     Every finished epoch is kept in --out; re-running the same command resumes from the last one, --fresh starts over.
+    A preset is made for the data's channels and classes. Under torchrun (e.g. torchrun --nproc_per_node=2 -m hwnas
+    supernet train ...) the processes train data-parallel, --set batch_size being the batch of all of them together.
     """
     search_space = resolve_space(space)
     recipe = build_recipe(recipe_file, overrides, epochs)
     check_writable_folder(out)  # nothing is made before the data loads: a mistake leaves no folder behind
-    from hwnas.cli.train import _data_for
+    from hwnas.accelerator import Distributed, distributed_session, resolve_device
+    from hwnas.data import load_data
     from hwnas.supernet.store import data_description, save_supernet
-    from hwnas.supernet.train import check_recipe, train_supernet
+    from hwnas.supernet.train import check_inputs, check_recipe, train_supernet
     from hwnas.trainer import remove_checkpoint
 
     check_recipe(recipe, subnets)
-    splits = _data_for(data, search_space)
-    if fresh:
-        remove_checkpoint(out)
-    log = (lambda message: typer.echo(message, err=True)) if as_json else (lambda message: console.print(esc(message)))
-    trained = train_supernet(
-        search_space,
-        recipe,
-        splits,
-        seed=seed,
-        random_subnets=subnets,
-        threads=threads,
-        checkpoint=out,
-        progress=not as_json,
-        log=log,
-    )
+    distributed = Distributed.from_environment()
+    device = resolve_device(accelerator, distributed.local_rank if distributed is not None else None)
+    main = distributed is None or distributed.is_main
+    say = (lambda message: typer.echo(message, err=True)) if as_json else (lambda message: console.print(esc(message)))
+    log = say if main else (lambda message: None)
+    splits = load_data(data)
+    search_space = _space_for_data(space, search_space, splits, log)
+    check_inputs(search_space, recipe, splits, subnets, distributed.world_size if distributed is not None else 1)
+    with distributed_session(distributed, device):
+        if fresh and main:
+            remove_checkpoint(out)
+        if distributed is not None:
+            distributed.barrier()  # no process reads a checkpoint --fresh is about to remove
+        trained = train_supernet(
+            search_space,
+            recipe,
+            splits,
+            seed=seed,
+            random_subnets=subnets,
+            threads=threads,
+            checkpoint=out,
+            progress=not as_json and main,
+            log=log,
+            accelerator=accelerator,
+            distributed=distributed,
+        )
+    if not main:
+        return
     info = save_supernet(
         out,
         trained.supernet,
@@ -110,7 +140,7 @@ def supernet_train(
 
 @supernet_app.command("eval")
 def supernet_eval(
-    folder: Annotated[Path, typer.Argument(help="a folder hwnas supernet train wrote")],
+    folder: Annotated[Path, typer.Argument(help="a folder hwnas supernet train wrote, or 'default' (the shipped one)")],
     arch: ArchOption,
     data: Annotated[str | None, typer.Option("--data", help="images to evaluate on (default: those it was trained on)")] = None,
     threads: Threads = None,
@@ -120,7 +150,9 @@ def supernet_eval(
     parsed = None if arch in ("largest", "smallest") else Arch.parse(arch)
     from hwnas.cli.train import _data_for
     from hwnas.supernet.store import inherited_accuracy, load_supernet
+    from hwnas.supernets import resolve_supernet
 
+    folder = resolve_supernet(folder, given_as="supernet")
     supernet, info = load_supernet(folder)
     chosen = _chosen_arch(supernet, arch, parsed)
     recorded = info.get("data")
@@ -149,11 +181,46 @@ def supernet_eval(
     )
 
 
+def _space_for_data(requested: str, space: SearchSpace, splits: ImageSplits, log: Callable[[str], None]) -> SearchSpace:
+    """The space the supernet is made of: a preset made for the data (said in one line), a space file as it is.
+
+    A space file names its ``in_channels`` and ``num_classes`` on purpose: data of another shape is refused in one line.
+    """
+    shape = (splits.channels, splits.num_classes)
+    if shape == (space.in_channels, space.num_classes):
+        return space
+    if not _is_preset(requested):
+        raise UserError(
+            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, space file "
+            f"{requested} sets in_channels {space.in_channels} and num_classes {space.num_classes}: set them to "
+            f"{splits.channels} and {splits.num_classes} in the file, or give a preset (hwnas space list), "
+            "which is made for the data"
+        )
+    derived = space.for_data(*shape)
+    log(
+        f"space {space.name} is for {space.in_channels}-channel images of {space.num_classes} classes, data "
+        f"{splits.name} has {splits.channels} and {splits.num_classes}: the supernet is of {derived.name} "
+        "(the same choices; stem and classifier made for the data)"
+    )
+    return derived
+
+
+def _is_preset(requested: str) -> bool:
+    """``--space`` names a preset (as :func:`hwnas.presets.resolve_space` reads it), not a space file."""
+    return requested in SPACES or not Path(requested).suffix
+
+
 def _chosen_arch(supernet: Supernet, text: str, parsed: Arch | None) -> Arch:
-    """``--arch``: the largest or smallest subnetwork, or a string that must be of the supernet's space."""
+    """``--arch``: the largest or smallest subnetwork, or a string of the supernet's space.
+
+    A string of the preset a data-made space was derived from (``default:...`` for ``default-3ch-4cls``) is taken as
+    the same architecture of the derived space: their choices are the same.
+    """
     if parsed is None:
         return supernet.largest_arch() if text == "largest" else supernet.smallest_arch()
     space = supernet.space
+    if space.name == data_space_name(parsed.space, space.in_channels, space.num_classes):
+        parsed = dataclasses.replace(parsed, space=space.name)
     if parsed.space != space.name:
         raise UserError(f"architecture is of space {parsed.space!r}, the supernet of {space.name!r}")
     return space.validate(parsed)

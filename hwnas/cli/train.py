@@ -10,6 +10,7 @@ import typer
 
 from hwnas.arch import Arch
 from hwnas.cli.common import (
+    Accelerator,
     DataSource,
     Epochs,
     JsonFlag,
@@ -47,6 +48,7 @@ def train_command(
         bool, typer.Option("--fresh", help="start training over instead of resuming the checkpoint in --out")
     ] = False,
     test: Annotated[bool, typer.Option("--test", help="also report accuracy on the held-out test split")] = False,
+    accelerator: Accelerator = "auto",
     as_json: JsonFlag = False,
 ) -> None:
     """Train one architecture on real images and print its validation accuracy.
@@ -59,8 +61,10 @@ def train_command(
     recipe = build_recipe(recipe_file, overrides, epochs)
     if out is not None:
         _prepare_out(out)
+    from hwnas.accelerator import resolve_device
     from hwnas.trainer import remove_checkpoint, train
 
+    resolve_device(accelerator)  # --accelerator cuda without a GPU: one line before the data loads
     splits = _data_for(data, search_space)
     if fresh and out is not None:
         remove_checkpoint(out)
@@ -76,6 +80,7 @@ def train_command(
         evaluate_test=test,
         checkpoint=out,
         log=log,
+        accelerator=accelerator,
     )
     if out is not None:
         result.save(out)

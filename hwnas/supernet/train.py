@@ -16,10 +16,42 @@ ends with the weights of an uninterrupted run, and a checkpoint of other setting
 one line. The subnetworks of an epoch are drawn from a ``random.Random`` seeded with (seed, epoch)
 and the batch order from a torch generator seeded the same way, so a resumed epoch draws exactly
 what the interrupted one drew.
+
+Devices (``accelerator``, :mod:`hwnas.accelerator`): on a CUDA GPU every subnetwork's forward and
+backward pass runs under autocast (bfloat16, or float16 with a gradient scaler), its loss in float32
+on its logits cast back, BatchNorm in float32; validation is float32. The supernet comes back on
+the CPU and checkpoints hold CPU tensors, so a run started on a GPU resumes on a CPU.
+
+Data-parallel training (``distributed``: :class:`~hwnas.accelerator.Distributed`, one process of a
+``torchrun`` launch). Each process trains on its shard of the training images (a
+``DistributedSampler`` seeded by the seed, reshuffled per epoch; ``recipe.batch_size`` is the global
+batch, split evenly over the processes, so the recipe means the same on any number of them), and
+draws the same subnetworks as every other (the per-epoch ``random.Random`` above is seeded alike on
+all). Gradients are averaged by hand, not by wrapping the supernet in ``DistributedDataParallel``:
+a sandwich step runs several subnetworks, each with its own backward pass, and a random one leaves
+parts of the supernet unused. DDP would all-reduce at every backward pass (or, under ``no_sync``,
+only the last one's hooks would fire, with ``find_unused_parameters=True`` marking parameters the
+last subnetwork skipped as unused although earlier ones used them), and it reads a module's forward
+pass, not ``set_active``. One all-reduce (mean) of all accumulated gradients after the sandwich's
+backward passes and before ``optimizer.step`` is exactly the gradient of the global batch's loss,
+with one communication per step; BatchNorm running statistics are averaged the same way after the
+step, so every process holds the same weights and buffers after every step. Rank 0's parameters are
+broadcast at the start (after a resume, which every process makes from the same checkpoint). Only
+rank 0 writes the checkpoint and logs; an epoch's losses are summed over all processes. Under
+``torchrun`` the global torch generator (RandAugment) is reseeded per (seed, epoch, rank) at each
+epoch's start, so shards are augmented independently and a resumed epoch is augmented as the
+interrupted one was; a single process keeps the stream it always had.
+
+Debug hook: with ``HWNAS_DDP_TRACE=PATH`` in the environment every process appends, after each
+step, one JSON line ``{"rank", "epoch", "step", "sha256"}`` (a hash of its whole state dict) to
+``PATH.rank<N>``: the data-parallel test reads it to check all processes hold identical weights.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -30,8 +62,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from hwnas.accelerator import Distributed, Precision, resolve_device, to_device
 from hwnas.arch import Arch
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
@@ -42,6 +75,7 @@ from hwnas.supernet.network import Supernet
 from hwnas.supernet.store import inherited_accuracy
 from hwnas.trainer import (
     CHECKPOINT_FILE,
+    Prepared,
     _progress_bar,
     _train_loader,
     _TrainingState,
@@ -57,6 +91,7 @@ METHOD_NAME = "sandwich-inplace-distillation"
 # recipe fields of single-network training the supernet has no use for: refused rather than silently ignored
 UNUSED_RECIPE_FIELDS = ("mixup", "dropout", "drop_path", "ema")
 MAX_RANDOM_SUBNETS = 16
+TRACE_ENV = "HWNAS_DDP_TRACE"  # debug hook: see the module docstring
 
 
 def training_method(random_subnets: int = 2) -> dict[str, Any]:
@@ -98,14 +133,20 @@ def check_recipe(recipe: Recipe, random_subnets: int) -> None:
         raise UserError(f"random subnetworks per step must be 0 to {MAX_RANDOM_SUBNETS}, not {random_subnets}")
 
 
-def check_inputs(space: SearchSpace, recipe: Recipe, data: ImageSplits, random_subnets: int) -> None:
-    """Refuse, before any work, data the space cannot take and what :func:`check_recipe` refuses."""
+def check_inputs(space: SearchSpace, recipe: Recipe, data: ImageSplits, random_subnets: int, processes: int = 1) -> None:
+    """Refuse, before any work, data the space cannot take, what :func:`check_recipe` refuses, and a batch
+    ``processes`` data-parallel processes cannot share evenly."""
     if (data.channels, data.num_classes) != (space.in_channels, space.num_classes):
         raise UserError(
             f"data {data.name!r} has {data.channels} channel(s) and {data.num_classes} classes, "
             f"space {space.name!r} {space.in_channels} and {space.num_classes}"
         )
     check_recipe(recipe, random_subnets)
+    if recipe.batch_size % processes:
+        raise UserError(
+            f"batch_size {recipe.batch_size} (the global batch) does not split evenly over {processes} processes: "
+            f"set batch_size to a multiple of {processes}"
+        )
 
 
 @dataclass
@@ -121,21 +162,47 @@ class _Run:
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler
     criterion: nn.Module
+    precision: Precision
+    distributed: Distributed | None = None
     calibration: dict[int, torch.Tensor | None] = field(default_factory=dict)  # BatchNorm images per resolution
 
     @classmethod
-    def start(cls, supernet: Supernet, recipe: Recipe, data: ImageSplits, seed: int, random_subnets: int) -> _Run:
+    def start(
+        cls,
+        supernet: Supernet,
+        recipe: Recipe,
+        data: ImageSplits,
+        seed: int,
+        random_subnets: int,
+        device: torch.device,
+        distributed: Distributed | None = None,
+    ) -> _Run:
         space = supernet.space
-        loader = _train_loader(data, max(space.resolutions), space.in_channels, recipe, seed)
+        supernet.to(device)  # before the optimizer is made: its state lives where the weights do
+        if distributed is None:
+            loader = _train_loader(data, max(space.resolutions), space.in_channels, recipe, seed, device)
+        else:
+            loader = _shard_loader(data, max(space.resolutions), space.in_channels, recipe, seed, device, distributed)
         optimizer = make_optimizer(supernet, recipe)
         steps = recipe.epochs * len(loader)
         warmup = round(recipe.warmup_epochs * len(loader))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup))
         criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-        return cls(supernet, recipe, data, seed, random_subnets, loader, optimizer, schedule, criterion)
+        precision = Precision.for_device(device)
+        return cls(supernet, recipe, data, seed, random_subnets, loader, optimizer, schedule, criterion, precision, distributed)
+
+    @property
+    def device(self) -> torch.device:
+        return self.precision.device
+
+    @property
+    def is_main(self) -> bool:
+        """The process that writes checkpoints and logs: the only one, or rank 0 of a data-parallel run."""
+        return self.distributed is None or self.distributed.is_main
 
     def state(self) -> _TrainingState:
-        return _TrainingState(self.supernet, self.optimizer, self.schedule, None, self.loader.generator)  # type: ignore[arg-type]
+        generator: torch.Generator = self.loader.generator  # type: ignore[assignment]
+        return _TrainingState(self.supernet, self.optimizer, self.schedule, None, generator, self.precision.scaler)
 
     def fingerprint(self) -> dict[str, Any]:
         space = self.supernet.space
@@ -155,30 +222,64 @@ def train_supernet(
     checkpoint: Path | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    accelerator: str = "auto",
+    distributed: Distributed | None = None,
 ) -> SupernetTraining:
     """Train a :class:`Supernet` of ``space`` from scratch on ``data`` (see the module docstring).
 
     ``checkpoint``: a folder where every finished epoch is kept (``checkpoint.pt``) and resumed
     from. ``log`` gets the "resuming" line and one line per epoch with the largest and smallest
     subnetworks' validation accuracy (inherited weights, BatchNorm re-estimated).
+    ``accelerator``: ``auto``, ``cpu`` or ``cuda``. ``distributed``: this process's place in a
+    data-parallel run (its process group started, e.g. by :func:`hwnas.accelerator.distributed_session`);
+    only its rank 0 writes the checkpoint, logs and shows progress. The supernet is returned on the CPU.
     """
-    check_inputs(space, recipe, data, random_subnets)
+    check_inputs(space, recipe, data, random_subnets, distributed.world_size if distributed else 1)
+    device = resolve_device(accelerator, distributed.local_rank if distributed is not None else None)
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    run = _Run.start(Supernet(space), recipe, data, seed, random_subnets)
-    points = _resume(run, checkpoint, log)
+    run = _Run.start(Supernet(space), recipe, data, seed, random_subnets, device, distributed)
+    points = _resume(run, checkpoint, log if run.is_main else None)
+    if distributed is not None:
+        distributed.broadcast_module(run.supernet)  # every process starts from rank 0's weights (all resumed alike)
     steps = len(run.loader)
-    with _progress_bar(progress) as bar:
+    with _progress_bar(progress and run.is_main) as bar:
         task = bar.add_task("supernet", total=recipe.epochs * steps, completed=len(points) * steps, loss=float("nan"))
         for epoch in range(len(points) + 1, recipe.epochs + 1):
             points.append(_epoch(run, epoch, lambda loss: bar.update(task, advance=1, loss=loss)))
-            if checkpoint is not None:
+            if checkpoint is not None and run.is_main:
                 save_checkpoint(Path(checkpoint) / CHECKPOINT_FILE, run.state(), run.fingerprint(), points)
-            if log is not None:
+            if log is not None and run.is_main:
                 log(_epoch_line(points[-1], recipe.epochs))
     run.supernet.set_active(run.supernet.largest_arch())
+    run.supernet.to("cpu")
     return SupernetTraining(run.supernet.eval(), points, training_method(random_subnets), threads)
+
+
+def _shard_loader(
+    data: ImageSplits,
+    resolution: int,
+    channels: int,
+    recipe: Recipe,
+    seed: int,
+    device: torch.device,
+    distributed: Distributed,
+) -> DataLoader:
+    """This process's shard of the training images, ``batch_size / processes`` a batch (every shard as long)."""
+    dataset = Prepared(data.train, resolution, channels, recipe.randaugment)
+    sampler_seed = int(text_sha256(f"hwnas-supernet-shards:{seed}", 15), 16)
+    sampler = DistributedSampler(
+        dataset, num_replicas=distributed.world_size, rank=distributed.rank, shuffle=True, seed=sampler_seed
+    )
+    return DataLoader(
+        dataset,
+        batch_size=recipe.batch_size // distributed.world_size,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(seed),
+        drop_last=False,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def _resume(run: _Run, checkpoint: Path | None, log: Callable[[str], None] | None) -> list[dict[str, float]]:
@@ -198,19 +299,27 @@ def _epoch(run: _Run, epoch: int, advance: Callable[[float], None]) -> dict[str,
     """One epoch of sandwich steps, then the largest and smallest subnetworks' validation accuracy."""
     started = time.perf_counter()
     net = run.supernet
-    archs = random.Random(f"hwnas-supernet:{run.seed}:{epoch}")
+    archs = random.Random(f"hwnas-supernet:{run.seed}:{epoch}")  # alike on every process of a data-parallel run
     run.loader.generator.manual_seed(int(text_sha256(f"{run.seed}:{epoch}", 15), 16))  # type: ignore[union-attr]
+    if run.distributed is not None:
+        run.loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        torch.manual_seed(int(text_sha256(f"hwnas-supernet:{run.seed}:{epoch}:{run.distributed.rank}", 15), 16))
     ends = [net.largest_arch(), net.smallest_arch()]
     net.train()
     label_sum = distill_sum = 0.0
     seen = 0
-    for images, labels in run.loader:
+    trace = os.environ.get(TRACE_ENV)
+    for step, (images, labels) in enumerate(run.loader, start=1):
         sampled = [net.sample_arch(archs) for _ in range(run.random_subnets)]
         label_loss, distill_loss = _sandwich_step(run, images, labels, [*ends, *sampled])
         label_sum += label_loss * len(labels)
         distill_sum += distill_loss * len(labels)
         seen += len(labels)
         advance(label_sum / seen)
+        if trace:
+            _trace(trace, run, epoch, step)
+    if run.distributed is not None:  # the epoch's losses over every process's shard
+        label_sum, distill_sum, seen = run.distributed.sum([label_sum, distill_sum, seen], run.device)
     largest, smallest = (_validate(run, arch) for arch in ends)
     return {
         "epoch": epoch,
@@ -223,23 +332,34 @@ def _epoch(run: _Run, epoch: int, advance: Callable[[float], None]) -> dict[str,
 
 
 def _sandwich_step(run: _Run, images: torch.Tensor, labels: torch.Tensor, archs: list[Arch]) -> tuple[float, float]:
-    """Largest on the labels, the others distilled from its soft predictions; one optimizer step for all."""
-    net = run.supernet
+    """Largest on the labels, the others distilled from its soft predictions; one optimizer step for all.
+
+    Forward passes under the run's autocast (CUDA only), losses in float32 on the logits cast back; in a
+    data-parallel run the accumulated gradients are averaged over the processes before the step.
+    """
+    net, precision = run.supernet, run.precision
+    images, labels = to_device((images, labels), run.device)
     run.optimizer.zero_grad(set_to_none=True)
     net.set_active(archs[0])
-    teacher = net(_resized(images, archs[0].resolution))
+    with precision.autocast():
+        teacher = net(_resized(images, archs[0].resolution)).float()
     label_loss = run.criterion(teacher, labels)
-    label_loss.backward()
+    precision.backward(label_loss)
     soft = F.softmax(teacher.detach(), dim=1)
     distill = 0.0
     for arch in archs[1:]:
         net.set_active(arch)
-        student = F.log_softmax(net(_resized(images, arch.resolution)), dim=1)
-        loss = F.kl_div(student, soft, reduction="batchmean")
-        loss.backward()  # gradients accumulate; each subnetwork's graph is freed before the next is built
+        with precision.autocast():
+            logits = net(_resized(images, arch.resolution)).float()
+        loss = F.kl_div(F.log_softmax(logits, dim=1), soft, reduction="batchmean")
+        precision.backward(loss)  # gradients accumulate; each subnetwork's graph is freed before the next is built
         distill += loss.item()
-    run.optimizer.step()
+    if run.distributed is not None:
+        run.distributed.average_gradients(net.parameters())
+    precision.step(run.optimizer)
     run.schedule.step()
+    if run.distributed is not None:
+        run.distributed.average_buffers(net)
     return label_loss.item(), distill / max(len(archs) - 1, 1)
 
 
@@ -254,9 +374,27 @@ def _validate(run: _Run, arch: Arch) -> float:
     """Validation accuracy of ``arch`` with inherited weights; the training's random streams are left as they were."""
     space = run.supernet.space
     if arch.resolution not in run.calibration:
-        run.calibration[arch.resolution] = batchnorm_images(run.data, arch.resolution, space.in_channels, run.supernet)
+        images = batchnorm_images(run.data, arch.resolution, space.in_channels, run.supernet)
+        run.calibration[arch.resolution] = to_device(images, run.device)
     with torch.random.fork_rng(devices=[]):  # extracting builds a network, whose initialisation draws random numbers
         return inherited_accuracy(run.supernet, arch, run.data, bn_images=run.calibration[arch.resolution])
+
+
+def _trace(path: str, run: _Run, epoch: int, step: int) -> None:
+    """The debug hook of the module docstring: this process's state-dict hash after a step, one JSON line."""
+    rank = run.distributed.rank if run.distributed is not None else 0
+    line = json.dumps({"rank": rank, "epoch": epoch, "step": step, "sha256": state_sha256(run.supernet.state_dict())})
+    with open(f"{path}.rank{rank}", "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of a state dict's names and tensor bytes, in order (what ``HWNAS_DDP_TRACE`` writes per step)."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _epoch_line(point: dict[str, float], epochs: int) -> str:

@@ -20,10 +20,11 @@ def shipped_supernets() -> list[str]:
     return sorted(p.name for p in SHIPPED.iterdir() if (p / "supernet.json").is_file() and (p / "supernet.pt").is_file())
 
 
-def resolve_supernet(text: str | Path) -> Path:
+def resolve_supernet(text: str | Path, given_as: str = "--supernet") -> Path:
     """``--supernet``: a folder ``hwnas supernet train`` wrote, or the name of a shipped supernet (``default``).
 
-    A folder that exists wins over a shipped name, so a user's ``./default`` is never shadowed.
+    A folder that exists wins over a shipped name, so a user's ``./default`` is never shadowed. ``given_as``: how the
+    user gave it, for the error line.
     """
     path = Path(text)
     if path.exists():
@@ -31,4 +32,4 @@ def resolve_supernet(text: str | Path) -> Path:
     if str(text) in shipped_supernets():
         return SHIPPED / str(text)
     shipped = ", ".join(shipped_supernets()) or "none"
-    raise UserError(f"--supernet {text}: no such folder, and no shipped supernet of that name (shipped: {shipped})")
+    raise UserError(f"{given_as} {text}: no such folder, and no shipped supernet of that name (shipped: {shipped})")

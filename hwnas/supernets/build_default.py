@@ -13,10 +13,10 @@ Run it on an otherwise idle machine: its wall time is recorded in ``supernet.jso
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from hwnas.cli import main as hwnas_main
 from hwnas.supernets import DEFAULT_SUPERNET
 
 EPOCHS = 3
@@ -26,7 +26,12 @@ COMMAND = ["supernet", "train", "--space", "default", "--data", "embedded", "--e
 
 def main() -> None:
     """Train (or resume) in ``build/``, then copy the weights and their description into the package."""
-    subprocess.run([sys.executable, "-m", "hwnas", *COMMAND, "--out", str(BUILD)], check=True)
+    sys.argv = ["hwnas", *COMMAND, "--out", str(BUILD)]  # the user's command, run in this process
+    try:
+        hwnas_main()
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise
     DEFAULT_SUPERNET.mkdir(exist_ok=True)
     for name in ("supernet.pt", "supernet.json"):
         shutil.copy2(BUILD / name, DEFAULT_SUPERNET / name)
