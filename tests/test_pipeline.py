@@ -84,6 +84,38 @@ def test_a_run_folder_of_other_settings_is_refused_and_fresh_starts_over(tmp_pat
     assert not (folder / "stages").exists() and read_config(folder / "config.toml") == other
 
 
+def test_a_supernet_run_keeps_where_its_supernet_is_scores_by_it_and_evaluates_more_candidates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--supernet reaches the library's search settings; a shipped name is kept as a name (found wherever hwnas is
+    installed), a folder as an absolute path (the run resumes from anywhere); trials default to the supernet's count
+    unless given; the folder name tells the two kinds of run apart; --ray and an unknown name are one line."""
+    from hwnas.pipeline.run import default_out
+    from hwnas.search.api import DEFAULTS
+    from hwnas.supernets import DEFAULT_SUPERNET
+
+    shipped = resolve_config(False, None, {"search": {"supernet": "default"}})
+    assert shipped.search.supernet == "default" and shipped.search.library_settings().supernet == DEFAULT_SUPERNET
+    assert shipped.search.trials == DEFAULTS.supernet_trials and DEFAULT.search.library_settings().supernet is None
+    quick = resolve_config(True, None, {"search": {"supernet": "default"}})
+    assert quick.search.trials == DEFAULTS.supernet_trials // 5 and default_out(quick).name.endswith("-supernet-quick")
+    path = tmp_path / "run.toml"
+    path.write_text('[search]\ntrials = 7\nstrategy = "random"\n')
+    typed = resolve_config(False, path, {"search": {"supernet": "default"}})
+    assert (typed.search.trials, typed.search.strategy, typed.search.supernet) == (7, "random", "default")
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine").mkdir()
+    folder = resolve_config(True, None, {"search": {"supernet": "mine"}})
+    assert folder.search.supernet == str((tmp_path / "mine").resolve())
+    write_config(tmp_path / "config.toml", folder)
+    assert read_config(tmp_path / "config.toml") == folder
+    with pytest.raises(UserError, match="no shipped supernet of that name"):
+        resolve_config(True, None, {"search": {"supernet": "imagenet"}})
+    with pytest.raises(UserError, match="leave out --ray"):
+        resolve_config(True, None, {"search": {"supernet": "default"}, "ray": "local"})
+
+
 def test_fresh_never_empties_a_folder_that_is_not_a_run_folder(tmp_path: Path) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
     with pytest.raises(UserError, match="not a run folder"):

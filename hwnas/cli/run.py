@@ -33,6 +33,15 @@ def run_command(
         str | None, typer.Option("--ray", help="train search candidates on a Ray cluster (ADDRESS, or 'local')")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
+    supernet: Annotated[
+        str | None,
+        typer.Option(
+            "--supernet",
+            help="a supernet folder (hwnas supernet train) or 'default' (the shipped one): candidates scored by the weights "
+            "they inherit (about a second each; 200 trials unless [search] trials says otherwise) and the winner fine-tuned "
+            "from them",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Profile (or reuse) the device's table, fit the latency predictor, search, retrain, prune, export, verify, measure.
@@ -50,6 +59,7 @@ def run_command(
         "space": space,
         "ray": ray,
         "seed": seed,
+        "search": {"supernet": supernet} if supernet else None,
     }
     settings = resolve_config(quick, config, overrides)
     folder = out or default_out(settings)
@@ -78,8 +88,13 @@ def _check_inputs(settings: Any, folder: Path) -> None:
 
     for device in settings.devices:
         DeviceSpec.from_toml(device)
-    resolve_space(settings.space)
+    space = resolve_space(settings.space)
     check_writable_folder(folder)
+    if settings.search.supernet:  # a supernet of another space would otherwise be found after the device's profile
+        from hwnas.search.inherited import check_space, loaded_supernet
+
+        supernet_folder = settings.search.supernet_folder()
+        check_space(loaded_supernet(supernet_folder)[0], space, supernet_folder)
     if settings.data not in ("embedded", "fashion-mnist"):  # the shipped sources are known to load
         from hwnas.data import load_data
 

@@ -18,9 +18,10 @@ differs (``--fresh`` starts over).
     strategy = "fbnetv3"
     trials = 24
     train_images = 2000           # the proxy: candidates train on the first N training images
+    supernet = "default"          # or a folder: candidates scored by inherited weights (trials then default to 200)
 
     [train]
-    epochs = 5                    # retraining the winner on all training images
+    epochs = 5                    # retraining the winner on all training images (fine-tuning it, with a supernet)
 
     [prune]
     episodes = 30                 # AMC episodes
@@ -58,11 +59,20 @@ class SearchSettings:
     epochs: int = SEARCH.epochs  # proxy epochs per candidate
     reward: str = SEARCH.reward
     measure_front: int = 6  # Pareto-front candidates exported and measured on the device for the plot
+    # a trained supernet (a folder, or a shipped name such as "default"): candidates scored by inherited weights and the
+    # winner fine-tuned from them (hwnas.search.inherited); "" (TOML has no null): trained for the proxy, as without it
+    supernet: str = ""
 
     def library_settings(self) -> LibrarySearchSettings:
         """The settings :func:`hwnas.search.api.make_search_config` takes (margin and the finish: the library's)."""
         return replace(SEARCH, strategy=self.strategy, trials=self.trials, train_images=self.train_images, epochs=self.epochs,
-                       reward=self.reward)  # fmt: skip
+                       reward=self.reward, supernet=self.supernet_folder())  # fmt: skip
+
+    def supernet_folder(self) -> Path | None:
+        """The supernet's folder (a shipped name resolved), or ``None`` for a search that trains its candidates."""
+        from hwnas.supernets import resolve_supernet
+
+        return resolve_supernet(self.supernet, given_as="search.supernet") if self.supernet else None
 
 
 @dataclass(frozen=True)
@@ -124,6 +134,8 @@ class RunConfig:
                 raise UserError(f"{name} must be at least 1, got {value}")
         if self.train.train_images < 0 or self.search.measure_front < 0 or self.drift_networks < 0:
             raise UserError("train.train_images, search.measure_front and drift_networks must be >= 0")
+        if self.search.supernet and self.ray:
+            raise UserError("a supernet scores candidates in local worker processes (about a second each): leave out --ray")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -195,9 +207,15 @@ def resolve_config(
     """Defaults <- ``config_file`` <- ``overrides`` (the options typed; ``None`` means not typed)."""
     base = QUICK if quick else DEFAULT
     given: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    given |= {key: value for key, value in overrides.items() if value is not None}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        given[key] = given.get(key, {}) | value if key in SECTIONS else value  # an option overrides one key of a table
+    searched = given.get("search", {})
+    if searched.get("supernet"):
+        searched = _supernet_trials(base, searched) | {"supernet": _stored_supernet(searched["supernet"])}
     sections = {
-        "search": replace(base.search, **given.get("search", {})),
+        "search": replace(base.search, **given.get("search", {}) | searched),
         "train": replace(base.train, **given.get("train", {})),
         "prune": replace(base.prune, **given.get("prune", {})),
         "references": replace(base.references, **given.get("references", {})),
@@ -208,6 +226,23 @@ def resolve_config(
     if "budget_ms" in top:
         top["budget_ms"] = float(top["budget_ms"])
     return replace(base, **top, **sections)
+
+
+def _stored_supernet(text: str) -> str:
+    """How a run folder keeps its supernet: a shipped name as it is (found wherever hwnas is installed), a folder as an
+    absolute path (so the run resumes from any working directory). A name that is neither is one line now."""
+    from hwnas.supernets import resolve_supernet, shipped_supernets
+
+    folder = resolve_supernet(text, given_as="--supernet")
+    return text if text in shipped_supernets() and not Path(text).exists() else str(folder.resolve())
+
+
+def _supernet_trials(base: RunConfig, search: dict[str, Any]) -> dict[str, Any]:
+    """With a supernet a candidate costs about a second, not a proxy epoch: unless trials are given, evaluate
+    :data:`~hwnas.search.api.DEFAULTS`' ``supernet_trials`` (a fifth of them for ``--quick``)."""
+    if "trials" in search:
+        return search
+    return search | {"trials": SEARCH.supernet_trials // 5 if base.quick else SEARCH.supernet_trials}
 
 
 # ---- writing TOML (tomllib only reads) -------------------------------------------------------------

@@ -39,12 +39,13 @@ __all__ = ["STAGE_NAMES", "default_out", "prepare_folder", "run_pipeline", "writ
 
 
 def default_out(config: RunConfig) -> Path:
-    """``runs/run-<space>-<first device>[-quick]``: the same command finds the same folder, so it resumes."""
+    """``runs/run-<space>-<first device>[-supernet][-quick]``: the same command finds the same folder, so it resumes
+    (and a run with a supernet does not meet the folder of one without, which it would be refused to resume)."""
     from hwnas.paths import runs_dir
 
     device = Path(config.devices[0]).stem
     space = Path(config.space).stem
-    return runs_dir() / f"run-{space}-{device}{'-quick' if config.quick else ''}"
+    return runs_dir() / f"run-{space}-{device}{'-supernet' if config.search.supernet else ''}{'-quick' if config.quick else ''}"
 
 
 def prepare_folder(folder: Path, config: RunConfig, fresh: bool) -> None:

@@ -98,11 +98,12 @@ def run(context: RunContext) -> SearchResult:
     load = free_cores()
     # one single-threaded worker per core even when another process is busy: single-threaded workers only share the
     # busy core, while one worker of two threads would wait on it at every operation (LocalExecutor gives 1 worker 2)
-    executor = make_executor(ray_address=context.config.ray)
+    executor = make_executor(ray_address=context.config.ray, supernet=config.supernet)
     settings = context.config.search
     context.log(
         f"search: {settings.strategy}, {settings.trials} trials on {executor.slots} worker(s) x {executor.threads} thread(s)"
         + (f" (Ray at {context.config.ray})" if context.config.ray else "")
+        + (f"; candidates scored by the weights they inherit from {config.supernet}" if config.supernet else "")
     )
     try:
         summary = run_search(config, executor, on_progress=lambda state: _log_trial(context, state))
