@@ -9,6 +9,9 @@ Networks: ``--networks`` architectures of the default space spread over its late
 - *stand-alone*: trained from scratch with the supernet's own recipe for its epochs on the same embedded
   training images, with ``--seeds`` seeds (the ceiling: how well one seed ranks another).
 
+Networks are completed one at a time (all four accuracies), in an order that keeps any finished prefix spread
+over the latency range (:func:`spread_order`), so the summary of a run that is still going already means something.
+
 Every accuracy is on the full 10,000-image Fashion-MNIST test set (Debian's ``dataset-fashion-mnist``), which
 the embedded training images are not drawn from. Each finished (network, kind, seed) is appended to the
 results file at once, so a killed run resumes where it stopped; ``--networks`` can grow between runs.
@@ -46,6 +49,17 @@ def spread_archs(count: int) -> list[tuple[str, float]]:
     order = np.argsort(predicted)
     picks = np.linspace(0, len(order) - 1, count).round().astype(int)
     return [(samples[order[i]].format(), float(predicted[order[i]])) for i in picks]
+
+
+def spread_order(count: int) -> list[int]:
+    """Indices 0..count-1, each next one the farthest from those before (the ends first): a run stopped after any
+    number of networks has them spread over the whole latency range, and the next run completes the same set."""
+    if count <= 0:
+        return []
+    order = [0, count - 1] if count > 1 else [0]
+    while len(order) < count:
+        order.append(max((i for i in range(count) if i not in order), key=lambda i: (min(abs(i - j) for j in order), -i)))
+    return order
 
 
 def splits() -> Any:
@@ -149,10 +163,14 @@ def main() -> None:
         "test_images": len(data.test),
         "archs": [{"arch": a, "predicted_host_tflite_ms": ms} for a, ms in archs],
     }
-    rows = load_rows()
+    wanted = {a for a, _ in archs}
+    rows = [row for row in load_rows() if row["arch"] in wanted]  # rows of another --networks' picks are dropped
     done = {(row["kind"], row["arch"], row["seed"]) for row in rows}
-    plan = [("inherited", a, 0) for a, _ in archs] + [("proxy", a, 0) for a, _ in archs]
-    plan += [("standalone", a, seed) for seed in range(args.seeds) for a, _ in archs]
+    plan = [
+        (kind, archs[i][0], seed)
+        for i in spread_order(len(archs))
+        for kind, seed in [("inherited", 0), ("proxy", 0), *(("standalone", s) for s in range(args.seeds))]
+    ]
     for index, (kind, arch, seed) in enumerate(plan):
         if (kind, arch, seed) in done:
             continue

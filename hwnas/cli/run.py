@@ -9,6 +9,16 @@ import typer
 
 from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, print_json, quiet_or_log
 
+RunSupernet = Annotated[
+    str | None,
+    typer.Option(
+        "--supernet",
+        help="a supernet folder (hwnas supernet train) or 'default' (the shipped one): candidates scored by the weights "
+        "they inherit (about a second each; 200 trials unless [search] trials says otherwise) and the winner fine-tuned "
+        "from them",
+    ),
+]
+
 
 @app.command("run")
 def run_command(
@@ -33,15 +43,7 @@ def run_command(
         str | None, typer.Option("--ray", help="train search candidates on a Ray cluster (ADDRESS, or 'local')")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
-    supernet: Annotated[
-        str | None,
-        typer.Option(
-            "--supernet",
-            help="a supernet folder (hwnas supernet train) or 'default' (the shipped one): candidates scored by the weights "
-            "they inherit (about a second each; 200 trials unless [search] trials says otherwise) and the winner fine-tuned "
-            "from them",
-        ),
-    ] = None,
+    supernet: RunSupernet = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Profile (or reuse) the device's table, fit the latency predictor, search, retrain, prune, export, verify, measure.

@@ -41,8 +41,11 @@ from hwnas.presets import SPACES, resolve_space
 from hwnas.space import SearchSpace, data_space_name
 
 if TYPE_CHECKING:
+    from hwnas.accelerator import Distributed
     from hwnas.data import ImageSplits
+    from hwnas.recipe import Recipe
     from hwnas.supernet import Supernet  # torch: imported by the commands that need it, not to answer --help
+    from hwnas.supernet.train import SupernetTraining
 
 supernet_app = group("supernet", "Train a weight-sharing supernet and evaluate its subnetworks with inherited weights.")
 
@@ -82,39 +85,21 @@ def supernet_train(
     search_space = resolve_space(space)
     recipe = build_recipe(recipe_file, overrides, epochs)
     check_writable_folder(out)  # nothing is made before the data loads: a mistake leaves no folder behind
-    from hwnas.accelerator import Distributed, distributed_session, resolve_device
+    from hwnas.accelerator import Distributed
     from hwnas.data import load_data
     from hwnas.supernet.store import data_description, save_supernet
-    from hwnas.supernet.train import check_inputs, check_recipe, train_supernet
-    from hwnas.trainer import remove_checkpoint
+    from hwnas.supernet.train import check_inputs, check_recipe
 
     check_recipe(recipe, subnets)
     distributed = Distributed.from_environment()
-    device = resolve_device(accelerator, distributed.local_rank if distributed is not None else None)
     main = distributed is None or distributed.is_main
     say = (lambda message: typer.echo(message, err=True)) if as_json else (lambda message: console.print(esc(message)))
     log = say if main else (lambda message: None)
     splits = load_data(data)
     search_space = _space_for_data(space, search_space, splits, log)
     check_inputs(search_space, recipe, splits, subnets, distributed.world_size if distributed is not None else 1)
-    with distributed_session(distributed, device):
-        if fresh and main:
-            remove_checkpoint(out)
-        if distributed is not None:
-            distributed.barrier()  # no process reads a checkpoint --fresh is about to remove
-        trained = train_supernet(
-            search_space,
-            recipe,
-            splits,
-            seed=seed,
-            random_subnets=subnets,
-            threads=threads,
-            checkpoint=out,
-            progress=not as_json and main,
-            log=log,
-            accelerator=accelerator,
-            distributed=distributed,
-        )
+    run = _Training(search_space, recipe, splits, seed, subnets, threads, out, accelerator, distributed)
+    trained = run.train(fresh=fresh, progress=not as_json and main, log=log)
     if not main:
         return
     info = save_supernet(
@@ -179,6 +164,48 @@ def supernet_eval(
         f"inherited validation accuracy {accuracy:.4f} on {esc(splits.name)} ({result['val_images']} images, BatchNorm "
         f"re-estimated) in {result['seconds']:.1f} s"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Training:
+    """What ``supernet train`` trains, checked: run here, or in every process of a torchrun launch."""
+
+    space: SearchSpace
+    recipe: Recipe
+    splits: ImageSplits
+    seed: int
+    subnets: int
+    threads: int | None
+    out: Path
+    accelerator: str
+    distributed: Distributed | None
+
+    def train(self, fresh: bool, progress: bool, log: Callable[[str], None]) -> SupernetTraining:
+        """Train (or resume) in ``out``; ``fresh`` removes its checkpoint first (rank 0, before any process reads it)."""
+        from hwnas.accelerator import distributed_session, resolve_device
+        from hwnas.supernet.train import train_supernet
+        from hwnas.trainer import remove_checkpoint
+
+        distributed = self.distributed
+        device = resolve_device(self.accelerator, distributed.local_rank if distributed is not None else None)
+        with distributed_session(distributed, device):
+            if fresh and (distributed is None or distributed.is_main):
+                remove_checkpoint(self.out)
+            if distributed is not None:
+                distributed.barrier()  # no process reads a checkpoint --fresh is about to remove
+            return train_supernet(
+                self.space,
+                self.recipe,
+                self.splits,
+                seed=self.seed,
+                random_subnets=self.subnets,
+                threads=self.threads,
+                checkpoint=self.out,
+                progress=progress,
+                log=log,
+                accelerator=self.accelerator,
+                distributed=distributed,
+            )
 
 
 def _space_for_data(requested: str, space: SearchSpace, splits: ImageSplits, log: Callable[[str], None]) -> SearchSpace:
