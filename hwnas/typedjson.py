@@ -72,7 +72,7 @@ def _convert(kind: Any, data: Any, where: str) -> Any:
         if not isinstance(data, dict):
             raise _mismatch(where, "an object", data)
         value_type = get_args(kind)[1] if get_args(kind) else Any
-        return {str(key): _convert(value_type, item, f"{where}.{key}") for key, item in data.items()}
+        return {str(key): _convert(value_type, item, f"{where}.{_shown_key(key)}") for key, item in data.items()}
     if kind in (list, tuple, dict):
         return _convert(kind[Any] if kind is not dict else dict[str, Any], data, where)
     return _scalar(kind, data, where)
@@ -161,3 +161,10 @@ def _mismatch(where: str, expected: str, data: Any) -> RecordError:
     shown = repr(data)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return RecordError(f"{where}: expected {expected}, found {shown}")
+
+
+def _shown_key(key: object) -> str:
+    """A key as an error line names it: as it is when printable, else quoted with escapes (a control character such
+    as U+001E would otherwise split the one-line error in two)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)

@@ -58,9 +58,10 @@ class LatencyEntry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LatencyEntry:
+        median = data["median_ms"]
         return cls(
             OpKey.from_json(data["op"]),
-            float(data["median_ms"]),
+            float(median) if positive_ms(median) else median,  # anything else: refused in one line by __post_init__
             data.get("p10_ms"),
             data.get("p90_ms"),
             data.get("cv"),
@@ -173,7 +174,13 @@ class LatencyTable:
 
 def positive_ms(value: object) -> bool:
     """A latency a table may hold: a finite number above zero (never NaN, infinite, zero or negative)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        number = float(value)  # an integer of 400 digits is valid JSON, and no float
+    except OverflowError:
+        return False
+    return math.isfinite(number) and number > 0
 
 
 def diff_tables(first: LatencyTable, second: LatencyTable) -> dict[str, Any]:

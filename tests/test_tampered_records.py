@@ -14,7 +14,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 RUN = Path(__file__).parent / "data" / "run-2026-12-02"
@@ -71,6 +71,7 @@ def run_report(folder: Path) -> tuple[int, str]:
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(where=st.sampled_from(PATHS), value=json_values)
+@example(where=("prune", ("result", "models")), value={"\x1e": None})  # a control character in a key: found by hypothesis
 def test_any_json_value_in_any_field_of_a_stage_record_is_exit_0_or_one_line(where: tuple[str, tuple], value: Any) -> None:
     stage, path = where
     with tempfile.TemporaryDirectory() as temp:
