@@ -127,8 +127,13 @@ def train(
     checkpoint: Path | None = None,
     log: Callable[[str], None] | None = None,
     accelerator: str = "auto",
+    initial: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``arch`` with ``recipe`` on ``data``; accuracy is measured on the validation split.
+
+    ``initial``: start from these weights instead of a fresh initialisation (a subnetwork inherited from a supernet,
+    :func:`hwnas.supernet.store.inherited_network`, to fine-tune); it must be the network ``build_model`` makes for
+    ``arch`` (checked by its state dict's names and shapes), and is trained in place.
 
     With ``checkpoint`` (a folder) every finished epoch is kept there and a second call resumes
     after the last one (see the module docstring); ``log`` receives the "resuming" line.
@@ -144,6 +149,9 @@ def train(
     started = time.perf_counter()
     model = build_model(space, arch, dropout=recipe.dropout, drop_path=recipe.drop_path)
     identity = {"arch": arch.format(), "space": space.hash}
+    if initial is not None:
+        _check_same_network(model, initial, arch)
+        model, identity = initial, identity | {"initial": _state_digest(initial)}
     curve = fit_model(
         model,
         data,
@@ -177,6 +185,28 @@ def train(
         test_accuracy=test_accuracy,
         model=evaluated,
     )
+
+
+def _check_same_network(built: nn.Module, initial: nn.Module, arch: Arch) -> None:
+    """``initial`` has exactly the tensors ``build_model`` gives ``arch`` (else it is another network: refused)."""
+    wanted = {name: tuple(t.shape) for name, t in built.state_dict().items()}
+    given = {name: tuple(t.shape) for name, t in initial.state_dict().items()}
+    if wanted != given:
+        raise UserError(f"the initial weights are not those of {arch.format()} (their tensors' names or shapes differ)")
+
+
+def _state_digest(model: nn.Module) -> str:
+    """What a checkpoint of training started from ``model``'s weights must match: a hash of those weights."""
+    return state_sha256(model.state_dict())[:16]
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of a state dict's names and tensor bytes, in order (identical weights, identical hash)."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _train_loader(

@@ -23,7 +23,8 @@ from test_supernet_train import TINY
 
 from hwnas.formats import FORMATS
 from hwnas.supernet.store import INFO_FILE, WEIGHTS_FILE
-from hwnas.supernet.train import TRACE_ENV, state_sha256
+from hwnas.supernet.train import TRACE_ENV
+from hwnas.trainer import state_sha256
 
 pytestmark = pytest.mark.slow
 

@@ -34,6 +34,7 @@ VERB_MODULES = (
     "prune",
     "search",
     "supernet",
+    "specialize",
 )
 
 

@@ -484,6 +484,11 @@ class SearchLoop:
             eta = per_trial * remaining
         return Progress(self.trained, self.config.trials, best and best["accuracy"], best and best["arch"], eta, last)
 
+    def read_back(self) -> list[dict[str, Any]]:
+        """Every trial the study holds, read back without running (a finished search's trials for a plot)."""
+        self._sync()
+        return self.finished()
+
     def finished(self) -> list[dict[str, Any]]:
         """Every trained trial's stored record, in trial order."""
         return sorted(self.results.values(), key=lambda attrs: attrs.get("number", 0))

@@ -154,9 +154,16 @@ def inherited_accuracy(supernet: Supernet, arch: Arch, data: ImageSplits, *, bn_
     space.validate(arch)
     if data.num_classes != space.num_classes:
         raise UserError(f"data {data.name!r} has {data.num_classes} classes, the supernet of {space.name!r} {space.num_classes}")
+    model = inherited_network(supernet, arch, data, bn_images=bn_images)
+    return evaluate(model, Prepared(data.val, arch.resolution, space.in_channels))
+
+
+def inherited_network(supernet: Supernet, arch: Arch, data: ImageSplits, *, bn_images: torch.Tensor | None = None) -> nn.Module:
+    """``arch`` as an ordinary network (``build_model``'s) with the weights it inherits from ``supernet``, BatchNorm
+    statistics re-estimated on ``data``'s first training images (or ``bn_images``): what is scored, exported, fine-tuned."""
     model = supernet.extract(arch)
     if bn_images is None:
-        bn_images = batchnorm_images(data, arch.resolution, space.in_channels, model)
+        bn_images = batchnorm_images(data, arch.resolution, supernet.space.in_channels, model)
     if bn_images is not None:
         recalibrate_batchnorm(model, bn_images)
-    return evaluate(model, Prepared(data.val, arch.resolution, space.in_channels))
+    return model

@@ -49,7 +49,6 @@ step, one JSON line ``{"rank", "epoch", "step", "sha256"}`` (a hash of its whole
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -83,6 +82,7 @@ from hwnas.trainer import (
     load_checkpoint,
     make_optimizer,
     save_checkpoint,
+    state_sha256,
     training_fingerprint,
     warmup_cosine,
 )
@@ -386,15 +386,6 @@ def _trace(path: str, run: _Run, epoch: int, step: int) -> None:
     line = json.dumps({"rank": rank, "epoch": epoch, "step": step, "sha256": state_sha256(run.supernet.state_dict())})
     with open(f"{path}.rank{rank}", "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
-
-
-def state_sha256(state: dict[str, torch.Tensor]) -> str:
-    """A hash of a state dict's names and tensor bytes, in order (what ``HWNAS_DDP_TRACE`` writes per step)."""
-    digest = hashlib.sha256()
-    for name, tensor in state.items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _epoch_line(point: dict[str, float], epochs: int) -> str:

@@ -56,7 +56,10 @@ def run(context: RunContext) -> TrainResult:
     folder = context.folder / "model"
     finished = context.result(SearchResult).finished
     retrained = finished.retrained if finished else None
-    if retrained and retrained["arch"] == arch.format() and retrained["recipe"] == recipe.to_json():
+    # taken when it is this network trained as asked; from a supernet it is this network fine-tuned (the recipe at
+    # hwnas.search.result.FINETUNE_LR_SCALE, no warm-up), which is what a supernet run asks for
+    inherited = retrained is not None and retrained.get("how", "retrained") != "retrained"
+    if retrained and retrained["arch"] == arch.format() and (inherited or retrained["recipe"] == recipe.to_json()):
         return _take_retrained(context, retrained, folder, load)
     return _train(context, arch, recipe, folder, load)
 
@@ -65,12 +68,14 @@ def _take_retrained(context: RunContext, retrained: dict[str, Any], folder: Path
     """The search's finish retrained this very network with this recipe, epochs and images: take it, do not train twice."""
     source = context.inside(retrained["folder"], "stages/search-finish/result.json: retrained.folder")
     copy_tree_into(source, folder, context.folder)
+    how = retrained.get("how", "retrained")  # with a supernet: inherited weights, fine-tuned
+    done = f"retrained by the search ({len(retrained['curve'])} epoch(s), same recipe and images)" if how == "retrained" else how
     context.log(
-        f"the winner was retrained by the search ({len(retrained['curve'])} epoch(s), same recipe and images): "
-        f"validation accuracy {retrained['val_accuracy']:.4f}, test accuracy {retrained['test_accuracy']:.4f}"
+        f"the winner was {done}: validation accuracy {retrained['val_accuracy']:.4f}, "
+        f"test accuracy {retrained['test_accuracy']:.4f}"
     )
-    fields = {key: value for key, value in retrained.items() if key not in ("folder", "load", "from")}
-    return TrainResult(**fields, folder=context.stored(folder), load=load, source="search (retrained by its finish)")
+    fields = {key: value for key, value in retrained.items() if key not in ("folder", "load", "from", "how")}
+    return TrainResult(**fields, folder=context.stored(folder), load=load, source=f"search ({how} by its finish)")
 
 
 def _train(context: RunContext, arch: Any, recipe: Any, folder: Path, load: dict[str, int]) -> TrainResult:
