@@ -1,0 +1,111 @@
+"""``hwnas specialize``: one network per device and budget from the shipped supernet, on this machine's real runtimes.
+
+The end-to-end test runs ONNX Runtime and the TFLite interpreter (host-ort, host-tflite) with their shipped tables,
+two budgets each, small searches (6 candidates scored on 200 validation images) and no fine-tuning, so the four
+networks are the inherited ones; the fine-tuning path is checked on its own, on a few hundred images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_search import assert_one_line_error, hwnas
+
+from hwnas.errors import UserError
+from hwnas.presets import get_space
+from hwnas.search.specialize import REPORT_FILE, Specialized, SpecializeReport, parse_budgets
+
+SPACE = get_space("default")
+ARCH = SPACE.parse("default:r32_c24[k3e3]_c32[k5e6]_c64[k3e3sh]_c96[k3e6sh]")
+SMALL = ("--trials", "6", "--supernet-val-images", "200", "--top-k", "1", "--finetune-epochs", "0")
+BUDGETS = "0.3,0.5"
+
+
+def test_budgets_parse_and_a_bad_list_is_one_line() -> None:
+    assert parse_budgets("0.3,0.45") == [0.3, 0.45] and parse_budgets("2") == [2.0]
+    for text, fragment in (("0.3,x", "not a number"), ("0.3,-1", "positive"), ("inf", "positive"), ("0.3,0.3", "twice")):
+        with pytest.raises(UserError, match=fragment):
+            parse_budgets(text)
+
+
+def test_the_report_reads_back_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    network = Specialized("host-ort", 0.3, "out/host-ort/0.3ms", arch=ARCH.format(), inherited_accuracy=0.77, trials=6)
+    report = SpecializeReport(settings={"seed": 0}, networks=[network], plots={"host-ort": "p.png"})
+    data = json.loads(json.dumps(report.to_json()))
+    assert SpecializeReport.from_json(data, "x") == report and report.finished("host-ort", 0.3) == network
+    with pytest.raises(UserError, match="newer"):
+        SpecializeReport.from_json(data | {"schema_version": 99}, "x")
+
+
+def test_the_inherited_network_scores_what_the_search_scored_and_fine_tuning_starts_from_it() -> None:
+    """epochs 0: exactly ``inherited_accuracy`` of that architecture; epochs 1: trained from those weights (its first
+    point is not a fresh network's), and weights of another architecture are refused in one line."""
+    from hwnas.data import load_data
+    from hwnas.recipe import Recipe
+    from hwnas.search.inherited import loaded_supernet
+    from hwnas.search.result import from_supernet
+    from hwnas.supernet.store import inherited_accuracy, inherited_network
+    from hwnas.supernets import DEFAULT_SUPERNET
+    from hwnas.trainer import train
+
+    data = load_data().head(300, 300)
+    supernet, _ = loaded_supernet(DEFAULT_SUPERNET)
+    inherited, how = from_supernet(DEFAULT_SUPERNET, ARCH, Recipe(batch_size=32), data, 0, seed=0)
+    assert inherited.val_accuracy == pytest.approx(inherited_accuracy(supernet, ARCH, data), abs=1e-12)
+    assert "not fine-tuned" in how and inherited.curve == [{"epoch": 0, "val_accuracy": inherited.val_accuracy}]
+    assert inherited.val_accuracy > 0.6  # ten classes: chance is 0.1
+
+    tuned, how = from_supernet(DEFAULT_SUPERNET, ARCH, Recipe(batch_size=32), data, 1, seed=0)
+    fresh = train(SPACE, ARCH, Recipe(batch_size=32, epochs=1, warmup_epochs=0.0), data, seed=0, progress=False)
+    assert "fine-tuned 1 epoch" in how and tuned.val_accuracy > fresh.val_accuracy + 0.1, (tuned.val_accuracy, fresh.val_accuracy)
+    other = inherited_network(supernet, supernet.smallest_arch(), data)
+    with pytest.raises(UserError, match="not those of"):
+        train(SPACE, ARCH, Recipe(epochs=1), data, progress=False, initial=other)
+
+
+@pytest.mark.slow
+def test_two_devices_two_budgets_give_four_measured_networks_and_a_rerun_redoes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "spec"
+    command = ["specialize", "--device", "host-ort", "--device", "host-tflite", "--budget-ms", BUDGETS, *SMALL]
+    done = hwnas(*command, "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = SpecializeReport.from_json(json.loads((out / REPORT_FILE).read_text()), "specialize.json")
+    assert json.loads(done.stdout)["networks"] == report.to_json()["networks"]
+    assert sorted((n.device, n.budget_ms) for n in report.networks) == [
+        ("host-cpu-onnxruntime", 0.3), ("host-cpu-onnxruntime", 0.5),
+        ("host-cpu-tflite-xnnpack", 0.3), ("host-cpu-tflite-xnnpack", 0.5),
+    ]  # fmt: skip
+    for network in report.networks:
+        assert network.error is None and network.trials == 6 and network.measured_ms and network.measured_ms > 0
+        assert network.predicted_ms is not None and network.predicted_ms <= network.budget_ms
+        assert network.verdict in ("within", "over", "borderline") and "inherited" in (network.how or "")
+        result = json.loads((Path(network.folder) / "result.json").read_text())
+        best = result["top"][0]
+        assert best["export"]["verification"]["passed"] and best["arch"] == network.arch
+        assert network.inherited_accuracy == best["proxy_accuracy"]
+        assert network.test_accuracy == best["retrained"]["test_accuracy"] and network.test_accuracy > 0.6
+    assert set(report.plots) == {"host-cpu-onnxruntime", "host-cpu-tflite-xnnpack"}
+    assert all(Path(plot).stat().st_size > 10_000 for plot in report.plots.values())
+
+    again = hwnas(*command, "--out", str(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished before, kept") == 4 and "searching" not in again.stdout
+    assert SpecializeReport.from_json(json.loads((out / REPORT_FILE).read_text()), "again").networks == report.networks
+    assert_one_line_error(hwnas(*command[:-1], "2", "--out", str(out)), "other settings", "finetune_epochs: 0 vs 2")
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (("--device", "host-ort", "--budget-ms", "0.3,x"), "not a number"),
+        (("--device", "nowhere", "--budget-ms", "0.3"), "nowhere"),
+        (("--device", "host-ort", "--budget-ms", "0.001"), "fastest achievable"),
+        (("--device", "host-ort", "--budget-ms", "0.3", "--supernet", "/nowhere/sn"), "no such folder"),
+    ],
+)
+def test_a_mistake_is_one_line_before_any_work(tmp_path: Path, extra: tuple[str, ...], fragment: str) -> None:
+    out = tmp_path / "spec"
+    assert_one_line_error(hwnas("specialize", *extra, "--out", str(out)), fragment)
+    assert not (out / REPORT_FILE).exists()
