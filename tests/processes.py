@@ -3,6 +3,8 @@ that workers die with the command they serve."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -20,3 +22,13 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def wait_until(condition: Callable[[], object], timeout: float, poll: float = 0.05) -> bool:
+    """True as soon as ``condition()`` is, polling every ``poll`` s; its value at ``timeout`` s otherwise."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(poll)
+    return bool(condition())

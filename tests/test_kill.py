@@ -20,7 +20,7 @@ import pytest
 from hwnas.recipe import Recipe
 
 from inputs import SMALL_ARCH, write_idx_folder
-from processes import group_members
+from processes import group_members, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,15 +59,6 @@ def spawned_workers(parent: int) -> list[int]:
         if "spawn_main" in command:
             workers.append(int(entry.name))
     return workers
-
-
-def wait_until(condition, timeout: float, poll: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(poll)
-    return condition()
 
 
 def start_script(code: str, *args: str) -> subprocess.Popen[str]:

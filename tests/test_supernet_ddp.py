@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,8 @@ from hwnas.formats import FORMATS
 from hwnas.supernet.store import INFO_FILE, WEIGHTS_FILE
 from hwnas.supernet.train import TRACE_ENV
 from hwnas.trainer import state_sha256
+
+from processes import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -132,15 +133,6 @@ def _alive(pid: int) -> bool:
     return text[text.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
-def _wait_until(condition, timeout: float, poll: float = 0.01) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(poll)
-    return condition()
-
-
 def test_a_killed_two_process_run_resumes_and_ends_with_the_weights_of_an_uninterrupted_one(
     inputs, ddp_uninterrupted_run, tmp_path: Path
 ) -> None:
@@ -151,12 +143,12 @@ def test_a_killed_two_process_run_resumes_and_ends_with_the_weights_of_an_uninte
     )
     workers: list[int] = []
     try:
-        assert _wait_until(lambda: (out / "checkpoint.pt").exists() or process.poll() is not None, 300)
+        assert wait_until(lambda: (out / "checkpoint.pt").exists() or process.poll() is not None, 300)
         workers = [pid for pid in _descendants(process.pid) if pid != process.pid]
         os.killpg(process.pid, signal.SIGKILL)  # torchrun's process group: its agent (the workers are in their own)
         process.wait(timeout=30)
         # the workers die with torchrun's agent (hwnas asks Linux for a parent-death signal): none goes on writing
-        assert _wait_until(lambda: not any(map(_alive, workers)), 20, poll=0.1), "workers outlived the killed torchrun"
+        assert wait_until(lambda: not any(map(_alive, workers)), 20, poll=0.1), "workers outlived the killed torchrun"
     finally:
         for pid in workers:
             if _alive(pid):
