@@ -385,7 +385,23 @@ def read_supernet(folder: Path) -> Any:
     return load_supernet(folder)
 
 
+def make_specialize(tmp: Path) -> Path:
+    from hwnas.search.specialize import Specialized, SpecializeReport
+
+    network = Specialized("host-ort", 0.3, str(tmp / "host-ort" / "0.3ms"), arch="default:r32_c16[k3e3]_c32[k3e3]")
+    path = tmp / "specialize.json"
+    path.write_text(json.dumps(SpecializeReport(settings={"seed": 0}, networks=[network]).to_json()))
+    return path
+
+
+def read_specialize(path: Path) -> Any:
+    from hwnas.search.specialize import read_report
+
+    return read_report(path)
+
+
 CASES: dict[str, Case] = {
+    "specialize": Case(make_specialize, same, set_json, read_specialize),
     "supernet": Case(make_supernet, in_folder("supernet.json"), set_json, read_supernet),
     "latency-table": Case(make_table, same, set_json, read_table),
     "profile-store": Case(make_profile_store, same, set_meta, read_profile_store),

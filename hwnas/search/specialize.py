@@ -147,9 +147,14 @@ def _resumed(out: Path, wanted: dict[str, Any]) -> SpecializeReport:
     path = out / REPORT_FILE
     if not path.exists():
         return SpecializeReport(settings=wanted)
-    report = SpecializeReport.from_json(read_json(path, FORMATS["specialize"].what), str(path))
+    report = read_report(path)
     check_identity(report.settings, wanted, f"{out} holds a specialization of other settings", "give another --out, or delete it")
     return report
+
+
+def read_report(path: Path) -> SpecializeReport:
+    """``specialize.json`` back (a newer format, a bad value or a missing field: one line)."""
+    return SpecializeReport.from_json(read_json(Path(path), FORMATS["specialize"].what), str(path))
 
 
 def _one(config: Any, executor: Any, settings: SearchSettings, finetune_epochs: int, log: Log) -> Specialized:
