@@ -15,6 +15,7 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -23,6 +24,7 @@ from torch import nn
 
 from hwnas.errors import UserError
 from hwnas.exporters.base import Exporter, Runner, first_line, register_exporter
+from hwnas.exporters.cache import cached_conversion, conversion_key, versions
 from hwnas.fileio import atomic_write
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -37,10 +39,19 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     simplify: bool = False,
+    cache: Path | None = None,
 ) -> Path:
-    """Export ``module`` (in eval mode) to ``out_path``, check it with ``onnx.checker``, write atomically."""
+    """Export ``module`` (in eval mode) to ``out_path``, check it with ``onnx.checker``, write atomically; a network
+    exported before with the same settings is copied from ``cache`` (:mod:`hwnas.exporters.cache`)."""
     module = module.eval()
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    settings = f"opset={opset}|dynamic_batch={dynamic_batch}|simplify={simplify}"
+    key = conversion_key(module, example_input, f"{versions('torch', 'onnx', 'onnxscript', 'onnxslim')}|{settings}")
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    out = Path(out_path)
+    return cached_conversion(cache, key, ".onnx", out, lambda: _export(module, example_input, out, opset, shapes, simplify))
+
+
+def _export(module: nn.Module, example: torch.Tensor, out_path: Path, opset: int, dynamic_shapes: Any, simplify: bool) -> Path:
 
     def write(temp: Path) -> None:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -48,7 +59,7 @@ def export_onnx(
             try:
                 program = torch.onnx.export(
                     module,
-                    (example_input,),
+                    (example,),
                     dynamo=True,
                     opset_version=opset,
                     dynamic_shapes=dynamic_shapes,

@@ -16,11 +16,9 @@ is accepted when it is all a user has).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -33,8 +31,8 @@ from torch import nn
 
 from hwnas.errors import UserError
 from hwnas.exporters.base import Exporter, Runner, Tolerance, first_line, register_exporter
+from hwnas.exporters.cache import cached_conversion, conversion_key
 from hwnas.fileio import atomic_write
-from hwnas.paths import model_cache
 
 
 def quiet_tensorflow_logs() -> None:
@@ -104,33 +102,10 @@ def export_tflite(
     """
     litert_torch = require_litert_torch()
     module = module.eval()
-    folder = cache if cache is not None else model_cache() / "exports"
-    cached = folder / f"{conversion_key(module, example_input, channel_last, litert_torch.__version__)}.tflite"
-    if cached.is_file():
-        return atomic_write(Path(out_path), lambda temp: shutil.copyfile(cached, temp))
-    converted = _convert(litert_torch, module, example_input, Path(out_path), channel_last)
-    with contextlib.suppress(OSError):  # a cache that cannot be written (read-only home, full disk) only costs time
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(cached, lambda temp: shutil.copyfile(converted, temp))
-    return converted
-
-
-def conversion_key(module: nn.Module, example_input: torch.Tensor, channel_last: bool, version: str) -> str:
-    """What a converted file depends on: the converter's version, the layout, the input shape, the module's structure
-    and weights, and its output on a fixed input (which tells apart forwards that structure and weights alone do not,
-    e.g. a block with and without its residual)."""
-    digest = hashlib.sha256(f"{version}|{channel_last}|{tuple(example_input.shape)}|{example_input.dtype}|{module!r}".encode())
-    for name, tensor in module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(str((tensor.dtype, tuple(tensor.shape))).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    generator = torch.Generator().manual_seed(0)
-    probe = torch.randn(example_input.shape, generator=generator).to(example_input.dtype)
-    with torch.no_grad():
-        output = module(probe)
-    for tensor in output if isinstance(output, tuple | list) else (output,):
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:32]
+    key = conversion_key(module, example_input, f"litert-torch {litert_torch.__version__}|channel_last={channel_last}")
+    return cached_conversion(
+        cache, key, ".tflite", Path(out_path), lambda: _convert(litert_torch, module, example_input, Path(out_path), channel_last)
+    )
 
 
 def _convert(litert_torch: Any, module: nn.Module, example_input: torch.Tensor, out_path: Path, channel_last: bool) -> Path:

@@ -15,6 +15,8 @@ import pytest
 from hwnas.arch import Arch
 from hwnas.presets import get_space
 
+from inputs import write_idx_folder
+
 
 def hwnas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
@@ -76,13 +78,14 @@ def test_unknown_preset() -> None:
 @pytest.mark.slow
 def test_train_one_epoch_on_embedded_data_beats_sixty_percent(tmp_path: Path) -> None:
     arch = hwnas("space", "sample", "--preset", "default", "--seed", "0", "-n", "5").stdout.split()[0]
-    result = hwnas("train", "--arch", arch, "--epochs", "1", "--out", str(tmp_path))  # as a user runs it: no --json
+    data = write_idx_folder(tmp_path / "data", train=3000, test=300)  # a user's MNIST-format folder, a third the size
+    result = hwnas("train", "--arch", arch, "--epochs", "1", "--data", str(data), "--out", str(tmp_path / "run"))  # no --json
     assert result.returncode == 0, result.stderr
     bar = re.search(r"training\s.*?(\d+)/(\d+)\s+loss", result.stdout + result.stderr)
     assert bar and bar.group(1) == bar.group(2) and int(bar.group(2)) > 10, result.stdout  # the bar ran to its end
-    saved = json.loads((tmp_path / "result.json").read_text())
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["val_accuracy"] > 0.60 and f"{saved['val_accuracy']:.4f}" in result.stdout
-    assert (tmp_path / "model.pt").stat().st_size > 0
+    assert (tmp_path / "run" / "model.pt").stat().st_size > 0
 
 
 # ---- user mistakes found by review: each once printed a traceback with exit code 1 ---------------

@@ -22,6 +22,8 @@ from hwnas.exporters.base import Tolerance
 from hwnas.exporters.model_card import render_markdown
 from hwnas.presets import get_space
 
+from inputs import write_idx_folder
+
 ARCH = "default:r32_c16[k3e3]_c32[k5e6]_c48[k3e3sh]_c80[k3e6sh]"
 HAS_TFLITE = all(__import__("importlib").util.find_spec(name) for name in ("litert_torch", "ai_edge_litert"))
 needs_tflite = pytest.mark.skipif(not HAS_TFLITE, reason="the .[tflite] extra is not installed")
@@ -97,28 +99,58 @@ class _MaybeResidual(nn.Module):
         return self.conv(x) + x if self.residual else self.conv(x)
 
 
-@needs_tflite
-def test_a_conversion_is_kept_and_copied_only_for_the_same_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _tflite_conversion(module, sample, out, cache):
     from hwnas.exporters import tflite_export
 
+    return tflite_export.export_tflite(module, sample, out, cache=cache)
+
+
+def _onnx_conversion(module, sample, out, cache):
+    from hwnas.exporters import onnx_export
+
+    return onnx_export.export_onnx(module, sample, out, simplify=True, cache=cache)
+
+
+@pytest.mark.parametrize(
+    ("export", "module_name", "converter", "out_index"),
+    [
+        pytest.param(_tflite_conversion, "tflite_export", "_convert", 3, marks=needs_tflite, id="tflite"),
+        pytest.param(_onnx_conversion, "onnx_export", "_export", 2, id="onnx"),
+    ],
+)
+def test_a_conversion_is_kept_and_copied_only_for_the_same_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, export, module_name: str, converter: str, out_index: int
+) -> None:
+    import importlib
+
+    module = importlib.import_module(f"hwnas.exporters.{module_name}")
     cache, sample = tmp_path / "cache", torch.randn(1, 4, 8, 8)
-    first = tflite_export.export_tflite(_MaybeResidual(True), sample, tmp_path / "a.tflite", cache=cache)
+    first = export(_MaybeResidual(True), sample, tmp_path / "a", cache)
     [kept] = cache.iterdir()
     assert kept.read_bytes() == first.read_bytes()
     converted: list[Path] = []
-    real_convert = tflite_export._convert
-    monkeypatch.setattr(tflite_export, "_convert", lambda *args: converted.append(args[3]) or real_convert(*args))
-    again = tflite_export.export_tflite(_MaybeResidual(True), sample, tmp_path / "b.tflite", cache=cache)
+    real_convert = getattr(module, converter)
+    monkeypatch.setattr(module, converter, lambda *args: converted.append(args[out_index]) or real_convert(*args))
+    again = export(_MaybeResidual(True), sample, tmp_path / "b", cache)
     assert converted == [] and again.read_bytes() == first.read_bytes()  # the same network: copied, not converted
     plain = _MaybeResidual(False)
     assert repr(plain) == repr(_MaybeResidual(True))
-    other = tflite_export.export_tflite(plain, sample, tmp_path / "c.tflite", cache=cache)
+    other = export(plain, sample, tmp_path / "c", cache)
     assert converted == [other] and len(list(cache.iterdir())) == 2  # same repr and weights, another forward
     assert other.read_bytes() != first.read_bytes()  # a file of its own, not the residual network's
     with torch.no_grad():
         plain.conv.weight[0, 0, 0, 0] += 1.0
-    tflite_export.export_tflite(plain, sample, tmp_path / "d.tflite", cache=cache)
+    export(plain, sample, tmp_path / "d", cache)
     assert len(converted) == 2  # one weight changed: converted again
+
+
+def test_a_module_whose_forward_fails_is_the_exporters_one_line_error_not_a_cache_crash(tmp_path: Path) -> None:
+    from hwnas.exporters.onnx_export import export_onnx
+
+    broken = nn.Conv2d(3, 4, 3)  # the sample has 4 channels
+    with pytest.raises(UserError, match="ONNX export failed"):
+        export_onnx(broken, torch.randn(1, 4, 8, 8), tmp_path / "x.onnx", cache=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_verification_names_the_first_mismatch(tmp_path: Path, request_default: ExportRequest) -> None:
@@ -302,7 +334,8 @@ def test_a_sampled_architecture_of_every_imagenet_preset_exports_and_verifies(tm
 @needs_tflite
 def test_cli_export_of_a_trained_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    trained = hwnas("train", "--arch", ARCH, "--epochs", "1", "--out", run, "--json")
+    data = write_idx_folder(tmp_path / "data", train=3000, test=300)  # a third of the embedded images: ~0.7 in an epoch
+    trained = hwnas("train", "--arch", ARCH, "--epochs", "1", "--data", data, "--out", run, "--json")
     assert trained.returncode == 0, trained.stderr
     result = hwnas(
         "export",

@@ -269,9 +269,7 @@ def test_cli_bad_csv_and_missing_table_are_one_line_errors(tmp_path):
     )
     assert bad_csv.returncode == 2 and bad_csv.stderr.count("\n") == 1
     assert "unknown architecture 'mobilenet_v2'" in bad_csv.stderr
-    missing = _hwnas(
-        "predictor", "fit", "--table", str(tmp_path / "none.json"), "--out", str(tmp_path / "p.skops"), cwd=tmp_path
-    )
+    missing = _hwnas("predictor", "fit", "--table", str(tmp_path / "none.json"), "--out", str(tmp_path / "p.skops"), cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith("error: cannot read latency table")
     kind = _hwnas("predictor", "fit", "--table", str(ORT), "--kind", "magic", "--out", str(tmp_path / "p.skops"), cwd=tmp_path)
     assert kind.returncode == 2 and "unknown predictor kind 'magic'" in kind.stderr

@@ -37,12 +37,19 @@ TINY = SearchSpace(
 ORT_SPEC = 'name = "cpu"\nbackend = "onnxruntime"\nwarmup = 5\nrepeats = 40\n'
 
 
+@pytest.fixture(scope="module")
+def conversion_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Converted files shared by this file's profiles (kept by what they hold, so sharing changes no result): each
+    layer and reference network is converted once per test process, not once per test. No test here reads the cache."""
+    return tmp_path_factory.mktemp("conversions")
+
+
 @pytest.fixture()
-def files(tmp_path: Path) -> dict[str, Path]:
+def files(tmp_path: Path, conversion_cache: Path) -> dict[str, Path]:
     space, spec = tmp_path / "tiny.json", tmp_path / "cpu.toml"
     space.write_text(json.dumps(TINY.to_json()))
     spec.write_text(ORT_SPEC)
-    return {"space": space, "spec": spec, "cache": tmp_path / "cache"}
+    return {"space": space, "spec": spec, "cache": conversion_cache}
 
 
 def hwnas(*args: str | Path) -> subprocess.CompletedProcess[str]:

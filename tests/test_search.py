@@ -284,17 +284,24 @@ def test_the_search_store_carries_a_schema_version_and_a_newer_one_is_refused(de
         SearchLoop(config)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["random", "evolution", "mnas", "fbnetv3", "tpe", "nsga2"])
-def test_every_strategy_runs_a_real_search(device, tmp_path: Path, strategy: str) -> None:
+@pytest.fixture(scope="module")
+def strategy_pool():
+    """One pool of two worker processes for every strategy's search: a search starts no workers of its own, so the
+    pool's start (torch imported in each worker) is paid once, and each search leaves the pool ready for the next."""
     from hwnas.search.executors import LocalExecutor
-    from hwnas.search.loop import SearchLoop
 
     executor = LocalExecutor(2)
-    try:
-        summary = SearchLoop(_config(device, tmp_path, strategy, trials=6, budget=1.0)).run(executor)
-    finally:
-        executor.close()
+    yield executor
+    executor.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["random", "evolution", "mnas", "fbnetv3", "tpe", "nsga2"])
+def test_every_strategy_runs_a_real_search(device, tmp_path: Path, strategy: str, strategy_pool) -> None:
+    from hwnas.search.loop import SearchLoop
+
+    summary = SearchLoop(_config(device, tmp_path, strategy, trials=6, budget=1.0)).run(strategy_pool)
+    assert not strategy_pool.outstanding  # nothing left running for the next search
     assert summary["trained"] == 6 and summary["completed"] == 6
     assert len({(t["arch"], json.dumps(t["recipe"], sort_keys=True)) for t in summary["trials"]}) == 6
     assert summary["best"] is not None and summary["best"]["predicted_latency_ms"] <= 1.0 * 0.95
