@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -19,6 +20,20 @@ from torch import nn
 
 from hwnas.fileio import atomic_write
 from hwnas.paths import model_cache
+
+_BYPASSED: ContextVar[bool] = ContextVar("hwnas_export_cache_bypassed", default=False)
+
+
+@contextlib.contextmanager
+def bypassed() -> Iterator[None]:
+    """Convert for real inside this block, neither reading nor filling the cache: the profiler keeps its converted
+    layers in its own ``--cache`` (keyed by layer), and a profile into an empty one must convert, as its measured
+    conversion time and its Ctrl-C tests expect."""
+    token = _BYPASSED.set(True)
+    try:
+        yield
+    finally:
+        _BYPASSED.reset(token)
 
 
 def conversion_key(module: nn.Module, example_input: torch.Tensor, converter: str) -> str | None:
@@ -58,7 +73,7 @@ def versions(*distributions: str) -> str:
 def cached_conversion(cache: Path | None, key: str | None, suffix: str, out_path: Path, convert: Callable[[], Path]) -> Path:
     """``out_path`` holding the file kept under ``key`` in ``cache`` (default: ``exports/`` of the model cache), or made
     by ``convert`` (which writes ``out_path``) and kept there. A cache that cannot be written only costs time."""
-    if key is None:
+    if key is None or _BYPASSED.get():
         return convert()
     folder = cache if cache is not None else model_cache() / "exports"
     cached = folder / f"{key}{suffix}"

@@ -189,8 +189,8 @@ def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path) ->
     first), then ``hwnas latency --measure`` on the same device: measured, drift recorded in the table."""
     spec = tmp_path / "cpu.toml"
     spec.write_text('name = "cpu"\nbackend = "onnxruntime"\nwarmup = 5\nrepeats = 40\nsessions = 2\n')
-    out, cache = tmp_path / "profile", tmp_path / "cache"
-    common = ["--no-space-layers", "--networks", "0", "--out", out, "--cache", cache, "--json"]
+    out = tmp_path / "profile"
+    common = ["--no-space-layers", "--networks", "0", "--out", out, "--json"]  # hwnas's model cache, as a user's profile
     first = hwnas("profile", spec, "--layers", "12", *common)
     assert first.returncode == 0, first.stderr
     table = LatencyTable.load(out / "table.json")
