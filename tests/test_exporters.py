@@ -301,7 +301,9 @@ def test_cli_export_errors_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @needs_tflite
-@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "mnasnet1_0", "efficientnet_b0"])
+# mnasnet1_0 was dropped: its operations (convolution, BatchNorm, ReLU, depthwise, residual add) are mobilenet_v2's;
+# benchmarks/latency_any.py exports it with the other torchvision families
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"])
 def test_torchvision_models_export_and_verify(tmp_path: Path, name: str) -> None:
     request = build_request(resolve_model(f"torchvision:{name}"), None, images=8, calibration=32)
     card = export_all(request, ["onnx", "tflite"], tmp_path, [])

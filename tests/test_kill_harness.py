@@ -14,6 +14,8 @@ import json
 import signal
 import sqlite3
 import sys
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -186,7 +188,10 @@ def test_interrupted_candidates_are_read_from_every_study(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_profile_killed_twice_loses_and_redoes_nothing(tmp_path: Path) -> None:
     harness = load_harness()
-    result = harness.run_harness(["profile"], kills=2, seed=0, workdir=tmp_path, log=lambda _: None)
+    smaller = replace(harness.COMMANDS["profile"], args=partial(harness._profile_args, layers=10))  # the benchmark's: 24
+    result = harness.run_harness(
+        ["profile"], kills=2, seed=0, workdir=tmp_path, log=lambda _: None, commands_by_name={"profile": smaller}
+    )
     totals = result["totals"]
     details = json.dumps(result["commands"], indent=1)[-6000:]
     assert totals["kills"] + totals["finished_before_kill"] == 2, details
