@@ -237,3 +237,14 @@ def test_noisy_pooled_results_get_more_rounds_spread_over_the_noisy_ones(tmp_pat
         round_sizes = [n for k, round_number, _, _, n in described if k == key and round_number is not None]
         assert pooled[-1][2] == sum(round_sizes)  # the accepted attempt pools every round, not one stretch
     assert report.attempts_now == 3 * subjects
+
+
+def test_a_profiles_conversions_neither_read_nor_fill_the_export_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile's ``--cache`` holds its converted layers; the export cache of the home folder stays out of it, so a
+    profile into an empty ``--cache`` converts every layer (its conversion time and its Ctrl-C tests depend on it)."""
+    from hwnas.latency_tables import convert
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+    made = convert.run_job(convert.op_job(TINY.enumerate_op_keys()[0], "onnx", tmp_path / "profile-cache"))
+    assert made.is_file() and made.stat().st_size > 0
+    assert not (tmp_path / "home").exists()  # nothing read from or written to the export cache
