@@ -243,6 +243,47 @@ def test_loop_trains_stores_every_trial_and_resumes_without_retraining(device, t
     assert [t["accuracy"] for t in again["trials"][:3]] == [t["accuracy"] for t in summary["trials"]]
 
 
+def test_a_trial_another_process_is_setting_up_is_not_failed_as_abandoned(device, tmp_path: Path) -> None:
+    """Another process asks a trial under the study lock and stamps its owner a moment later: between the two the
+    trial is RUNNING with no owner, which a sync would take for one a dead process left. A sync (here a read-back) must
+    wait for the lock, so the trial stays the other process's (two searches on one study crashed on this:
+    ``Trial#4 has already finished and can not be updated``)."""
+    import socket
+    import threading
+    import time
+
+    import optuna
+
+    from hwnas.runfolder import held
+    from hwnas.search.loop import CREATE_LOCK, SearchLoop
+
+    config = _config(device, tmp_path, trials=1)
+    loop = SearchLoop(config)  # creates the study
+    asked, release = threading.Event(), threading.Event()
+    other_pid = subprocess.Popen(["sleep", "60"])  # the other process, alive
+
+    def other_process_asks() -> None:
+        with held(Path(config.out) / CREATE_LOCK):
+            trial = loop.study.ask()
+            asked.set()
+            release.wait(timeout=30)
+            trial.set_user_attr("owner", f"{socket.gethostname()}:{other_pid.pid}")
+
+    other = threading.Thread(target=other_process_asks)
+    other.start()
+    assert asked.wait(timeout=30)
+    timer = threading.Timer(0.5, release.set)
+    timer.start()
+    started = time.perf_counter()
+    loop.read_back()
+    other.join(timeout=30)
+    assert time.perf_counter() - started >= 0.4  # it waited for the other process's ask
+    study = optuna.load_study(study_name=config.name, storage=config.storage_url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
+    assert study.trials[0].user_attrs.get("state") is None  # not marked interrupted
+    other_pid.kill()
+
+
 def test_a_nan_loss_fails_the_trial_and_the_search_goes_on(device, tmp_path: Path) -> None:
     import optuna
 

@@ -244,12 +244,24 @@ class SearchLoop:
 
     def _replay(self) -> None:
         """Take in every trial finished so far (this process's earlier sessions', or another worker's), in order."""
-        self._sync()
+        with self._study_lock():
+            self._sync()
         if self.replayed or self.interrupted:
             self.strategy.reseed(len(self.study.trials))
 
+    def _study_lock(self) -> contextlib.AbstractContextManager[None]:
+        """The lock every look at the study that may change it is taken under (not reentrant: never nest it).
+
+        Another process's ask waits, so no pair is given out twice; and a sync waits while another process sets up the
+        trial it has just asked for: that trial is RUNNING with no owner yet, which :meth:`_sync` would take for one a
+        dead process left, and fail under it (seen with two searches on one study: ``Trial#4 has already finished``).
+        """
+        return held(Path(self.config.out) / CREATE_LOCK)
+
     def _sync(self) -> None:
         """Tell the strategy every trial finished since the last look; fail what a dead process left running.
+
+        Call it under :meth:`_study_lock`.
 
         Several processes may share a study (the multi-worker path Optuna intends): a running trial whose heartbeat is
         fresh is another worker's and is left alone; one whose heartbeat stopped (``kill -9``) is failed as
@@ -348,14 +360,15 @@ class SearchLoop:
             except BaseException:
                 self._interrupt_running()
                 raise
-        self._sync()  # what other workers finished meanwhile belongs in the summary too
+        with self._study_lock():
+            self._sync()  # what other workers finished meanwhile belongs in the summary too
         return self.summary()
 
     def _loop(self, executor: Executor, started: float, on_progress: Callable[[Progress], None] | None) -> None:
         running = self.running
         while True:
             while len(running) < executor.slots:
-                with held(Path(self.config.out) / CREATE_LOCK):  # another process's ask waits: no pair is given out twice
+                with self._study_lock():
                     self._sync()
                     job = self._ask(running) if self._taken() < self.config.trials else None
                 if job is None:
@@ -486,7 +499,8 @@ class SearchLoop:
 
     def read_back(self) -> list[dict[str, Any]]:
         """Every trial the study holds, read back without running (a finished search's trials for a plot)."""
-        self._sync()
+        with self._study_lock():
+            self._sync()
         return self.finished()
 
     def finished(self) -> list[dict[str, Any]]:
