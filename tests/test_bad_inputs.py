@@ -691,6 +691,9 @@ CASES: dict[str, Case] = {
     "run: config unknown key": case(
         lambda f: ["run", "--config", f.write("run.toml", "colour = 'red'\n"), "--out", f.root / "r"], "colour"
     ),
+    "run: prune.episodes -1": case(
+        lambda f: ["run", "--config", f.write("run.toml", "[prune]\nepisodes = -1\n"), "--out", f.root / "r"], "0: no pruning"
+    ),
     "run: unknown device": case(lambda f: ["run", "--device", "no-such-device", "--out", f.root / "r"], "not found"),
     "run: unknown space": case(lambda f: ["run", "--space", "imagenet", "--out", f.root / "r"], "unknown search space"),
     "run: --out an existing file": case(lambda f: ["run", "--out", f.write("run.txt", "keep me")], "--out"),

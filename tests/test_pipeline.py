@@ -721,6 +721,35 @@ def test_the_quick_runs_report_opens_in_headless_chromium(quick_run: QuickRun, t
     check_in_chromium(folder / "report.html", ("fidelity", "stages"), tmp_path)
 
 
+@pytest.mark.slow
+def test_a_run_on_the_shipped_supernet_scores_by_inherited_weights_and_fine_tunes_the_winner(tmp_path: Path) -> None:
+    """``hwnas run --quick`` with ``[search] supernet = "default"``, end to end on host ONNX Runtime (the TFLite path is
+    the quick run's): candidates scored by inherited weights, the winner fine-tuned from them, exported, verified and
+    measured; the summary and the report say how candidates were scored; the same command again redoes nothing."""
+    config, folder = tmp_path / "run.toml", tmp_path / "run"
+    config.write_text(
+        '[search]\nsupernet = "default"\ntrials = 8\n\n[train]\ntrain_images = 600\n\n[prune]\nepisodes = 0\n\n'
+        "[references]\nmodels = []\n"
+    )
+    command = ("run", "--quick", "--device", "host-ort", "--config", str(config), "--out", str(folder))
+    result = hwnas(*command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((folder / "summary.json").read_text())
+    search = summary["search"]
+    assert search["evaluation"] == "inherited" and Path(search["supernet"]).name == "default" and search["trials"] == 8
+    trials = json.loads((folder / "stages" / "search.json").read_text())["result"]["trials"]
+    assert len(trials) == 8 and all(0 < trial["accuracy"] <= 1 for trial in trials)
+    train = json.loads((folder / "stages" / "train.json").read_text())["result"]
+    assert train["arch"] == search["best"]["arch"] and "inherited from the supernet" in train["source"]
+    assert summary["final"]["verified"] and summary["final"]["measured_ms"]["host-cpu-onnxruntime"] > 0
+    assert "prune skipped: none asked for (prune.episodes = 0)" in result.stdout
+    assert "each scored by the weights it inherits from the supernet" in (folder / "report.md").read_text()
+    before = {path.name: path.read_text() for path in (folder / "stages").glob("*.json")}
+    again = hwnas(*command)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {path.name: path.read_text() for path in (folder / "stages").glob("*.json")} == before
+
+
 # ---- kill -9 between stages ----------------------------------------------------------------------------
 def run_until(folder: Path, config: Path | None, stage: str, log: Path, timeout: float = 600) -> bool:
     """Start the quick run, its output to ``log``, and SIGKILL it as soon as ``stage``'s record exists; False if it

@@ -24,7 +24,7 @@ differs (``--fresh`` starts over).
     epochs = 5                    # retraining the winner on all training images (fine-tuning it, with a supernet)
 
     [prune]
-    episodes = 30                 # AMC episodes
+    episodes = 30                 # AMC episodes (0: no pruning)
 
     [references]
     models = ["mobilenet_v3_small", "mnasnet0_5"]   # torchvision references trained and timed beside the winner ([]: none)
@@ -83,7 +83,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class PruneSettings:
-    episodes: int = 30
+    episodes: int = 30  # 0: no pruning (the stage is skipped and says so)
     finetune_epochs: int = 1
     baselines: bool = True
 
@@ -127,11 +127,12 @@ class RunConfig:
             ("search.epochs", self.search.epochs),
             ("search.train_images", self.search.train_images),
             ("train.epochs", self.train.epochs),
-            ("prune.episodes", self.prune.episodes),
             ("prune.finetune_epochs", self.prune.finetune_epochs),
         ):
             if value < 1:
                 raise UserError(f"{name} must be at least 1, got {value}")
+        if self.prune.episodes < 0:
+            raise UserError(f"prune.episodes must be at least 0 (0: no pruning), got {self.prune.episodes}")
         if self.train.train_images < 0 or self.search.measure_front < 0 or self.drift_networks < 0:
             raise UserError("train.train_images, search.measure_front and drift_networks must be >= 0")
         if self.search.supernet and self.ray:

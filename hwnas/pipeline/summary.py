@@ -127,9 +127,18 @@ def _search(records: Records, search: SearchResult) -> dict[str, Any]:
     return _status(records, "search") | {
         "strategy": search.strategy,
         "trials": len(search.trials),
+        **_evaluation(search),
         "best": typedjson.to_json(search.best),  # predicted_ms in table time
         "measured_best": _measured_best(search),
     }
+
+
+def _evaluation(search: SearchResult) -> dict[str, Any]:
+    """How candidates were scored: ``inherited`` (weights from ``supernet``, hwnas.search.inherited) or ``trained``
+    (a proxy epoch each); the two accuracies are not comparable, so a reader must be told which one the winner's is."""
+    executor = search.executor or {}
+    inherited = executor.get("evaluation") == "inherited"
+    return {"evaluation": "inherited" if inherited else "trained", "supernet": executor.get("supernet") if inherited else None}
 
 
 def _measured_best(search: SearchResult) -> dict[str, Any] | None:

@@ -73,6 +73,10 @@ def final_folder(context: RunContext) -> Path:
 
 
 def run(context: RunContext) -> PruneResult | Skipped:
+    if context.config.prune.episodes == 0:
+        why = "prune skipped: none asked for (prune.episodes = 0)"
+        context.log(why)
+        return Skipped(why)
     import torch
 
     from hwnas.errors import BudgetUnreachable
