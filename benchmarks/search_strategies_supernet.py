@@ -27,9 +27,12 @@ import shutil
 import statistics
 import time
 from concurrent.futures import Future
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from supernet_fidelity import splits  # the embedded images with the full test set, as the fidelity benchmark scores
+
+from hwnas.search.inherited import InheritedExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "search_strategies_supernet.json"
@@ -37,16 +40,11 @@ STRATEGIES = ("random", "evolution", "mnas", "fbnetv3", "tpe", "nsga2")
 CHECKPOINTS = (50, 100, 200, 500)
 
 
-class CachedScores:
-    """An executor in this process that scores a job by inherited weights once per architecture, ever (see above)."""
-
-    slots = 1
-    threads = 1
+class CachedScores(InheritedExecutor):
+    """:class:`InheritedExecutor` (one slot, this process) that scores an architecture once per benchmark (see above)."""
 
     def __init__(self, supernet: Path, path: Path) -> None:
-        from hwnas.search.inherited import InheritedExecutor
-
-        self.inner = InheritedExecutor(supernet, threads=1)
+        super().__init__(supernet, threads=1)
         self.path = path
         self.scores: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
         self.fresh = 0
@@ -54,27 +52,19 @@ class CachedScores:
     def submit(self, job: dict[str, Any]) -> Future:
         key = f"{job['arch']}|{job.get('train_images')}|{job.get('val_images')}"
         if key not in self.scores:
-            result = self.inner.submit(job).result()
-            if result.get("state") != "complete":
-                future: Future = Future()
-                future.set_result(result)
-                return future
-            self.scores[key] = result
+            scored = super().submit(job)
+            if scored.result().get("state") != "complete":
+                return scored
+            self.scores[key] = scored.result()
             self.fresh += 1
             if self.fresh % 50 == 0:
                 self.save()
-        future = Future()
+        future: Future = Future()
         future.set_result(dict(self.scores[key]))
         return future
 
-    def wait_any(self, handles: list[Any], timeout: float | None = None) -> list[tuple[Any, dict[str, Any]]]:
-        return [(handle, handle.result()) for handle in handles if handle.done()]
-
     def close(self) -> None:
         self.save()
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "CachedScores", "slots": 1, "threads": 1}
 
     def save(self) -> None:
         from hwnas.fileio import atomic_write_json
@@ -179,7 +169,6 @@ def main() -> None:
 
     import torch
 
-    from hwnas.data import load_data
     from hwnas.fileio import atomic_write_json
     from hwnas.presets import get_space
     from hwnas.recipe import Recipe
@@ -196,8 +185,7 @@ def main() -> None:
     budget = space_median_ms(space, device)
     folder = resolve_supernet("default", given_as="--supernet")
     supernet, info = loaded_supernet(folder)
-    embedded, full = load_data("embedded"), load_data("fashion-mnist")
-    data = replace(embedded, name="embedded+test10k", test=full.test)
+    data = splits()
     settings = {
         "evals": args.evals,
         "val_images": args.val_images,

@@ -21,29 +21,23 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from supernet_fidelity import splits  # the embedded images with the full test set, as the fidelity benchmark scores
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "benchmarks" / "results" / "specialize_cost.json"
 RESULT = ROOT / "benchmarks" / "results" / "specialized_fidelity.json"
 
 
-def splits() -> Any:
-    from hwnas.data import load_data
-
-    embedded, full = load_data("embedded"), load_data("fashion-mnist")
-    return replace(embedded, name="fashion-mnist-embedded+test10k", test=full.test)
-
-
 def measure(kind: str, arch_text: str, seed: int, data: Any, folder: Path, info: dict[str, Any], epochs: int) -> dict[str, Any]:
     from hwnas.recipe import Recipe
+    from hwnas.search.inherited import loaded_supernet
     from hwnas.search.result import from_supernet
-    from hwnas.supernet.store import load_supernet
     from hwnas.trainer import train
 
-    supernet, _ = load_supernet(folder)
+    supernet, _ = loaded_supernet(folder)  # loaded once per process, as from_supernet loads it
     arch = supernet.space.parse(arch_text)
     recipe = Recipe.from_json(info["recipe"])
     started = time.perf_counter()
@@ -82,12 +76,12 @@ def main() -> None:
     import torch
 
     from hwnas.fileio import atomic_write_json
-    from hwnas.supernet.store import load_supernet
+    from hwnas.search.inherited import loaded_supernet
     from hwnas.supernets import resolve_supernet
 
     torch.set_num_threads(args.threads)
     folder = resolve_supernet("default", given_as="--supernet")
-    _, info = load_supernet(folder)
+    _, info = loaded_supernet(folder)
     archs = list(dict.fromkeys(network["arch"] for network in json.loads(SOURCE.read_text())["networks"] if network["arch"]))
     data = splits()
     settings = {"supernet": "default", "supernet_epochs": info["recipe"]["epochs"], "recipe": info["recipe"],

@@ -269,19 +269,21 @@ def test_a_trial_another_process_is_setting_up_is_not_failed_as_abandoned(device
             release.wait(timeout=30)
             trial.set_user_attr("owner", f"{socket.gethostname()}:{other_pid.pid}")
 
-    other = threading.Thread(target=other_process_asks)
-    other.start()
-    assert asked.wait(timeout=30)
-    timer = threading.Timer(0.5, release.set)
-    timer.start()
-    started = time.perf_counter()
-    loop.read_back()
-    other.join(timeout=30)
-    assert time.perf_counter() - started >= 0.4  # it waited for the other process's ask
+    try:
+        other = threading.Thread(target=other_process_asks)
+        other.start()
+        assert asked.wait(timeout=30)
+        threading.Timer(0.5, release.set).start()
+        started = time.perf_counter()
+        loop.read_back()
+        other.join(timeout=30)
+        assert time.perf_counter() - started >= 0.4  # it waited for the other process's ask
+    finally:
+        release.set()
+        other_pid.kill()
     study = optuna.load_study(study_name=config.name, storage=config.storage_url)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.RUNNING]
     assert study.trials[0].user_attrs.get("state") is None  # not marked interrupted
-    other_pid.kill()
 
 
 def test_a_nan_loss_fails_the_trial_and_the_search_goes_on(device, tmp_path: Path) -> None:
