@@ -180,7 +180,6 @@ def _score(job: Job) -> Result:
     return {
         "state": "complete",
         "accuracy": accuracy,
-        "accuracy_raw": None,  # a trained job's accuracy before BatchNorm re-estimation: inherited weights have none of their own
         "curve": [{"epoch": 0, "val_accuracy": accuracy}],  # no training: one point, the inherited accuracy
         "params": params,
         "threads": torch.get_num_threads(),

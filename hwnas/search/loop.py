@@ -244,8 +244,7 @@ class SearchLoop:
 
     def _replay(self) -> None:
         """Take in every trial finished so far (this process's earlier sessions', or another worker's), in order."""
-        with self._study_lock():
-            self._sync()
+        self._sync()
         if self.replayed or self.interrupted:
             self.strategy.reseed(len(self.study.trials))
 
@@ -259,9 +258,14 @@ class SearchLoop:
         return held(Path(self.config.out) / CREATE_LOCK)
 
     def _sync(self) -> None:
+        """:meth:`_sync_locked` under :meth:`_study_lock` (a sync may fail a trial, so it never runs without the lock)."""
+        with self._study_lock():
+            self._sync_locked()
+
+    def _sync_locked(self) -> None:
         """Tell the strategy every trial finished since the last look; fail what a dead process left running.
 
-        Call it under :meth:`_study_lock`.
+        Call it under :meth:`_study_lock`: through :meth:`_sync`, or where the ask that follows needs the same hold.
 
         Several processes may share a study (the multi-worker path Optuna intends): a running trial whose heartbeat is
         fresh is another worker's and is left alone; one whose heartbeat stopped (``kill -9``) is failed as
@@ -360,16 +364,15 @@ class SearchLoop:
             except BaseException:
                 self._interrupt_running()
                 raise
-        with self._study_lock():
-            self._sync()  # what other workers finished meanwhile belongs in the summary too
+        self._sync()  # what other workers finished meanwhile belongs in the summary too
         return self.summary()
 
     def _loop(self, executor: Executor, started: float, on_progress: Callable[[Progress], None] | None) -> None:
         running = self.running
         while True:
             while len(running) < executor.slots:
-                with self._study_lock():
-                    self._sync()
+                with self._study_lock():  # one hold for the look and the ask: no pair given out twice
+                    self._sync_locked()
                     job = self._ask(running) if self._taken() < self.config.trials else None
                 if job is None:
                     break
@@ -463,7 +466,6 @@ class SearchLoop:
         attrs: dict[str, Any] = {
             "state": state,
             "accuracy": accuracy,
-            "accuracy_raw": result.get("accuracy_raw"),
             "curve": result.get("curve", []),
             "reward": reward(accuracy, entry.predicted_ms) if accuracy is not None else None,
             "wall_time_s": result.get("wall_time_s"),
@@ -499,8 +501,7 @@ class SearchLoop:
 
     def read_back(self) -> list[dict[str, Any]]:
         """Every trial the study holds, read back without running (a finished search's trials for a plot)."""
-        with self._study_lock():
-            self._sync()
+        self._sync()
         return self.finished()
 
     def finished(self) -> list[dict[str, Any]]:
