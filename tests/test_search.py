@@ -286,6 +286,39 @@ def test_a_trial_another_process_is_setting_up_is_not_failed_as_abandoned(device
     assert study.trials[0].user_attrs.get("state") is None  # not marked interrupted
 
 
+@pytest.mark.parametrize("killed_before", ["owner", "arch", "accuracy", "number"])
+def test_a_search_killed_while_it_writes_a_trial_retrains_it_and_ends_with_every_trial(
+    device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, killed_before: str
+) -> None:
+    """The process dies as it writes one field of a trial, while setting it up (``owner`` ... ``info``) or recording its
+    result (``state`` ... ``number``): the rerun fails that trial as interrupted, trains it again and ends with every trial
+    the study asked for. (Killed with a heartbeat written and no owner yet, the trial read as another host's live worker
+    and a resumed ``kill -9`` search ended a trial short.)"""
+    import optuna
+
+    from hwnas.search.executors import InlineExecutor
+    from hwnas.search.loop import INTERRUPTED, SearchLoop
+
+    config = _config(device, tmp_path, trials=1)
+    written = optuna.trial.Trial.set_user_attr
+
+    def dies_before_the_field(trial: optuna.trial.Trial, key: str, value: object) -> None:
+        if key == killed_before:
+            raise KeyboardInterrupt  # as a kill would, nothing after it runs (a kill -9 skips even the cleanup below)
+        written(trial, key, value)
+
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", dies_before_the_field)
+    monkeypatch.setattr(SearchLoop, "_interrupt_running", lambda self: None)  # kill -9 marks nothing
+    with pytest.raises(KeyboardInterrupt):
+        SearchLoop(config).run(InlineExecutor())
+    monkeypatch.setattr(optuna.trial.Trial, "set_user_attr", written)
+    summary = SearchLoop(config).run(InlineExecutor())
+    assert (summary["trained"], summary["completed"], summary["interrupted_then_failed"]) == (1, 1, 1)
+    study = optuna.load_study(study_name=config.name, storage=config.storage_url)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["state"] == INTERRUPTED
+
+
 def test_a_nan_loss_fails_the_trial_and_the_search_goes_on(device, tmp_path: Path) -> None:
     import optuna
 

@@ -283,16 +283,19 @@ class SearchLoop:
                             self.elsewhere.add(Candidate.from_json(self.config.space, trial.user_attrs).key)
                     continue
                 self._fail_interrupted(trial)
+                trial = self.study._storage.get_trial(trial._trial_id)  # as failed: the snapshot may hold a half-written result
             self.seen.add(trial.number)
             self._take_in(trial)
 
     def _take_in(self, trial: Any) -> None:
         attrs = trial.user_attrs
-        if attrs.get("duplicate_of") is not None or attrs.get("state") == "duplicate" or "arch" not in attrs:
+        if attrs.get("duplicate_of") is not None or attrs.get("state") == "duplicate":
             return
         where = f"{self.config.storage_url} (study {self.config.name!r}) trial {trial.number}"
-        if attrs.get("state", INTERRUPTED) == INTERRUPTED:
+        if attrs.get("state", INTERRUPTED) == INTERRUPTED:  # counted even if it died before its candidate was written
             self._queue_retry(attrs, where)
+            return
+        if "arch" not in attrs:
             return
         attrs = checked_attrs(dict(attrs), where) | {"number": trial.number}  # the study's own number, not a stored copy
         try:
@@ -428,13 +431,15 @@ class SearchLoop:
                 self.study.tell(trial, state=self.optuna.trial.TrialState.PRUNED)
                 continue
             predicted = self.config.device.predict_one(candidate.arch)
-            attrs = candidate.to_json() | {
+            # the owner first, then the heartbeat: a process killed while it writes these leaves a trial whose owner
+            # names a dead process, never one with a fresh heartbeat and no owner, which reads as another host's live
+            # worker (a resumed search then waited for it and ended a trial short)
+            attrs = {"owner": f"{socket.gethostname()}:{os.getpid()}", "heartbeat": time.time()}
+            attrs |= candidate.to_json() | {
                 "predicted_latency_ms": predicted,
                 "seed": self.config.seed,
                 "strategy": self.config.strategy,
                 "info": self.retry_info.pop(candidate.key, None) or self.strategy.info(candidate),
-                "heartbeat": time.time(),
-                "owner": f"{socket.gethostname()}:{os.getpid()}",  # which process trains it
             }
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
