@@ -47,7 +47,9 @@ def device():
 # ---- work units for two workers (the README's command: pytest -n 2 --dist loadgroup --no-loadscope-reorder) ------
 # module fixtures that cost minutes (or a pool whose start costs a share of every test using it): made once, and every
 # test reading one runs where it was made
-SHARED_RUNS = ("resumed_quick_run", "finished_study", "supernet_dir", "ddp_uninterrupted_run", "strategy_pool")
+SHARED_RUNS = (
+    "resumed_quick_run", "finished_study", "supernet_dir", "ddp_uninterrupted_run", "strategy_pool", "uninterrupted_profile",
+)  # fmt: skip
 
 
 def _unit(item: pytest.Item) -> tuple[int, str]:

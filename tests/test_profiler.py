@@ -83,9 +83,27 @@ def test_noisy_layers_are_measured_again_and_every_attempt_kept(tmp_path: Path, 
     assert [r.accepted for r in store.all()] == [False, True, False, False, True]
 
 
+KILL_COMMON = ("--networks", "4", "--json")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_profile(tmp_path_factory: pytest.TempPathFactory, conversion_cache: Path) -> Path:
+    """The table of a profile nobody interrupted, which each kill test's resumed table must equal (its layers and
+    networks do not depend on ``sessions``); made once for both, and it fills the conversion cache they share."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    space, spec = folder / "tiny.json", folder / "cpu.toml"
+    space.write_text(json.dumps(TINY.to_json()))
+    spec.write_text(ORT_SPEC)
+    done = hwnas("profile", spec, "--out", folder / "profile", "--space", space, "--cache", conversion_cache, *KILL_COMMON)
+    assert done.returncode == 0, done.stderr
+    return folder / "profile" / "table.json"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sessions", [1, 2])
-def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, files: dict[str, Path], sessions: int) -> None:
+def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(
+    tmp_path: Path, files: dict[str, Path], uninterrupted_profile: Path, sessions: int
+) -> None:
     """SIGKILL mid-profile, rerun: no accepted layer and no stored round is measured again, nothing stored changes.
 
     sessions = 1: each layer in one stretch, accepted as it goes; the kill lands after a few.
@@ -94,9 +112,8 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
     """
     spec = tmp_path / "spec.toml"
     spec.write_text(ORT_SPEC + f"sessions = {sessions}\n")
-    out, fresh = tmp_path / "killed", tmp_path / "fresh"
-    common = ["--space", files["space"], "--cache", files["cache"], "--networks", "4", "--json"]
-    assert hwnas("profile", spec, "--out", fresh, *common).returncode == 0  # also fills the conversion cache
+    out = tmp_path / "killed"
+    common = ["--space", files["space"], "--cache", files["cache"], *KILL_COMMON]
     subjects = len(TINY.enumerate_op_keys()) + 4 + len(DEFAULT_REFERENCES)  # the CLI times the reference networks too
     process = subprocess.Popen(
         [sys.executable, "-m", "hwnas", "profile", str(spec), "--out", str(out), *map(str, common)],
@@ -135,7 +152,7 @@ def test_kill_minus_nine_then_resume_loses_and_repeats_nothing(tmp_path: Path, f
         assert {(s, k) for s, k, r in all_rounds if r > 2} <= first_pool_rejected  # more rounds only for noisy ones
     assert len(everything) == subjects and {(s, k) for s, k, _, accepted in described_after if accepted} == everything
     assert json.loads(result.stdout)["measured_now"] == subjects - len(accepted_before)
-    resumed, uninterrupted = LatencyTable.load(out / "table.json"), LatencyTable.load(fresh / "table.json")
+    resumed, uninterrupted = LatencyTable.load(out / "table.json"), LatencyTable.load(uninterrupted_profile)
     assert set(resumed.entries) == set(uninterrupted.entries)
     assert {n["arch"] for n in resumed.networks} == {n["arch"] for n in uninterrupted.networks}
 

@@ -384,7 +384,7 @@ def test_every_strategy_runs_a_real_search(device, tmp_path: Path, strategy: str
 
 
 # ---- the command line --------------------------------------------------------------------------
-SEARCH = ("search", "--device", "host-tflite", "--proxy-images", "192", "--workers", "1")
+SEARCH = ("search", "--device", "host-tflite", "--proxy-images", "192", "--proxy-val-images", "200", "--workers", "1")
 
 
 def test_impossible_budget_names_the_fastest_achievable_latency(device) -> None:
@@ -469,6 +469,7 @@ def test_kill_9_mid_search_then_resume_loses_and_retrains_nothing(device, tmp_pa
     resumed = hwnas(*args)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)["search"]
+    assert (summary["config"]["train_images"], summary["config"]["val_images"]) == (192, 200)  # --proxy-(val-)images
     assert summary["replayed_from_storage"] == len(completed_before)
     assert summary["trained"] == 6
     after = completed_trials(database)

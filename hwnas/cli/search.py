@@ -51,6 +51,9 @@ def search_command(
     trials: Trials = None,
     proxy_epochs: Annotated[int, typer.Option(min=1, help="epochs a candidate trains for")] = D.epochs,
     proxy_images: Annotated[int, typer.Option(min=0, help="training images a candidate sees (0: all)")] = D.train_images,
+    proxy_val_images: Annotated[
+        int, typer.Option(min=0, help="validation images a candidate's accuracy is taken on (0: all)")
+    ] = D.val_images,
     supernet: Supernet = None,
     supernet_val_images: SupernetVal = D.supernet_val_images,
     supernet_bn_images: SupernetBn = D.supernet_bn_images,
@@ -82,15 +85,16 @@ def search_command(
     check_executor_options(workers, ray, supernet)
     trials = trials or (D.supernet_trials if supernet is not None else D.trials)
     settings = SearchSettings(
-        strategy,
-        trials,
-        proxy_images,
-        proxy_epochs,
-        reward,
-        margin,
-        top_k,
-        final_epochs,
-        rounds,
+        strategy=strategy,
+        trials=trials,
+        train_images=proxy_images,
+        val_images=proxy_val_images,
+        epochs=proxy_epochs,
+        reward=reward,
+        margin=margin,
+        top_k=top_k,
+        final_epochs=final_epochs,
+        rounds=rounds,
         supernet=supernet,
         supernet_val_images=supernet_val_images,
         supernet_bn_images=supernet_bn_images,
@@ -160,12 +164,13 @@ def _config(
 ) -> Any:
     """The search's configuration from the options, checked before anything is trained; the drift check printed."""
     from hwnas.fileio import check_writable_folder
-    from hwnas.search.device import load_device_latency
     from hwnas.search.reward import parse_reward
     from hwnas.search.strategies import STRATEGIES
 
     parse_reward(settings.reward, budget_ms)
     STRATEGIES.get(settings.strategy)
+    from hwnas.search.device import load_device_latency  # torch and torchvision: after the checks that need neither
+
     search_space, data = _space_and_data(space, settings.supernet, data)
     _check_data(data, search_space, device)
     check_writable_folder(out)

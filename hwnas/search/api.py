@@ -26,6 +26,7 @@ class SearchSettings:
     strategy: str = "fbnetv3"
     trials: int = 24  # candidates trained
     train_images: int = 2000  # the proxy: training images a candidate sees (0: all)
+    val_images: int = 0  # the proxy: validation images its accuracy is taken on (0: all)
     epochs: int = 1  # proxy epochs a candidate trains for
     reward: str = "hard"  # hard, soft, or alpha,beta (MnasNet's exponents)
     margin: float = 0.05  # search under budget x (1 - margin): room for predictor error
@@ -76,7 +77,7 @@ def make_search_config(
     from hwnas.search.strategies import STRATEGIES
 
     STRATEGIES.get(settings.strategy)  # an unknown strategy is one line naming the known ones
-    train_images, val_images = settings.train_images or None, None
+    train_images, val_images = settings.train_images or None, settings.val_images or None
     if settings.supernet is not None:
         data = check_supernet(settings, space, data)
         train_images, val_images = settings.supernet_bn_images, settings.supernet_val_images or None

@@ -31,7 +31,20 @@ from hwnas.latency_tables.convert import (
     quiet_resource_tracker,
     stop_workers,
 )
-from hwnas.search.worker import evaluate_candidate, set_threads
+
+
+def evaluate_candidate(job: Job) -> Result:
+    """:func:`hwnas.search.worker.evaluate_candidate`, imported when a job runs: the verbs import this module to check
+    their options, and a mistake is then one line at once, not after torch and torchvision load (about 3 s)."""
+    from hwnas.search.worker import evaluate_candidate as train_candidate
+
+    return train_candidate(job)
+
+
+def set_threads(threads: int) -> None:
+    from hwnas.search.worker import set_threads as set_worker_threads
+
+    set_worker_threads(threads)
 
 Job = dict[str, Any]
 Result = dict[str, Any]
