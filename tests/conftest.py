@@ -19,6 +19,46 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 PRESETS = ("default", "proxylessnas", "mnasnet", "ofa-mbv3")
 
 
+@pytest.fixture()
+def hwnas_in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """``hwnas ARGS`` run in this test process, as a ``CompletedProcess`` (exit code, stdout, stderr).
+
+    For commands that end in a user's mistake: a new interpreter costs 3-5 s (torch and torchvision load again), this
+    about a tenth of a second. What the command changes in the process is put back after each call (argv, the warning
+    printer, the SIGTERM handler, environment variables, torch's thread count). Tests whose point is the process
+    itself (signals, kills, resource limits, what a fresh interpreter imports) start one.
+    """
+    import signal
+    import subprocess
+    import sys
+    import warnings
+
+    from hwnas.cli import main
+
+    def run(*args: object) -> subprocess.CompletedProcess[str]:
+        torch = sys.modules.get("torch")
+        threads = torch.get_num_threads() if torch is not None else None
+        environment, showwarning, on_sigterm = dict(os.environ), warnings.showwarning, signal.getsignal(signal.SIGTERM)
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["hwnas", *map(str, args)])
+        try:
+            main()
+            code = 0
+        except SystemExit as exited:
+            code = exited.code if isinstance(exited.code, int) else (0 if exited.code is None else 1)
+        finally:
+            warnings.showwarning = showwarning
+            signal.signal(signal.SIGTERM, on_sigterm)
+            os.environ.clear()
+            os.environ.update(environment)
+            if threads is not None and sys.modules["torch"].get_num_threads() != threads:
+                sys.modules["torch"].set_num_threads(threads)
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["hwnas", *map(str, args)], code, captured.out, captured.err)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def embedded_data():
     from hwnas.data import load_data

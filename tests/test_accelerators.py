@@ -120,8 +120,8 @@ def _one_error_line(result: subprocess.CompletedProcess[str], *fragments: str) -
 
 @pytest.mark.skipif(HAS_CUDA, reason="a CUDA device is here: --accelerator cuda would train")
 @pytest.mark.parametrize("verb", [["train", "--arch", SMALL_ARCH], ["supernet", "train"]])
-def test_the_cli_says_there_is_no_cuda_device_in_one_line(tmp_path: Path, verb: list[str]) -> None:
-    _one_error_line(_hwnas(*verb, "--out", tmp_path / "out", "--accelerator", "cuda"), "no CUDA device here (")
+def test_the_cli_says_there_is_no_cuda_device_in_one_line(tmp_path: Path, verb: list[str], hwnas_in_process) -> None:
+    _one_error_line(hwnas_in_process(*verb, "--out", tmp_path / "out", "--accelerator", "cuda"), "no CUDA device here (")
     assert not (tmp_path / "out" / CHECKPOINT_FILE).exists()
 
 

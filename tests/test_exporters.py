@@ -311,13 +311,13 @@ def hwnas(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hwnas", *map(str, args)], capture_output=True, text=True, timeout=900)
 
 
-def test_cli_export_errors_are_one_line(tmp_path: Path) -> None:
+def test_cli_export_errors_are_one_line(tmp_path: Path, hwnas_in_process) -> None:
     for args, fragment in [
         (["export", ARCH, "--format", "onnx,coreml", "--out", tmp_path / "a"], "unknown export format"),
         (["export", "default:r32_c16[k3e3", "--out", tmp_path / "b"], "bad stage token"),
         (["export", ARCH, "--format", "tensorrt", "--out", tmp_path / "c"], "cannot be exported here"),
     ]:
-        result = hwnas(*args)
+        result = hwnas_in_process(*args)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and fragment in result.stderr, result.stderr
 

@@ -169,17 +169,17 @@ def test_latency_command_prints_the_breakdown_and_json() -> None:
         (["torchvision:mobilenet_v2"], "--device SPEC or --table"),
     ],
 )
-def test_latency_command_mistakes_are_one_line(args: list[str | Path], says: str) -> None:
-    result = hwnas("latency", *args)
+def test_latency_command_mistakes_are_one_line(args: list[str | Path], says: str, hwnas_in_process) -> None:
+    result = hwnas_in_process("latency", *args)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr, result.stderr
 
 
-def test_a_table_of_another_device_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_table_of_another_device_is_refused_in_one_line(tmp_path: Path, hwnas_in_process) -> None:
     data = json.loads(EPYC_ORT.read_text())
     data["fingerprint"]["device"] = "Some Other CPU"
     other = tmp_path / "other.json"
     other.write_text(json.dumps(data))
-    result = hwnas("latency", "torchvision:mobilenet_v2", "--table", other, "--device", "host-ort")
+    result = hwnas_in_process("latency", "torchvision:mobilenet_v2", "--table", other, "--device", "host-ort")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "another device" in result.stderr
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
@@ -292,11 +291,8 @@ def test_the_drift_check_of_a_table_without_references_re_times_a_few_of_its_net
     assert "--rescale" not in check.message(rescale_hint=False)
 
 
-def test_predictor_fit_first_checks_drift_prints_the_ratio_and_keeps_it(tmp_path: Path) -> None:
+def test_predictor_fit_first_checks_drift_prints_the_ratio_and_keeps_it(tmp_path: Path, hwnas_in_process) -> None:
     """``hwnas predictor fit`` on a copy of this CPU's ONNX Runtime table: its networks re-timed, the ratio printed and kept."""
-    import subprocess
-    import sys
-
     from hwnas.devices import DeviceSpec, make_backend
     from hwnas.latency_tables.table import matching_table
 
@@ -306,13 +302,13 @@ def test_predictor_fit_first_checks_drift_prints_the_ratio_and_keeps_it(tmp_path
         pytest.skip("no shipped ONNX Runtime table of this CPU")
     table = tmp_path / "table.json"
     found.table.save(table)
-    command = [sys.executable, "-m", "hwnas", "predictor", "fit", "--table", str(table), "--out", str(tmp_path / "p.skops")]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    command = ["predictor", "fit", "--table", str(table), "--out", str(tmp_path / "p.skops")]
+    result = hwnas_in_process(*command)
     assert result.returncode == 0, result.stderr
     assert "drift check: 3 of the table's whole networks (it has no reference networks) now / in table = " in result.stdout
     [recorded] = LatencyTable.load(table).drift  # a table of the user's own is given the ratio (a shipped one is not)
     assert recorded["context"] == f"predictor fit on {spec.name}" and recorded["ratio"] > 0
     sidecar = json.loads((tmp_path / "p.json").read_text())
     assert sidecar["evaluation"]["drift"]["ratio"] == recorded["ratio"]
-    skipped = subprocess.run([*command, "--no-drift", "--json"], capture_output=True, text=True, timeout=600)
+    skipped = hwnas_in_process(*command, "--no-drift", "--json")
     assert skipped.returncode == 0 and json.loads(skipped.stdout)["drift"]["ratio"] is None

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -230,13 +228,9 @@ def test_metrics_by_hand():
     assert metrics["kendall_tau"] == pytest.approx(1.0)
 
 
-def _hwnas(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "hwnas", *args], capture_output=True, text=True, cwd=cwd, env=env, check=False)
-
-
-def test_cli_fit_then_eval(tmp_path):
-    fit = _hwnas(
+def test_cli_fit_then_eval(tmp_path, hwnas_in_process, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit = hwnas_in_process(
         "predictor",
         "fit",
         "--table",
@@ -246,32 +240,31 @@ def test_cli_fit_then_eval(tmp_path):
         "--plot",
         str(tmp_path / "p.png"),
         "--json",
-        cwd=tmp_path,
     )
     assert fit.returncode == 0, fit.stderr
     report = json.loads(fit.stdout)
     assert report["held_out"]["calibrated"]["mape_pct"] < report["held_out"]["lut"]["mape_pct"]
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
-    evaluated = _hwnas("predictor", "eval", str(tmp_path / "p.skops"), "--table", str(ORT), "--json", cwd=tmp_path)
+    evaluated = hwnas_in_process("predictor", "eval", str(tmp_path / "p.skops"), "--table", str(ORT), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["networks"] == report["held_out_networks"]
-    wrong = _hwnas("predictor", "eval", str(tmp_path / "p.skops"), "--table", str(TFLITE), cwd=tmp_path)
+    wrong = hwnas_in_process("predictor", "eval", str(tmp_path / "p.skops"), "--table", str(TFLITE))
     assert wrong.returncode == 2
     assert wrong.stderr.startswith("error: predictor") and "another device" in wrong.stderr
     assert wrong.stderr.count("\n") == 1
 
 
-def test_cli_bad_csv_and_missing_table_are_one_line_errors(tmp_path):
+def test_cli_bad_csv_and_missing_table_are_one_line_errors(tmp_path, hwnas_in_process):
     csv = tmp_path / "m.csv"
     csv.write_text("arch,latency_ms\nmobilenet_v2,1.0\n")
-    bad_csv = _hwnas(
-        "predictor", "fit", "--table", str(ORT), "--networks", str(csv), "--out", str(tmp_path / "p.skops"), cwd=tmp_path
+    bad_csv = hwnas_in_process(
+        "predictor", "fit", "--table", str(ORT), "--networks", str(csv), "--out", str(tmp_path / "p.skops")
     )
     assert bad_csv.returncode == 2 and bad_csv.stderr.count("\n") == 1
     assert "unknown architecture 'mobilenet_v2'" in bad_csv.stderr
-    missing = _hwnas("predictor", "fit", "--table", str(tmp_path / "none.json"), "--out", str(tmp_path / "p.skops"), cwd=tmp_path)
+    missing = hwnas_in_process("predictor", "fit", "--table", str(tmp_path / "none.json"), "--out", str(tmp_path / "p.skops"))
     assert missing.returncode == 2 and missing.stderr.startswith("error: cannot read latency table")
-    kind = _hwnas("predictor", "fit", "--table", str(ORT), "--kind", "magic", "--out", str(tmp_path / "p.skops"), cwd=tmp_path)
+    kind = hwnas_in_process("predictor", "fit", "--table", str(ORT), "--kind", "magic", "--out", str(tmp_path / "p.skops"))
     assert kind.returncode == 2 and "unknown predictor kind 'magic'" in kind.stderr
 
 

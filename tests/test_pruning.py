@@ -231,14 +231,13 @@ def test_kill_minus_nine_mid_search_loses_and_reruns_no_episode(tmp_path: Path) 
     assert episode_rows(whole_db) == after  # the agent resumed exactly: same policies, same rewards
 
 
-def test_cli_bad_input_is_one_line_and_exit_two(tmp_path: Path) -> None:
+def test_cli_bad_input_is_one_line_and_exit_two(tmp_path: Path, hwnas_in_process) -> None:
     """Unreachable budget (with the smallest figure), a latency budget for a device with no table, a layer
     the dependency graph cannot handle: one line each, exit code 2."""
     folder = tmp_path / "base"
     module = default_model()
     base = BaseModel(module, {"arch": ARCH}, 1, 32, "tiny", "test")
     save_pruned(folder, module, base, [], {"method": "unpruned"})
-    hwnas = [sys.executable, "-m", "hwnas", "prune"]
     cases = [
         ([str(folder), "--budget", "flops=0.01"], "below what pruning can reach: the smallest is flops="),
         ([str(folder), "--budget", "latency-ms=0.1", "--device", "pixel-adb"], "no latency table"),
@@ -247,7 +246,7 @@ def test_cli_bad_input_is_one_line_and_exit_two(tmp_path: Path) -> None:
         (["torchvision:shufflenet_v2_x0_5", "--budget", "flops=0.5"], "Torch-Pruning cannot trace this model"),
     ]
     for args, message in cases:
-        done = subprocess.run([*hwnas, *args, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+        done = hwnas_in_process("prune", *args, "--out", tmp_path / "out")
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr

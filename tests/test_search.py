@@ -387,12 +387,13 @@ def test_every_strategy_runs_a_real_search(device, tmp_path: Path, strategy: str
 SEARCH = ("search", "--device", "host-tflite", "--proxy-images", "192", "--proxy-val-images", "200", "--workers", "1")
 
 
-def test_impossible_budget_names_the_fastest_achievable_latency(device) -> None:
+def test_impossible_budget_names_the_fastest_achievable_latency(device, hwnas_in_process) -> None:
     _, fastest = device.fastest()
-    assert_one_line_error(hwnas(*SEARCH, "--budget-ms", "0.01"), "fastest achievable is", f"{fastest:.4g} ms")
+    assert_one_line_error(hwnas_in_process(*SEARCH, "--budget-ms", "0.01"), "fastest achievable is", f"{fastest:.4g} ms")
 
 
-def test_bad_inputs_are_one_line_each(device, tmp_path: Path) -> None:
+def test_bad_inputs_are_one_line_each(device, tmp_path: Path, hwnas_in_process) -> None:
+    hwnas = hwnas_in_process
     bad_space = tmp_path / "space.json"
     bad_space.write_text("{not json")
     assert_one_line_error(hwnas(*SEARCH, "--budget-ms", "0.5", "--space", str(bad_space)), "not valid JSON")
@@ -416,8 +417,8 @@ def _pets(root: Path) -> Path:
     return root / "pets"
 
 
-def test_data_whose_classes_or_channels_do_not_fit_is_one_line(device, tmp_path: Path) -> None:
-    result = hwnas(*SEARCH, "--budget-ms", "0.5", "--data", str(_pets(tmp_path)))
+def test_data_whose_classes_or_channels_do_not_fit_is_one_line(device, tmp_path: Path, hwnas_in_process) -> None:
+    result = hwnas_in_process(*SEARCH, "--budget-ms", "0.5", "--data", str(_pets(tmp_path)))
     assert_one_line_error(result, "3 channel(s) and 3 classes", "profile it")
 
 

@@ -149,11 +149,16 @@ def test_search_with_a_supernet_names_a_best_architecture(device, supernet_dir: 
     assert_one_line_error(again, "another configuration", "supernet")
 
 
-def test_a_supernet_of_another_space_is_one_line(supernet_dir: Path, tmp_path: Path) -> None:
+def test_a_supernet_of_another_space_is_one_line(
+    supernet_dir: Path, tmp_path: Path, hwnas_in_process, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hwnas.supernet import Supernet
 
     other = SearchSpace.from_json(SPACE.to_json() | {"name": "other", "resolutions": [28]})
     folder = _save(tmp_path / "other", Supernet(other), {"source": "embedded"}, [])
-    result = hwnas("search", "--device", "host-tflite", "--budget-ms", "0.6", "--space", "default", "--supernet", str(folder))
+    monkeypatch.chdir(tmp_path)  # a search folder would be made under runs/ here
+    result = hwnas_in_process(
+        "search", "--device", "host-tflite", "--budget-ms", "0.6", "--space", "default", "--supernet", str(folder)
+    )
     assert_one_line_error(result, "is of space 'other'", "the search's space 'default'")
     assert not any(tmp_path.glob("runs*"))

@@ -105,7 +105,7 @@ def test_two_devices_two_budgets_give_four_measured_networks_and_a_rerun_redoes_
         (("--device", "host-ort", "--budget-ms", "0.3", "--supernet", "/nowhere/sn"), "no such folder"),
     ],
 )
-def test_a_mistake_is_one_line_before_any_work(tmp_path: Path, extra: tuple[str, ...], fragment: str) -> None:
+def test_a_mistake_is_one_line_before_any_work(tmp_path: Path, extra: tuple[str, ...], fragment: str, hwnas_in_process) -> None:
     out = tmp_path / "spec"
-    assert_one_line_error(hwnas("specialize", *extra, "--out", str(out)), fragment)
+    assert_one_line_error(hwnas_in_process("specialize", *extra, "--out", str(out)), fragment)
     assert not (out / REPORT_FILE).exists()

@@ -230,8 +230,10 @@ def test_the_cli_trains_resumes_and_evaluates_a_subnetwork(embedded_data, tmp_pa
         (["train", "--set", "mixup=0.2"], "'mixup'"),
     ],
 )
-def test_cli_mistakes_are_one_error_line_with_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:
-    result = hwnas("supernet", *args, "--out", tmp_path / "sn")
+def test_cli_mistakes_are_one_error_line_with_exit_code_2(
+    tmp_path: Path, args: list[str], fragment: str, hwnas_in_process
+) -> None:
+    result = hwnas_in_process("supernet", *args, "--out", tmp_path / "sn")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.stderr
     assert not (tmp_path / "sn").exists()
@@ -287,10 +289,10 @@ def test_an_rgb_image_folder_trains_a_supernet_made_for_it_end_to_end(embedded_d
     assert report["arch"] == preset_arch.replace("default:", "default-3ch-3cls:", 1)
 
 
-def test_a_space_file_that_does_not_fit_the_data_is_refused_in_one_line(embedded_data, tmp_path: Path) -> None:
+def test_a_space_file_that_does_not_fit_the_data_is_refused_in_one_line(embedded_data, tmp_path: Path, hwnas_in_process) -> None:
     images = _rgb_folder(embedded_data, tmp_path / "rgb", per_class=10)
     space = _space_file(tmp_path / "space.json", channels=1, classes=10)  # explicit: not made for the data
-    result = hwnas("supernet", "train", "--space", space, "--data", images, "--out", tmp_path / "sn", "--epochs", "1")
+    result = hwnas_in_process("supernet", "train", "--space", space, "--data", images, "--out", tmp_path / "sn", "--epochs", "1")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "3 channel(s) and 3 classes" in lines[0] and "in_channels 1 and num_classes 10" in lines[0] and "preset" in lines[0]
