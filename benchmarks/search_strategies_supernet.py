@@ -17,6 +17,11 @@ rerunning the command resumes where it stopped (a killed run starts its strategy
 Writes ``benchmarks/results/search_strategies_supernet.json``.
 
     nice -n 19 .venv/bin/python benchmarks/search_strategies_supernet.py --evals 1000 --seeds 5
+
+On two cores, two processes (one thread each) split the strategies, each with its own score cache:
+
+    ... --strategies random evolution mnas --out runs/bench-strategies-supernet
+    ... --strategies fbnetv3 tpe nsga2 --out runs/bench-strategies-supernet-b
 """
 
 from __future__ import annotations
@@ -157,6 +162,25 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return table
 
 
+def save_run(settings: dict[str, Any], row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add one finished run to the results file, merged with what is there now (under a lock), and return all runs.
+
+    Two processes may share the work (``--strategies`` split between them, each its own ``--out``): each re-reads
+    the file before it writes, so neither drops the other's runs.
+    """
+    from hwnas.fileio import atomic_write_json
+    from hwnas.runfolder import held
+
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    with held(RESULT.with_suffix(".lock")):
+        previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+        stored = previous.get("runs", []) if previous.get("settings") == settings else []
+        merged = {(r["strategy"], r["seed"]): r for r in [*stored, row]}
+        runs = sorted(merged.values(), key=lambda r: (r["seed"], STRATEGIES.index(r["strategy"])))
+        atomic_write_json(RESULT, {"settings": settings, "table": aggregate(runs), "runs": runs})
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evals", type=int, default=1000, help="supernet evaluations per search")
@@ -169,7 +193,6 @@ def main() -> None:
 
     import torch
 
-    from hwnas.fileio import atomic_write_json
     from hwnas.presets import get_space
     from hwnas.recipe import Recipe
     from hwnas.search.device import load_device_latency
@@ -210,12 +233,10 @@ def main() -> None:
                     trials=args.evals, base_recipe=Recipe(batch_size=32, epochs=1), train_images=args.bn_images,
                     val_images=args.val_images, seed=seed, supernet=folder,
                 )  # fmt: skip
-                runs.append(run_one(config, executor, data, supernet))
-                row = runs[-1]
+                row = run_one(config, executor, data, supernet)
                 shown = ("strategy", "seed", "best_val_accuracy", "best_test_accuracy", "distinct_architectures", "wall_time_s")
                 print(json.dumps({key: row[key] for key in shown}), flush=True)
-                RESULT.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_json(RESULT, {"settings": settings, "table": aggregate(runs), "runs": runs})
+                runs = save_run(settings, row)
     finally:
         executor.close()
     table = aggregate(runs)
