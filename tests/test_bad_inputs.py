@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import stat
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -887,17 +886,6 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[object]) -> tuple[int, str, str]:
-    """``hwnas ARGS`` in this process: exit code, stdout, stderr."""
-    from hwnas.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["hwnas", *map(str, args)])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
-
-
 def _params() -> list[object]:
     marks = {name: [pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else [] for name, c in CASES.items()}
     return [pytest.param(name, id=name, marks=marks[name]) for name in CASES]
@@ -905,7 +893,7 @@ def _params() -> list[object]:
 
 @pytest.mark.parametrize("name", _params())
 def test_bad_input_is_one_line_error_with_exit_code_2(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hwnas_in_process
 ) -> None:
     bad = CASES[name]
     work = tmp_path / "work"
@@ -915,7 +903,8 @@ def test_bad_input_is_one_line_error_with_exit_code_2(
     args = bad.args(Files(work))
     before = _snapshot(work)
     try:
-        code, out, err = run_main(monkeypatch, capsys, args)
+        done = hwnas_in_process(*args)
+        code, out, err = done.returncode, done.stdout, done.stderr
     finally:
         for path in work.rglob("*"):  # let pytest clean up read-only folders
             if path.is_dir() and not path.is_symlink():
@@ -936,11 +925,10 @@ def test_catalogue_covers_every_verb_with_100_cases() -> None:
     assert len(CASES) >= 100
 
 
-def test_a_good_input_passes_the_same_checks(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_good_input_passes_the_same_checks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hwnas_in_process) -> None:
     """The harness can tell success from failure: a good input exits 0 and prints its answer."""
     monkeypatch.chdir(tmp_path)
     shutil.copy(SHIPPED_TABLE, tmp_path / "t.json")
-    code, out, err = run_main(monkeypatch, capsys, ["lut", "show", "t.json", "--top", "1"])
+    done = hwnas_in_process("lut", "show", "t.json", "--top", "1")
+    code, out, err = done.returncode, done.stdout, done.stderr
     assert code == 0 and err == "" and "layers" in out

@@ -89,18 +89,7 @@ def test_train_one_epoch_on_embedded_data_beats_sixty_percent(tmp_path: Path) ->
 
 
 # ---- user mistakes found by review: each once printed a traceback with exit code 1 ---------------
-# In-process (``main()`` with argv), so a dozen cases cost one torch import, not twelve.
-
-
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``hwnas ARGS`` in this process: exit code, stdout, stderr."""
-    from hwnas.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["hwnas", *map(str, args)])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
+# In-process (the ``hwnas_in_process`` fixture), so a dozen cases cost one torch import, not twelve.
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -173,19 +162,18 @@ MISTAKES: dict[str, tuple[Callable[[Path], list[Any]], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(MISTAKES))
-def test_user_mistakes_are_one_line_errors_with_exit_code_2(
-    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_user_mistakes_are_one_line_errors_with_exit_code_2(case: str, tmp_path: Path, hwnas_in_process) -> None:
     make_args, fragment = MISTAKES[case]
-    code, _, stderr = run_main(monkeypatch, capsys, *make_args(tmp_path))
+    done = hwnas_in_process(*make_args(tmp_path))
+    code, stderr = done.returncode, done.stderr
     assert code == 2, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], stderr
 
 
-def test_bare_group_shows_its_help(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, stderr = run_main(monkeypatch, capsys, "lut")
-    assert code == 2 and "import" in stdout + stderr and "Traceback" not in stderr
+def test_bare_group_shows_its_help(hwnas_in_process) -> None:
+    done = hwnas_in_process("lut")
+    assert done.returncode == 2 and "import" in done.stdout + done.stderr and "Traceback" not in done.stderr
 
 
 def test_printed_architecture_keeps_its_block_lists(capsys: pytest.CaptureFixture[str]) -> None:
