@@ -66,7 +66,7 @@ def test_the_inherited_network_scores_what_the_search_scored_and_fine_tuning_sta
 
 
 @pytest.mark.slow
-def test_two_devices_two_budgets_give_four_measured_networks_and_a_rerun_redoes_nothing(tmp_path: Path) -> None:
+def test_two_devices_two_budgets_give_four_measured_networks_and_a_rerun_redoes_nothing(tmp_path: Path, hwnas_in_process) -> None:
     out = tmp_path / "spec"
     command = ["specialize", "--device", "host-ort", "--device", "host-tflite", "--budget-ms", BUDGETS, *SMALL]
     done = hwnas(*command, "--out", str(out), "--json")
@@ -89,11 +89,11 @@ def test_two_devices_two_budgets_give_four_measured_networks_and_a_rerun_redoes_
     assert set(report.plots) == {"host-cpu-onnxruntime", "host-cpu-tflite-xnnpack"}
     assert all(Path(plot).stat().st_size > 10_000 for plot in report.plots.values())
 
-    again = hwnas(*command, "--out", str(out))
+    again = hwnas_in_process(*command, "--out", str(out))  # in this process: nothing is left to search or export
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("finished before, kept") == 4 and "searching" not in again.stdout
     assert SpecializeReport.from_json(json.loads((out / REPORT_FILE).read_text()), "again").networks == report.networks
-    assert_one_line_error(hwnas(*command[:-1], "2", "--out", str(out)), "other settings", "finetune_epochs: 0 vs 2")
+    assert_one_line_error(hwnas_in_process(*command[:-1], "2", "--out", str(out)), "other settings", "finetune_epochs: 0 vs 2")
 
 
 @pytest.mark.parametrize(

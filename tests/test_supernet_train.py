@@ -135,6 +135,81 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(small_da
     assert "recipe.lr 0.1 (now 0.05)" in str(caught.value) and "--fresh" in str(caught.value) and "\n" not in str(caught.value)
 
 
+# ---- (b2) progressive shrinking: which subnetworks each quarter of the steps trains, and its resume ------------
+def test_progressive_phases_are_equal_quarters_of_the_steps() -> None:
+    from hwnas.supernet.train import PHASES, progressive_phase
+
+    assert [progressive_phase(step, 8) for step in range(8)] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [progressive_phase(step, 6) for step in range(6)] == [0, 0, 1, 2, 2, 3]
+    assert progressive_phase(0, 1) == 0 and progressive_phase(99, 100) == len(PHASES) - 1
+
+
+def test_a_progressive_sample_varies_only_what_its_phase_made_elastic() -> None:
+    from hwnas.supernet.train import progressive_sample
+
+    largest = Supernet(TINY).largest_arch()
+    rng = random.Random(0)
+    drawn = {phase: [progressive_sample(TINY, largest, phase, rng) for _ in range(200)] for phase in (1, 2, 3)}
+    for archs in drawn.values():
+        assert all(TINY.validate(arch) == arch for arch in archs)
+    shape = lambda arch, keep: {tuple(keep(stage, block) for block in stage.blocks) for stage in arch.stages}  # noqa: E731
+    rest = lambda stage, block: (stage.width, block.expansion, block.se, block.act)  # noqa: E731
+    for arch in drawn[1]:  # kernel and resolution only: the largest's widths, depths, expansions, SE, activations
+        assert [len(s.blocks) for s in arch.stages] == [len(s.blocks) for s in largest.stages]
+        assert shape(arch, rest) == shape(largest, rest)
+    for arch in drawn[2]:  # depth too
+        assert shape(arch, rest) <= {tuple(rest(s, b) for b in s.blocks[:n]) for s in largest.stages for n in (1, 2)}
+    kernels = lambda archs: {b.kernel for a in archs for s in a.stages for b in s.blocks}  # noqa: E731
+    assert kernels(drawn[1]) == {3, 5} and {a.resolution for a in drawn[1]} == {24, 32}
+    assert {len(a.stages[0].blocks) for a in drawn[1]} == {2} and {len(a.stages[0].blocks) for a in drawn[2]} == {1, 2}
+    assert {a.stages[0].width for a in drawn[2]} == {16} and {a.stages[0].width for a in drawn[3]} == {8, 16}
+    assert {a.stages[1].blocks[0].act for a in drawn[3]} == {"relu", "hswish"}
+
+
+def test_progressive_shrinking_trains_the_largest_first_then_shrinks_and_resumes_exactly(
+    small_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hwnas.supernet.train as training
+
+    steps: list[list] = []
+    real_step = training._sandwich_step
+    monkeypatch.setattr(
+        training,
+        "_sandwich_step",
+        lambda run, images, labels, archs: steps.append(archs) or real_step(run, images, labels, archs),
+    )
+    recipe = dataclasses.replace(RECIPE, epochs=2, batch_size=32)  # 8 steps an epoch, 16 in all: 4 per phase
+
+    def train(folder: Path, stop_after: int | None = None, method: str = "progressive") -> SupernetTraining:
+        def log(line: str) -> None:
+            if stop_after is not None and line.startswith(f"epoch {stop_after}/"):
+                raise _Stop
+
+        return train_supernet(
+            TINY, recipe, small_data, seed=3, random_subnets=1, threads=1, checkpoint=folder, log=log, method=method
+        )
+
+    whole = train(tmp_path / "whole")
+    whole_steps, largest = list(steps), whole.supernet.largest_arch()
+    assert len(whole_steps) == 16 and all(archs == [largest] for archs in whole_steps[:4])  # first quarter: the largest
+    assert all(archs[0] == largest and len(archs) == 3 for archs in whole_steps[4:])  # the teacher, random_subnets + 1 drawn
+    widths = lambda arch: [stage.width for stage in arch.stages]  # noqa: E731
+    assert all(widths(arch) == widths(largest) for archs in whole_steps[4:12] for arch in archs)  # kernel, then depth
+    assert any(widths(arch) != widths(largest) for archs in whole_steps[12:] for arch in archs)  # then every choice
+    assert whole.method["name"] == "progressive-shrinking"
+
+    steps.clear()
+    with pytest.raises(_Stop):
+        train(tmp_path / "killed", stop_after=1)
+    torch.manual_seed(12345)  # another process starts from other random states: the checkpoint must bring back its own
+    resumed = train(tmp_path / "killed")
+    assert steps == whole_steps  # the resumed epoch, in its phase, drew what the uninterrupted one drew
+    expected, got = whole.supernet.state_dict(), resumed.supernet.state_dict()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    with pytest.raises(UserError, match="is from other training"):  # a checkpoint of the other method: refused
+        train(tmp_path / "killed", method="sandwich")
+
+
 # ---- (c) files of a newer hwnas, and weights of another space ----------------------------------
 def _untrained_folder(folder: Path, space: SearchSpace) -> Path:
     torch.manual_seed(0)
@@ -228,6 +303,7 @@ def test_the_cli_trains_resumes_and_evaluates_a_subnetwork(embedded_data, tmp_pa
         (["train", "--epochs", "0"], "'epochs'"),
         (["train", "--space", "imagenet"], "unknown search space"),
         (["train", "--set", "mixup=0.2"], "'mixup'"),
+        (["train", "--method", "shrinking"], "known: sandwich, progressive"),
     ],
 )
 def test_cli_mistakes_are_one_error_line_with_exit_code_2(

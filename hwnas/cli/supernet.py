@@ -55,6 +55,14 @@ OutFolder = Annotated[
 Subnets = Annotated[
     int, typer.Option("--subnets", min=0, max=16, help="random subnetworks per step besides the largest and smallest")
 ]
+Method = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="sandwich (BigNAS: largest, smallest and random subnetworks every step) or progressive (Once-for-All's "
+        "progressive shrinking: the largest first, then kernel, depth and the rest elastic in turn)",
+    ),
+]
 Fresh = Annotated[bool, typer.Option("--fresh", help="start training over instead of resuming the checkpoint in --out")]
 ArchOption = Annotated[
     str, typer.Option("--arch", help="architecture string of the supernet's space (hwnas space sample), or largest / smallest")
@@ -71,12 +79,13 @@ def supernet_train(
     overrides: Overrides = None,
     seed: Seed = 0,
     subnets: Subnets = 2,
+    method: Method = "sandwich",
     threads: Threads = None,
     fresh: Fresh = False,
     accelerator: Accelerator = "auto",
     as_json: JsonFlag = False,
 ) -> None:
-    """Train a supernet of a space from scratch (sandwich rule, in-place distillation) and keep it in --out.
+    """Train a supernet of a space from scratch (sandwich rule or progressive shrinking, in-place distillation) into --out.
 
     Every finished epoch is kept in --out; re-running the same command resumes from the last one, --fresh starts over.
     A preset is made for the data's channels and classes. Under torchrun (e.g. torchrun --nproc_per_node=2 -m hwnas
@@ -90,15 +99,15 @@ def supernet_train(
     from hwnas.supernet.store import data_description, save_supernet
     from hwnas.supernet.train import check_inputs, check_recipe
 
-    check_recipe(recipe, subnets)
+    check_recipe(recipe, subnets, method)
     distributed = Distributed.from_environment()
     main = distributed is None or distributed.is_main
     say = (lambda message: typer.echo(message, err=True)) if as_json else (lambda message: console.print(esc(message)))
     log = say if main else (lambda message: None)
     splits = load_data(data)
     search_space = _space_for_data(space, search_space, splits, log)
-    check_inputs(search_space, recipe, splits, subnets, distributed.world_size if distributed is not None else 1)
-    run = _Training(search_space, recipe, splits, seed, subnets, threads, out, accelerator, distributed)
+    check_inputs(search_space, recipe, splits, subnets, distributed.world_size if distributed is not None else 1, method)
+    run = _Training(search_space, recipe, splits, seed, subnets, threads, out, accelerator, distributed, method)
     trained = run.train(fresh=fresh, progress=not as_json and main, log=log)
     if not main:
         return
@@ -179,6 +188,7 @@ class _Training:
     out: Path
     accelerator: str
     distributed: Distributed | None
+    method: str = "sandwich"
 
     def train(self, fresh: bool, progress: bool, log: Callable[[str], None]) -> SupernetTraining:
         """Train (or resume) in ``out``; ``fresh`` removes its checkpoint first (rank 0, before any process reads it)."""
@@ -205,6 +215,7 @@ class _Training:
                 log=log,
                 accelerator=self.accelerator,
                 distributed=distributed,
+                method=self.method,
             )
 
 

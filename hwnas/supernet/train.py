@@ -1,4 +1,5 @@
-"""Train a supernet from scratch: the sandwich rule with in-place distillation (BigNAS, AttentiveNAS).
+"""Train a supernet from scratch: the sandwich rule with in-place distillation (BigNAS, AttentiveNAS), or
+Once-for-All's progressive shrinking (``method="progressive"``), so the two can be compared by measurement.
 
 Why this method: a supernet trained on its largest network alone hands its smaller subnetworks
 weights they were never trained with, and they score near chance. The sandwich rule trains both
@@ -7,6 +8,16 @@ sampled ones, so every size between learns; in-place distillation trains all but
 the largest's own (detached) soft predictions, which BigNAS found is what lets inherited weights
 rank architectures without retraining each one. All their gradients are accumulated, then the
 optimizer steps once.
+
+Progressive shrinking (OFA) trains the largest network first and lets the choices become elastic one
+group at a time, in OFA's order: the steps fall into four equal quarters, (1) the largest subnetwork
+alone, (2) also elastic kernel and resolution, (3) also elastic depth, (4) also elastic expansion,
+width, SE and activation (every choice). From the second quarter on each step runs the largest on the
+labels and ``random_subnets + 1`` subnetworks sampled within the quarter's choices on its soft
+predictions: as many passes per step as the sandwich rule's smallest and random ones. OFA distils
+from the trained full network, frozen; here the largest keeps training and teaches in place, as in
+the sandwich rule, so the two methods differ only in which subnetworks a step trains. The phase of a
+step is a function of its index, so a resumed run continues in the phase it was in.
 
 Every subnetwork runs at its own resolution (the largest at the space's highest, the smallest at
 its lowest, a sampled one at the one it drew): the batch is loaded at the highest resolution and
@@ -49,6 +60,7 @@ step, one JSON line ``{"rank", "epoch", "step", "sha256"}`` (a hash of its whole
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -64,7 +76,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from hwnas.accelerator import Distributed, Precision, resolve_device, to_device
-from hwnas.arch import Arch
+from hwnas.arch import Arch, Stage
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
 from hwnas.fileio import text_sha256
@@ -88,14 +100,28 @@ from hwnas.trainer import (
 )
 
 METHOD_NAME = "sandwich-inplace-distillation"
+PROGRESSIVE_NAME = "progressive-shrinking"
+METHODS = ("sandwich", "progressive")  # what train_supernet's ``method`` and ``--method`` take
+PHASES = ("largest", "kernel", "depth", "all")  # progressive shrinking: what is elastic in each quarter of the steps
 # recipe fields of single-network training the supernet has no use for: refused rather than silently ignored
 UNUSED_RECIPE_FIELDS = ("mixup", "dropout", "drop_path", "ema")
 MAX_RANDOM_SUBNETS = 16
 TRACE_ENV = "HWNAS_DDP_TRACE"  # debug hook: see the module docstring
 
 
-def training_method(random_subnets: int = 2) -> dict[str, Any]:
+def training_method(random_subnets: int = 2, method: str = "sandwich") -> dict[str, Any]:
     """How the supernet is trained, as written into ``supernet.json`` and the checkpoint's fingerprint."""
+    if method == "progressive":
+        return {
+            "name": PROGRESSIVE_NAME,
+            "random_subnets": random_subnets,
+            "phases": "equal quarters of the steps: the largest alone; + elastic kernel and resolution; "
+            "+ elastic depth; + elastic expansion, width, SE and activation",
+            "label_loss": "largest subnetwork: cross-entropy on the labels (recipe label_smoothing)",
+            "distillation": f"{random_subnets + 1} subnetworks per step sampled within the phase's choices: KL divergence "
+            "to the largest's detached soft predictions (in place; OFA distils from the trained full network, frozen)",
+            "resolution": "each subnetwork at its own (largest: highest)",
+        }
     return {
         "name": METHOD_NAME,
         "random_subnets": random_subnets,
@@ -120,8 +146,11 @@ class SupernetTraining:
         return sum(point["seconds"] for point in self.curve)
 
 
-def check_recipe(recipe: Recipe, random_subnets: int) -> None:
-    """Refuse recipe fields supernet training does not apply (rather than ignore them), and a bad subnetwork count."""
+def check_recipe(recipe: Recipe, random_subnets: int, method: str = "sandwich") -> None:
+    """Refuse recipe fields supernet training does not apply (rather than ignore them), a bad subnetwork count and an
+    unknown method."""
+    if method not in METHODS:
+        raise UserError(f"unknown supernet training method {method!r}; known: {', '.join(METHODS)}")
     unused = [name for name in UNUSED_RECIPE_FIELDS if getattr(recipe, name)]
     if unused:
         raise UserError(
@@ -133,7 +162,9 @@ def check_recipe(recipe: Recipe, random_subnets: int) -> None:
         raise UserError(f"random subnetworks per step must be 0 to {MAX_RANDOM_SUBNETS}, not {random_subnets}")
 
 
-def check_inputs(space: SearchSpace, recipe: Recipe, data: ImageSplits, random_subnets: int, processes: int = 1) -> None:
+def check_inputs(
+    space: SearchSpace, recipe: Recipe, data: ImageSplits, random_subnets: int, processes: int = 1, method: str = "sandwich"
+) -> None:
     """Refuse, before any work, data the space cannot take, what :func:`check_recipe` refuses, and a batch
     ``processes`` data-parallel processes cannot share evenly."""
     if (data.channels, data.num_classes) != (space.in_channels, space.num_classes):
@@ -141,7 +172,7 @@ def check_inputs(space: SearchSpace, recipe: Recipe, data: ImageSplits, random_s
             f"data {data.name!r} has {data.channels} channel(s) and {data.num_classes} classes, "
             f"space {space.name!r} {space.in_channels} and {space.num_classes}"
         )
-    check_recipe(recipe, random_subnets)
+    check_recipe(recipe, random_subnets, method)
     if recipe.batch_size % processes:
         raise UserError(
             f"batch_size {recipe.batch_size} (the global batch) does not split evenly over {processes} processes: "
@@ -165,6 +196,7 @@ class _Run:
     precision: Precision
     distributed: Distributed | None = None
     calibration: dict[int, torch.Tensor | None] = field(default_factory=dict)  # BatchNorm images per resolution
+    method: str = "sandwich"
 
     @classmethod
     def start(
@@ -176,6 +208,7 @@ class _Run:
         random_subnets: int,
         device: torch.device,
         distributed: Distributed | None = None,
+        method: str = "sandwich",
     ) -> _Run:
         space = supernet.space
         supernet.to(device)  # before the optimizer is made: its state lives where the weights do
@@ -189,7 +222,10 @@ class _Run:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps, warmup))
         criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         precision = Precision.for_device(device)
-        return cls(supernet, recipe, data, seed, random_subnets, loader, optimizer, schedule, criterion, precision, distributed)
+        return cls(
+            supernet, recipe, data, seed, random_subnets, loader, optimizer, schedule, criterion, precision, distributed,
+            method=method,
+        )  # fmt: skip
 
     @property
     def device(self) -> torch.device:
@@ -206,7 +242,7 @@ class _Run:
 
     def fingerprint(self) -> dict[str, Any]:
         space = self.supernet.space
-        identity = {"kind": "supernet", "space": space.hash, "method": training_method(self.random_subnets)}
+        identity = {"kind": "supernet", "space": space.hash, "method": training_method(self.random_subnets, self.method)}
         resolution = max(space.resolutions)
         return training_fingerprint(self.supernet, self.data, self.recipe, resolution, space.in_channels, self.seed, identity)
 
@@ -224,6 +260,7 @@ def train_supernet(
     log: Callable[[str], None] | None = None,
     accelerator: str = "auto",
     distributed: Distributed | None = None,
+    method: str = "sandwich",
 ) -> SupernetTraining:
     """Train a :class:`Supernet` of ``space`` from scratch on ``data`` (see the module docstring).
 
@@ -233,13 +270,14 @@ def train_supernet(
     ``accelerator``: ``auto``, ``cpu`` or ``cuda``. ``distributed``: this process's place in a
     data-parallel run (its process group started, e.g. by :func:`hwnas.accelerator.distributed_session`);
     only its rank 0 writes the checkpoint, logs and shows progress. The supernet is returned on the CPU.
+    ``method``: ``sandwich`` or ``progressive`` (shrinking), see the module docstring.
     """
-    check_inputs(space, recipe, data, random_subnets, distributed.world_size if distributed else 1)
+    check_inputs(space, recipe, data, random_subnets, distributed.world_size if distributed else 1, method)
     device = resolve_device(accelerator, distributed.local_rank if distributed is not None else None)
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    run = _Run.start(Supernet(space), recipe, data, seed, random_subnets, device, distributed)
+    run = _Run.start(Supernet(space), recipe, data, seed, random_subnets, device, distributed, method)
     points = _resume(run, checkpoint, log if run.is_main else None)
     if distributed is not None:
         distributed.broadcast_module(run.supernet)  # every process starts from rank 0's weights (all resumed alike)
@@ -254,7 +292,7 @@ def train_supernet(
                 log(_epoch_line(points[-1], recipe.epochs))
     run.supernet.set_active(run.supernet.largest_arch())
     run.supernet.to("cpu")
-    return SupernetTraining(run.supernet.eval(), points, training_method(random_subnets), threads)
+    return SupernetTraining(run.supernet.eval(), points, training_method(random_subnets, method), threads)
 
 
 def _shard_loader(
@@ -309,9 +347,15 @@ def _epoch(run: _Run, epoch: int, advance: Callable[[float], None]) -> dict[str,
     label_sum = distill_sum = 0.0
     seen = 0
     trace = os.environ.get(TRACE_ENV)
+    steps = len(run.loader)
     for step, (images, labels) in enumerate(run.loader, start=1):
-        sampled = [net.sample_arch(archs) for _ in range(run.random_subnets)]
-        label_loss, distill_loss = _sandwich_step(run, images, labels, [*ends, *sampled])
+        if run.method == "progressive":
+            phase = progressive_phase((epoch - 1) * steps + step - 1, run.recipe.epochs * steps)
+            shrunk = [progressive_sample(net.space, ends[0], phase, archs) for _ in range(run.random_subnets + 1)]
+            step_archs = [ends[0], *shrunk] if phase else [ends[0]]
+        else:
+            step_archs = [*ends, *(net.sample_arch(archs) for _ in range(run.random_subnets))]
+        label_loss, distill_loss = _sandwich_step(run, images, labels, step_archs)
         label_sum += label_loss * len(labels)
         distill_sum += distill_loss * len(labels)
         seen += len(labels)
@@ -329,6 +373,27 @@ def _epoch(run: _Run, epoch: int, advance: Callable[[float], None]) -> dict[str,
         "smallest_val_accuracy": smallest,
         "seconds": time.perf_counter() - started,
     }
+
+
+def progressive_phase(step_index: int, total_steps: int) -> int:
+    """The phase (an index of :data:`PHASES`) of the step ``step_index`` (from 0) of ``total_steps``: equal quarters."""
+    return min(len(PHASES) - 1, step_index * len(PHASES) // max(total_steps, 1))
+
+
+def progressive_sample(space: SearchSpace, largest: Arch, phase: int, rng: random.Random) -> Arch:
+    """A subnetwork drawn within ``phase``'s choices; what is not elastic yet is the largest's.
+
+    Phase 1: resolution and each block's kernel drawn, every stage at the largest's width, depth and block; phase 2:
+    its depth drawn too; phase 3: any architecture (``SearchSpace.sample``). Phase 0 trains the largest alone.
+    """
+    if phase >= len(PHASES) - 1:
+        return space.sample(rng)
+    stages = []
+    for spec, top in zip(space.stages, largest.stages, strict=True):
+        depth = rng.choice(spec.depths) if phase >= 2 else len(top.blocks)
+        blocks = tuple(dataclasses.replace(top.blocks[0], kernel=rng.choice(spec.kernels)) for _ in range(depth))
+        stages.append(Stage(top.width, blocks))
+    return Arch(largest.space, rng.choice(space.resolutions), tuple(stages))
 
 
 def _sandwich_step(run: _Run, images: torch.Tensor, labels: torch.Tensor, archs: list[Arch]) -> tuple[float, float]:
