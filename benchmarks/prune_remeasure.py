@@ -64,8 +64,11 @@ def main() -> None:
         devices[spec.name] = {"summaries": summaries, "speedup": speedups(summaries)}
         for name in summaries:
             s = summaries[name]
-            print(f"  {name:22s} {s['median_ms']:.4f} ms [{s['ci_low_ms']:.4f}, {s['ci_high_ms']:.4f}]"
-                  f"  speedup {devices[spec.name]['speedup'].get(name, float('nan')):.2f}x", flush=True)
+            print(
+                f"  {name:22s} {s['median_ms']:.4f} ms [{s['ci_low_ms']:.4f}, {s['ci_high_ms']:.4f}]"
+                f"  speedup {devices[spec.name]['speedup'].get(name, float('nan')):.2f}x",
+                flush=True,
+            )
     result = {"model": args.model, "rounds": args.rounds, "machine": {"cpu": platform.machine()}, "devices": devices}
     atomic_write_json(RESULTS / f"prune_amc_{args.model}_interleaved.json", result)
 

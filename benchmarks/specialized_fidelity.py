@@ -71,6 +71,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds of scratch training")
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--supernet", default="default", help="the supernet (default: the shipped one)")
+    parser.add_argument("--out", type=Path, default=RESULT, help="results file")
+    parser.add_argument(
+        "--scratch-from", type=Path, default=None,
+        help="take the scratch rows from this results file instead of training (its supernet's epochs: said in the settings)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     import torch
@@ -80,24 +86,33 @@ def main() -> None:
     from hwnas.supernets import resolve_supernet
 
     torch.set_num_threads(args.threads)
-    folder = resolve_supernet("default", given_as="--supernet")
+    folder = resolve_supernet(args.supernet, given_as="--supernet")
     _, info = loaded_supernet(folder)
+    result = args.out
     archs = list(dict.fromkeys(network["arch"] for network in json.loads(SOURCE.read_text())["networks"] if network["arch"]))
     data = splits()
-    settings = {"supernet": "default", "supernet_epochs": info["recipe"]["epochs"], "recipe": info["recipe"],
+    settings = {"supernet": args.supernet, "supernet_epochs": info["recipe"]["epochs"], "recipe": info["recipe"],
                 "finetune_epochs": args.finetune_epochs, "test_images": len(data.test), "source": SOURCE.name}  # fmt: skip
-    previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    if args.scratch_from is not None:
+        scratch_source = json.loads(args.scratch_from.read_text())
+        epochs = scratch_source["settings"]["supernet_epochs"]
+        settings["scratch_from"] = {"file": args.scratch_from.name, "supernet_epochs": epochs}
+    previous = json.loads(result.read_text()) if result.exists() else {}
     rows: list[dict[str, Any]] = previous.get("rows", []) if previous.get("settings") == settings else []
+    if args.scratch_from is not None:
+        taken = [r for r in scratch_source["rows"] if r["kind"] == "scratch" and r["arch"] in archs]
+        rows = [r for r in rows if r["kind"] != "scratch"] + taken
     jobs = [(kind, arch, seed) for arch in archs for kind in ("inherited", "finetuned") for seed in (0,)]
-    jobs += [("scratch", arch, seed) for seed in range(args.seeds) for arch in archs]
+    jobs += [] if args.scratch_from else [("scratch", arch, seed) for seed in range(args.seeds) for arch in archs]
     for number, (kind, arch, seed) in enumerate(jobs, 1):
         if any((r["kind"], r["arch"], r["seed"]) == (kind, arch, seed) for r in rows):
             continue
         row = measure(kind, arch, seed, data, folder, info, args.finetune_epochs)
         rows.append(row)
-        atomic_write_json(RESULT, {"settings": settings, "rows": rows, "summary": summarize(rows)})
+        atomic_write_json(result, {"settings": settings, "rows": rows, "summary": summarize(rows)})
         shown = f"{kind} seed {seed}: {row['test_accuracy']:.4f} ({row['seconds']:.0f} s) {arch}"
         print(f"[{number}/{len(jobs)}] {shown}", flush=True)
+    atomic_write_json(result, {"settings": settings, "rows": rows, "summary": summarize(rows)})
     print(json.dumps(summarize(rows), indent=1))
 
 
