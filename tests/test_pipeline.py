@@ -64,6 +64,19 @@ def test_a_bad_run_config_is_one_line(tmp_path: Path, text: str, message: str) -
         resolve_config(False, path, {})
 
 
+def test_colour_images_for_a_grayscale_space_are_refused_before_any_work(embedded_data, tmp_path: Path, hwnas_in_process) -> None:
+    """``hwnas run --data RGB_FOLDER`` on the default (1-channel, 10-class) space: one line saying how, no folder, no
+    training on gray copies of the images (what it silently did before)."""
+    from test_supernet_train import _rgb_folder
+
+    images, out = _rgb_folder(embedded_data, tmp_path / "rgb", per_class=10), tmp_path / "run"
+    result = hwnas_in_process("run", "--quick", "--data", images, "--out", out)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "3 channel(s) and 3 classes" in lines[0] and "is for 1 and 10" in lines[0] and "--space space.json" in lines[0]
+    assert not out.exists()
+
+
 def test_the_written_config_reads_back_the_same(tmp_path: Path) -> None:
     config = resolve_config(True, None, {"budget_ms": 0.25, "data": 'some folder/with "quotes"', "devices": ["a", "b"]})
     write_config(tmp_path / "config.toml", config, {"budget_ms": 0.25})
