@@ -60,14 +60,15 @@ def test_images(data: Any, resolution: int, channels: int) -> Any:
     import torch
     from torch import nn
 
+    from hwnas.search.inherited import SCORING_BATCH as STEP
     from hwnas.search.inherited import EvaluationImages
-    from hwnas.trainer import EVAL_BATCH, Prepared, batchnorm_images
+    from hwnas.trainer import Prepared, batchnorm_images
 
     prepared = Prepared(data.test, resolution, channels)
     pairs = [prepared[index] for index in range(len(prepared))]
     images = torch.stack([image for image, _ in pairs]).contiguous(memory_format=torch.channels_last)
     labels = torch.tensor([label for _, label in pairs])
-    batches = tuple((images[at : at + EVAL_BATCH], labels[at : at + EVAL_BATCH]) for at in range(0, len(labels), EVAL_BATCH))
+    batches = tuple((images[at : at + STEP], labels[at : at + STEP]) for at in range(0, len(labels), STEP))
     batchnorm = batchnorm_images(data.head(BN_IMAGES, len(data.val)), resolution, channels, nn.BatchNorm2d(1))
     return EvaluationImages(batchnorm.contiguous(memory_format=torch.channels_last), batches)
 
