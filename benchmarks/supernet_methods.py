@@ -60,8 +60,8 @@ def test_images(data: Any, resolution: int, channels: int) -> Any:
     import torch
     from torch import nn
 
-    from hwnas.search.inherited import SCORING_BATCH as STEP
     from hwnas.search.inherited import EvaluationImages
+    from hwnas.trainer import EVAL_BATCH as STEP
     from hwnas.trainer import Prepared, batchnorm_images
 
     prepared = Prepared(data.test, resolution, channels)

@@ -49,7 +49,12 @@ from hwnas.formats import FORMATS
 from hwnas.recipe import Recipe
 from hwnas.space import SearchSpace
 
-EVAL_BATCH = 512
+# Images per forward pass when evaluating. Small batches keep a layer's activations in the core's cache: on one thread
+# here, validation of 1000 images took 0.6-0.7 s per default-space network in batches of 64 against 1.6-1.7 s in 512,
+# and scoring a supernet's subnetworks (BatchNorm folded, channels-last) 0.48-0.55 s against 0.75-0.83 s (0.40 s at 16,
+# 0.33 at 32-64, 0.42 at 128 in one comparison). Predictions do not depend on the batch (the same accuracies for 30
+# subnetworks and 5 networks at both sizes).
+EVAL_BATCH = 64
 CHECKPOINT_FILE = "checkpoint.pt"
 BATCHNORM_IMAGES = 512  # un-augmented training images for precise BatchNorm statistics
 CHECKPOINT_FORMAT = "hwnas-train-checkpoint"

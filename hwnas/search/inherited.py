@@ -44,13 +44,9 @@ from hwnas.search.worker import proxy_data, set_threads
 from hwnas.space import SearchSpace
 from hwnas.supernet.network import Supernet
 from hwnas.supernet.store import WEIGHTS_FILE, load_supernet
-from hwnas.trainer import BATCHNORM_IMAGES, Prepared, batchnorm_images
+from hwnas.trainer import BATCHNORM_IMAGES, EVAL_BATCH, Prepared, batchnorm_images
 
 MAX_BN_IMAGES = BATCHNORM_IMAGES  # what hwnas.trainer.batchnorm_images takes at most (the defaults: hwnas.search.api)
-# Validation images per forward pass when scoring. Small batches keep a layer's activations in the core's cache: on one
-# thread here, 10 default-space subnetworks (BatchNorm folded, channels-last, 1000 images) took 0.33 s each in batches
-# of 32-64 against 0.60 s in the trainer's 512 (0.40 s at 16, 0.42 s at 128). Predictions do not depend on the batch.
-SCORING_BATCH = 64
 
 
 # ---- what is loaded and prepared once per process -------------------------------------------------
@@ -87,7 +83,7 @@ class EvaluationImages:
     """One resolution's images, prepared (resized, channels matched, normalised) and laid out channels-last.
 
     ``batchnorm``: the images BatchNorm statistics are re-estimated from (None: the model has no BatchNorm);
-    ``batches``: the validation images and labels in batches of :data:`SCORING_BATCH`.
+    ``batches``: the validation images and labels in :data:`~hwnas.trainer.EVAL_BATCH` batches, as ``evaluate`` takes them.
     """
 
     batchnorm: torch.Tensor | None
@@ -108,7 +104,7 @@ def evaluation_images(
     pairs = [prepared[index] for index in range(len(prepared))]
     images = torch.stack([image for image, _ in pairs]).contiguous(memory_format=torch.channels_last)
     labels = torch.tensor([label for _, label in pairs])
-    step = SCORING_BATCH
+    step = EVAL_BATCH
     batches = tuple((images[at : at + step], labels[at : at + step]) for at in range(0, len(labels), step))
     probe = nn.BatchNorm2d(1)  # batchnorm_images only asks whether the model has BatchNorm: every extracted net has
     batchnorm = batchnorm_images(data, resolution, channels, probe)
