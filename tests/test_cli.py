@@ -55,24 +55,24 @@ def test_arch_info_reports_flops_params_and_layers() -> None:
     assert len(info["op_keys"]) == len(get_space("default").op_keys(arch))
 
 
-def test_malformed_architecture_is_one_line_with_the_bad_token() -> None:
-    assert_one_line_error(hwnas("arch", "info", "default:r32_c16[k3q3]_c32[k3e3]"), "'k3q3'")
-    assert_one_line_error(hwnas("train", "--arch", "default:r32_c16[k3e3]_c32[k3e9]_c48[k3e3h]_c80[k3e3h]"), "'k3e9'")
+def test_malformed_architecture_is_one_line_with_the_bad_token(hwnas_in_process) -> None:
+    assert_one_line_error(hwnas_in_process("arch", "info", "default:r32_c16[k3q3]_c32[k3e3]"), "'k3q3'")
+    assert_one_line_error(hwnas_in_process("train", "--arch", "default:r32_c16[k3e3]_c32[k3e9]_c48[k3e3h]_c80[k3e3h]"), "'k3e9'")
 
 
-def test_unknown_recipe_field_and_out_of_range_value() -> None:
+def test_unknown_recipe_field_and_out_of_range_value(hwnas_in_process) -> None:
     arch = get_space("default").sample(0).format()
-    assert_one_line_error(hwnas("train", "--arch", arch, "--set", "momentum=0.9"), "'momentum'")
-    assert_one_line_error(hwnas("train", "--arch", arch, "--set", "lr=-1"), "out of range")
+    assert_one_line_error(hwnas_in_process("train", "--arch", arch, "--set", "momentum=0.9"), "'momentum'")
+    assert_one_line_error(hwnas_in_process("train", "--arch", arch, "--set", "lr=-1"), "out of range")
 
 
-def test_missing_data_path(tmp_path: Path) -> None:
+def test_missing_data_path(tmp_path: Path, hwnas_in_process) -> None:
     arch = get_space("default").sample(0).format()
-    assert_one_line_error(hwnas("train", "--arch", arch, "--data", str(tmp_path / "nowhere")), "does not exist")
+    assert_one_line_error(hwnas_in_process("train", "--arch", arch, "--data", str(tmp_path / "nowhere")), "does not exist")
 
 
-def test_unknown_preset() -> None:
-    assert_one_line_error(hwnas("space", "sample", "--preset", "imagenet"), "unknown search space")
+def test_unknown_preset(hwnas_in_process) -> None:
+    assert_one_line_error(hwnas_in_process("space", "sample", "--preset", "imagenet"), "unknown search space")
 
 
 @pytest.mark.slow

@@ -184,7 +184,7 @@ def test_a_table_of_another_device_is_refused_in_one_line(tmp_path: Path, hwnas_
 
 
 @pytest.mark.slow
-def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path) -> None:
+def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path, hwnas_in_process) -> None:
     """Real profile of sampled layers with a reference network, grown in a second session (drift re-timed
     first), then ``hwnas latency --measure`` on the same device: measured, drift recorded in the table."""
     spec = tmp_path / "cpu.toml"
@@ -201,7 +201,7 @@ def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path) ->
     assert 0.5 < drift["ratio"] < 2.0 and len(drift["references"]) == 2
     table = LatencyTable.load(out / "table.json")
     assert len(table.entries) == 8 and len(table.drift) == 1
-    measured = hwnas(
+    measured = hwnas_in_process(  # in this process: a new interpreter would load torch and the exporter again
         "latency", "torchvision:mobilenet_v3_small?resolution=96", "--device", spec, "--table", out / "table.json", "--measure",
         "--rescale", "--json",
     )  # fmt: skip
