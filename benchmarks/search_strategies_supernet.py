@@ -89,6 +89,18 @@ def best_so_far(trials: list[dict[str, Any]], budget: float) -> list[tuple[float
     return curve
 
 
+def check_scored_with(out: Path, supernet: Path) -> None:
+    """Refuse an ``--out`` whose score cache and studies came from another supernet's weights (a re-made shipped one)."""
+    from hwnas.fileio import file_sha256
+    from hwnas.supernet.store import WEIGHTS_FILE
+
+    stamp, weights = out / "supernet.sha256", file_sha256(supernet / WEIGHTS_FILE)
+    if not stamp.exists():  # a new folder (or one from before the stamp: its scores are taken as this supernet's)
+        stamp.write_text(weights)
+    elif stamp.read_text().strip() != weights:
+        raise SystemExit(f"{out} was scored with another supernet's weights: give another --out")
+
+
 def test_accuracy(arch_text: str, data: Any, supernet: Any) -> float:
     """Inherited accuracy of ``arch_text`` on the test split (BatchNorm re-estimated on training images)."""
     import torch
@@ -221,8 +233,9 @@ def main() -> None:
     }
     previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     runs = previous.get("runs", []) if previous.get("settings") == settings else []
-    executor = CachedScores(folder, args.out / "scores.json")
     args.out.mkdir(parents=True, exist_ok=True)
+    check_scored_with(args.out, folder)
+    executor = CachedScores(folder, args.out / "scores.json")
     try:
         for seed in range(args.seeds):
             for strategy in args.strategies:

@@ -163,6 +163,12 @@ def main() -> None:
         "test_images": len(data.test),
         "archs": [{"arch": a, "predicted_host_tflite_ms": ms} for a, ms in archs],
     }
+    earlier = json.loads(RESULT.read_text())["settings"] if RESULT.exists() else settings
+    if (earlier.get("supernet_epochs"), earlier.get("recipe")) != (info["epochs"], info["recipe"]):
+        raise SystemExit(
+            f"{RESULT} holds results of a {earlier.get('supernet_epochs')}-epoch supernet, the shipped one has "
+            f"{info['epochs']}: move it aside (its inherited and stand-alone rows do not carry over)"
+        )
     wanted = {a for a, _ in archs}
     rows = [row for row in load_rows() if row["arch"] in wanted]  # rows of another --networks' picks are dropped
     done = {(row["kind"], row["arch"], row["seed"]) for row in rows}
