@@ -65,6 +65,25 @@ def test_the_inherited_network_scores_what_the_search_scored_and_fine_tuning_sta
         train(SPACE, ARCH, Recipe(epochs=1), data, progress=False, initial=other)
 
 
+def test_networks_of_a_supernet_since_trained_again_are_not_kept(tmp_path: Path) -> None:
+    """The report's identity holds the supernet's weights by hash: rerun in the same folder after the supernet was
+    trained again (same folder, same settings), the old networks are refused in one line, not kept as finished."""
+    from hwnas.search.api import SearchSettings
+    from hwnas.search.specialize import _resumed, _save, _settings
+
+    supernet, out = tmp_path / "sn", tmp_path / "out"
+    supernet.mkdir()
+    (supernet / "supernet.pt").write_bytes(b"weights of the first training")
+    first = _settings(supernet, ["host-ort"], [0.3], SearchSettings(), 0, 0)
+    _save(out, SpecializeReport(settings=first, networks=[Specialized("host-ort", 0.3, "x", arch=ARCH.format())]))
+    assert _resumed(out, first).finished("host-ort", 0.3) is not None  # same weights: kept
+    (supernet / "supernet.pt").write_bytes(b"weights of the second training")
+    again = _settings(supernet, ["host-ort"], [0.3], SearchSettings(), 0, 0)
+    with pytest.raises(UserError, match="other settings") as caught:
+        _resumed(out, again)
+    assert "supernet_sha256" in str(caught.value) and "\n" not in str(caught.value)
+
+
 @pytest.mark.slow
 def test_two_devices_two_budgets_give_four_measured_networks_and_a_rerun_redoes_nothing(tmp_path: Path, hwnas_in_process) -> None:
     out = tmp_path / "spec"

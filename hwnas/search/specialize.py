@@ -23,7 +23,7 @@ from typing import Any
 
 from hwnas import typedjson
 from hwnas.errors import UserError
-from hwnas.fileio import atomic_write_json, read_json
+from hwnas.fileio import atomic_write_json, file_sha256, read_json
 from hwnas.formats import FORMATS
 from hwnas.identity import check_identity
 from hwnas.search.api import SearchSettings, check_budget, finish, make_search_config, run_search
@@ -125,9 +125,12 @@ def specialize(
 def _settings(
     supernet: Path, devices: list[str], budgets: list[float], settings: SearchSettings, finetune_epochs: int, seed: int
 ) -> dict[str, Any]:
-    """What a rerun in the same folder must match (the supernet's weights are part of every study's identity too)."""
+    """What a rerun in the same folder must match. The supernet's weights by their hash, not only its folder: networks
+    specialized from a supernet since trained again (a re-made shipped one) are not kept as finished."""
+    weights = Path(supernet) / "supernet.pt"  # hwnas.supernet.store.WEIGHTS_FILE (torch not imported for it)
     return {
         "supernet": str(Path(supernet).resolve()),
+        "supernet_sha256": file_sha256(weights)[:16] if weights.is_file() else None,
         "devices": list(devices),
         "budgets_ms": list(budgets),
         "strategy": settings.strategy,
