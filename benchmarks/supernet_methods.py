@@ -56,21 +56,10 @@ def trained_supernet(method: str, epochs: int, given: Path | None, threads: int 
 
 
 def test_images(data: Any, resolution: int, channels: int) -> Any:
-    """The test split prepared as a search prepares its validation images (channels-last batches, BatchNorm images)."""
-    import torch
-    from torch import nn
+    """The test split prepared as a search prepares its validation images, BatchNorm images as a search takes them."""
+    from hwnas.search.inherited import prepare_images
 
-    from hwnas.search.inherited import EvaluationImages
-    from hwnas.trainer import EVAL_BATCH as STEP
-    from hwnas.trainer import Prepared, batchnorm_images
-
-    prepared = Prepared(data.test, resolution, channels)
-    pairs = [prepared[index] for index in range(len(prepared))]
-    images = torch.stack([image for image, _ in pairs]).contiguous(memory_format=torch.channels_last)
-    labels = torch.tensor([label for _, label in pairs])
-    batches = tuple((images[at : at + STEP], labels[at : at + STEP]) for at in range(0, len(labels), STEP))
-    batchnorm = batchnorm_images(data.head(BN_IMAGES, len(data.val)), resolution, channels, nn.BatchNorm2d(1))
-    return EvaluationImages(batchnorm.contiguous(memory_format=torch.channels_last), batches)
+    return prepare_images(data.head(BN_IMAGES, len(data.val)), data.test, resolution, channels)
 
 
 def standalone_accuracies() -> dict[str, float]:

@@ -133,6 +133,26 @@ def drift_checks(specs: list[Any], quiet: bool = False) -> list[Any]:
 ACCELERATOR_CHOICES = ("auto", "cpu", "cuda")  # hwnas.accelerator.ACCELERATORS, named here without importing torch
 
 
+def check_data_fits(splits: Any, space: Any, *, why: str, then: str) -> None:
+    """Refuse in one line data whose channels or classes are not ``space``'s (``hwnas train``, ``search``, ``run``):
+    the trainer would match the space's channels (colour images turned gray) and say nothing. ``why`` says what the
+    mismatch breaks for this verb, ``then`` what to do with the space written for the data."""
+    from hwnas.errors import UserError
+    from hwnas.presets import SPACES
+
+    if (splits.channels, splits.num_classes) == (space.in_channels, space.num_classes):
+        return
+    written = (
+        f"hwnas space show --preset {space.name} --json > space.json; set in_channels and num_classes"
+        if space.name in SPACES
+        else "a copy of the space file with in_channels and num_classes set"
+    )
+    raise UserError(
+        f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, space {space.name!r} "
+        f"is for {space.in_channels} and {space.num_classes}: {why}. Write the space with yours ({written}), {then}"
+    )
+
+
 def _check_accelerator(value: str) -> str:
     if value not in ACCELERATOR_CHOICES:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(ACCELERATOR_CHOICES)}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, print_json, quiet_or_log
+from hwnas.cli.common import DataSource, JsonFlag, app, check_data_fits, console, esc, print_json, quiet_or_log
 
 RunSupernet = Annotated[
     str | None,
@@ -100,24 +100,9 @@ def _check_inputs(settings: Any, folder: Path) -> None:
     if settings.data not in ("embedded", "fashion-mnist"):  # the shipped sources are known to load and to fit
         from hwnas.data import load_data
 
-        _check_data_fits(load_data(settings.data), space, settings.space)
-
-
-def _check_data_fits(splits: Any, space: Any, space_arg: str) -> None:
-    """Refuse data whose channels or classes are not the space's: the run would otherwise turn colour images gray (the
-    trainer matches a space's channels) and time a stem and classifier the data does not use, and say nothing."""
-    from hwnas.errors import UserError
-    from hwnas.presets import SPACES
-
-    if (splits.channels, splits.num_classes) == (space.in_channels, space.num_classes):
-        return
-    preset = space_arg if space_arg in SPACES else space.name
-    raise UserError(
-        f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, space {space.name!r} is "
-        f"for {space.in_channels} and {space.num_classes}: the run would train on {space.in_channels}-channel copies of "
-        f"the images. Write the space with yours (hwnas space show --preset {preset} --json > space.json; set "
-        "in_channels and num_classes) and pass --space space.json: the run profiles its layers on the device first"
-    )
+        why = f"the run would train on {space.in_channels}-channel copies of the images"
+        then = "and pass --space space.json: the run profiles its layers on the device first"
+        check_data_fits(load_data(settings.data), space, why=why, then=then)
 
 
 def show_summary(summary: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hwnas.cli.common import DataSource, JsonFlag, app, console, esc, log, print_json, quiet_or_log
+from hwnas.cli.common import DataSource, JsonFlag, app, check_data_fits, console, esc, log, print_json, quiet_or_log
 from hwnas.errors import UserError
 from hwnas.paths import runs_dir
 from hwnas.search.api import DEFAULTS, SearchSettings, check_budget, make_search_config, search
@@ -216,15 +216,12 @@ def _check_data(data: str | None, search_space: Any, device: str) -> None:
     """Data whose channels or classes the space (and its latency table) was not made for: one line saying why."""
     from hwnas.data import load_data
 
-    splits = load_data(data)
-    if splits.channels != search_space.in_channels or splits.num_classes != search_space.num_classes:
-        raise UserError(
-            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, but space "
-            f"{search_space.name!r} (and its latency table on {device}) is for {search_space.in_channels} and "
-            f"{search_space.num_classes}: the stem and classifier are layers the table timed. Write the space with yours "
-            f"(hwnas space show --preset {search_space.name} --json > space.json; set in_channels and num_classes), "
-            f"profile it (hwnas profile {device} --space space.json), then search with --space space.json"
-        )
+    check_data_fits(
+        load_data(data),
+        search_space,
+        why=f"its latency table on {device} timed a stem and classifier made for those",
+        then=f"profile it (hwnas profile {device} --space space.json), then search with --space space.json",
+    )
 
 
 @contextlib.contextmanager

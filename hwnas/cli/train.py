@@ -21,6 +21,7 @@ from hwnas.cli.common import (
     Threads,
     app,
     build_recipe,
+    check_data_fits,
     console,
     esc,
     print_json,
@@ -105,13 +106,7 @@ def _data_for(data: str | None, search_space: Any) -> Any:
     from hwnas.data import load_data
 
     splits = load_data(data)
-    if (splits.channels, splits.num_classes) != (search_space.in_channels, search_space.num_classes):
-        raise UserError(
-            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes, space "
-            f"{search_space.name!r} {search_space.in_channels} and {search_space.num_classes}: write a space with yours "
-            f"(hwnas space show --preset {search_space.name} --json > space.json; set in_channels and num_classes) "
-            "and pass --space space.json"
-        )
+    check_data_fits(splits, search_space, why="the network is built for the space", then="and pass --space space.json")
     return splits
 
 

@@ -100,12 +100,17 @@ def evaluation_images(
 ) -> EvaluationImages:
     """The images of :func:`evaluation_data` at one resolution, prepared once per process (the same pixels as ``Prepared``)."""
     data = evaluation_data(source, bn_images, val_images)
-    prepared = Prepared(data.val, resolution, channels)
+    return prepare_images(data, data.val, resolution, channels)
+
+
+def prepare_images(data: ImageSplits, scored: Any, resolution: int, channels: int) -> EvaluationImages:
+    """``scored`` (a split of ``data``: validation for a search, test for a benchmark) laid out for
+    :func:`subnet_accuracy`, with BatchNorm images from ``data``'s training split."""
+    prepared = Prepared(scored, resolution, channels)
     pairs = [prepared[index] for index in range(len(prepared))]
     images = torch.stack([image for image, _ in pairs]).contiguous(memory_format=torch.channels_last)
     labels = torch.tensor([label for _, label in pairs])
-    step = EVAL_BATCH
-    batches = tuple((images[at : at + step], labels[at : at + step]) for at in range(0, len(labels), step))
+    batches = tuple((images[at : at + EVAL_BATCH], labels[at : at + EVAL_BATCH]) for at in range(0, len(labels), EVAL_BATCH))
     probe = nn.BatchNorm2d(1)  # batchnorm_images only asks whether the model has BatchNorm: every extracted net has
     batchnorm = batchnorm_images(data, resolution, channels, probe)
     return EvaluationImages(None if batchnorm is None else batchnorm.contiguous(memory_format=torch.channels_last), batches)
