@@ -212,3 +212,41 @@ def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path, hw
     assert len(LatencyTable.load(out / "table.json").drift) == 2
     keys = decompose(torchvision_model("mobilenet_v3_small"), (1, 3, 96, 96))
     assert report["predicted"]["looked_up"] + report["predicted"]["modelled"] == len(keys)
+
+
+def doubled_table(source: Path, destination: Path) -> Path:
+    """``source`` with every time doubled: the table of a day the machine ran at half today's speed."""
+    table = LatencyTable.load(source)
+    entries = {key: replace(entry, median_ms=entry.median_ms * 2) for key, entry in table.entries.items()}
+    networks = [network | {"median_ms": network["median_ms"] * 2} for network in table.networks]
+    return replace(table, entries=entries, networks=networks, references={}, drift=[]).save(destination)
+
+
+@pytest.mark.slow
+def test_latency_measure_on_a_table_of_a_slower_day_states_the_drift_and_predicts_in_todays_time(
+    tmp_path: Path, hwnas_in_process
+) -> None:
+    """The shipped host-TFLite table with its times doubled (no reference networks, as shipped): ``hwnas latency
+    torchvision:mobilenet_v2 --measure`` re-times three of the table's own whole networks first, states a ratio near
+    0.5, and predicts in today's time (table time x the ratio) close to what it measures; the table-time figure, about
+    2x off, is kept and labelled. (Today 0.983 of the measurement; the bound leaves room for a loaded machine.)"""
+    from hwnas.devices import DeviceSpec
+    from hwnas.latency_tables.drift import device_table
+
+    pytest.importorskip("ai_edge_litert", reason="the TFLite interpreter is not installed (pip install -e '.[tflite]')")
+    table = doubled_table(device_table(DeviceSpec.from_toml("host-tflite")), tmp_path / "doubled.json")
+    model = "torchvision:mobilenet_v2"
+    done = hwnas_in_process("latency", model, "--device", "host-tflite", "--table", table, "--measure", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    drift = report["drift"]
+    assert "whole networks" in drift["how"] and len(drift["references"]) == 3 and 0.3 < drift["ratio"] < 0.75
+    assert report["predicted_today_ms"] == pytest.approx(report["predicted"]["total_ms"] * drift["ratio"])
+    assert report["predicted_over_measured"] == pytest.approx(report["predicted_today_ms"] / report["measured"]["median_ms"])
+    assert 0.75 < report["predicted_over_measured"] < 1.33  # table time alone: about 2x
+    assert len(LatencyTable.load(table).drift) == 1  # recorded in a table of the user's, as every measuring verb does
+    arch = "default:r32_c16[k3e6]_c32[k5e3,k3e3]_c48[k5e6sh]_c80[k3e6h]"  # small: a second conversion costs little
+    shown = hwnas_in_process("latency", arch, "--device", "host-tflite", "--table", table, "--measure", "--no-layers")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "in table time" in shown.stdout and "drift check: 3 of the table's whole networks" in shown.stdout
+    assert "predicted today / measured" in shown.stdout

@@ -48,10 +48,11 @@ def latency_command(
     backend = _checked_backend(spec, lut, measure, allow_mismatch)
     resolved = resolve_model(model, checkpoint)
     shape = (1, resolved.channels, resolved.resolution, resolved.resolution)
-    drift = _drift(table_path, backend) if measure and backend is not None else None
+    drift = _drift(table_path, backend, lut) if measure and backend is not None else None
     scale, scale_note = _scale(lut, drift, rescale)
     predicted = network_latency(resolved.module, shape, lut, scale=scale)
     measured = _measure(resolved.module, shape, backend) if measure and backend is not None else None
+    today_ms = None if drift is None else predicted.total_ms / scale * drift.ratio
     report = {
         "model": model,
         "input_shape": list(shape),
@@ -61,6 +62,8 @@ def latency_command(
         "rescale": scale_note,
         "drift": drift.to_json() if drift else None,
         "measured": measured,
+        "predicted_today_ms": today_ms,
+        "predicted_over_measured": _ratio(today_ms if today_ms is not None else predicted.total_ms, measured),
         "table_has_sampled_layers": OVERHEAD_KEY in lut.entries,
     }
     if as_json:
@@ -88,12 +91,31 @@ def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -
     return None
 
 
-def _drift(table_path: Path, backend: Any) -> Any:
-    """Re-time the table's reference networks before measuring; the ratio is recorded in the table (not a shipped one)."""
+def _drift(table_path: Path, backend: Any, lut: Any) -> Any:
+    """Re-time the table's reference networks before measuring (a table without them, as the shipped ones: a few of its
+    own whole networks), as ``hwnas run`` and ``hwnas search`` do; the ratio is recorded in the table (not a shipped
+    one). Without it, a machine running at half its table's time reads as a predictor 2x off."""
     from hwnas.latency_tables.drift import drift_first
     from hwnas.paths import model_cache
+    from hwnas.search.device import DRIFT_NETWORKS
 
-    return drift_first(table_path, backend, model_cache(), context="latency --measure")
+    space = _table_space(lut)
+    return drift_first(table_path, backend, model_cache(), "latency --measure", space=space, networks=DRIFT_NETWORKS)
+
+
+def _table_space(lut: Any) -> Any:
+    """The preset search space the table was profiled for (its whole networks can be rebuilt), or None."""
+    from hwnas.presets import get_space
+
+    try:
+        space = get_space(lut.space)
+    except UserError:
+        return None  # a space file's table: only its reference networks can tell the drift
+    return space if lut.space_hash in (None, space.hash) else None
+
+
+def _ratio(predicted_ms: float, measured: dict[str, Any] | None) -> float | None:
+    return None if measured is None else predicted_ms / measured["median_ms"]
 
 
 def _scale(lut: Any, drift: Any, rescale: bool) -> tuple[float, str]:
@@ -133,9 +155,10 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
             rows.add_row(str(index), esc(layer.key.describe()), f"{layer.ms:.4f}", layer.source)
         console.print(rows)
     total = len(predicted.layers)
+    frame = "" if predicted.scale != 1.0 else " in table time"
     console.print(
         f"[bold]{esc(report['model'])}[/] {report['input_shape'][2]}px on {esc(report['device'])}: "
-        f"predicted [bold]{predicted.total_ms:.3f} ms[/] ({predicted.looked_up}/{total} layers looked up in the table, "
+        f"predicted [bold]{predicted.total_ms:.3f} ms[/]{frame} ({predicted.looked_up}/{total} layers looked up in the table, "
         f"{predicted.modelled}/{total} modelled; per-call overhead {predicted.call_overhead_ms:.4f} ms counted once; "
         f"{esc(report['rescale'])})"
     )
@@ -147,11 +170,14 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
     if report["drift"]:
         check = report["drift"]
         colour = "yellow" if check["warn"] else "green"
-        console.print(f"[{colour}]drift check: reference networks now / in table = {check['ratio']:.3f}[/]")
+        console.print(f"[{colour}]drift check: {esc(check['how'])} now / in table = {check['ratio']:.3f}[/]")
+        console.print(
+            f"predicted today [bold]{report['predicted_today_ms']:.3f} ms[/] (the prediction in table time x the drift ratio)"
+        )
     measured = report["measured"]
     if measured:
-        ratio = predicted.total_ms / measured["median_ms"]
+        frame = "predicted today" if report["predicted_today_ms"] is not None else "predicted (table time)"
         console.print(
             f"measured {measured['median_ms']:.3f} ms (median of {measured['n']}, CV {measured['cv']:.1%}); "
-            f"predicted / measured = {ratio:.3f}"
+            f"{frame} / measured = {report['predicted_over_measured']:.3f}"
         )
