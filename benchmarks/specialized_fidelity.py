@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--supernet", default="default", help="the supernet (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=RESULT, help="results file")
+    parser.add_argument("--source", type=Path, default=SOURCE, help="the specialize_cost results whose networks are compared")
     parser.add_argument(
         "--scratch-from", type=Path, default=None,
         help="take the scratch rows from this results file instead of training (its supernet's epochs: said in the settings)",
@@ -89,16 +90,17 @@ def main() -> None:
     folder = resolve_supernet(args.supernet, given_as="--supernet")
     _, info = loaded_supernet(folder)
     result = args.out
-    archs = list(dict.fromkeys(network["arch"] for network in json.loads(SOURCE.read_text())["networks"] if network["arch"]))
+    archs = list(dict.fromkeys(network["arch"] for network in json.loads(args.source.read_text())["networks"] if network["arch"]))
     data = splits()
     settings = {"supernet": args.supernet, "supernet_epochs": info["recipe"]["epochs"], "recipe": info["recipe"],
-                "finetune_epochs": args.finetune_epochs, "test_images": len(data.test), "source": SOURCE.name}  # fmt: skip
+                "finetune_epochs": args.finetune_epochs, "test_images": len(data.test), "source": args.source.name}  # fmt: skip
     if args.scratch_from is not None:
         scratch_source = json.loads(args.scratch_from.read_text())
         epochs = scratch_source["settings"]["supernet_epochs"]
         settings["scratch_from"] = {"file": args.scratch_from.name, "supernet_epochs": epochs}
     previous = json.loads(result.read_text()) if result.exists() else {}
     rows: list[dict[str, Any]] = previous.get("rows", []) if previous.get("settings") == settings else []
+    rows = [row for row in rows if row["arch"] in archs]  # another source's networks are not summarized with these
     if args.scratch_from is not None:
         taken = [r for r in scratch_source["rows"] if r["kind"] == "scratch" and r["arch"] in archs]
         rows = [r for r in rows if r["kind"] != "scratch"] + taken
