@@ -62,10 +62,17 @@ CHECKPOINT_SCHEMA = FORMATS["training-checkpoint"]
 
 
 class Prepared(Dataset):
-    """Resize, match the space's channel count, augment (training only), scale to float."""
+    """Resize, match the space's channel count, augment (training only), scale to float.
 
-    def __init__(self, dataset: Dataset, resolution: int, channels: int, randaugment: int = 0) -> None:
+    Grayscale images given to a colour model are repeated over its channels (nothing is lost). Colour images given to
+    a grayscale model are refused in one line unless ``to_gray`` says the caller wants them turned gray: done
+    silently, a run on an RGB folder would train, search and export grayscale networks and never say so.
+    """
+
+    def __init__(self, dataset: Dataset, resolution: int, channels: int, randaugment: int = 0, to_gray: bool = False) -> None:
         self.dataset = dataset
+        if channels == 1 and not to_gray:
+            _refuse_colour(dataset)
         steps: list[Callable[[torch.Tensor], torch.Tensor]] = [v2.Resize((resolution, resolution), antialias=True)]
         steps.append(_channel_adapter(channels))
         if randaugment > 0:
@@ -79,6 +86,18 @@ class Prepared(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.dataset[index]
         return self.transform(image), label
+
+
+def _refuse_colour(dataset: Dataset) -> None:
+    """One line when ``dataset``'s images have colour channels (its first image tells: a dataset has one shape)."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        return
+    image = dataset[0][0]
+    if isinstance(image, torch.Tensor) and image.ndim == 3 and image.shape[0] > 1:
+        raise UserError(
+            f"these images have {image.shape[0]} channels and the network takes 1 (grayscale): use a space written for "
+            f"them (hwnas space show --preset NAME --json > space.json; set in_channels), or convert the images to gray"
+        )
 
 
 def _channel_adapter(channels: int) -> Callable[[torch.Tensor], torch.Tensor]:

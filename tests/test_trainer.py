@@ -157,3 +157,22 @@ def test_a_broken_or_hostile_checkpoint_is_refused_and_runs_no_code(embedded_dat
     torch.save({"something": torch.zeros(3)}, path)
     with pytest.raises(UserError, match="not an hwnas training checkpoint"):
         _fit(data, recipe, tmp_path)
+
+
+def test_colour_images_for_a_grayscale_network_are_refused_unless_asked_and_gray_ones_fill_colour_channels() -> None:
+    """No code path turns colour images gray unless its caller asks (``to_gray``): silently, an RGB folder would
+    train grayscale networks. Gray images for a colour network are repeated over its channels, losing nothing."""
+    import torch
+
+    from hwnas.trainer import Prepared
+
+    colour = [(torch.randint(0, 256, (3, 40, 40), dtype=torch.uint8), 0) for _ in range(2)]
+    with pytest.raises(UserError, match="3 channels and the network takes 1") as caught:
+        Prepared(colour, 32, 1)
+    assert "\n" not in str(caught.value)
+    image, label = Prepared(colour, 32, 1, to_gray=True)[0]
+    assert image.shape == (1, 32, 32) and label == 0
+    gray = [(torch.randint(0, 256, (1, 40, 40), dtype=torch.uint8), 1)]
+    image, _ = Prepared(gray, 32, 3)[0]
+    assert image.shape == (3, 32, 32) and torch.equal(image[0], image[2])
+    assert Prepared(gray, 32, 1)[0][0].shape == (1, 32, 32)

@@ -134,9 +134,9 @@ ACCELERATOR_CHOICES = ("auto", "cpu", "cuda")  # hwnas.accelerator.ACCELERATORS,
 
 
 def check_data_fits(splits: Any, space: Any, *, why: str, then: str) -> None:
-    """Refuse in one line data whose channels or classes are not ``space``'s (``hwnas train``, ``search``, ``run``):
-    the trainer would match the space's channels (colour images turned gray) and say nothing. ``why`` says what the
-    mismatch breaks for this verb, ``then`` what to do with the space written for the data."""
+    """Refuse in one line data whose channels or classes are not ``space``'s (``hwnas train``, ``search``, ``run``),
+    before any work: ``trainer.Prepared`` refuses colour images for a grayscale space only once training begins.
+    ``why`` says what the mismatch breaks for this verb, ``then`` what to do with the space written for the data."""
     from hwnas.errors import UserError
     from hwnas.presets import SPACES
 
