@@ -417,9 +417,40 @@ def _pets(root: Path) -> Path:
     return root / "pets"
 
 
-def test_data_whose_classes_or_channels_do_not_fit_is_one_line(device, tmp_path: Path, hwnas_in_process) -> None:
-    result = hwnas_in_process(*SEARCH, "--budget-ms", "0.5", "--data", str(_pets(tmp_path)))
-    assert_one_line_error(result, "3 channel(s) and 3 classes", "profile it")
+@pytest.mark.slow
+def test_an_rgb_folder_is_searched_with_the_shipped_table_and_only_the_layers_it_lacks_measured(
+    device, tmp_path: Path, hwnas_in_process, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hwnas search --data RGB_FOLDER`` on the grayscale default space: the space gets a stem and classifier for 3
+    channels and 3 classes (``default-3ch-3cls``), and its table is the shipped one completed with the layers it lacks,
+    measured now, in the shipped table's time; every other layer and whole network carries over. A second search
+    measures nothing."""
+    from hwnas.latency_tables.derive import missing_layers
+    from hwnas.latency_tables.table import LatencyTable
+
+    pets = _pets(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the derived table is written under runs/profiles of the working directory
+    command = [*SEARCH, "--budget-ms", "0.6", "--data", str(pets), "--trials", "2", "--no-measure"]
+    first = hwnas_in_process(*command, "--out", str(tmp_path / "first"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "searching 'default-3ch-3cls'" in first.stdout and "measuring the 2 layers it has" in first.stdout
+    space = SPACE.for_data(3, 3)
+    derived = LatencyTable.load(tmp_path / "runs" / "profiles" / f"{device.spec.name}-{space.name}" / "table.json")
+    assert (derived.space, derived.space_hash) == (space.name, space.hash)
+    assert missing_layers(space, device.table) and not missing_layers(space, derived)
+    assert derived.stats["layers_measured_now"] == len(missing_layers(space, device.table))
+    assert all(derived.entries[key] == entry for key, entry in device.table.entries.items() if key in derived.entries)
+    assert len(derived.networks) == len(device.table.networks) and all(row["derived"] for row in derived.networks)
+    searched = json.loads((tmp_path / "first" / "result.json").read_text())["search"]
+    assert searched["completed"] == 2 and searched["best"]["arch"].startswith("default-3ch-3cls:")
+    assert searched["config"]["space"] == space.name and searched["config"]["space_hash"] == space.hash
+    second = hwnas_in_process(*command, "--out", str(tmp_path / "second"))
+    assert second.returncode == 0 and "measuring" not in second.stdout, second.stderr[-3000:]
+
+
+def test_a_supernet_search_on_data_of_other_channels_is_one_line(device, tmp_path: Path, hwnas_in_process) -> None:
+    result = hwnas_in_process(*SEARCH, "--budget-ms", "0.5", "--supernet", "default", "--data", str(_pets(tmp_path)))
+    assert_one_line_error(result, "3 channel(s) and 3 classes", "train a supernet for them")
 
 
 def test_train_takes_a_space_file_whose_channels_and_classes_fit_the_data(tmp_path: Path) -> None:

@@ -171,10 +171,13 @@ def _config(
     STRATEGIES.get(settings.strategy)
     from hwnas.search.device import load_device_latency  # torch and torchvision: after the checks that need neither
 
-    search_space, data = _space_and_data(space, settings.supernet, data)
-    _check_data(data, search_space, device)
+    given_space, data = _space_and_data(space, settings.supernet, data)
+    search_space = _space_for_data(data, given_space, device, settings.supernet, quiet)
     check_writable_folder(out)
-    latency = load_device_latency(device, search_space, table, space_arg=space or search_space.name)
+    latency = load_device_latency(
+        device, search_space, table, space_arg=space or search_space.name,
+        made_from=given_space if search_space is not given_space else None, log=lambda line: _say(line, quiet),
+    )  # fmt: skip
     config = make_search_config(search_space, latency, budget_ms, settings, out, data=data, storage=storage, seed=seed)
     check_budget(config)
     config.drift = _drift(latency, quiet=quiet)
@@ -212,16 +215,33 @@ def _drift(latency: Any, quiet: bool) -> dict[str, Any] | None:
     return check
 
 
-def _check_data(data: str | None, search_space: Any, device: str) -> None:
-    """Data whose channels or classes the space (and its latency table) was not made for: one line saying why."""
+def _space_for_data(data: str | None, search_space: Any, device: str, supernet: Path | None, quiet: bool) -> Any:
+    """The space with its stem and classifier made for the data's channels and classes (``SearchSpace.for_data``), said
+    in one line; its latency table is then completed from ``search_space``'s. A supernet's stem and classifier are
+    trained for its own data: other data is refused in one line."""
     from hwnas.data import load_data
 
-    check_data_fits(
-        load_data(data),
-        search_space,
-        why=f"its latency table on {device} timed a stem and classifier made for those",
-        then=f"profile it (hwnas profile {device} --space space.json), then search with --space space.json",
-    )
+    splits = load_data(data)
+    if supernet is not None:
+        check_data_fits(
+            splits,
+            search_space,
+            why="a supernet's stem and classifier were trained for those",
+            then=f"train a supernet for them (hwnas supernet train --space space.json --data {data})",
+        )
+    adapted = search_space.for_data(splits.channels, splits.num_classes)
+    if adapted is not search_space:
+        _say(
+            f"data {splits.name!r} has {splits.channels} channel(s) and {splits.num_classes} classes: searching "
+            f"{adapted.name!r}, {search_space.name!r} with its stem and classifier made for them",
+            quiet,
+        )
+    return adapted
+
+
+def _say(line: str, quiet: bool) -> None:
+    if not quiet:
+        console.print(esc(line))
 
 
 @contextlib.contextmanager

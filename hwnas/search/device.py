@@ -11,7 +11,7 @@ table's profile measured (on TFLite within 1% MAPE of them here); with fewer tha
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,13 +76,28 @@ class DeviceLatency:
         return arch, self.predict_one(arch)
 
 
-def load_device_latency(spec_arg: str, space: SearchSpace, table: Path | None = None, space_arg: str = "") -> DeviceLatency:
-    """The device's latency model for ``space``; no matching table is a one-line error saying how to profile."""
+def load_device_latency(
+    spec_arg: str,
+    space: SearchSpace,
+    table: Path | None = None,
+    space_arg: str = "",
+    *,
+    made_from: SearchSpace | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> DeviceLatency:
+    """The device's latency model for ``space``; no matching table is a one-line error saying how to profile.
+
+    ``made_from``: the space ``space`` was made from for other data (``SearchSpace.for_data``). Without a table of
+    ``space``, one of ``made_from`` on this device is completed with the few layers that differ, measured now
+    (:func:`~hwnas.latency_tables.derive.derive_table`), instead of profiling the whole space again.
+    """
     spec = DeviceSpec.from_toml(spec_arg)
     backend = make_backend(spec)
     backend.require_available()
     fingerprint = backend.fingerprint()
     found = matching_table(spec.name, fingerprint, space.name, space.hash, explicit=table)
+    if found is None and made_from is not None:
+        found = _derived(spec, backend, space, made_from, log)
     if found is None:
         raise UserError(
             f"no latency table of space {space.name!r} for device {spec.name!r} on this machine "
@@ -96,6 +111,23 @@ def load_device_latency(spec_arg: str, space: SearchSpace, table: Path | None = 
         CalibratedLatency(found.table, space).fit(archs, ms) if len(networks) >= MIN_NETWORKS else LutSum(found.table, space)
     )
     return DeviceLatency(spec, spec_arg, backend, found.table, found.path, predictor, space)
+
+
+def _derived(spec: DeviceSpec, backend: Any, space: SearchSpace, made_from: SearchSpace, log: Callable[[str], None]) -> Any:
+    """``space``'s table derived from a table of ``made_from`` on this device (None without one)."""
+    from hwnas.latency_tables.derive import derive_table, missing_layers
+    from hwnas.paths import model_cache
+
+    base = matching_table(spec.name, backend.fingerprint(), made_from.name, made_from.hash)
+    if base is None:
+        return None
+    out = PROFILES / f"{spec.name}-{space.name}"
+    log(
+        f"no table of {space.name!r} on {spec.name}: measuring the {len(missing_layers(space, base.table))} layers it has "
+        f"and {made_from.name!r}'s table ({base.path.name}) lacks, into {out}/table.json"
+    )
+    path = derive_table(spec, backend, space, made_from, base, out, model_cache(), progress=False)
+    return matching_table(spec.name, backend.fingerprint(), space.name, space.hash, explicit=path)
 
 
 def fastest_arch(space: SearchSpace, table: LatencyTable) -> Arch:

@@ -1,0 +1,86 @@
+"""A table for a space made for other data, from its original's table and only the layers that differ.
+
+``SearchSpace.for_data`` gives a space its stem and classifier for a dataset's channels and classes (``default`` for
+RGB images of 4 classes is ``default-3ch-4cls``). Every other layer is the original's, so profiling that space again
+(8.5 minutes for the default space on TFLite, mostly conversion) would re-measure hundreds of layers the device's
+table already holds. :func:`derive_table` measures only the layers the original's table lacks (the stem with the new
+channels, the classifier with the new classes: a handful) and writes a table of the new space made of both. The new
+layers are put in the original's time frame first: a drift check (the original's reference networks, or three of its
+whole networks) gives today's speed against the table's, and their times are divided by it. The original's whole
+networks carry over with their times moved by the difference of their own stem and classifier (the rest of a network
+is the same layers), so the calibrated predictor keeps what it learned; they are marked ``derived``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hwnas.arch import Arch
+from hwnas.devices.backends import Backend
+from hwnas.devices.spec import DeviceSpec
+from hwnas.latency_tables.drift import session_drift
+from hwnas.latency_tables.profiler import Profiler, ProfileSettings
+from hwnas.latency_tables.table import LatencyEntry, LatencyTable, TableMatch
+from hwnas.space import SearchSpace
+
+DRIFT_NETWORKS = 3  # whole networks of a table without reference networks re-timed to find today's speed
+MISSING_LAYERS_FOLDER = "missing-layers"  # the profile store of the layers measured for the derived table
+
+
+def missing_layers(space: SearchSpace, table: LatencyTable) -> list[Any]:
+    """The layers ``space`` can produce that ``table`` holds no time for."""
+    return [key for key in space.enumerate_op_keys() if key not in table.entries]
+
+
+def derive_table(
+    spec: DeviceSpec,
+    backend: Backend,
+    space: SearchSpace,
+    base_space: SearchSpace,
+    base: TableMatch,
+    out: Path,
+    cache: Path,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Measure the layers of ``space`` that ``base`` (a table of ``base_space`` on this device) lacks, and write
+    ``out/table.json``: ``space``'s table made of both. Returns its path."""
+    missing = missing_layers(space, base.table)
+    profiler = Profiler(
+        spec, space, out / MISSING_LAYERS_FOLDER, cache, ProfileSettings(networks=0), backend=backend, layers=missing
+    )
+    measured = profiler.run(progress=progress).table
+    check = session_drift(base.table, backend, cache, "derived table", space=base_space, networks=DRIFT_NETWORKS)
+    ratio = check.ratio if check is not None else 1.0
+    wanted = set(space.enumerate_op_keys())
+    entries = {key: entry for key, entry in base.table.entries.items() if key in wanted}
+    entries |= {key: _in_table_time(entry, ratio) for key, entry in measured.entries.items()}
+    derived = replace(
+        measured,
+        entries=entries,
+        networks=[_moved(row, base_space, space, base.table, entries) for row in base.table.networks],
+        source=f"derived from {base.path} ({base.origin}); {len(missing)} layers measured now",
+        stats=measured.stats
+        | {"derived_from": str(base.path), "layers_measured_now": len(missing), "measured_now_divided_by": ratio},
+        references=base.table.references,
+        drift=[],
+    )
+    return derived.save(out / "table.json")
+
+
+def _in_table_time(entry: LatencyEntry, ratio: float) -> LatencyEntry:
+    """A layer measured today in the original table's time (today's speed / the table's = ``ratio``)."""
+    scaled = {name: getattr(entry, name) / ratio for name in ("p10_ms", "p90_ms") if getattr(entry, name) is not None}
+    return replace(entry, median_ms=entry.median_ms / ratio, **scaled)
+
+
+def _moved(row: dict[str, Any], base_space: SearchSpace, space: SearchSpace, base: LatencyTable, entries: dict) -> dict:
+    """A whole network of the original's table as the same architecture in ``space``: its time moved by what its own
+    layers cost in ``space`` against the original (only the stem and classifier differ)."""
+    old = base_space.parse(row["arch"])
+    new = space.validate(Arch(space.name, old.resolution, old.stages))
+    before = sum(base.entries[key].median_ms for key in base_space.op_keys(old))
+    after = sum(entries[key].median_ms for key in space.op_keys(new))
+    return row | {"arch": new.format(), "median_ms": max(row["median_ms"] + after - before, 1e-6), "derived": True}
