@@ -25,6 +25,7 @@ Presets:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from hwnas.errors import UserError
@@ -41,7 +42,16 @@ def register_space(space: SearchSpace) -> SearchSpace:
     return SPACES.register(space.name, space)
 
 
+DATA_SPACE_NAME = re.compile(r"(?P<preset>.+)-(?P<channels>\d+)ch-(?P<classes>\d+)cls")
+
+
 def get_space(name: str) -> SearchSpace:
+    """The preset ``name``, or a preset made for other images by its name (``default-3ch-4cls``: ``default`` with
+    its stem and classifier for 3-channel images of 4 classes, :meth:`SearchSpace.for_data`), so an architecture,
+    a table or a run folder of such a space finds it as it finds a preset."""
+    made = DATA_SPACE_NAME.fullmatch(name)
+    if name not in SPACES and made is not None and made["preset"] in SPACES:
+        return SPACES.get(made["preset"]).for_data(int(made["channels"]), int(made["classes"]))
     return SPACES.get(name)
 
 

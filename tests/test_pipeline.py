@@ -64,17 +64,32 @@ def test_a_bad_run_config_is_one_line(tmp_path: Path, text: str, message: str) -
         resolve_config(False, path, {})
 
 
-def test_colour_images_for_a_grayscale_space_are_refused_before_any_work(embedded_data, tmp_path: Path, hwnas_in_process) -> None:
-    """``hwnas run --data RGB_FOLDER`` on the default (1-channel, 10-class) space: one line saying how, no folder, no
-    training on gray copies of the images (what it silently did before)."""
+@pytest.mark.slow
+def test_a_run_on_colour_images_searches_trains_and_exports_three_channel_networks_from_the_shipped_table(
+    embedded_data, tmp_path: Path, hwnas_in_process
+) -> None:
+    """``hwnas run --data RGB_FOLDER`` on the default (1-channel, 10-class) space: the run searches ``default-3ch-3cls``
+    (its stem and classifier made for the images), its table the shipped one with the 2 layers it lacks measured now,
+    and exports networks that take 3 channels (until 2026-12-04 it trained on gray copies and said nothing; then it
+    refused). Small settings: no pruning and no references, which the quick-run tests cover."""
+    import onnxruntime
     from test_supernet_train import _rgb_folder
 
-    images, out = _rgb_folder(embedded_data, tmp_path / "rgb", per_class=10), tmp_path / "run"
-    result = hwnas_in_process("run", "--quick", "--data", images, "--out", out)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "3 channel(s) and 3 classes" in lines[0] and "is for 1 and 10" in lines[0] and "--space space.json" in lines[0]
-    assert not out.exists()
+    images, out, config = _rgb_folder(embedded_data, tmp_path / "rgb", per_class=10), tmp_path / "run", tmp_path / "run.toml"
+    config.write_text("[search]\ntrials = 2\n[prune]\nepisodes = 0\n[references]\nmodels = []\n")
+    result = hwnas_in_process("run", "--quick", "--config", config, "--data", images, "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "searching 'default-3ch-3cls', its stem and classifier made for them" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["arch"].startswith("default-3ch-3cls:")
+    primary = summary["device"]["name"]
+    assert summary["tables"][primary]["origin"].startswith("derived from a table")
+    table = json.loads((out / "tables" / f"{primary}-default-3ch-3cls" / "table.json").read_text())
+    assert table["stats"]["layers_measured_now"] == 2 and table["space"] == "default-3ch-3cls"
+    onnx = next(item for item in summary["exports"] if item["format"] == "onnx")
+    assert onnx["verified"]
+    session = onnxruntime.InferenceSession(str(out / onnx["file"]), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1] == 3 and session.get_outputs()[0].shape[-1] == 3
 
 
 def test_the_written_config_reads_back_the_same(tmp_path: Path) -> None:

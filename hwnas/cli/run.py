@@ -97,11 +97,11 @@ def _check_inputs(settings: Any, folder: Path) -> None:
 
         supernet_folder = settings.search.supernet_folder()
         check_space(loaded_supernet(supernet_folder)[0], space, supernet_folder)
-    if settings.data not in ("embedded", "fashion-mnist"):  # the shipped sources are known to load and to fit
+    if settings.search.supernet and settings.data not in ("embedded", "fashion-mnist"):  # the shipped sources fit
         from hwnas.data import load_data
 
-        why = f"the run would train on {space.in_channels}-channel copies of the images"
-        then = "and pass --space space.json: the run profiles its layers on the device first"
+        why = "a supernet's stem and classifier were trained for those"
+        then = f"train a supernet for them (hwnas supernet train --space space.json --data {settings.data})"
         check_data_fits(load_data(settings.data), space, why=why, then=then)
 
 

@@ -43,6 +43,7 @@ class RunContext:
     log: Log
     progress: bool
     values: dict[str, StageResult | Skipped] = field(default_factory=dict)
+    made_from: SearchSpace | None = None  # the space asked for, when ``space`` is it made for the data's images
 
     def result(self, kind: type[R]) -> R:
         """The result of the stage that returns ``kind``; that stage must have run and not been skipped."""

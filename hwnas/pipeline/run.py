@@ -32,6 +32,7 @@ from hwnas.pipeline.stages import STAGE_NAMES, STAGES
 from hwnas.pipeline.stages.table import TableResult
 from hwnas.pipeline.summary import write_summary
 from hwnas.runfolder import LOCK_FILE, exclusive
+from hwnas.space import SearchSpace
 
 CONFIG_FILE = "config.toml"
 MARKER_FILES = (CONFIG_FILE, "sessions.json")
@@ -73,6 +74,16 @@ def prepare_folder(folder: Path, config: RunConfig, fresh: bool) -> None:
         write_config(path, config)
 
 
+def space_for_data(space: SearchSpace, data: str) -> SearchSpace:
+    """``space`` with its stem and classifier made for the data's channels and classes (the shipped sources fit)."""
+    if data in ("embedded", "fashion-mnist"):
+        return space
+    from hwnas.data import load_data
+
+    splits = load_data(data)
+    return space.for_data(splits.channels, splits.num_classes)
+
+
 def run_pipeline(
     config: RunConfig, folder: Path, *, fresh: bool = False, log: Log = print, progress: bool = True
 ) -> dict[str, Any]:
@@ -83,11 +94,14 @@ def run_pipeline(
     from hwnas.pipeline.report import render_report
     from hwnas.presets import resolve_space
 
-    space = resolve_space(config.space)
+    asked = resolve_space(config.space)
+    space = space_for_data(asked, config.data)
     with exclusive(folder, "run folder"):
         prepare_folder(folder, config, fresh)
         records = Records.open(folder, sys.argv[1:])
-        context = RunContext(config, folder, records, space, log, progress)
+        context = RunContext(config, folder, records, space, log, progress, made_from=None if space is asked else asked)
+        if space is not asked:
+            log(f"the data's images are not {asked.name!r}'s: searching {space.name!r}, its stem and classifier made for them")
         for stage in STAGES:
             context.values[stage.name] = records.stage(stage, lambda stage=stage: stage.run(context), log)
             if stage.name == "table":

@@ -205,9 +205,10 @@ def _request(config: SearchConfig, module: torch.nn.Module, arch: Arch, trained:
     channels, resolution = config.space.in_channels, arch.resolution
     val = Prepared(data.val, resolution, channels)
     calibration = Prepared(data.train, resolution, channels)
-    images = np.stack([val[i][0].numpy() for i in range(200)]).astype(np.float32)
-    labels = np.array([val[i][1] for i in range(200)])
-    calib = np.stack([calibration[i][0].numpy() for i in range(100)]).astype(np.float32)
+    checked = range(min(200, len(val)))  # a small image folder may have fewer validation images
+    images = np.stack([val[i][0].numpy() for i in checked]).astype(np.float32)
+    labels = np.array([val[i][1] for i in checked])
+    calib = np.stack([calibration[i][0].numpy() for i in range(min(100, len(calibration)))]).astype(np.float32)
     if not trained:
         recalibrate_batchnorm(module, torch.from_numpy(calib))
     cost = arch_cost(config.space, arch)

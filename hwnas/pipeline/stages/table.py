@@ -120,6 +120,8 @@ def _device_table(context: RunContext, spec: Any) -> TableInfo:
     run_tables = context.folder / "tables"
     backend = make_backend(spec)
     found = find_table(spec, backend.fingerprint(), context.space, run_tables)
+    if found is None and context.made_from is not None:
+        found = _derived(context, spec, backend, run_tables, context.made_from)
     profile_report = None
     if found is None:
         context.log(f"no latency table of {context.space.name!r} for {spec.name} on this machine: profiling it now")
@@ -157,6 +159,26 @@ def find_table(spec: Any, fingerprint: dict[str, Any], space: SearchSpace, run_t
     stores = ((run_tables, RUN_PROFILED), (profiles_dir(), PROFILED))
     found = matching_table(spec.name, fingerprint, space.name, space.hash, stores=stores)
     return None if found is None else (found.path, found.origin)
+
+
+def _derived(context: RunContext, spec: Any, backend: Any, run_tables: Path, made_from: SearchSpace) -> tuple[Path, str] | None:
+    """The run's space is ``made_from`` made for the data's images: a table of ``made_from`` on this device, completed
+    with the layers it lacks measured now (:func:`~hwnas.latency_tables.derive.derive_table`), instead of a profile."""
+    from hwnas.latency_tables.derive import derive_table, missing_layers
+    from hwnas.latency_tables.table import LatencyTable, TableMatch
+    from hwnas.paths import model_cache
+
+    found = find_table(spec, backend.fingerprint(), made_from, run_tables)
+    if found is None:
+        return None
+    base = TableMatch(found[0], LatencyTable.load(found[0]), found[1])
+    context.log(
+        f"no latency table of {context.space.name!r} for {spec.name}: {made_from.name!r}'s ({base.path.name}) with the "
+        f"{len(missing_layers(context.space, base.table))} layers it lacks, measured now"
+    )
+    out = run_tables / f"{spec.name}-{context.space.name}"
+    path = derive_table(spec, backend, context.space, made_from, base, out, model_cache(), progress=context.progress)
+    return path, f"derived from a table {base.origin}"
 
 
 def _profile(context: RunContext, spec: Any, out: Path) -> dict[str, Any]:
