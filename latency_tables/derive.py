@@ -6,13 +6,14 @@ RGB images of 4 classes is ``default-3ch-4cls``). Every other layer is the origi
 table already holds. :func:`derive_table` measures only the layers the original's table lacks (the stem with the new
 channels, the classifier with the new classes: a handful) and writes a table of the new space made of both. The new
 layers are put in the original's time frame first: a drift check (the original's reference networks, or three of its
-whole networks) gives today's speed against the table's, and their times are divided by it. The original's whole
-networks carry over with their times moved by the difference of their own stem and classifier (the rest of a network
-is the same layers), so the calibrated predictor keeps what it learned; they are marked ``derived``.
+whole networks built in the new space) gives today's speed against the table's, and their times are divided by it. The
+original's whole networks carry over with their times moved by the difference of their own stem and classifier (the
+rest of a network is the same layers), so the calibrated predictor keeps what it learned; they are marked ``derived``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from hwnas.arch import Arch
 from hwnas.devices.backends import Backend
 from hwnas.devices.spec import DeviceSpec
-from hwnas.latency_tables.drift import session_drift
+from hwnas.latency_tables.drift import check_drift, session_drift
 from hwnas.latency_tables.profiler import Profiler, ProfileSettings
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable, TableMatch
 from hwnas.space import SearchSpace
@@ -52,11 +53,10 @@ def derive_table(
         spec, space, out / MISSING_LAYERS_FOLDER, cache, ProfileSettings(networks=0), backend=backend, layers=missing
     )
     measured = profiler.run(progress=progress).table
-    check = session_drift(base.table, backend, cache, "derived table", space=base_space, networks=DRIFT_NETWORKS)
-    ratio = check.ratio if check is not None else 1.0
     wanted = set(space.enumerate_op_keys())
-    entries = {key: entry for key, entry in base.table.entries.items() if key in wanted}
-    entries |= {key: _in_table_time(entry, ratio) for key, entry in measured.entries.items()}
+    kept = {key: entry for key, entry in base.table.entries.items() if key in wanted}
+    ratio = _todays_ratio(base, base_space, space, backend, cache, kept, measured.entries)
+    entries = kept | {key: _in_table_time(entry, ratio) for key, entry in measured.entries.items()}
     derived = replace(
         measured,
         entries=entries,
@@ -68,6 +68,29 @@ def derive_table(
         drift=[],
     )
     return derived.save(out / "table.json")
+
+
+def _todays_ratio(
+    base: TableMatch, base_space: SearchSpace, space: SearchSpace, backend: Backend, cache: Path, kept: dict, now: dict
+) -> float:
+    """Today's speed over the original table's: its reference networks re-timed when it has them; else (the shipped
+    tables) three of its whole networks built in ``space`` and timed now, the new layers' share (``now``, measured
+    today) taken out of both sides, so the search's own drift check then finds those files converted."""
+    if base.table.references:
+        check = check_drift(base.table, backend, cache, "derived table")
+        return check.ratio if check is not None else 1.0
+    entries = kept | now  # the new layers at today's speed: the networks' table times below hold them unscaled
+    moved = [_moved(row, base_space, space, base.table, entries) for row in base.table.networks]
+    provisional = replace(base.table, space=space.name, space_hash=space.hash, entries=entries, networks=moved)
+    check = session_drift(provisional, backend, cache, "derived table", space=space, networks=DRIFT_NETWORKS)
+    if check is None:
+        return 1.0
+    ratios = []
+    for row in check.rows:  # now = ratio x (table time without the new layers) + the new layers now
+        new_now = sum(now[key].median_ms for key in space.op_keys(space.parse(row["reference"])) if key in now)
+        if row["table_ms"] - new_now > 0 and row["now_ms"] - new_now > 0:
+            ratios.append((row["now_ms"] - new_now) / (row["table_ms"] - new_now))
+    return math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else check.ratio
 
 
 def _in_table_time(entry: LatencyEntry, ratio: float) -> LatencyEntry:
