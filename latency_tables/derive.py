@@ -21,12 +21,11 @@ from typing import Any
 from hwnas.arch import Arch
 from hwnas.devices.backends import Backend
 from hwnas.devices.spec import DeviceSpec
-from hwnas.latency_tables.drift import check_drift, session_drift
+from hwnas.latency_tables.drift import DRIFT_NETWORKS, check_drift, session_drift
 from hwnas.latency_tables.profiler import Profiler, ProfileSettings
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable, TableMatch
 from hwnas.space import SearchSpace
 
-DRIFT_NETWORKS = 3  # whole networks of a table without reference networks re-timed to find today's speed
 MISSING_LAYERS_FOLDER = "missing-layers"  # the profile store of the layers measured for the derived table
 
 

@@ -36,6 +36,7 @@ DEFAULT_REFERENCES = tuple(REFERENCES)
 REFERENCE_PREFIX = "reference:"
 DRIFT_PREFIX = "drift:"
 WARN_ABOVE = 0.10
+DRIFT_NETWORKS = 3  # whole networks of a table without reference networks re-timed by a drift check
 
 
 def reference_job(name: str, fmt: str, cache: Path) -> ConversionJob:
@@ -195,6 +196,21 @@ def drift_first(
 
 
 def drift_before_measuring(spec: DeviceSpec, backend: Backend, cache: Path, context: str) -> DriftCheck | None:
-    """:func:`drift_first` on the device's own table, when it has one with reference networks."""
+    """:func:`drift_first` on the device's own table: its reference networks, or (a shipped table has none) a few of its
+    whole networks when its space is a preset here."""
     found = matching_table(spec.name, backend.fingerprint())
-    return drift_first(found.path, backend, cache, context) if found is not None else None
+    if found is None:
+        return None
+    return drift_first(found.path, backend, cache, context, space=table_space(found.table), networks=DRIFT_NETWORKS)
+
+
+def table_space(table: LatencyTable) -> Any:
+    """The preset search space ``table`` was profiled for, so its whole networks can be rebuilt; ``None`` for a table
+    of a space file (only its reference networks can tell the drift)."""
+    from hwnas.presets import get_space
+
+    try:
+        space = get_space(table.space)
+    except UserError:
+        return None
+    return space if table.space_hash in (None, space.hash) else None

@@ -388,6 +388,17 @@ def test_cli_export_of_a_trained_run_folder(tmp_path: Path) -> None:
     assert by_format["tflite-int8"]["bytes"] < by_format["tflite"]["bytes"] / 2
     assert {m["device"] for m in by_format["tflite"]["latency"]} == {"host-cpu-tflite-xnnpack"}
     assert (tmp_path / "export" / "model_card.md").exists()
+    drift = {check["device"]: check for check in card["drift"]}  # shipped tables: a few of their own networks re-timed
+    assert set(drift) == _devices_with_a_table("host-ort", "host-tflite") and all(c["ratio"] > 0 for c in drift.values())
+
+
+def _devices_with_a_table(*specs: str) -> set[str]:
+    """The devices of ``specs`` that have a latency table for this machine (the shipped ones fit the CI machine's CPU)."""
+    from hwnas.devices import DeviceSpec, make_backend
+    from hwnas.latency_tables.drift import find_device_table
+
+    devices = [DeviceSpec.from_toml(spec) for spec in specs]
+    return {spec.name for spec in devices if find_device_table(spec, make_backend(spec).fingerprint()) is not None}
 
 
 def test_model_card_has_no_python_reprs() -> None:

@@ -106,11 +106,12 @@ def show_training(result: dict[str, Any]) -> None:
     )
 
 
-def drift_checks(specs: list[Any], quiet: bool = False) -> list[Any]:
-    """Before a session measures on devices: re-time each device's reference networks and say how it drifted.
+def drift_checks(specs: list[Any], quiet: bool = False) -> list[tuple[Any, Any]]:
+    """Before a session measures on devices: re-time each device's reference networks (a shipped table's own whole
+    networks) and say how it drifted.
 
-    A device whose table has no reference networks (made before drift checks), or that is not
-    here, is skipped. Returns the checks (:class:`~hwnas.latency_tables.drift.DriftCheck`).
+    A device without a table of a preset space or reference networks, or that is not here, is skipped. Returns
+    (spec, :class:`~hwnas.latency_tables.drift.DriftCheck`) pairs.
     """
     from hwnas.devices import make_backend
     from hwnas.latency_tables.drift import drift_before_measuring
@@ -123,7 +124,7 @@ def drift_checks(specs: list[Any], quiet: bool = False) -> list[Any]:
             continue
         check = drift_before_measuring(spec, backend, model_cache(), context=f"before measuring on {spec.name}")
         if check is not None:
-            checks.append(check)
+            checks.append((spec, check))
             if not quiet:
                 console.print(("[yellow]" if check.warn else "") + esc(check.message()) + ("[/]" if check.warn else ""))
     return checks

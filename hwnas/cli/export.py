@@ -43,12 +43,12 @@ def export_command(
 
     specs = [DeviceSpec.from_toml(spec) for spec in device or []]
     chosen = formats.split(",") if formats is not None else formats_to_export(specs)
-    drift_checks(specs, quiet=as_json)
+    checks = drift_checks(specs, quiet=as_json)
     resolved = resolve_model(model, checkpoint)
     request = build_request(resolved, data, images, calibration)
     card = export_all(request, chosen, out, specs, on_step=None if as_json else log)
-    if as_json:
-        print_json(card)
+    if as_json:  # the drift checks beside the card: its latencies are today's, and the ratio says how today runs
+        print_json(card | {"drift": [check.to_json() | {"device": spec.name} for spec, check in checks]})
     else:
         show_exports(card, out)
     failed = [item for item in card["exports"] if not item["verification"]["passed"]]

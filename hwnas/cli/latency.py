@@ -95,23 +95,10 @@ def _drift(table_path: Path, backend: Any, lut: Any) -> Any:
     """Re-time the table's reference networks before measuring (a table without them, as the shipped ones: a few of its
     own whole networks), as ``hwnas run`` and ``hwnas search`` do; the ratio is recorded in the table (not a shipped
     one). Without it, a machine running at half its table's time reads as a predictor 2x off."""
-    from hwnas.latency_tables.drift import drift_first
+    from hwnas.latency_tables.drift import DRIFT_NETWORKS, drift_first, table_space
     from hwnas.paths import model_cache
-    from hwnas.search.device import DRIFT_NETWORKS
 
-    space = _table_space(lut)
-    return drift_first(table_path, backend, model_cache(), "latency --measure", space=space, networks=DRIFT_NETWORKS)
-
-
-def _table_space(lut: Any) -> Any:
-    """The preset search space the table was profiled for (its whole networks can be rebuilt), or None."""
-    from hwnas.presets import get_space
-
-    try:
-        space = get_space(lut.space)
-    except UserError:
-        return None  # a space file's table: only its reference networks can tell the drift
-    return space if lut.space_hash in (None, space.hash) else None
+    return drift_first(table_path, backend, model_cache(), "latency --measure", space=table_space(lut), networks=DRIFT_NETWORKS)
 
 
 def _ratio(predicted_ms: float, measured: dict[str, Any] | None) -> float | None:

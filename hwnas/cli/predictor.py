@@ -104,9 +104,8 @@ def table_drift(lut: Any, path: Path) -> dict[str, Any]:
     """
     from hwnas.devices import DeviceSpec, make_backend
     from hwnas.latency_tables.compat import fingerprint_differences
-    from hwnas.latency_tables.drift import drift_first
+    from hwnas.latency_tables.drift import DRIFT_NETWORKS, drift_first, table_space
     from hwnas.paths import model_cache
-    from hwnas.predictors.latency import space_of
 
     name = lut.device.get("name", "?")
     try:
@@ -122,11 +121,8 @@ def table_drift(lut: Any, path: Path) -> dict[str, Any]:
             "ratio": None,
             "message": f"drift check: not possible, the table was measured on another machine ({differing[0]})",
         }
-    try:
-        space = space_of(lut)
-    except UserError:
-        space = None  # a space not registered here: only reference networks can be re-timed
-    check = drift_first(path, backend, model_cache(), f"predictor fit on {name}", space=space, networks=3)
+    space = table_space(lut)  # None for a space not registered here: only reference networks can be re-timed
+    check = drift_first(path, backend, model_cache(), f"predictor fit on {name}", space=space, networks=DRIFT_NETWORKS)
     if check is None:
         return {"ratio": None, "message": "drift check: not possible (the table has no reference or whole networks)"}
     return check.to_json() | {"message": check.message(rescale_hint=False)}

@@ -21,13 +21,13 @@ import numpy as np
 from hwnas.arch import Arch, Stage
 from hwnas.devices import DeviceSpec, make_backend
 from hwnas.errors import UserError
+from hwnas.latency_tables.drift import DRIFT_NETWORKS
 from hwnas.latency_tables.table import PROFILES, LatencyTable, matching_table
 from hwnas.predictors.data import networks_from_table
 from hwnas.predictors.latency import CalibratedLatency, LatencyPredictor, LutSum
 from hwnas.space import SearchSpace
 
 MIN_NETWORKS = 8
-DRIFT_NETWORKS = 3  # a table without reference networks has this many of its whole networks re-timed (drift check)
 
 
 @dataclass
