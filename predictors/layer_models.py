@@ -189,14 +189,24 @@ class LayerTypeModel(BaseEstimator, RegressorMixin):
                 subsample=self.subsample,
                 loss="huber",
                 random_state=0,
-            ).fit(feature_matrix(keys), residual)
+            ).fit(features := feature_matrix(keys), residual)
+            self.low_, self.high_ = features.min(axis=0), features.max(axis=0)
         return self
 
     def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
         base = self.cost_.predict(keys)
         if self.correction_ is None:
             return base
-        return base * np.exp(self.correction_.predict(feature_matrix(keys)))
+        features = feature_matrix(keys)
+        return base * np.exp(self.correction_.predict(features) * self.trust(features))
+
+    def trust(self, features: np.ndarray) -> np.ndarray:
+        """How much of the correction a layer gets: 1 inside the ranges the correction was fitted on, shrinking to 0 at
+        one range's width outside any of them. Trees cannot extrapolate: beyond what they saw they repeat the nearest
+        leaf, so there the cost model, whose form follows the hardware, answers alone."""
+        width = np.maximum(self.high_ - self.low_, 1e-9)
+        outside = np.maximum(features - self.high_, 0.0) + np.maximum(self.low_ - features, 0.0)
+        return np.clip(1.0 - (outside / width).max(axis=1), 0.0, 1.0)
 
 
 class LayerLatencyModel(BaseEstimator, RegressorMixin):

