@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.devices.backends import Backend
+from hwnas.devices.measurement import Measurement
 from hwnas.devices.spec import DeviceSpec
 from hwnas.errors import UserError
 from hwnas.latency_tables.convert import ConversionJob, convert_all, network_job, torchvision_job
@@ -93,17 +94,80 @@ def check_drift(table: LatencyTable, backend: Backend, cache: Path, context: str
 
     Tables made before reference networks existed (the shipped ones) have none: say so and carry on.
     """
+    subjects = _reference_subjects(table, backend, cache, workers)
+    if subjects is None:
+        return None
+    check, _ = _time_subjects(subjects, {}, backend, context)
+    return check
+
+
+@dataclass(frozen=True)
+class _Subjects:
+    """What a drift check times: each network's file and its time in the table, and how they were chosen."""
+
+    files: dict[str, tuple[float, Path]]
+    how: str
+
+
+def _reference_subjects(table: LatencyTable, backend: Backend, cache: Path, workers: int) -> _Subjects | None:
     names = [name for name in table.references if name in REFERENCES]
     if not names:
         return None
     backend.require_available()
     jobs = {name: reference_job(name, backend.model_format, cache) for name in names}
     convert_all(list(jobs.values()), workers)
-    backend.settle(jobs[names[0]].path)
-    pairs = {
-        name: (float(table.references[name]["median_ms"]), backend.measure(job.path).median_ms) for name, job in jobs.items()
-    }
-    return drift_from_pairs(pairs, context)
+    files = {name: (float(table.references[name]["median_ms"]), job.path) for name, job in jobs.items()}
+    return _Subjects(files, "reference networks")
+
+
+def _network_subjects(
+    table: LatencyTable, backend: Backend, cache: Path, space: Any, count: int, workers: int
+) -> _Subjects | None:
+    rows = _spread(table.networks, count)
+    if space is None or not rows:
+        return None
+    backend.require_available()
+    jobs = {row["arch"]: network_job(space, space.parse(row["arch"]), backend.model_format, cache) for row in rows}
+    convert_all(list(jobs.values()), workers)
+    files = {row["arch"]: (float(row["median_ms"]), jobs[row["arch"]].path) for row in rows}
+    return _Subjects(files, f"{len(rows)} of the table's whole networks (it has no reference networks)")
+
+
+def measure_interleaved(backend: Backend, files: dict[str, Path]) -> dict[str, Measurement]:
+    """Time ``files`` in the same rounds (one session's share of each per round, samples pooled per file).
+
+    A drift ratio is only as good as the agreement between when it was timed and when the model it
+    corrects was: timed one after the other on a shared machine, a busy half-minute landed on the
+    model alone and a correct ratio read as a predictor 0.44x off. Timed in the same rounds, a slow
+    stretch touches every file alike.
+    """
+    if not files:
+        return {}
+    backend.settle(next(iter(files.values())))
+    rounds = backend.spec.sessions if backend.times_in_rounds else 1
+    pooled: dict[str, list[Measurement]] = {name: [] for name in files}
+    for _ in range(rounds):
+        for name, path in files.items():
+            pooled[name].append(backend.measure_session(path) if rounds > 1 else backend.measure(path))
+    return {name: _pool(parts) for name, parts in pooled.items()}
+
+
+def _pool(parts: list[Measurement]) -> Measurement:
+    samples = tuple(sample for part in parts for sample in part.samples_ms)
+    return replace(parts[0], samples_ms=samples)
+
+
+def _time_subjects(
+    subjects: _Subjects, also: dict[str, Path], backend: Backend, context: str
+) -> tuple[DriftCheck, dict[str, Measurement]]:
+    """The drift check from ``subjects`` and measurements of the ``also`` files, all timed in the same rounds."""
+    clash = set(also) & set(subjects.files)
+    if clash:
+        raise ValueError(f"names timed twice: {sorted(clash)}")
+    files = {name: path for name, (_, path) in subjects.files.items()} | also
+    measured = measure_interleaved(backend, files)
+    pairs = {name: (then, measured[name].median_ms) for name, (then, _) in subjects.files.items()}
+    return drift_from_pairs(pairs, context, subjects.how), {name: measured[name] for name in also}
 
 
 def record_drift(table_path: Path, table: LatencyTable, check: DriftCheck) -> LatencyTable:
@@ -155,19 +219,52 @@ def session_drift(
     whole networks re-timed instead (``space``, the table's search space, builds them; the fastest,
     the median and the slowest first, so a few cover its range). ``None`` when neither is possible.
     """
-    check = check_drift(table, backend, cache, context, workers=workers)
-    if check is not None:
-        return check
-    rows = _spread(table.networks, networks)
-    if space is None or not rows:
-        return None
-    backend.require_available()
-    jobs = {row["arch"]: network_job(space, space.parse(row["arch"]), backend.model_format, cache) for row in rows}
-    convert_all(list(jobs.values()), workers)
-    backend.settle(next(iter(jobs.values())).path)
-    pairs = {row["arch"]: (float(row["median_ms"]), backend.measure(jobs[row["arch"]].path).median_ms) for row in rows}
-    how = f"{len(rows)} of the table's whole networks (it has no reference networks)"
-    return drift_from_pairs(pairs, context, how)
+    check, _ = drift_with(table, backend, cache, context, {}, space=space, networks=networks, workers=workers)
+    return check
+
+
+def drift_with(
+    table: LatencyTable,
+    backend: Backend,
+    cache: Path,
+    context: str,
+    also: dict[str, Path],
+    *,
+    space: Any = None,
+    networks: int = 3,
+    workers: int = 1,
+) -> tuple[DriftCheck | None, dict[str, Measurement]]:
+    """:func:`session_drift` with the ``also`` model files timed in the same rounds as its networks, so the ratio and
+    the measurements it is applied to saw the same machine (:func:`measure_interleaved`). Without a drift check
+    (neither references nor a space), the ``also`` files are timed alone."""
+    subjects = _reference_subjects(table, backend, cache, workers) or _network_subjects(
+        table, backend, cache, space, networks, workers
+    )
+    if subjects is None:
+        return None, measure_interleaved(backend, also)
+    return _time_subjects(subjects, also, backend, context)
+
+
+def drift_first(
+    table_path: Path, backend: Backend, cache: Path, context: str, *, space: Any = None, networks: int = 0
+) -> DriftCheck | None:
+    """What a measuring session does first: :func:`session_drift`, the ratio recorded in the table (not in shipped tables).
+
+    ``networks`` > 0 with ``space``: a table without reference networks has that many of its whole networks re-timed.
+    """
+    check, _ = drift_first_with(table_path, backend, cache, context, {}, space=space, networks=networks)
+    return check
+
+
+def drift_first_with(
+    table_path: Path, backend: Backend, cache: Path, context: str, also: dict[str, Path], *, space: Any = None, networks: int = 0
+) -> tuple[DriftCheck | None, dict[str, Measurement]]:
+    """:func:`drift_first` with the ``also`` files timed in its rounds (:func:`drift_with`)."""
+    table = LatencyTable.load(table_path)
+    check, measured = drift_with(table, backend, cache, context, also, space=space, networks=networks)
+    if check is not None and SHIPPED.resolve() not in Path(table_path).resolve().parents:
+        record_drift(table_path, table, check)
+    return check, measured
 
 
 def _spread(networks: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
@@ -179,20 +276,6 @@ def _spread(networks: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     order = [last // 2, 0, last] + [round(last * q) for q in (0.25, 0.75, 0.1, 0.9)]
     picked = list(dict.fromkeys(order))[:count]
     return [ordered[index] for index in picked]
-
-
-def drift_first(
-    table_path: Path, backend: Backend, cache: Path, context: str, *, space: Any = None, networks: int = 0
-) -> DriftCheck | None:
-    """What a measuring session does first: :func:`session_drift`, the ratio recorded in the table (not in shipped tables).
-
-    ``networks`` > 0 with ``space``: a table without reference networks has that many of its whole networks re-timed.
-    """
-    table = LatencyTable.load(table_path)
-    check = session_drift(table, backend, cache, context, space=space, networks=networks)
-    if check is not None and SHIPPED.resolve() not in Path(table_path).resolve().parents:
-        record_drift(table_path, table, check)
-    return check
 
 
 def drift_before_measuring(spec: DeviceSpec, backend: Backend, cache: Path, context: str) -> DriftCheck | None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -269,12 +272,24 @@ def test_without_a_space_any_table_of_the_device_is_found(tmp_path: Path) -> Non
     assert find_device_table(spec, XEON) is None  # the drift module's lookup is matching_table too
 
 
-def test_the_drift_check_of_a_table_without_references_re_times_a_few_of_its_networks(tmp_path: Path) -> None:
-    """For real on ONNX Runtime: one whole network of the table, converted and timed now against its table figure."""
+def test_the_drift_check_of_a_table_without_references_re_times_its_networks_in_the_rounds_of_the_model(
+    tmp_path: Path,
+) -> None:
+    """For real on ONNX Runtime: one whole network of the table, converted and timed now against its table figure; a
+    model measured with the check (``hwnas latency --measure``) takes turns with it, one session's share each per round,
+    so a busy stretch of a shared machine slows both alike (a model timed after its check once read 0.44x its
+    prediction in CI)."""
     from hwnas.devices import DeviceSpec, make_backend
-    from hwnas.latency_tables.drift import _spread, session_drift
+    from hwnas.latency_tables.drift import _spread, drift_with, session_drift
 
-    backend = make_backend(DeviceSpec.from_toml("host-ort"))
+    class RecordingBackend(type(make_backend(DeviceSpec.from_toml("host-ort")))):  # the real backend, calls written down
+        calls: ClassVar[list[str]] = []
+
+        def measure_session(self, model_file: Path) -> Measurement:
+            self.calls.append(model_file.stem)
+            return super().measure_session(model_file)
+
+    backend = RecordingBackend(replace(DeviceSpec.from_toml("host-ort"), warmup=2, repeats=12, min_time_s=0.0, sessions=3))
     space = get_space("default")
     archs = [space.sample(seed).format() for seed in range(5)]
     networks = [{"arch": arch, "median_ms": ms} for arch, ms in zip(archs, (0.5, 0.1, 0.3, 0.9, 0.2), strict=True)]
@@ -289,6 +304,15 @@ def test_the_drift_check_of_a_table_without_references_re_times_a_few_of_its_net
         "drift check: 1 of the table's whole networks (it has no reference networks) now / in table = "
     )
     assert "--rescale" not in check.message(rescale_hint=False)
+
+    [network] = set(backend.calls)
+    model = Path(shutil.copy(next((tmp_path / "cache").rglob(f"{network}.onnx")), tmp_path / "model.onnx"))  # no 2nd export
+    backend.calls.clear()
+    check, measured = drift_with(table, backend, tmp_path / "cache", "test", {"model": model}, space=space, networks=1)
+    assert check is not None and backend.calls == [network, "model"] * 3
+    assert list(measured) == ["model"] and measured["model"].summary()["n"] == 12  # 3 rounds of 4 runs, pooled
+    _, alone = drift_with(table, backend, tmp_path / "cache", "test", {"model": model}, space=None)
+    assert list(alone) == ["model"]  # no drift check possible: the model is timed alone
 
 
 def test_predictor_fit_first_checks_drift_prints_the_ratio_and_keeps_it(tmp_path: Path, hwnas_in_process) -> None:

@@ -48,10 +48,11 @@ def latency_command(
     backend = _checked_backend(spec, lut, measure, allow_mismatch)
     resolved = resolve_model(model, checkpoint)
     shape = (1, resolved.channels, resolved.resolution, resolved.resolution)
-    drift = _drift(table_path, backend, lut) if measure and backend is not None else None
+    drift, measured = (
+        _measure_with_drift(table_path, backend, lut, resolved.module, shape) if measure and backend is not None else (None, None)
+    )
     scale, scale_note = _scale(lut, drift, rescale)
     predicted = network_latency(resolved.module, shape, lut, scale=scale)
-    measured = _measure(resolved.module, shape, backend) if measure and backend is not None else None
     today_ms = None if drift is None else predicted.total_ms / scale * drift.ratio
     report = {
         "model": model,
@@ -91,14 +92,36 @@ def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -
     return None
 
 
-def _drift(table_path: Path, backend: Any, lut: Any) -> Any:
-    """Re-time the table's reference networks before measuring (a table without them, as the shipped ones: a few of its
-    own whole networks), as ``hwnas run`` and ``hwnas search`` do; the ratio is recorded in the table (not a shipped
-    one). Without it, a machine running at half its table's time reads as a predictor 2x off."""
-    from hwnas.latency_tables.drift import DRIFT_NETWORKS, drift_first, table_space
+def _measure_with_drift(
+    table_path: Path, backend: Any, lut: Any, module: Any, shape: tuple[int, int, int, int]
+) -> tuple[Any, dict[str, Any]]:
+    """Export MODEL to the device's format and time it in the same rounds as the drift check's networks (the table's
+    reference networks; a table without them, as the shipped ones: a few of its own whole networks), as ``hwnas run``
+    and ``hwnas search`` check drift first. Timed in the same rounds, a busy stretch of a shared machine slows the
+    model and the ratio alike instead of reading as a predictor 2x off. The ratio is recorded in the table (not a
+    shipped one)."""
+    import torch
+
+    from hwnas.exporters import get_exporter
+    from hwnas.latency_tables.drift import DRIFT_NETWORKS, drift_first_with, table_space
     from hwnas.paths import model_cache
 
-    return drift_first(table_path, backend, model_cache(), "latency --measure", space=table_space(lut), networks=DRIFT_NETWORKS)
+    exporter = get_exporter(backend.model_format)
+    reason = exporter.unavailable_reason()
+    if reason is not None:
+        raise UserError(f"cannot export to {backend.model_format} here: {reason}")
+    with tempfile.TemporaryDirectory(prefix="hwnas-latency-") as folder:
+        path = exporter.export(module.eval(), torch.zeros(shape), Path(folder) / f"model{exporter.suffix}")
+        check, measured = drift_first_with(
+            table_path,
+            backend,
+            model_cache(),
+            "latency --measure",
+            {"model": path},
+            space=table_space(lut),
+            networks=DRIFT_NETWORKS,
+        )
+    return check, {"device": backend.spec.name, **measured["model"].summary()}
 
 
 def _ratio(predicted_ms: float, measured: dict[str, Any] | None) -> float | None:
@@ -116,23 +139,6 @@ def _scale(lut: Any, drift: Any, rescale: bool) -> tuple[float, str]:
     if ratio is None:
         return 1.0, "not rescaled: the table has no drift record (measure with --measure, or re-profile)"
     return ratio, f"x{ratio:.3f} (last recorded drift, {lut.drift[-1].get('measured_at', '?')})"
-
-
-def _measure(module: Any, shape: tuple[int, int, int, int], backend: Any) -> dict[str, Any]:
-    """Export the whole model to the device's format and time it there (the same timing loop as a profile)."""
-    import torch
-
-    from hwnas.exporters import get_exporter
-
-    exporter = get_exporter(backend.model_format)
-    reason = exporter.unavailable_reason()
-    if reason is not None:
-        raise UserError(f"cannot export to {backend.model_format} here: {reason}")
-    with tempfile.TemporaryDirectory(prefix="hwnas-latency-") as folder:
-        path = exporter.export(module.eval(), torch.zeros(shape), Path(folder) / f"model{exporter.suffix}")
-        backend.settle(path)
-        measurement = backend.measure(path)
-    return {"device": backend.spec.name, **measurement.summary()}
 
 
 def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
