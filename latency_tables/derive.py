@@ -14,6 +14,7 @@ rest of a network is the same layers), so the calibrated predictor keeps what it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,31 @@ def derive_table(
         drift=[],
     )
     return derived.save(out / "table.json")
+
+
+def derive_from(
+    spec: DeviceSpec,
+    backend: Backend,
+    space: SearchSpace,
+    made_from: SearchSpace,
+    base: TableMatch | None,
+    out: Path,
+    cache: Path,
+    *,
+    log: Callable[[str], None],
+    progress: bool = False,
+) -> TableMatch | None:
+    """What a search or a run does without a table of ``space`` (``made_from`` made for its data's images): ``base``,
+    a table of ``made_from`` on this device, completed by :func:`derive_table` into ``out``, said in one line; ``None``
+    without ``base``."""
+    if base is None:
+        return None
+    log(
+        f"no latency table of {space.name!r} on {spec.name}: {made_from.name!r}'s ({base.path.name}) with the "
+        f"{len(missing_layers(space, base.table))} layers it lacks, measured now into {out}/table.json"
+    )
+    path = derive_table(spec, backend, space, made_from, base, out, cache, progress=progress)
+    return TableMatch(path, LatencyTable.load(path), f"derived from a table {base.origin}")
 
 
 def _todays_ratio(

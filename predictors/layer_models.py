@@ -13,7 +13,16 @@ regressor per layer type, fitted on a device's measured layers (the table's entr
 2. a *correction*: gradient boosting on ``log(measured / cost model)`` from the layer's
    parameters (sizes, channels, kernel, stride, SE, activation) and the logs of its costs (FLOPs,
    memory traffic, parameter bytes). It learns what the cost model cannot say: a kernel size
-   that is slow at one width, cache effects at a given feature-map size.
+   that is slow at one width, cache effects at a given feature-map size. It is constrained to
+   grow with every size feature, and fitted only where 5-fold held-out error says it beats the cost
+   model alone (not by training fit);
+3. an *interval*: the 10th and 90th percentiles of the chosen model's held-out errors (log of
+   measured / predicted), so every modelled layer carries an 80% interval.
+
+Latency can only grow with work: the cost model's weights and its fixed per-layer cost are
+non-negative over costs that grow with width, resolution, kernel and expansion, and the correction
+is monotone in the same directions; outside the ranges it was fitted on, it may only shrink toward
+the cost model in the direction that keeps this true (:meth:`LayerTypeModel.outside_range`).
 
 A layer type with few measured layers gets the cost model only; with fewer still, a model shared
 by all types. scikit-learn conventions: hyperparameters in ``__init__``, ``fit`` returns ``self``,
@@ -24,14 +33,15 @@ nothing is saved (and nothing unpickled).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.ensemble import GradientBoostingRegressor
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import KFold
 
 from hwnas.builder import op_cost
 from hwnas.errors import UserError
@@ -40,6 +50,8 @@ from hwnas.opkey import LAYER_ACTIVATIONS, OP_TYPES, OpKey
 BYTES_PER_VALUE = 4  # fp32
 MIN_FOR_CORRECTION = 25  # measured layers of one type before the gradient-boosted correction is fitted
 MIN_FOR_COST_MODEL = 4  # ... before a type gets its own cost model
+HELD_OUT_FOLDS = 5
+INTERVAL_QUANTILES = (0.10, 0.90)  # an 80% interval from held-out errors
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,24 @@ FEATURE_NAMES = (
     "log_activation_bytes",
     "log_parameter_bytes",
 )
+# +1: the correction may only grow with the feature (every measure of size or work); 0: free (stride, activation)
+GROWS_WITH = frozenset(
+    (
+        "log_in_size",
+        "log_out_size",
+        "log_in_channels",
+        "log_mid_channels",
+        "log_out_channels",
+        "kernel",
+        "expansion_conv",
+        "se",
+        "skip",
+        "log_flops",
+        "log_activation_bytes",
+        "log_parameter_bytes",
+    )
+)
+MONOTONE = np.array([1 if name in GROWS_WITH else 0 for name in FEATURE_NAMES])
 
 
 def feature_matrix(keys: Sequence[OpKey]) -> np.ndarray:
@@ -140,7 +170,8 @@ def feature_matrix(keys: Sequence[OpKey]) -> np.ndarray:
 
 
 class CostModel(BaseEstimator, RegressorMixin):
-    """Latency (ms) as an intercept plus a non-negative weighted sum of cost terms, fitted on relative error."""
+    """Latency (ms) as a fixed per-layer cost plus a weighted sum of cost terms, all non-negative, fitted on relative
+    error: more work can never predict less time."""
 
     def __init__(self, scale: float = 1e6) -> None:
         self.scale = scale
@@ -148,65 +179,109 @@ class CostModel(BaseEstimator, RegressorMixin):
     def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> CostModel:
         costs, target = cost_matrix(keys) / self.scale, np.asarray(ms, dtype=np.float64)
         self.used_ = np.flatnonzero(costs.any(axis=0))
-        model = LinearRegression(positive=True)
-        model.fit(costs[:, self.used_], target, sample_weight=1.0 / np.maximum(target, 1e-6) ** 2)
+        model = LinearRegression(positive=True, fit_intercept=False)  # the fixed cost is a column of ones, kept >= 0
+        model.fit(_with_fixed(costs[:, self.used_]), target, sample_weight=1.0 / np.maximum(target, 1e-6) ** 2)
         self.model_ = model
+        self.fixed_ms_ = float(model.coef_[0])
         self.floor_ = float(np.min(target)) * 0.5  # never predict below half the fastest layer it saw
         return self
 
     def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
         costs = cost_matrix(keys) / self.scale
-        return np.maximum(self.model_.predict(costs[:, self.used_]), self.floor_)
+        return np.maximum(self.model_.predict(_with_fixed(costs[:, self.used_])), self.floor_)
+
+
+def _with_fixed(costs: np.ndarray) -> np.ndarray:
+    return np.hstack([np.ones((len(costs), 1)), costs])
 
 
 class LayerTypeModel(BaseEstimator, RegressorMixin):
-    """One layer type: the cost model, times a gradient-boosted correction when there is data for one."""
+    """One layer type: the cost model, times a monotone boosted correction where held-out error says it helps."""
 
-    def __init__(
-        self,
-        n_estimators: int = 300,
-        max_depth: int = 3,
-        learning_rate: float = 0.05,
-        subsample: float = 0.8,
-        correction: bool = True,
-    ) -> None:
+    def __init__(self, n_estimators: int = 300, max_depth: int = 3, learning_rate: float = 0.05, correction: bool = True) -> None:
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
-        self.subsample = subsample
         self.correction = correction
 
     def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerTypeModel:
-        target = np.asarray(ms, dtype=np.float64)
+        keys, target = list(keys), np.asarray(ms, dtype=np.float64)
+        cost_only = clone(self).set_params(correction=False)
+        residuals = held_out_log_errors(cost_only._fit_plain, keys, target)
+        self.cost_ = CostModel().fit(keys, target)
+        self.correction_: HistGradientBoostingRegressor | None = None
+        self.held_out_error_ = {"cost model": float(np.mean(np.abs(residuals)))}
+        if self.correction and len(keys) >= MIN_FOR_CORRECTION:
+            corrected = held_out_log_errors(clone(self)._fit_plain, keys, target)
+            self.held_out_error_["cost model + correction"] = float(np.mean(np.abs(corrected)))
+            if self.held_out_error_["cost model + correction"] < self.held_out_error_["cost model"]:
+                self._fit_correction(keys, target)
+                residuals = corrected
+        self.interval_ = tuple(float(q) for q in np.quantile(residuals, INTERVAL_QUANTILES))
+        return self
+
+    def _fit_plain(self, keys: Sequence[OpKey], target: np.ndarray) -> LayerTypeModel:
+        """Fit without the held-out choice (what each fold of :func:`held_out_log_errors` fits)."""
         self.cost_ = CostModel().fit(keys, target)
         self.correction_ = None
         if self.correction and len(keys) >= MIN_FOR_CORRECTION:
-            residual = np.log(target) - np.log(self.cost_.predict(keys))
-            self.correction_ = GradientBoostingRegressor(
-                n_estimators=self.n_estimators,
-                max_depth=self.max_depth,
-                learning_rate=self.learning_rate,
-                subsample=self.subsample,
-                loss="huber",
-                random_state=0,
-            ).fit(features := feature_matrix(keys), residual)
-            self.low_, self.high_ = features.min(axis=0), features.max(axis=0)
+            self._fit_correction(keys, target)
         return self
+
+    def _fit_correction(self, keys: Sequence[OpKey], target: np.ndarray) -> None:
+        residual = np.log(target) - np.log(self.cost_.predict(keys))
+        features = feature_matrix(keys)
+        self.correction_ = HistGradientBoostingRegressor(
+            max_iter=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            min_samples_leaf=5,
+            monotonic_cst=MONOTONE,
+            random_state=0,
+        ).fit(features, residual)
+        self.low_, self.high_ = features.min(axis=0), features.max(axis=0)
 
     def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
         base = self.cost_.predict(keys)
         if self.correction_ is None:
             return base
         features = feature_matrix(keys)
-        return base * np.exp(self.correction_.predict(features) * self.trust(features))
+        return base * np.exp(self.outside_range(self.correction_.predict(features), features))
 
-    def trust(self, features: np.ndarray) -> np.ndarray:
-        """How much of the correction a layer gets: 1 inside the ranges the correction was fitted on, shrinking to 0 at
-        one range's width outside any of them. Trees cannot extrapolate: beyond what they saw they repeat the nearest
-        leaf, so there the cost model, whose form follows the hardware, answers alone."""
+    def predict_interval(self, keys: Sequence[OpKey]) -> tuple[np.ndarray, np.ndarray]:
+        """An 80% interval per layer: the prediction times the 10th and 90th percentile of the held-out errors."""
+        predicted = self.predict(keys)
+        return predicted * math.exp(self.interval_[0]), predicted * math.exp(self.interval_[1])
+
+    def outside_range(self, correction: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """The correction beyond the ranges it was fitted on (log ratio to the cost model).
+
+        Trees cannot extrapolate: beyond what they saw they repeat the nearest leaf. There the correction fades toward
+        the cost model, whose form follows the hardware, reaching it at one range's width outside, but only in the
+        direction that keeps latency growing with work: below the ranges a correction that slows a layer fades, above
+        them one that speeds it up (so a small layer is never held at the floor of the smallest it saw, and a large
+        one is never predicted faster than its work). Along any size feature the result still grows."""
         width = np.maximum(self.high_ - self.low_, 1e-9)
-        outside = np.maximum(features - self.high_, 0.0) + np.maximum(self.low_ - features, 0.0)
-        return np.clip(1.0 - (outside / width).max(axis=1), 0.0, 1.0)
+        grows = MONOTONE == 1
+        below = (np.maximum(self.low_ - features, 0.0) / width)[:, grows].max(axis=1)
+        above = (np.maximum(features - self.high_, 0.0) / width)[:, grows].max(axis=1)
+        other = (np.maximum(features - self.high_, 0.0) + np.maximum(self.low_ - features, 0.0))[:, ~grows] / width[~grows]
+        unseen = np.clip(1.0 - other.max(axis=1, initial=0.0), 0.0, 1.0)  # a stride or activation it never saw: both
+        slower, faster = np.maximum(correction, 0.0), np.minimum(correction, 0.0)
+        return unseen * (slower * np.clip(1.0 - below, 0.0, 1.0) + faster * np.clip(1.0 - above, 0.0, 1.0))
+
+
+def held_out_log_errors(
+    fit: Callable[[Sequence[OpKey], np.ndarray], LayerTypeModel], keys: list[OpKey], target: np.ndarray
+) -> np.ndarray:
+    """``log(measured / predicted)`` of each layer by a model fitted without it (:data:`HELD_OUT_FOLDS`-fold; one
+    fold per layer when there are fewer)."""
+    folds = KFold(n_splits=min(HELD_OUT_FOLDS, len(keys)), shuffle=True, random_state=0)
+    errors = np.empty(len(keys), dtype=np.float64)
+    for train, test in folds.split(keys):
+        model = fit([keys[i] for i in train], target[train])
+        errors[test] = np.log(target[test]) - np.log(model.predict([keys[i] for i in test]))
+    return errors
 
 
 class LayerLatencyModel(BaseEstimator, RegressorMixin):
@@ -225,7 +300,7 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
                 f"layer models need at least {MIN_FOR_COST_MODEL} measured layers with positive latency, got {len(keys)} "
                 "(profile with --layers N)"
             )
-        self.shared_ = CostModel().fit(keys, target)
+        self.shared_ = LayerTypeModel(correction=False).fit(keys, target)
         self.types_: dict[str, LayerTypeModel] = {}
         self.counts_ = {op: sum(key.op == op for key in keys) for op in OP_TYPES}
         for op in OP_TYPES:
@@ -236,12 +311,19 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
         return self
 
     def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
+        return self._by_type(keys, lambda model, chosen: model.predict(chosen))
+
+    def predict_interval(self, keys: Sequence[OpKey]) -> tuple[np.ndarray, np.ndarray]:
+        """Each layer's 80% interval (:meth:`LayerTypeModel.predict_interval`), low and high."""
+        low = self._by_type(keys, lambda model, chosen: model.predict_interval(chosen)[0])
+        return low, self._by_type(keys, lambda model, chosen: model.predict_interval(chosen)[1])
+
+    def _by_type(self, keys: Sequence[OpKey], answer: Callable[[LayerTypeModel, list[OpKey]], np.ndarray]) -> np.ndarray:
         keys = list(keys)
         out = np.empty(len(keys), dtype=np.float64)
         for op in {key.op for key in keys}:
             chosen = [i for i, key in enumerate(keys) if key.op == op]
-            model = self.types_.get(op, self.shared_)
-            out[chosen] = model.predict([keys[i] for i in chosen])
+            out[chosen] = answer(self.types_.get(op, self.shared_), [keys[i] for i in chosen])
         return out
 
     def describe(self) -> dict[str, str]:

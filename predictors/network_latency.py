@@ -11,6 +11,11 @@ runtime, binding input and output) once; a network pays it once in all. When the
 the near-empty layer :data:`~hwnas.latency_tables.sampling.OVERHEAD_KEY` (``profile --layers``
 always does), that cost is taken off every layer but one (``call_overhead_ms``). Without it, the
 sum is the plain table sum, which overestimates small networks.
+
+A network with modelled layers also gets an 80% interval (``low_ms``, ``high_ms``): each modelled
+layer's interval from its model's held-out errors (:meth:`LayerLatencyModel.predict_interval`),
+summed as if their errors went together (one device's layer models err alike, so they do not
+cancel), looked-up layers taken as measured.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class NetworkLatency:
     modelled: int
     call_overhead_ms: float = 0.0
     scale: float = 1.0
+    low_ms: float | None = None  # the 80% interval (None: every layer looked up)
+    high_ms: float | None = None
 
     @property
     def looked_up_share(self) -> float:
@@ -56,6 +63,7 @@ class NetworkLatency:
             "modelled": self.modelled,
             "call_overhead_ms": self.call_overhead_ms,
             "scale": self.scale,
+            "interval_ms": None if self.low_ms is None else [self.low_ms, self.high_ms],
             "layers": [{"key": layer.key.describe(), "ms": layer.ms, "source": layer.source} for layer in self.layers],
         }
 
@@ -85,8 +93,9 @@ def call_overhead(table: LatencyTable) -> float:
 def keys_latency(keys: Sequence[OpKey], table: LatencyTable, *, scale: float = 1.0) -> NetworkLatency:
     """Latency of a chain of layers; ``scale`` multiplies the result (a drift ratio, ``--rescale``)."""
     keys = list(keys)
-    missing = [key for key in keys if key not in table.entries]
-    modelled = dict(zip(missing, layer_model(table).predict(missing), strict=True)) if missing else {}
+    missing = list(dict.fromkeys(key for key in keys if key not in table.entries))
+    model = layer_model(table) if missing else None
+    modelled = dict(zip(missing, model.predict(missing), strict=True)) if model else {}
     layers = tuple(
         LayerLatency(key, table.entries[key].median_ms, "table")
         if key in table.entries
@@ -94,9 +103,16 @@ def keys_latency(keys: Sequence[OpKey], table: LatencyTable, *, scale: float = 1
         for key in keys
     )
     overhead = call_overhead(table)
-    total = sum(layer.ms for layer in layers) - overhead * max(len(layers) - 1, 0)
+    shared = overhead * max(len(layers) - 1, 0)
+    total = sum(layer.ms for layer in layers) - shared
     looked_up = sum(layer.source == "table" for layer in layers)
-    return NetworkLatency(total * scale, layers, looked_up, len(layers) - looked_up, overhead, scale)
+    low = high = None
+    if model is not None:
+        lows, highs = (dict(zip(missing, bound, strict=True)) for bound in model.predict_interval(missing))
+        measured = sum(layer.ms for layer in layers if layer.source == "table") - shared
+        low = (measured + sum(float(lows[layer.key]) for layer in layers if layer.source == "model")) * scale
+        high = (measured + sum(float(highs[layer.key]) for layer in layers if layer.source == "model")) * scale
+    return NetworkLatency(total * scale, layers, looked_up, len(layers) - looked_up, overhead, scale, low, high)
 
 
 def network_latency(

@@ -53,7 +53,9 @@ def latency_command(
     )
     scale, scale_note = _scale(lut, drift, rescale)
     predicted = network_latency(resolved.module, shape, lut, scale=scale)
-    today_ms = None if drift is None else predicted.total_ms / scale * drift.ratio
+    today = None if drift is None else drift.ratio / scale
+    today_ms = None if today is None else predicted.total_ms * today
+    today_interval = None if today is None or predicted.low_ms is None else [predicted.low_ms * today, predicted.high_ms * today]
     report = {
         "model": model,
         "input_shape": list(shape),
@@ -64,6 +66,7 @@ def latency_command(
         "drift": drift.to_json() if drift else None,
         "measured": measured,
         "predicted_today_ms": today_ms,
+        "predicted_today_interval_ms": today_interval,
         "predicted_over_measured": _ratio(today_ms if today_ms is not None else predicted.total_ms, measured),
         "table_has_sampled_layers": OVERHEAD_KEY in lut.entries,
     }
@@ -155,6 +158,11 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
         f"{predicted.modelled}/{total} modelled; per-call overhead {predicted.call_overhead_ms:.4f} ms counted once; "
         f"{esc(report['rescale'])})"
     )
+    if predicted.low_ms is not None:
+        console.print(
+            f"80% interval {predicted.low_ms:.3f}-{predicted.high_ms:.3f} ms{frame} (the modelled layers' held-out errors, "
+            "taken to go together)"
+        )
     if predicted.modelled and not report["table_has_sampled_layers"]:
         console.print(
             f"[yellow]the table holds no sampled layers (hwnas profile SPEC --layers N): the {predicted.modelled} modelled "
@@ -165,7 +173,12 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
         colour = "yellow" if check["warn"] else "green"
         console.print(f"[{colour}]drift check: {esc(check['how'])} now / in table = {check['ratio']:.3f}[/]")
         console.print(
-            f"predicted today [bold]{report['predicted_today_ms']:.3f} ms[/] (the prediction in table time x the drift ratio)"
+            f"predicted today [bold]{report['predicted_today_ms']:.3f} ms[/] (the prediction in table time x the drift ratio"
+            + (
+                ", 80% interval {:.3f}-{:.3f} ms)".format(*report["predicted_today_interval_ms"])
+                if report["predicted_today_interval_ms"]
+                else ")"
+            )
         )
     measured = report["measured"]
     if measured:

@@ -114,20 +114,13 @@ def load_device_latency(
 
 
 def _derived(spec: DeviceSpec, backend: Any, space: SearchSpace, made_from: SearchSpace, log: Callable[[str], None]) -> Any:
-    """``space``'s table derived from a table of ``made_from`` on this device (None without one)."""
-    from hwnas.latency_tables.derive import derive_table, missing_layers
+    """``space``'s table derived from a table of ``made_from`` on this device, into ``hwnas profile``'s folder."""
+    from hwnas.latency_tables.derive import derive_from
     from hwnas.paths import model_cache
 
     base = matching_table(spec.name, backend.fingerprint(), made_from.name, made_from.hash)
-    if base is None:
-        return None
     out = PROFILES / f"{spec.name}-{space.name}"
-    log(
-        f"no table of {space.name!r} on {spec.name}: measuring the {len(missing_layers(space, base.table))} layers it has "
-        f"and {made_from.name!r}'s table ({base.path.name}) lacks, into {out}/table.json"
-    )
-    path = derive_table(spec, backend, space, made_from, base, out, model_cache(), progress=False)
-    return matching_table(spec.name, backend.fingerprint(), space.name, space.hash, explicit=path)
+    return derive_from(spec, backend, space, made_from, base, out, model_cache(), log=log)
 
 
 def fastest_arch(space: SearchSpace, table: LatencyTable) -> Arch:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hwnas.errors import UserError
 from hwnas.pipeline.context import RunContext, cores
@@ -20,6 +20,9 @@ from hwnas.pipeline.stage import Stage, StageResult
 from hwnas.pipeline.stages.device import DeviceResult
 from hwnas.space import SearchSpace
 from hwnas.typedjson import checked
+
+if TYPE_CHECKING:
+    from hwnas.latency_tables.table import TableMatch
 
 RUN_PROFILED = "profiled by this run"
 
@@ -115,7 +118,7 @@ def _budget(context: RunContext, primary: TableInfo, scale: float) -> tuple[floa
 
 def _device_table(context: RunContext, spec: Any) -> TableInfo:
     from hwnas.devices import make_backend
-    from hwnas.latency_tables.table import LatencyTable
+    from hwnas.latency_tables.table import LatencyTable, TableMatch
 
     run_tables = context.folder / "tables"
     backend = make_backend(spec)
@@ -127,9 +130,8 @@ def _device_table(context: RunContext, spec: Any) -> TableInfo:
         context.log(f"no latency table of {context.space.name!r} for {spec.name} on this machine: profiling it now")
         folder = run_tables / f"{spec.name}-{context.space.name}"
         profile_report = _profile(context, spec, folder)
-        found = (folder / "table.json", RUN_PROFILED)
-    path, origin = found
-    table = LatencyTable.load(path)
+        found = TableMatch(folder / "table.json", LatencyTable.load(folder / "table.json"), RUN_PROFILED)
+    path, origin, table = found.path, found.origin, found.table
     copy = run_tables / f"{spec.name}-{context.space.name}.json"
     if path.resolve() != copy.resolve():
         table.save(copy)
@@ -151,34 +153,26 @@ def _device_table(context: RunContext, spec: Any) -> TableInfo:
     )
 
 
-def find_table(spec: Any, fingerprint: dict[str, Any], space: SearchSpace, run_tables: Path) -> tuple[Path, str] | None:
+def find_table(spec: Any, fingerprint: dict[str, Any], space: SearchSpace, run_tables: Path) -> TableMatch | None:
     """A table of this device and space measured on this machine: the run's own, then ``hwnas profile``'s, then shipped."""
     from hwnas.latency_tables.table import PROFILED, matching_table
     from hwnas.paths import profiles_dir
 
     stores = ((run_tables, RUN_PROFILED), (profiles_dir(), PROFILED))
-    found = matching_table(spec.name, fingerprint, space.name, space.hash, stores=stores)
-    return None if found is None else (found.path, found.origin)
+    return matching_table(spec.name, fingerprint, space.name, space.hash, stores=stores)
 
 
-def _derived(context: RunContext, spec: Any, backend: Any, run_tables: Path, made_from: SearchSpace) -> tuple[Path, str] | None:
+def _derived(context: RunContext, spec: Any, backend: Any, run_tables: Path, made_from: SearchSpace) -> TableMatch | None:
     """The run's space is ``made_from`` made for the data's images: a table of ``made_from`` on this device, completed
-    with the layers it lacks measured now (:func:`~hwnas.latency_tables.derive.derive_table`), instead of a profile."""
-    from hwnas.latency_tables.derive import derive_table, missing_layers
-    from hwnas.latency_tables.table import LatencyTable, TableMatch
+    with the layers it lacks measured now (:func:`~hwnas.latency_tables.derive.derive_from`), instead of a profile."""
+    from hwnas.latency_tables.derive import derive_from
     from hwnas.paths import model_cache
 
-    found = find_table(spec, backend.fingerprint(), made_from, run_tables)
-    if found is None:
-        return None
-    base = TableMatch(found[0], LatencyTable.load(found[0]), found[1])
-    context.log(
-        f"no latency table of {context.space.name!r} for {spec.name}: {made_from.name!r}'s ({base.path.name}) with the "
-        f"{len(missing_layers(context.space, base.table))} layers it lacks, measured now"
-    )
+    base = find_table(spec, backend.fingerprint(), made_from, run_tables)
     out = run_tables / f"{spec.name}-{context.space.name}"
-    path = derive_table(spec, backend, context.space, made_from, base, out, model_cache(), progress=context.progress)
-    return path, f"derived from a table {base.origin}"
+    return derive_from(
+        spec, backend, context.space, made_from, base, out, model_cache(), log=context.log, progress=context.progress
+    )
 
 
 def _profile(context: RunContext, spec: Any, out: Path) -> dict[str, Any]:
