@@ -12,8 +12,10 @@ regressor per layer type, fitted on a device's measured layers (the table's entr
    that extrapolates sensibly: twice the channels, about twice the time;
 2. a *correction*: gradient boosting on ``log(measured / cost model)`` from the layer's
    parameters (sizes, channels, kernel, stride, SE, activation) and the logs of its costs (FLOPs,
-   memory traffic, parameter bytes). It learns what the cost model cannot say: a kernel size
-   that is slow at one width, cache effects at a given feature-map size. It is constrained to
+   memory traffic, parameter bytes) and whether each channel count is a multiple of 8. It learns
+   what the cost model cannot say: a kernel size that is slow at one width, cache effects at a
+   given feature-map size, ONNX Runtime's depthwise layers running 1.9x slower on channel counts
+   off its vector blocks (the mean log residual of unaligned mid channels, measured 2026-12-04). It is constrained to
    grow with every size feature, and fitted only where 5-fold held-out error says it beats the cost
    model alone (not by training fit);
 3. an *interval*: the 10th and 90th percentiles of the chosen model's held-out errors (log of
@@ -21,7 +23,8 @@ regressor per layer type, fitted on a device's measured layers (the table's entr
 
 Latency can only grow with work: the cost model's weights and its fixed per-layer cost are
 non-negative over costs that grow with width, resolution, kernel and expansion, and the correction
-is monotone in the same directions; outside the ranges it was fitted on, it may only shrink toward
+is monotone in the same directions (channel alignment aside: the hardware itself runs 64 channels
+faster than 63, so the alignment features are left free); outside the ranges it was fitted on, it may only shrink toward
 the cost model in the direction that keeps this true (:meth:`LayerTypeModel.outside_range`).
 
 A layer type with few measured layers gets the cost model only; with fewer still, a model shared
@@ -122,7 +125,9 @@ FEATURE_NAMES = (
     "log_flops",
     "log_activation_bytes",
     "log_parameter_bytes",
+    *(f"{part}_channels_aligned" for part in ("in", "mid", "out")),
 )
+ALIGNMENT = 8  # channels in a multiple of this run on the runtimes' vector kernels (ONNX Runtime's NCHWc blocks on AVX2)
 # +1: the correction may only grow with the feature (every measure of size or work); 0: free (stride, activation)
 GROWS_WITH = frozenset(
     (
@@ -164,6 +169,7 @@ def feature_matrix(keys: Sequence[OpKey]) -> np.ndarray:
                 math.log1p(costs.flops),
                 math.log1p(costs.activation_bytes),
                 math.log1p(costs.parameter_bytes),
+                *(float(channels % ALIGNMENT == 0) for channels in (key.in_channels, key.mid_channels, key.out_channels)),
             ]
         )
     return np.asarray(rows, dtype=np.float64).reshape(len(keys), len(FEATURE_NAMES))
