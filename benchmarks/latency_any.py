@@ -163,6 +163,7 @@ def predict_all(table: Any, networks: list[dict[str, Any]]) -> None:
     for network in networks:
         result = keys_latency(network["keys"], table)
         network["predicted_ms"] = result.total_ms
+        network["interval_ms"] = None if result.low_ms is None else [result.low_ms, result.high_ms]
         network["looked_up"], network["modelled"] = result.looked_up, result.modelled
         network["predicted_no_overhead_ms"] = sum(layer.ms for layer in result.layers)
         missing = [k for k in network["keys"] if k not in table.entries]
@@ -171,6 +172,12 @@ def predict_all(table: Any, networks: list[dict[str, Any]]) -> None:
             table.entries[k].median_ms if k in table.entries else cost[k] for k in network["keys"]
         ) - result.call_overhead_ms * (len(network["keys"]) - 1)
         network["layers"] = [{"key": layer.key.describe(), "ms": layer.ms, "source": layer.source} for layer in result.layers]
+
+
+def _inside(network: dict[str, Any]) -> bool:
+    """Whether the measurement falls in the network's 80% interval (a network with every layer looked up has none)."""
+    interval = network["interval_ms"]
+    return interval is not None and interval[0] <= network["measured_ms"] <= interval[1]
 
 
 def _cost_only(table: Any) -> LayerLatencyModel:
@@ -295,6 +302,7 @@ def score(result: dict[str, Any], table: Any, networks: list[dict[str, Any]]) ->
             "network_latency": metrics([n["predicted_ms"] for n in chosen], measured),
             "ablation_no_overhead_correction": metrics([n["predicted_no_overhead_ms"] for n in chosen], measured),
             "ablation_cost_model_only": metrics([n["predicted_cost_model_only_ms"] for n in chosen], measured),
+            "inside_80pct_interval": float(np.mean([_inside(n) for n in chosen])),
             "looked_up_layers": int(sum(n["looked_up"] for n in chosen)),
             "modelled_layers": int(sum(n["modelled"] for n in chosen)),
         }
