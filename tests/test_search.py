@@ -433,7 +433,7 @@ def test_an_rgb_folder_is_searched_with_the_shipped_table_and_only_the_layers_it
     command = [*SEARCH, "--budget-ms", "0.6", "--data", str(pets), "--trials", "2", "--no-measure"]
     first = hwnas_in_process(*command, "--out", str(tmp_path / "first"))
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "searching 'default-3ch-3cls'" in first.stdout and "measuring the 2 layers it has" in first.stdout
+    assert "searching 'default-3ch-3cls'" in first.stdout and "with the 2 layers it lacks, measured now" in first.stdout
     space = SPACE.for_data(3, 3)
     derived = LatencyTable.load(tmp_path / "runs" / "profiles" / f"{device.spec.name}-{space.name}" / "table.json")
     assert (derived.space, derived.space_hash) == (space.name, space.hash)
@@ -445,7 +445,7 @@ def test_an_rgb_folder_is_searched_with_the_shipped_table_and_only_the_layers_it
     assert searched["completed"] == 2 and searched["best"]["arch"].startswith("default-3ch-3cls:")
     assert searched["config"]["space"] == space.name and searched["config"]["space_hash"] == space.hash
     second = hwnas_in_process(*command, "--out", str(tmp_path / "second"))
-    assert second.returncode == 0 and "measuring" not in second.stdout, second.stderr[-3000:]
+    assert second.returncode == 0 and "layers it lacks" not in second.stdout, second.stderr[-3000:]
 
 
 def test_a_supernet_search_on_data_of_other_channels_is_one_line(device, tmp_path: Path, hwnas_in_process) -> None:
