@@ -45,6 +45,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold
+from threadpoolctl import threadpool_limits
 
 from hwnas.builder import op_cost
 from hwnas.errors import UserError
@@ -300,12 +301,17 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
         self.correction = correction  # False: cost models only (an ablation)
 
     def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerLatencyModel:
+        with threadpool_limits(limits=1, user_api="openmp"):  # a few hundred layers: thread startup costs more than it saves
+            return self._fit(keys, ms)
+
+    def _fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerLatencyModel:
         keys, target = list(keys), np.asarray(ms, dtype=np.float64)
         if len(keys) < MIN_FOR_COST_MODEL or np.any(target <= 0):
             raise UserError(
                 f"layer models need at least {MIN_FOR_COST_MODEL} measured layers with positive latency, got {len(keys)} "
                 "(profile with --layers N)"
             )
+        self.__dict__.pop("_answers", None)  # answers of an earlier fit
         self.shared_ = LayerTypeModel(correction=False).fit(keys, target)
         self.types_: dict[str, LayerTypeModel] = {}
         self.counts_ = {op: sum(key.op == op for key in keys) for op in OP_TYPES}
@@ -317,20 +323,28 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
         return self
 
     def predict(self, keys: Sequence[OpKey]) -> np.ndarray:
-        return self._by_type(keys, lambda model, chosen: model.predict(chosen))
+        return self.predict_with_interval(keys)[0]
 
     def predict_interval(self, keys: Sequence[OpKey]) -> tuple[np.ndarray, np.ndarray]:
         """Each layer's 80% interval (:meth:`LayerTypeModel.predict_interval`), low and high."""
-        low = self._by_type(keys, lambda model, chosen: model.predict_interval(chosen)[0])
-        return low, self._by_type(keys, lambda model, chosen: model.predict_interval(chosen)[1])
+        _, low, high = self.predict_with_interval(keys)
+        return low, high
 
-    def _by_type(self, keys: Sequence[OpKey], answer: Callable[[LayerTypeModel, list[OpKey]], np.ndarray]) -> np.ndarray:
+    def predict_with_interval(self, keys: Sequence[OpKey]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Prediction, low and high for each layer. Answers are kept per layer: pruning asks about the same few
+        channel choices thousands of times, and each call of the boosted trees costs milliseconds of thread startup."""
         keys = list(keys)
-        out = np.empty(len(keys), dtype=np.float64)
-        for op in {key.op for key in keys}:
-            chosen = [i for i, key in enumerate(keys) if key.op == op]
-            out[chosen] = answer(self.types_.get(op, self.shared_), [keys[i] for i in chosen])
-        return out
+        answers = self.__dict__.setdefault("_answers", {})
+        new = list(dict.fromkeys(key for key in keys if key not in answers))
+        for op in {key.op for key in new}:
+            chosen = [key for key in new if key.op == op]
+            model = self.types_.get(op, self.shared_)
+            with threadpool_limits(limits=1, user_api="openmp"):
+                predicted = model.predict(chosen)
+            low, high = predicted * math.exp(model.interval_[0]), predicted * math.exp(model.interval_[1])
+            answers.update(zip(chosen, zip(predicted, low, high, strict=True), strict=True))
+        table = np.array([answers[key] for key in keys], dtype=np.float64).reshape(len(keys), 3)
+        return table[:, 0], table[:, 1], table[:, 2]
 
     def describe(self) -> dict[str, str]:
         """Which model answers for each type, and from how many measured layers."""

@@ -94,8 +94,8 @@ def keys_latency(keys: Sequence[OpKey], table: LatencyTable, *, scale: float = 1
     """Latency of a chain of layers; ``scale`` multiplies the result (a drift ratio, ``--rescale``)."""
     keys = list(keys)
     missing = list(dict.fromkeys(key for key in keys if key not in table.entries))
-    model = layer_model(table) if missing else None
-    modelled = dict(zip(missing, model.predict(missing), strict=True)) if model else {}
+    answers = layer_model(table).predict_with_interval(missing) if missing else ((), (), ())
+    modelled, lows, highs = (dict(zip(missing, column, strict=True)) for column in answers)
     layers = tuple(
         LayerLatency(key, table.entries[key].median_ms, "table")
         if key in table.entries
@@ -107,8 +107,7 @@ def keys_latency(keys: Sequence[OpKey], table: LatencyTable, *, scale: float = 1
     total = sum(layer.ms for layer in layers) - shared
     looked_up = sum(layer.source == "table" for layer in layers)
     low = high = None
-    if model is not None:
-        lows, highs = (dict(zip(missing, bound, strict=True)) for bound in model.predict_interval(missing))
+    if missing:
         measured = sum(layer.ms for layer in layers if layer.source == "table") - shared
         low = (measured + sum(float(lows[layer.key]) for layer in layers if layer.source == "model")) * scale
         high = (measured + sum(float(highs[layer.key]) for layer in layers if layer.source == "model")) * scale
