@@ -71,12 +71,13 @@ def test_a_run_on_colour_images_searches_trains_and_exports_three_channel_networ
     """``hwnas run --data RGB_FOLDER`` on the default (1-channel, 10-class) space: the run searches ``default-3ch-3cls``
     (its stem and classifier made for the images), its table the shipped one with the 2 layers it lacks measured now,
     and exports networks that take 3 channels (until 2026-12-04 it trained on gray copies and said nothing; then it
-    refused). Small settings: no pruning and no references, which the quick-run tests cover."""
+    refused). Small settings: no pruning and no references, which the quick-run tests cover, and ONNX Runtime as the
+    device (cold, its conversions made the run 52 s against TFLite's 88 s; the search's RGB test derives on TFLite)."""
     import onnxruntime
     from test_supernet_train import _rgb_folder
 
     images, out, config = _rgb_folder(embedded_data, tmp_path / "rgb", per_class=10), tmp_path / "run", tmp_path / "run.toml"
-    config.write_text("[search]\ntrials = 2\n[prune]\nepisodes = 0\n[references]\nmodels = []\n")
+    config.write_text('devices = ["host-ort"]\n[search]\ntrials = 2\n[prune]\nepisodes = 0\n[references]\nmodels = []\n')
     result = hwnas_in_process("run", "--quick", "--config", config, "--data", images, "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "searching 'default-3ch-3cls', its stem and classifier made for them" in result.stdout
