@@ -332,15 +332,15 @@ def _falls(model: LayerLatencyModel, keys: list[OpKey]) -> list[tuple[str, str]]
 
 @pytest.mark.parametrize("table", [EPYC_ORT, TFLITE_EPYC], ids=["ort", "tflite"])
 def test_predicted_layer_latency_never_falls_as_a_sampled_layer_grows(table: Path) -> None:
-    """Monotone in width, resolution, kernel and expansion for 120 sampled layers of every type, inside and far
+    """Monotone in width, resolution, kernel and expansion for 80 sampled layers of every type, inside and far
     outside the ranges a real table measured, each grown by 4 steps of 4 kinds: the cost model's non-negative
     weights over growing costs, a correction constrained to grow with size, and its fade outside the ranges only in
     the direction that keeps that true. (The models before this change let some of these 120 layers get faster as
-    they grew on the TFLite table; 120 keeps the torch-counted costs of the grown layers cheap.)"""
-    assert _falls(_fitted(table), sample_layers(120, seed=7)) == []
+    they grew on the TFLite table; 80 keeps the torch-counted costs of the grown layers cheap.)"""
+    assert _falls(_fitted(table), sample_layers(80, seed=7)) == []
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     in_size=st.integers(2, 224),
     channels=st.tuples(st.integers(8, 1024), st.integers(8, 1024)),
