@@ -113,11 +113,9 @@ def _reference_subjects(table: LatencyTable, backend: Backend, cache: Path, work
     names = [name for name in table.references if name in REFERENCES]
     if not names:
         return None
-    backend.require_available()
     jobs = {name: reference_job(name, backend.model_format, cache) for name in names}
-    convert_all(list(jobs.values()), workers)
-    files = {name: (float(table.references[name]["median_ms"]), job.path) for name, job in jobs.items()}
-    return _Subjects(files, "reference networks")
+    table_ms = {name: float(table.references[name]["median_ms"]) for name in names}
+    return _converted(jobs, table_ms, "reference networks", backend, workers)
 
 
 def _network_subjects(
@@ -126,11 +124,17 @@ def _network_subjects(
     rows = _spread(table.networks, count)
     if space is None or not rows:
         return None
-    backend.require_available()
     jobs = {row["arch"]: network_job(space, space.parse(row["arch"]), backend.model_format, cache) for row in rows}
+    table_ms = {row["arch"]: float(row["median_ms"]) for row in rows}
+    how = f"{len(rows)} of the table's whole networks (it has no reference networks)"
+    return _converted(jobs, table_ms, how, backend, workers)
+
+
+def _converted(jobs: dict[str, ConversionJob], table_ms: dict[str, float], how: str, backend: Backend, workers: int) -> _Subjects:
+    """The drift networks converted for ``backend`` (which must run here), each with its time in the table."""
+    backend.require_available()
     convert_all(list(jobs.values()), workers)
-    files = {row["arch"]: (float(row["median_ms"]), jobs[row["arch"]].path) for row in rows}
-    return _Subjects(files, f"{len(rows)} of the table's whole networks (it has no reference networks)")
+    return _Subjects({name: (table_ms[name], job.path) for name, job in jobs.items()}, how)
 
 
 def measure_interleaved(backend: Backend, files: dict[str, Path]) -> dict[str, Measurement]:

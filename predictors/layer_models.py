@@ -129,24 +129,13 @@ FEATURE_NAMES = (
     *(f"{part}_channels_aligned" for part in ("in", "mid", "out")),
 )
 ALIGNMENT = 8  # channels in a multiple of this run on the runtimes' vector kernels (ONNX Runtime's NCHWc blocks on AVX2)
-# +1: the correction may only grow with the feature (every measure of size or work); 0: free (stride, activation)
-GROWS_WITH = frozenset(
-    (
-        "log_in_size",
-        "log_out_size",
-        "log_in_channels",
-        "log_mid_channels",
-        "log_out_channels",
-        "kernel",
-        "expansion_conv",
-        "se",
-        "skip",
-        "log_flops",
-        "log_activation_bytes",
-        "log_parameter_bytes",
-    )
+# free of the monotone constraint: stride and activation choose kernels, not amounts of work, and the hardware runs
+# aligned channels faster than the unaligned count below them; every other feature measures size or work (+1: the
+# correction may only grow with it)
+FREE_FEATURES = frozenset(
+    ("stride", *(f"act_{act}" for act in LAYER_ACTIVATIONS), *(f"{part}_channels_aligned" for part in ("in", "mid", "out")))
 )
-MONOTONE = np.array([1 if name in GROWS_WITH else 0 for name in FEATURE_NAMES])
+MONOTONE = np.array([0 if name in FREE_FEATURES else 1 for name in FEATURE_NAMES])
 
 
 def feature_matrix(keys: Sequence[OpKey]) -> np.ndarray:
@@ -189,7 +178,6 @@ class CostModel(BaseEstimator, RegressorMixin):
         model = LinearRegression(positive=True, fit_intercept=False)  # the fixed cost is a column of ones, kept >= 0
         model.fit(_with_fixed(costs[:, self.used_]), target, sample_weight=1.0 / np.maximum(target, 1e-6) ** 2)
         self.model_ = model
-        self.fixed_ms_ = float(model.coef_[0])
         self.floor_ = float(np.min(target)) * 0.5  # never predict below half the fastest layer it saw
         return self
 
@@ -213,25 +201,24 @@ class LayerTypeModel(BaseEstimator, RegressorMixin):
 
     def fit(self, keys: Sequence[OpKey], ms: Sequence[float]) -> LayerTypeModel:
         keys, target = list(keys), np.asarray(ms, dtype=np.float64)
-        cost_only = clone(self).set_params(correction=False)
-        residuals = held_out_log_errors(cost_only._fit_plain, keys, target)
-        self.cost_ = CostModel().fit(keys, target)
-        self.correction_: HistGradientBoostingRegressor | None = None
+        residuals = held_out_log_errors(lambda k, t: clone(self)._fit_with(k, t, correction=False), keys, target)
         self.held_out_error_ = {"cost model": float(np.mean(np.abs(residuals)))}
+        use_correction = False
         if self.correction and len(keys) >= MIN_FOR_CORRECTION:
-            corrected = held_out_log_errors(clone(self)._fit_plain, keys, target)
+            corrected = held_out_log_errors(lambda k, t: clone(self)._fit_with(k, t, correction=True), keys, target)
             self.held_out_error_["cost model + correction"] = float(np.mean(np.abs(corrected)))
-            if self.held_out_error_["cost model + correction"] < self.held_out_error_["cost model"]:
-                self._fit_correction(keys, target)
-                residuals = corrected
+            use_correction = self.held_out_error_["cost model + correction"] < self.held_out_error_["cost model"]
+            residuals = corrected if use_correction else residuals
+        self._fit_with(keys, target, correction=use_correction)
         self.interval_ = tuple(float(q) for q in np.quantile(residuals, INTERVAL_QUANTILES))
         return self
 
-    def _fit_plain(self, keys: Sequence[OpKey], target: np.ndarray) -> LayerTypeModel:
-        """Fit without the held-out choice (what each fold of :func:`held_out_log_errors` fits)."""
+    def _fit_with(self, keys: Sequence[OpKey], target: np.ndarray, *, correction: bool) -> LayerTypeModel:
+        """The cost model, and the correction when asked and there are layers enough (each fold of
+        :func:`held_out_log_errors` fits this way, and so does the final fit once the choice is made)."""
         self.cost_ = CostModel().fit(keys, target)
-        self.correction_ = None
-        if self.correction and len(keys) >= MIN_FOR_CORRECTION:
+        self.correction_: HistGradientBoostingRegressor | None = None
+        if correction and len(keys) >= MIN_FOR_CORRECTION:
             self._fit_correction(keys, target)
         return self
 
@@ -255,10 +242,11 @@ class LayerTypeModel(BaseEstimator, RegressorMixin):
         features = feature_matrix(keys)
         return base * np.exp(self.outside_range(self.correction_.predict(features), features))
 
-    def predict_interval(self, keys: Sequence[OpKey]) -> tuple[np.ndarray, np.ndarray]:
-        """An 80% interval per layer: the prediction times the 10th and 90th percentile of the held-out errors."""
+    def predict_with_interval(self, keys: Sequence[OpKey]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The prediction and its 80% interval per layer: the prediction times the 10th and 90th percentile of the
+        held-out errors."""
         predicted = self.predict(keys)
-        return predicted * math.exp(self.interval_[0]), predicted * math.exp(self.interval_[1])
+        return predicted, predicted * math.exp(self.interval_[0]), predicted * math.exp(self.interval_[1])
 
     def outside_range(self, correction: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The correction beyond the ranges it was fitted on (log ratio to the cost model).
@@ -326,7 +314,7 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
         return self.predict_with_interval(keys)[0]
 
     def predict_interval(self, keys: Sequence[OpKey]) -> tuple[np.ndarray, np.ndarray]:
-        """Each layer's 80% interval (:meth:`LayerTypeModel.predict_interval`), low and high."""
+        """Each layer's 80% interval (:meth:`LayerTypeModel.predict_with_interval`), low and high."""
         _, low, high = self.predict_with_interval(keys)
         return low, high
 
@@ -340,8 +328,7 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
             chosen = [key for key in new if key.op == op]
             model = self.types_.get(op, self.shared_)
             with threadpool_limits(limits=1, user_api="openmp"):
-                predicted = model.predict(chosen)
-            low, high = predicted * math.exp(model.interval_[0]), predicted * math.exp(model.interval_[1])
+                predicted, low, high = model.predict_with_interval(chosen)
             answers.update(zip(chosen, zip(predicted, low, high, strict=True), strict=True))
         table = np.array([answers[key] for key in keys], dtype=np.float64).reshape(len(keys), 3)
         return table[:, 0], table[:, 1], table[:, 2]
