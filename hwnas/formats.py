@@ -113,6 +113,7 @@ FORMATS: dict[str, FileFormat] = _table(
     FileFormat("search-store", "search store", 1, "use another --out (or --study) for a new search", key="hwnas_schema_version"),
     FileFormat("search-result", "search result", 1, "run the search again (hwnas search)"),
     FileFormat("specialize", "specialization report", 1, "run hwnas specialize again into another --out"),
+    FileFormat("scale-family", "model family report", 1, "run hwnas scale again into another --out"),
     FileFormat("run-folder", "run folder config", 1, "start it over with --fresh, or give another --out"),
     FileFormat("run-record", "run stage record", 1, "start the run over with --fresh, or give another --out"),
     FileFormat("run-summary", "run summary", 1, "re-run the pipeline (hwnas run --fresh)"),

@@ -33,6 +33,7 @@ from hwnas.fileio import read_json
 from hwnas.formats import FORMATS
 from hwnas.opkey import make_divisible
 from hwnas.registry import Registry
+from hwnas.scaling import scaled_space, split_scaled_name
 from hwnas.space import SearchSpace, StageSpace
 
 SPACES: Registry[SearchSpace] = Registry("search space")
@@ -47,8 +48,12 @@ DATA_SPACE_NAME = re.compile(r"(?P<preset>.+)-(?P<channels>\d+)ch-(?P<classes>\d
 
 def get_space(name: str) -> SearchSpace:
     """The preset ``name``, or a preset made for other images by its name (``default-3ch-4cls``: ``default`` with
-    its stem and classifier for 3-channel images of 4 classes, :meth:`SearchSpace.for_data`), so an architecture,
+    its stem and classifier for 3-channel images of 4 classes, :meth:`SearchSpace.for_data`) or a scaled one
+    (``default-d150w125r120``: :func:`hwnas.scaling.scaled_space`), so an architecture,
     a table or a run folder of such a space finds it as it finds a preset."""
+    scaled = split_scaled_name(name)
+    if name not in SPACES and scaled is not None:
+        return scaled_space(get_space(scaled[0]), scaled[1])
     made = DATA_SPACE_NAME.fullmatch(name)
     if name not in SPACES and made is not None and made["preset"] in SPACES:
         return SPACES.get(made["preset"]).for_data(int(made["channels"]), int(made["classes"]))

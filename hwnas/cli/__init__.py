@@ -35,6 +35,7 @@ VERB_MODULES = (
     "search",
     "supernet",
     "specialize",
+    "scale",
 )
 
 

@@ -1,0 +1,234 @@
+"""``hwnas scale``: grow one network into a family for a ladder of latency budgets by compound scaling, on the device.
+
+EfficientNet's recipe, with the device's latency in place of FLOPs (as its EdgeTPU and Lite variants were made):
+
+1. **Calibrate.** The base is exported and timed on the device; measured over predicted puts every later prediction
+   in today's frame, and a budget the base already meets is refused (scaling only grows a network: prune instead).
+2. **Ratios.** A small grid of depth and width steps, each with the resolution step that makes one compound step
+   double the base's latency on this device (:meth:`~hwnas.family.sizing.FamilyLatency.grid`); each point is trained
+   with the base's recipe, and the most accurate one's ratios are kept.
+3. **Members.** For each budget, the ratios raised to the largest power that fits it; with ``compare``, also the
+   width-only, depth-only and resolution-only networks for the same budget, trained the same way.
+4. **Measure.** Every network is exported to the device's format, verified against PyTorch and timed in the same
+   interleaved rounds; ``family.png`` plots accuracy against measured latency for every way of scaling.
+
+Every network trains in its own run folder (``OUT/networks/<scaling>/``, per-epoch checkpoints), and ``family.json``
+is rewritten after each step, so a killed run resumes without training a finished network again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hwnas.arch import Arch
+from hwnas.data import ImageSplits
+from hwnas.errors import UserError
+from hwnas.family.records import Calibration, FamilyReport, Measured, Planned, Trained, resumed
+from hwnas.family.sizing import SINGLE_DIMENSIONS, FamilyLatency, Sized
+from hwnas.fileio import read_json
+from hwnas.formats import FORMATS
+from hwnas.latency_tables.table import LatencyTable
+from hwnas.recipe import Recipe
+from hwnas.scaling import Scaling
+from hwnas.space import SearchSpace
+
+Log = Callable[[str], None]
+NETWORKS = "networks"
+VERIFY_IMAGES, CALIBRATION_IMAGES = 200, 50
+
+
+@dataclass(frozen=True)
+class ScaleRequest:
+    """Everything one family is made from (``settings()`` is what a rerun in the same folder must match)."""
+
+    space: SearchSpace
+    base: Arch
+    recipe: Recipe
+    data: ImageSplits
+    data_source: str | None
+    backend: Any
+    table: LatencyTable
+    budgets_ms: tuple[float, ...]
+    grid: int = 4
+    compare: bool = True
+    rounds: int = 10
+    seed: int = 0
+    progress: bool = True
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "base": self.base.format(),
+            "recipe": self.recipe.to_json(),
+            "data": self.data.name,
+            "train_images": len(self.data.train),  # type: ignore[arg-type]
+            "device": self.backend.spec.name,
+            "budgets_ms": list(self.budgets_ms),
+            "grid": self.grid,
+            "compare": self.compare,
+            "seed": self.seed,
+        }
+
+
+def scale_family(request: ScaleRequest, out: Path, log: Log) -> FamilyReport:
+    """Make the family (see the module docstring); resumes what ``out`` holds."""
+    report = resumed(out, request.settings())
+    calibration = report.calibration or _calibrate(request, out, log)
+    _check_budgets(request, calibration)
+    report = _saved(replace(report, calibration=calibration), out)
+    latency = FamilyLatency(request.space, request.base, request.table, calibration.factor)
+    if not report.grid:
+        base = _planned("base", latency.sized(Scaling()))
+        report = _saved(replace(report, grid=[base, *(_planned("grid", point) for point in latency.grid(request.grid))]), out)
+        log(f"grid: {len(report.grid) - 1} compound steps predicted to double the base's {calibration.base_measured_ms:.3f} ms")
+    report = _train_all(request, report, report.grid, out, log)
+    if report.ratios is None:
+        report = _saved(replace(report, ratios=_best_ratios(report)), out)
+    if not report.members:
+        report = _saved(replace(report, members=_plan_members(request, latency, Scaling.parse_tag(report.ratios))), out)
+    report = _train_all(request, report, report.members, out, log)
+    report = _saved(replace(report, measured=_measure_all(request, report, out, log)), out)
+    from hwnas.family.plot import family_plot
+
+    return _saved(replace(report, plot=str(family_plot(report, Path(out) / "family.png"))), out)
+
+
+def _saved(report: FamilyReport, out: Path) -> FamilyReport:
+    report.save(out)
+    return report
+
+
+def _planned(role: str, sized: Sized, budget_ms: float | None = None) -> Planned:
+    return Planned(role, sized.scaling.tag, sized.arch.format(), sized.predicted_ms, sized.predicted_today_ms, budget_ms)
+
+
+def _calibrate(request: ScaleRequest, out: Path, log: Log) -> Calibration:
+    """The base timed now (any weights: latency does not depend on them) against its prediction in table time."""
+    from hwnas.search.measure import time_interleaved
+
+    latency = FamilyLatency(request.space, request.base, request.table)
+    file = _export_random(request, Path(out) / "calibration")
+    log(f"timing the base on {request.backend.spec.name} in {request.rounds} rounds")
+    timed = time_interleaved(request.backend, {"base": file}, request.rounds)["base"].summary()
+    return Calibration(timed["median_ms"], (timed["ci_low_ms"], timed["ci_high_ms"]), latency.base_predicted_ms)
+
+
+def _check_budgets(request: ScaleRequest, calibration: Calibration) -> None:
+    below = [budget for budget in request.budgets_ms if budget <= calibration.base_measured_ms]
+    if below:
+        raise UserError(
+            f"budget {below[0]:g} ms is not above the base's {calibration.base_measured_ms:.3f} ms measured now on "
+            f"{request.backend.spec.name}: scaling only grows a network (to go below, prune it: hwnas prune)"
+        )
+
+
+def _plan_members(request: ScaleRequest, latency: FamilyLatency, ratios: Scaling) -> list[Planned]:
+    directions = {"compound": ratios} | (SINGLE_DIMENSIONS if request.compare else {})
+    return [
+        _planned(role, latency.fit_budget(step, budget), budget)
+        for budget in request.budgets_ms
+        for role, step in directions.items()
+    ]
+
+
+def _best_ratios(report: FamilyReport) -> str:
+    """The grid point whose network trained most accurate (validation split): its scaling is the compound step."""
+    points = [planned for planned in report.grid if planned.role == "grid"]
+    if not points:
+        raise UserError(
+            "no compound step of the grid doubles the base's latency within 10% on this device's table: "
+            "the base may be too small for its layers to be predicted; try another base"
+        )
+    return max(points, key=lambda planned: report.trained[planned.scaling].val_accuracy).scaling
+
+
+def _train_all(request: ScaleRequest, report: FamilyReport, planned: list[Planned], out: Path, log: Log) -> FamilyReport:
+    todo = [p for p in dict((p.scaling, p) for p in planned).values() if p.scaling not in report.trained]
+    for index, network in enumerate(todo, start=1):
+        log(f"training {index}/{len(todo)}: {network.role} {network.scaling} ({network.arch})")
+        trained = _train_one(request, network, Path(out) / NETWORKS / network.scaling, log)
+        report = _saved(replace(report, trained=report.trained | {network.scaling: trained}), out)
+    return report
+
+
+def _train_one(request: ScaleRequest, network: Planned, folder: Path, log: Log) -> Trained:
+    """Train in ``folder`` (resuming its checkpoint), or read the result a killed run finished there."""
+    from hwnas.presets import get_space
+    from hwnas.trainer import remove_checkpoint, train
+
+    result_file = folder / "result.json"
+    if not result_file.exists():
+        arch = Arch.parse(network.arch)
+        folder.mkdir(parents=True, exist_ok=True)
+        result = train(
+            get_space(arch.space),
+            arch,
+            request.recipe,
+            request.data,
+            seed=request.seed,
+            progress=request.progress,
+            evaluate_test=True,
+            checkpoint=folder,
+            log=log,
+        )
+        result.save(folder)
+        remove_checkpoint(folder)
+    stored = FORMATS["run-result"].strip(read_json(result_file, "run result"), result_file)
+    return Trained(stored["val_accuracy"], stored["test_accuracy"], stored["flops"], stored["params"], stored["wall_time_s"])
+
+
+def _measure_all(request: ScaleRequest, report: FamilyReport, out: Path, log: Log) -> dict[str, Measured]:
+    """Export and verify every trained network, then time them all in the same interleaved rounds."""
+    from hwnas.search.measure import time_interleaved
+
+    folders = {network.scaling: Path(out) / NETWORKS / network.scaling for network in report.networks}
+    exported = {tag: _export_trained(request, folder, log) for tag, folder in folders.items()}
+    files = {tag: path for tag, (path, passed) in exported.items() if passed}
+    log(f"timing {len(files)} networks on {request.backend.spec.name} in {request.rounds} interleaved rounds")
+    timed = time_interleaved(request.backend, files, request.rounds)
+    measured = {}
+    for tag, (path, passed) in exported.items():
+        summary = timed[tag].summary() if tag in timed else None
+        if summary is not None:
+            measured[tag] = Measured(str(path), summary["median_ms"], (summary["ci_low_ms"], summary["ci_high_ms"]), passed)
+    return measured
+
+
+def _device_format(request: ScaleRequest) -> str:
+    from hwnas.search.result import device_format
+
+    return device_format(request.backend)
+
+
+def _export_trained(request: ScaleRequest, folder: Path, log: Log) -> tuple[Path, bool]:
+    """Export a trained run folder as ``hwnas export`` does: verified against PyTorch on validation images."""
+    from hwnas.export_model import build_request, resolve_model
+    from hwnas.exporters import export_all
+
+    fmt = _device_format(request)
+    log(f"exporting {folder.name} to {fmt}")
+    card = export_all(build_request(resolve_model(str(folder)), request.data_source, VERIFY_IMAGES, CALIBRATION_IMAGES), [fmt],
+                      folder / "export", [])
+    item = card["exports"][0]
+    return folder / "export" / item["file"], bool(item["verification"]["passed"])
+
+
+def _export_random(request: ScaleRequest, folder: Path) -> Path:
+    """The base with seeded random weights, in the device's format (what its latency is measured on)."""
+    from hwnas.builder import build_model
+    from hwnas.exporters import get_exporter
+
+    exporter = get_exporter(_device_format(request))
+    reason = exporter.unavailable_reason()
+    if reason is not None:
+        raise UserError(f"cannot export to {exporter.format} here: {reason}")
+    with torch.random.fork_rng():
+        torch.manual_seed(request.seed)
+        module = build_model(request.space, request.base).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = (1, request.space.in_channels, request.base.resolution, request.base.resolution)
+    return exporter.export(module, torch.zeros(shape), folder / f"base{exporter.suffix}")
