@@ -7,8 +7,10 @@ EfficientNet's recipe, with the device's latency in place of FLOPs (as its EdgeT
 2. **Ratios.** A small grid of depth and width steps, each with the resolution step that makes one compound step
    double the base's latency on this device (:meth:`~hwnas.family.sizing.FamilyLatency.grid`); each point is trained
    with the base's recipe, and the most accurate one's ratios are kept.
-3. **Members.** For each budget, the ratios raised to the largest power that fits it; with ``compare``, also the
-   width-only, depth-only and resolution-only networks for the same budget, trained the same way.
+3. **Members.** For each budget, the ratios raised to the largest power predicted to fit it; with ``compare``, also the
+   width-only, depth-only and resolution-only networks for the same budget, trained the same way. Predicted, then
+   measured: each proposal is timed (random weights), and one measured over its budget is refitted with its own
+   measured / predicted factor, up to :data:`SIZING_PASSES` times; the largest measured within the budget is kept.
 4. **Measure.** Every network is exported to the device's format, verified against PyTorch and timed in the same
    interleaved rounds; ``family.png`` plots accuracy against measured latency for every way of scaling.
 
@@ -40,6 +42,8 @@ from hwnas.space import SearchSpace
 Log = Callable[[str], None]
 NETWORKS = "networks"
 VERIFY_IMAGES, CALIBRATION_IMAGES = 200, 50
+SIZING_PASSES = 3  # predict, measure, refit: a member the prediction put over its budget gets two more tries
+SIZING_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ def scale_family(request: ScaleRequest, out: Path, log: Log) -> FamilyReport:
     if report.ratios is None:
         report = _saved(replace(report, ratios=_best_ratios(report)), out)
     if not report.members:
-        report = _saved(replace(report, members=_plan_members(request, latency, Scaling.parse_tag(report.ratios))), out)
+        members = _plan_members(request, latency, Scaling.parse_tag(report.ratios), out, log)
+        report = _saved(replace(report, members=members), out)
     report = _train_all(request, report, report.members, out, log)
     report = _saved(replace(report, measured=_measure_all(request, report, out, log)), out)
     from hwnas.family.plot import family_plot
@@ -111,7 +116,7 @@ def _calibrate(request: ScaleRequest, out: Path, log: Log) -> Calibration:
     from hwnas.search.measure import time_interleaved
 
     latency = FamilyLatency(request.space, request.base, request.table)
-    file = _export_random(request, Path(out) / "calibration")
+    file = _export_random(request, request.space, request.base, Path(out) / "sizing")
     log(f"timing the base on {request.backend.spec.name} in {request.rounds} rounds")
     timed = time_interleaved(request.backend, {"base": file}, request.rounds)["base"].summary()
     return Calibration(timed["median_ms"], (timed["ci_low_ms"], timed["ci_high_ms"]), latency.base_predicted_ms)
@@ -126,13 +131,43 @@ def _check_budgets(request: ScaleRequest, calibration: Calibration) -> None:
         )
 
 
-def _plan_members(request: ScaleRequest, latency: FamilyLatency, ratios: Scaling) -> list[Planned]:
+def _plan_members(request: ScaleRequest, latency: FamilyLatency, ratios: Scaling, out: Path, log: Log) -> list[Planned]:
+    """Each budget's network along each direction: predicted to fit, then measured and refitted (module docstring)."""
     directions = {"compound": ratios} | (SINGLE_DIMENSIONS if request.compare else {})
+    targets = [(role, step, budget) for budget in request.budgets_ms for role, step in directions.items()]
+    proposals = [latency.fit_budget(step, budget) for _, step, budget in targets]
+    tried: list[list[Sized]] = [[] for _ in targets]
+    measured: dict[Arch, float] = {}
+    for attempt in range(1, SIZING_PASSES + 1):
+        new = {sized.arch: sized for sized in proposals if sized.arch not in measured}
+        if not new:
+            break
+        log(f"sizing pass {attempt}: timing {len(new)} proposed networks (random weights) in {SIZING_ROUNDS} rounds")
+        measured |= _time_random(request, list(new.values()), Path(out) / "sizing")
+        for index, ((_, step, budget), sized) in enumerate(zip(targets, proposals, strict=True)):
+            tried[index].append(sized)
+            proposals[index] = latency.fit_budget(step, budget, measured[sized.arch] / sized.predicted_ms)
     return [
-        _planned(role, latency.fit_budget(step, budget), budget)
-        for budget in request.budgets_ms
-        for role, step in directions.items()
+        replace(_planned(role, chosen, budget), sized_ms=measured[chosen.arch])
+        for (role, _, budget), options in zip(targets, tried, strict=True)
+        for chosen in [_largest_within(options, measured, budget)]
     ]
+
+
+def _largest_within(options: list[Sized], measured: dict[Arch, float], budget_ms: float) -> Sized:
+    """The slowest network measured within the budget; the fastest tried when none was."""
+    within = [sized for sized in options if measured[sized.arch] <= budget_ms]
+    if within:
+        return max(within, key=lambda sized: measured[sized.arch])
+    return min(options, key=lambda sized: measured[sized.arch])
+
+
+def _time_random(request: ScaleRequest, networks: list[Sized], folder: Path) -> dict[Arch, float]:
+    from hwnas.search.measure import time_interleaved
+
+    files = {sized.arch: _export_random(request, sized.space, sized.arch, folder) for sized in networks}
+    timed = time_interleaved(request.backend, {arch.format(): path for arch, path in files.items()}, SIZING_ROUNDS)
+    return {arch: timed[arch.format()].summary()["median_ms"] for arch in files}
 
 
 def _best_ratios(report: FamilyReport) -> str:
@@ -217,8 +252,8 @@ def _export_trained(request: ScaleRequest, folder: Path, log: Log) -> tuple[Path
     return folder / "export" / item["file"], bool(item["verification"]["passed"])
 
 
-def _export_random(request: ScaleRequest, folder: Path) -> Path:
-    """The base with seeded random weights, in the device's format (what its latency is measured on)."""
+def _export_random(request: ScaleRequest, space: SearchSpace, arch: Arch, folder: Path) -> Path:
+    """``arch`` with seeded random weights in the device's format (latency does not depend on the weights)."""
     from hwnas.builder import build_model
     from hwnas.exporters import get_exporter
 
@@ -228,7 +263,7 @@ def _export_random(request: ScaleRequest, folder: Path) -> Path:
         raise UserError(f"cannot export to {exporter.format} here: {reason}")
     with torch.random.fork_rng():
         torch.manual_seed(request.seed)
-        module = build_model(request.space, request.base).eval()
+        module = build_model(space, arch).eval()
     folder.mkdir(parents=True, exist_ok=True)
-    shape = (1, request.space.in_channels, request.base.resolution, request.base.resolution)
-    return exporter.export(module, torch.zeros(shape), folder / f"base{exporter.suffix}")
+    shape = (1, space.in_channels, arch.resolution, arch.resolution)
+    return exporter.export(module, torch.zeros(shape), folder / f"{arch.id}{exporter.suffix}")

@@ -44,6 +44,7 @@ class Planned:
     predicted_ms: float  # table time
     predicted_today_ms: float
     budget_ms: float | None = None
+    sized_ms: float | None = None  # measured while sizing it (seeded random weights), fewer rounds than the final timing
 
 
 @dataclass(frozen=True)

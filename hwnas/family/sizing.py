@@ -55,6 +55,7 @@ class FamilyLatency:
 
     def __post_init__(self) -> None:
         self._cache: dict[Scaling, Sized] = {}
+        self._by_arch: dict[Arch, Sized] = {}  # scalings that round to one network give that network one name
 
     @cached_property
     def base_predicted_ms(self) -> float:
@@ -63,18 +64,24 @@ class FamilyLatency:
     def sized(self, scaling: Scaling) -> Sized:
         if scaling not in self._cache:
             space, arch = scale_arch(self.space, self.base, scaling)
-            predicted = keys_latency(space.op_keys(arch), self.table).total_ms
-            self._cache[scaling] = Sized(scaling, space, arch, predicted, predicted * self.factor)
+            if arch not in self._by_arch:
+                predicted = keys_latency(space.op_keys(arch), self.table).total_ms
+                self._by_arch[arch] = Sized(scaling, space, arch, predicted, predicted * self.factor)
+            self._cache[scaling] = self._by_arch[arch]
         return self._cache[scaling]
 
-    def fit_budget(self, step: Scaling, budget_ms: float) -> Sized:
-        """The slowest network along ``step``'s direction predicted within ``budget_ms`` today (the base if none)."""
+    def fit_budget(self, step: Scaling, budget_ms: float, factor: float | None = None) -> Sized:
+        """The slowest network along ``step``'s direction predicted within ``budget_ms`` today (the base if none).
+
+        ``factor`` (default: the base's) turns table time into today's: a network measured on the way gives its own.
+        """
+        factor = self.factor if factor is None else factor
         best = self.sized(Scaling())
         for exponent in SCAN:
             candidate = self.sized(step.power(float(exponent)))
-            if best.predicted_today_ms < candidate.predicted_today_ms <= budget_ms:
+            if best.predicted_ms < candidate.predicted_ms and candidate.predicted_ms * factor <= budget_ms:
                 best = candidate
-            if candidate.predicted_today_ms > OVERSHOOT * budget_ms:  # past the budget for good: rounding steps are smaller
+            if candidate.predicted_ms * factor > OVERSHOOT * budget_ms:  # past the budget for good: rounding steps are smaller
                 break
         return best
 
