@@ -29,6 +29,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "drop_path": (0.0, 0.9),
     "ema": (0.0, 0.99999),
     "randaugment": (0, 30),
+    "distill": (0.0, 1.0),
+    "distill_temperature": (1.0, 20.0),
 }
 
 
@@ -39,7 +41,9 @@ class Recipe:
     ``mixup`` is the Beta(alpha, alpha) parameter (0: off); ``ema`` the decay of an exponential
     moving average of the weights that is evaluated instead of the raw weights (0: off);
     ``randaugment`` the RandAugment magnitude out of 30 (0: off); ``drop_path`` the stochastic-depth
-    rate of the last block.
+    rate of the last block. ``distill`` is the weight of a teacher's softened logits in the loss (Hinton et al.'s
+    knowledge distillation, at ``distill_temperature``; 0: off): only training that has a teacher uses it (fine-tuning
+    a pruned network, taught by the unpruned one).
     """
 
     optimizer: str = "sgd"
@@ -54,6 +58,8 @@ class Recipe:
     drop_path: float = 0.0
     ema: float = 0.0
     randaugment: int = 0
+    distill: float = 0.0
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

@@ -264,6 +264,7 @@ def fit_model(
     log: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     accelerator: str = "auto",
+    teacher: nn.Module | None = None,
 ) -> FitCurve:
     """Train any ``nn.Module`` with ``recipe`` on ``data``, evaluating on the validation split each epoch.
 
@@ -279,7 +280,11 @@ def fit_model(
 
     ``accelerator`` (``auto``, ``cpu``, ``cuda``): where it trains (see the module docstring); the
     module is moved there for training and back to the device it came on before this returns.
+
+    ``teacher``: a network whose softened logits the module also learns from, weighted by ``recipe.distill`` (pruning's
+    fine-tuning passes the unpruned network); a recipe that distils without a teacher is refused.
     """
+    distiller = _distiller(recipe, teacher)
     device = resolve_device(accelerator)
     home = module_device(model)
     model.to(device)  # before the optimizer and the EMA copy are made: their state lives where the weights do
@@ -296,6 +301,9 @@ def fit_model(
     calibration = to_device(batchnorm_images(data, resolution, channels, evaluated), device)
     points: list[dict[str, float]] = []
     state = _TrainingState(model, optimizer, schedule, ema, loader.generator, precision.scaler)  # type: ignore[arg-type]
+    if distiller is not None:  # a checkpoint taught by one teacher does not resume under another
+        identity = (identity or {}) | {"teacher": _state_digest(teacher)}  # type: ignore[arg-type]
+        distiller.teacher.to(device)
     fingerprint = training_fingerprint(model, data, recipe, resolution, channels, seed, identity)
     if checkpoint is not None:
         points = load_checkpoint(Path(checkpoint) / CHECKPOINT_FILE, state, fingerprint, recipe.epochs)
@@ -316,6 +324,10 @@ def fit_model(
                 with precision.autocast():
                     logits = model(images)
                 loss = criterion(logits.float(), targets)  # the loss in float32 (on the CPU logits already are)
+                if distiller is not None:
+                    with torch.no_grad(), precision.autocast():
+                        taught = distiller.teacher(images)
+                    loss = distiller.loss(loss, logits.float(), taught.float())
                 optimizer.zero_grad(set_to_none=True)
                 precision.backward(loss)
                 precision.step(optimizer)
@@ -344,7 +356,39 @@ def fit_model(
                 on_epoch(point)
     model.to(home)
     evaluated.to(home)
+    if distiller is not None:
+        distiller.teacher.to(home)
     return FitCurve(points, evaluated.module if isinstance(evaluated, AveragedModel) else evaluated)
+
+
+@dataclass
+class Distiller:
+    """Knowledge distillation (Hinton et al., 2015): ``(1 - w) * hard loss + w * T^2 * KL(teacher_T || student_T)``."""
+
+    teacher: nn.Module
+    weight: float
+    temperature: float
+
+    def loss(self, hard: torch.Tensor, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        soft = nn.functional.kl_div(
+            nn.functional.log_softmax(student / t, dim=1),
+            nn.functional.log_softmax(teacher / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        return (1 - self.weight) * hard + self.weight * t * t * soft
+
+
+def _distiller(recipe: Recipe, teacher: nn.Module | None) -> Distiller | None:
+    if recipe.distill == 0:
+        return None
+    if teacher is None:
+        raise UserError(
+            f"recipe distill={recipe.distill:g} needs a teacher network, and only fine-tuning after pruning has one "
+            "(the unpruned network): set distill=0 here"
+        )
+    return Distiller(teacher.eval(), recipe.distill, recipe.distill_temperature)
 
 
 def batchnorm_images(data: ImageSplits, resolution: int, channels: int, model: nn.Module) -> torch.Tensor | None:

@@ -307,3 +307,27 @@ def test_prune_job_end_to_end_with_a_latency_budget(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     card = json.loads(done.stdout)
     assert [item["format"] for item in card["exports"]] == ["tflite"] and card["exports"][0]["verification"]["passed"]
+
+
+def test_every_pruned_model_is_fine_tuned_taught_by_the_unpruned_one_when_the_recipe_distils(embedded_data) -> None:
+    """The teacher of pruning's fine-tuning is the base network: here a base that names class 3 for every image, so a
+    pruned model taught by it alone answers 3 where the labels would have taught it the garment."""
+    from hwnas.pruning.job import finetune
+    from hwnas.recipe import Recipe
+    from hwnas.trainer import Prepared
+
+    class AlwaysThree(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.one_hot(torch.full((images.shape[0],), 3), 10).float() * 10
+
+    space = get_space("default")
+    arch = space.parse("default:r32_c16[k3e3]_c32[k3e3]_c48[k3e3h]_c80[k3e3h]")
+    base = BaseModel(AlwaysThree(), {"arch": arch.format()}, 1, 32, "always-three", "test")
+    data = embedded_data.head(512, 200)
+    recipe = Recipe(epochs=1, batch_size=64, lr=0.1, distill=1.0)
+    images = torch.stack([image for image, _ in Prepared(data.val, 32, 1)])
+    taught = finetune(build_model(space, arch), data, recipe, base, seed=0, progress=False)
+    plain = finetune(build_model(space, arch), data, Recipe(epochs=1, batch_size=64, lr=0.1), base, seed=0, progress=False)
+    with torch.no_grad():
+        assert (taught(images).argmax(1) == 3).float().mean() > 0.95
+        assert (plain(images).argmax(1) == 3).float().mean() < 0.5

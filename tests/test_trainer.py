@@ -176,3 +176,59 @@ def test_colour_images_for_a_grayscale_network_are_refused_unless_asked_and_gray
     image, _ = Prepared(gray, 32, 3)[0]
     assert image.shape == (3, 32, 32) and torch.equal(image[0], image[2])
     assert Prepared(gray, 32, 1)[0][0].shape == (1, 32, 32)
+
+
+# ---- knowledge distillation (pruning's fine-tuning) -----------------------------------------------
+class _AlwaysSays(__import__("torch").nn.Module):
+    """A teacher whose logits name one class, whatever the image: what a student taught only by it must learn."""
+
+    def __init__(self, label: int, classes: int = 10) -> None:
+        import torch
+
+        super().__init__()
+        self.register_buffer("logits", torch.full((classes,), -5.0).index_fill(0, torch.tensor([label]), 5.0))
+
+    def forward(self, images):
+        return self.logits.expand(images.shape[0], -1)
+
+
+def _student():
+    from hwnas.builder import build_model
+
+    space = get_space("default")
+    return build_model(space, space.parse(SMALL_ARCH))
+
+
+def test_a_student_taught_by_its_teacher_alone_learns_the_teachers_answers_not_the_labels(embedded_data) -> None:
+    import torch
+
+    from hwnas.trainer import Prepared, fit_model
+
+    data = embedded_data.head(512, 300)
+    torch.manual_seed(0)
+    recipe = Recipe(epochs=1, batch_size=64, lr=0.1, distill=1.0, distill_temperature=2.0)
+    taught = fit_model(_student(), data, recipe, 32, 1, teacher=_AlwaysSays(3)).model.eval()
+    images = torch.stack([image for image, _ in Prepared(data.val, 32, 1)])
+    with torch.no_grad():
+        said = taught(images).argmax(1)
+    assert (said == 3).float().mean() > 0.95  # the labels say class 3 for a tenth of the images
+
+
+def test_distillation_weights_the_teachers_soft_labels_against_the_hard_loss() -> None:
+    import torch
+
+    from hwnas.trainer import Distiller
+
+    student, teacher, hard = torch.randn(8, 10), torch.randn(8, 10), torch.tensor(1.7)
+    assert Distiller(_AlwaysSays(0), 0.0, 4.0).loss(hard, student, teacher) == pytest.approx(1.7)
+    assert float(Distiller(_AlwaysSays(0), 1.0, 4.0).loss(hard, student, student)) == pytest.approx(0.0, abs=1e-6)
+    soft = float(Distiller(_AlwaysSays(0), 1.0, 4.0).loss(hard, student, teacher))
+    half = float(Distiller(_AlwaysSays(0), 0.5, 4.0).loss(hard, student, teacher))
+    assert soft > 0 and half == pytest.approx(0.5 * 1.7 + 0.5 * soft, rel=1e-5)
+
+
+def test_a_recipe_that_distils_without_a_teacher_is_refused_in_one_line(embedded_data) -> None:
+    with pytest.raises(UserError, match=r"distill=0.5 needs a teacher network.*set distill=0"):
+        quick(embedded_data, Recipe(epochs=1, distill=0.5))
+    with pytest.raises(UserError, match=r"'distill'=1.5 out of range"):
+        Recipe(distill=1.5)

@@ -31,6 +31,13 @@ def prune_command(
         int, typer.Option("--finetune-epochs", min=1, help="fine-tuning epochs for every pruned model")
     ] = 1,
     finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="fine-tuning learning rate (SGD, cosine)")] = 0.02,
+    distill: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="weight of the unpruned model's soft labels in fine-tuning (0: off)"),
+    ] = 0.0,
+    distill_temperature: Annotated[
+        float, typer.Option("--distill-temperature", min=1.0, max=20.0, help="temperature of those soft labels")
+    ] = 4.0,
     out: Annotated[Path | None, typer.Option(help="run folder (default: runs/prune-<time stamp>); rerun to resume")] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="weights (state dict) for an architecture string or torchvision model")
@@ -58,7 +65,8 @@ def prune_command(
     out = out or runs_dir() / time.strftime("prune-%Y%m%d-%H%M%S")
     log = quiet_or_log(as_json)
     config = make_prune_config(
-        parsed, episodes=episodes, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, baselines=baselines,
+        parsed, episodes=episodes, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, distill=distill,
+        distill_temperature=distill_temperature, baselines=baselines,
         devices=devices, heldout=heldout, seed=seed, reward=reward, norm=importance, round_to=round_to, reconstruct=reconstruct,
     )  # fmt: skip
     splits, base = _base(model, checkpoint, data, resolution, base_epochs, seed, threads, log, quiet=as_json)

@@ -25,6 +25,8 @@ def make_prune_config(
     episodes: int,
     finetune_epochs: int,
     finetune_lr: float = FINETUNE_LR,
+    distill: float = 0.0,
+    distill_temperature: float = 4.0,
     baselines: bool = True,
     devices: tuple[str, ...] = HOST_DEVICES,
     formats: tuple[str, ...] | None = None,
@@ -32,11 +34,15 @@ def make_prune_config(
     seed: int = 0,
     **amc: Any,
 ) -> Any:
-    """The pruning job's settings; ``amc`` passes AMC's own (``reward``, ``norm``, ``round_to``, ``reconstruct``)."""
+    """The pruning job's settings; ``amc`` passes AMC's own (``reward``, ``norm``, ``round_to``, ``reconstruct``).
+
+    ``distill`` > 0: every pruned model (AMC's and the baselines') is fine-tuned taught by the unpruned one."""
     from hwnas.pruning.job import PruneConfig
     from hwnas.recipe import Recipe
 
-    finetune = Recipe(epochs=finetune_epochs, lr=finetune_lr, warmup_epochs=0.0)
+    finetune = Recipe(
+        epochs=finetune_epochs, lr=finetune_lr, warmup_epochs=0.0, distill=distill, distill_temperature=distill_temperature
+    )
     extra = {"formats": formats} if formats is not None else {}
     return PruneConfig(
         budget,

@@ -146,9 +146,13 @@ def search_policy(
 
 
 def finetune(module: nn.Module, data: ImageSplits, recipe: Recipe, base: BaseModel, seed: int, progress: bool) -> nn.Module:
-    """The same short recipe for every pruned model (seeded alike), so accuracy differences are the policies'."""
+    """The same short recipe for every pruned model (seeded alike), so accuracy differences are the policies'; with
+    ``recipe.distill`` > 0 each is taught by the unpruned network (the same teacher for every method)."""
     torch.manual_seed(seed)
-    return fit_model(module, data, recipe, base.resolution, base.channels, seed=seed, progress=progress).model.eval()
+    teacher = base.module if recipe.distill > 0 else None
+    return fit_model(
+        module, data, recipe, base.resolution, base.channels, seed=seed, progress=progress, teacher=teacher
+    ).model.eval()
 
 
 VERIFICATION_KEYS = ("passed", "max_abs_diff", "max_abs_diff_float64", "output_scale")  # what a run keeps of a check

@@ -104,7 +104,7 @@ PROGRESSIVE_NAME = "progressive-shrinking"
 METHODS = ("sandwich", "progressive")  # what train_supernet's ``method`` and ``--method`` take
 PHASES = ("largest", "kernel", "depth", "all")  # progressive shrinking: what is elastic in each quarter of the steps
 # recipe fields of single-network training the supernet has no use for: refused rather than silently ignored
-UNUSED_RECIPE_FIELDS = ("mixup", "dropout", "drop_path", "ema")
+UNUSED_RECIPE_FIELDS = ("mixup", "dropout", "drop_path", "ema", "distill")
 MAX_RANDOM_SUBNETS = 16
 TRACE_ENV = "HWNAS_DDP_TRACE"  # debug hook: see the module docstring
 
