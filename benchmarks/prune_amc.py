@@ -3,6 +3,11 @@ measured ONNX Runtime and TFLite latency (speedup over the unpruned model) on th
 
     flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/prune_amc.py --model default --train-epochs 8
     flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/prune_amc.py --model mobilenet_v2 --train-epochs 2 --ratios 0.5
+    .venv/bin/python benchmarks/prune_amc.py --data fashion-mnist --distill 0.7 --tag distill --ratios 0.5
+
+``--data fashion-mnist`` trains on the first ``--train-images`` of the full training split and tests on all 10,000
+test images (a standard error of about 0.33 points at 88%, against 0.73 on the embedded 2,000). ``--distill W``: every
+pruned model's fine-tuning (AMC's and the baselines' alike) is taught by the unpruned network with weight W.
 
 Writes benchmarks/results/prune_amc_<model>.json and .png. The base network is trained once and
 kept in runs/bench-prune/.
@@ -36,21 +41,34 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--finetune-images", type=int, default=None, help="fine-tune on the first N training images only")
+    parser.add_argument("--data", default=None, help="embedded (default) or fashion-mnist (10,000 test images)")
+    parser.add_argument("--train-images", type=int, default=9000, help="with --data: the first N training images")
+    parser.add_argument("--distill", type=float, default=0.0, help="weight of the unpruned model's soft labels")
+    parser.add_argument("--distill-temperature", type=float, default=4.0)
+    parser.add_argument("--tag", default="", help="suffix of the result files")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    data = load_data()
+    data = load_data(args.data)
+    if args.data is not None:
+        data = data.head(args.train_images, 1000)
     base, base_info = trained_base(args.model, data, args.train_epochs)
     if args.finetune_images:  # the test split stays whole: accuracies are always on the same 2,000 images
         data = data.head(args.finetune_images, 1000)
     print(f"base {args.model}: {base_info}", flush=True)
     runs = []
     for ratio in [float(r) for r in args.ratios.split(",")]:
-        out = CACHE / f"prune-{args.model}-flops{ratio}"
+        out = CACHE / f"prune-{args.model}-flops{ratio}{'-' + args.tag if args.tag else ''}"
         shutil.rmtree(out, ignore_errors=True)
         config = PruneConfig(
             Budget("flops", ratio),
             episodes=args.episodes,
-            finetune=Recipe(epochs=args.finetune_epochs, lr=0.02, warmup_epochs=0.0),
+            finetune=Recipe(
+                epochs=args.finetune_epochs,
+                lr=0.02,
+                warmup_epochs=0.0,
+                distill=args.distill,
+                distill_temperature=args.distill_temperature,
+            ),
         )
         started = time.perf_counter()
         report = run_prune(base, data, config, out, log=lambda m: print(m, flush=True), on_episode=_show)
@@ -64,8 +82,10 @@ def main() -> None:
             "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads},
             "runs": sorted(runs, key=lambda run: run["flops_budget"]),
         }
-        atomic_write_json(RESULTS / f"prune_amc_{args.model}.json", result)
-        _plot(result, RESULTS / f"prune_amc_{args.model}.png")
+        name = f"prune_amc_{args.model}{'_' + args.tag if args.tag else ''}"
+        result["test_images"] = len(data.test)  # type: ignore[arg-type]
+        atomic_write_json(RESULTS / f"{name}.json", result)
+        _plot(result, RESULTS / f"{name}.png")
 
 
 def _show(progress) -> None:

@@ -25,9 +25,11 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def trained_base(name: str, data: ImageSplits, epochs: int, seed: int = 0) -> tuple[BaseModel, dict]:
-    """The base network trained ``epochs`` epochs (cosine, SGD) on ``data``; reused from the cache when there."""
+    """The base network trained ``epochs`` epochs (cosine, SGD) on ``data``; reused from the cache when there (kept per
+    dataset: a base trained on other images is another base)."""
     spec, channels, resolution = BASES[name]
-    folder = CACHE / f"{name}-{epochs}ep"
+    suffix = "" if data.name == "fashion-mnist-embedded" else f"-{data.name.replace('[:', '-').rstrip(']')}"
+    folder = CACHE / f"{name}-{epochs}ep{suffix}"
     if (folder / "pruned.json").exists():
         module = resolve_model(str(folder)).module
         info = {"epochs": epochs, "cached": str(folder)}
