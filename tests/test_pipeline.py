@@ -754,10 +754,11 @@ def test_the_quick_runs_report_opens_in_headless_chromium(quick_run: QuickRun, t
 def test_a_run_on_the_shipped_supernet_scores_by_inherited_weights_and_fine_tunes_the_winner(tmp_path: Path) -> None:
     """``hwnas run --quick`` with ``[search] supernet = "default"``, end to end on host ONNX Runtime (the TFLite path is
     the quick run's): candidates scored by inherited weights, the winner fine-tuned from them, exported, verified and
-    measured; the summary and the report say how candidates were scored; the same command again redoes nothing."""
+    measured; the summary and the report say how candidates were scored; it ends with a family grown from the winner
+    for one budget (``family_ms``); the same command again redoes nothing."""
     config, folder = tmp_path / "run.toml", tmp_path / "run"
     config.write_text(
-        '[search]\nsupernet = "default"\ntrials = 8\n\n[train]\ntrain_images = 600\n\n[prune]\nepisodes = 0\n\n'
+        'family_ms = [0.6]\n\n[search]\nsupernet = "default"\ntrials = 8\n\n[train]\ntrain_images = 600\n\n[prune]\nepisodes = 0\n\n'
         "[references]\nmodels = []\n"
     )
     command = ("run", "--quick", "--device", "host-ort", "--config", str(config), "--out", str(folder))
@@ -772,7 +773,13 @@ def test_a_run_on_the_shipped_supernet_scores_by_inherited_weights_and_fine_tune
     assert train["arch"] == search["best"]["arch"] and "inherited from the supernet" in train["source"]
     assert summary["final"]["verified"] and summary["final"]["measured_ms"]["host-cpu-onnxruntime"] > 0
     assert "prune skipped: none asked for (prune.episodes = 0)" in result.stdout
-    assert "each scored by the weights it inherits from the supernet" in (folder / "report.md").read_text()
+    report = (folder / "report.md").read_text()
+    assert "each scored by the weights it inherits from the supernet" in report
+    family = json.loads((folder / "stages" / "family.json").read_text())["result"]
+    (member,) = family["members"]
+    assert member["budget_ms"] == 0.6 and member["measured_ms"] > family["base_ms"] > 0 and 0 < member["test_accuracy"] <= 1
+    assert member["arch"].startswith(f"default-{member['scaling']}:") and family["ratios"]
+    assert "## Family" in report and member["arch"] in report and (folder / "report" / "family.png").exists()
     before = {path.name: path.read_text() for path in (folder / "stages").glob("*.json")}
     again = hwnas(*command)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -44,6 +44,10 @@ def run_command(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (default 0)")] = None,
     supernet: RunSupernet = None,
+    family: Annotated[
+        str | None,
+        typer.Option("--family", metavar="T1,T2,...", help="end with a family grown from the winner for these budgets (ms)"),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Profile (or reuse) the device's table, fit the latency predictor, search, retrain, prune, export, verify, measure.
@@ -62,6 +66,7 @@ def run_command(
         "ray": ray,
         "seed": seed,
         "search": {"supernet": supernet} if supernet else None,
+        "family_ms": _family(family),
     }
     settings = resolve_config(quick, config, overrides)
     folder = out or default_out(settings)
@@ -161,3 +166,9 @@ def _show_budget_and_files(summary: dict[str, Any]) -> None:
     total = sum(stage["seconds"] for stage in summary["stages"])
     folder = Path(summary["run_folder"])
     console.print(f"{total / 60:.1f} min of stages over {summary['sessions']} session(s); report: {esc(folder / 'report.html')}")
+
+
+def _family(text: str | None) -> list[float] | None:
+    from hwnas.search.specialize import parse_budgets
+
+    return None if text is None else parse_budgets(text)

@@ -36,7 +36,7 @@ from hwnas.fileio import read_json
 from hwnas.formats import FORMATS
 from hwnas.latency_tables.table import LatencyTable
 from hwnas.recipe import Recipe
-from hwnas.scaling import Scaling
+from hwnas.scaling import Scaling, scaled_space
 from hwnas.space import SearchSpace
 
 Log = Callable[[str], None]
@@ -122,10 +122,14 @@ def _calibrate(request: ScaleRequest, out: Path, log: Log) -> Calibration:
     return Calibration(timed["median_ms"], (timed["ci_low_ms"], timed["ci_high_ms"]), latency.base_predicted_ms)
 
 
+class BudgetBelowBase(UserError):
+    """A budget the base already meets: scaling only grows a network."""
+
+
 def _check_budgets(request: ScaleRequest, calibration: Calibration) -> None:
     below = [budget for budget in request.budgets_ms if budget <= calibration.base_measured_ms]
     if below:
-        raise UserError(
+        raise BudgetBelowBase(
             f"budget {below[0]:g} ms is not above the base's {calibration.base_measured_ms:.3f} ms measured now on "
             f"{request.backend.spec.name}: scaling only grows a network (to go below, prune it: hwnas prune)"
         )
@@ -192,15 +196,15 @@ def _train_all(request: ScaleRequest, report: FamilyReport, planned: list[Planne
 
 def _train_one(request: ScaleRequest, network: Planned, folder: Path, log: Log) -> Trained:
     """Train in ``folder`` (resuming its checkpoint), or read the result a killed run finished there."""
-    from hwnas.presets import get_space
     from hwnas.trainer import remove_checkpoint, train
 
     result_file = folder / "result.json"
     if not result_file.exists():
-        arch = Arch.parse(network.arch)
+        space = scaled_space(request.space, Scaling.parse_tag(network.scaling))
+        arch = space.parse(network.arch)
         folder.mkdir(parents=True, exist_ok=True)
         result = train(
-            get_space(arch.space),
+            space,
             arch,
             request.recipe,
             request.data,

@@ -11,6 +11,7 @@ differs (``--fresh`` starts over).
     devices = ["host-tflite"]     # the first is searched for; every one is exported to and measured on
     space = "default"             # a preset name or a search-space JSON file
     budget_ms = 0.45              # left out: the median whole network of the first device's table
+    family_ms = [0.9, 1.8]        # end with a family grown from the winner for these budgets (hwnas scale); []: none
     data = "embedded"
     seed = 0
 
@@ -46,7 +47,7 @@ from hwnas.search.api import DEFAULTS as SEARCH
 from hwnas.search.api import SearchSettings as LibrarySearchSettings
 
 SECTIONS = ("search", "train", "prune", "references")
-TOP_LEVEL = ("devices", "space", "budget_ms", "data", "seed", "ray")
+TOP_LEVEL = ("devices", "space", "budget_ms", "family_ms", "data", "seed", "ray")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class RunConfig:
     ray: str | None = None
     quick: bool = False
     drift_networks: int = 3  # whole networks of a table re-timed when the table has no reference networks
+    family_ms: tuple[float, ...] = ()  # budgets of a family grown from the winner at the end (hwnas scale); (): none
     search: SearchSettings = field(default_factory=SearchSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     prune: PruneSettings = field(default_factory=PruneSettings)
@@ -135,12 +137,17 @@ class RunConfig:
             raise UserError(f"prune.episodes must be at least 0 (0: no pruning), got {self.prune.episodes}")
         if self.train.train_images < 0 or self.search.measure_front < 0 or self.drift_networks < 0:
             raise UserError("train.train_images, search.measure_front and drift_networks must be >= 0")
+        if any(not (math.isfinite(value) and value > 0) for value in self.family_ms):
+            raise UserError(f"--family: every budget must be a positive number of milliseconds, got {list(self.family_ms)}")
+        if len(set(self.family_ms)) != len(self.family_ms):
+            raise UserError(f"--family: a budget is given twice in {list(self.family_ms)}")
         if self.search.supernet and self.ray:
             raise UserError("a supernet scores candidates in local worker processes (about a second each): leave out --ray")
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["devices"] = list(self.devices)
+        data["family_ms"] = list(self.family_ms)
         return data
 
     def identity(self) -> dict[str, Any]:
@@ -226,7 +233,16 @@ def resolve_config(
         top["devices"] = tuple(top["devices"])
     if "budget_ms" in top:
         top["budget_ms"] = float(top["budget_ms"])
+    if "family_ms" in top:
+        top["family_ms"] = _budgets(top["family_ms"])
     return replace(base, **top, **sections)
+
+
+def _budgets(values: Any) -> tuple[float, ...]:
+    """``family_ms`` as the config keeps it: a tuple of floats (from a TOML list or the command line's)."""
+    if not isinstance(values, list | tuple) or any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+        raise UserError(f"family_ms must be a list of milliseconds, got {values!r}")
+    return tuple(float(value) for value in values)
 
 
 def _stored_supernet(text: str) -> str:
@@ -301,6 +317,7 @@ def read_config(path: Path) -> RunConfig:
             prune=PruneSettings(**data.pop("prune", {})),
             references=ReferenceSettings(**data.pop("references", {})),
             quick=quick,
+            family_ms=_budgets(data.pop("family_ms", [])),
             **data,
         )
     except (KeyError, TypeError) as error:

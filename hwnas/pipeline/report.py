@@ -17,6 +17,7 @@ from hwnas.fileio import atomic_write
 from hwnas.pipeline.records import Records
 from hwnas.pipeline.stage import Skipped
 from hwnas.pipeline.summary import read_values, records_as_written, write_summary
+from hwnas.runfolder import inside_folder
 
 PLOTS_DIR = "report"
 
@@ -267,6 +268,7 @@ def _render(folder: Path, summary: dict[str, Any] | None, report_seconds: float 
     }
     primary = summary["device"]["name"]
     plots = _plots(folder / PLOTS_DIR, result, summary, primary)
+    plots["family"] = _family_plot(folder, result)
     stage_rows = [*summary["stages"], _report_row(summary, (report_seconds or 0.0) + (time.perf_counter() - started))]
     plots["stages"] = stages_plot(stage_rows, folder / PLOTS_DIR / "stages.png")
     inline = {name: base64.b64encode(path.read_bytes()).decode("ascii") for name, path in plots.items() if path is not None}
@@ -292,6 +294,20 @@ def _plots(plots_dir: Path, result: dict[str, Any], summary: dict[str, Any], pri
         "pareto": pareto_plot(result["search"], summary["budget_ms"], result["references"], primary, plots_dir / "pareto.png"),
         "pruning": pruning_plot(result["prune"], primary, plots_dir / "pruning.png"),
     }
+
+
+def _family_plot(folder: Path, result: dict[str, Any]) -> Path | None:
+    """The family stage's own plot (``family/family.png``) copied beside the report's, when the run made a family."""
+    import shutil
+
+    stored = (result.get("family") or {}).get("plot")
+    if not stored:
+        return None
+    path = inside_folder(folder, stored, "stages/family.json: plot")
+    if not path.exists():
+        return None
+    (folder / PLOTS_DIR).mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(path, folder / PLOTS_DIR / "family.png"))
 
 
 def _report_row(summary: dict[str, Any], seconds: float) -> dict[str, Any]:

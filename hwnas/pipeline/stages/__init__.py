@@ -2,14 +2,14 @@
 
 ::
 
-    device -> table -> predictor -> search -> train -> prune -> export -> references
+    device -> table -> predictor -> search -> train -> prune -> export -> references -> family
 
 Each stage is a :class:`~hwnas.pipeline.stage.Stage`: a name, the stages whose results it reads, its result
 type (a frozen dataclass, see each module), and ``run(context)``.
 """
 
 from hwnas.pipeline.stage import Stage
-from hwnas.pipeline.stages import device, export, predictor, prune, references, search, table, train
+from hwnas.pipeline.stages import device, export, family, predictor, prune, references, search, table, train
 
 STAGES: tuple[Stage, ...] = (
     device.STAGE,
@@ -20,6 +20,7 @@ STAGES: tuple[Stage, ...] = (
     prune.STAGE,
     export.STAGE,
     references.STAGE,
+    family.STAGE,
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
