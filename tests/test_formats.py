@@ -400,7 +400,22 @@ def read_specialize(path: Path) -> Any:
     return read_report(path)
 
 
+def make_family(tmp: Path) -> Path:
+    from hwnas.family.records import FamilyReport, Planned
+
+    base = Planned("base", "d100w100r100", "default:r32_c16[k3e3]_c32[k3e3]_c48[k3e3h]_c80[k3e3h]", 0.1, 0.1)
+    FamilyReport(settings={"seed": 0}, grid=[base]).save(tmp)
+    return tmp / "family.json"
+
+
+def read_family(path: Path) -> Any:
+    from hwnas.family.records import read_report
+
+    return read_report(path)
+
+
 CASES: dict[str, Case] = {
+    "scale-family": Case(make_family, same, set_json, read_family),
     "specialize": Case(make_specialize, same, set_json, read_specialize),
     "supernet": Case(make_supernet, in_folder("supernet.json"), set_json, read_supernet),
     "latency-table": Case(make_table, same, set_json, read_table),

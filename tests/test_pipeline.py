@@ -100,6 +100,19 @@ def test_the_written_config_reads_back_the_same(tmp_path: Path) -> None:
     assert "[resolved]" in (tmp_path / "config.toml").read_text()
 
 
+def test_a_family_ladder_reads_back_from_the_run_folder_and_a_bad_one_is_one_line(tmp_path: Path) -> None:
+    config = resolve_config(True, None, {"family_ms": [0.9, 1.8]})
+    assert config.family_ms == (0.9, 1.8)
+    write_config(tmp_path / "config.toml", config)
+    assert read_config(tmp_path / "config.toml") == config
+    assert read_config(tmp_path / "config.toml").identity() == config.identity()
+    (tmp_path / "run.toml").write_text("family_ms = [2]\n")
+    assert resolve_config(False, tmp_path / "run.toml", {}).family_ms == (2.0,)
+    for bad, message in (([-1.0], "positive number"), ([1.0, 1.0], "given twice"), ("1.0", "list of milliseconds")):
+        with pytest.raises(UserError, match=message):
+            resolve_config(False, None, {"family_ms": bad})
+
+
 def test_a_run_folder_of_other_settings_is_refused_and_fresh_starts_over(tmp_path: Path) -> None:
     folder = tmp_path / "run"
     prepare_folder(folder, QUICK, fresh=False)

@@ -34,6 +34,7 @@ def scale_command(
     device: Annotated[str, typer.Option("--device", help="device spec: a TOML path or a shipped name")],
     budgets_ms: Budgets,
     data: DataSource = None,
+    space: Annotated[str | None, typer.Option("--space", help="the base's search space: a preset or a JSON file")] = None,
     recipe_file: RecipeFile = None,
     overrides: Overrides = None,
     epochs: Epochs = None,
@@ -56,7 +57,7 @@ def scale_command(
 
     budgets = parse_budgets(budgets_ms)
     spec = DeviceSpec.from_toml(device)
-    arch, space, recipe = _base(base, recipe_file, overrides, epochs)
+    arch, space, recipe = _base(base, space, recipe_file, overrides, epochs)
     out = out or _default_out()
     report = _run(spec, arch, space, recipe, data, budgets, grid, compare, train_images, rounds, out, allow_mismatch, seed,
                   as_json)  # fmt: skip
@@ -66,13 +67,15 @@ def scale_command(
         _show(report, out)
 
 
-def _base(base: str, recipe_file: Path | None, overrides: list[str] | None, epochs: int | None) -> tuple[Any, Any, Any]:
-    """BASE's architecture, space and recipe: a run folder's own recipe unless --recipe is given; --set and --epochs on
-    top."""
+def _base(
+    base: str, space_text: str | None, recipe_file: Path | None, overrides: list[str] | None, epochs: int | None
+) -> tuple[Any, Any, Any]:
+    """BASE's architecture, space (the one its name gives, or --space) and recipe: a run folder's own recipe unless
+    --recipe is given; --set and --epochs on top."""
     from hwnas.arch import Arch
     from hwnas.fileio import read_json
     from hwnas.formats import FORMATS
-    from hwnas.presets import get_space
+    from hwnas.presets import get_space, resolve_space
     from hwnas.recipe import Recipe
 
     folder = Path(base)
@@ -90,7 +93,7 @@ def _base(base: str, recipe_file: Path | None, overrides: list[str] | None, epoc
     if not isinstance(text, str):
         raise UserError(f"{base}: names no architecture")
     arch = Arch.parse(text)
-    space = get_space(arch.space)
+    space = resolve_space(space_text) if space_text else get_space(arch.space)
     space.validate(arch)
     assignments = list(overrides or []) + ([f"epochs={epochs}"] if epochs is not None else [])
     return arch, space, recipe.with_overrides(assignments)

@@ -224,8 +224,8 @@ def _measure_all(request: ScaleRequest, report: FamilyReport, out: Path, log: Lo
     """Export and verify every trained network, then time them all in the same interleaved rounds."""
     from hwnas.search.measure import time_interleaved
 
-    folders = {network.scaling: Path(out) / NETWORKS / network.scaling for network in report.networks}
-    exported = {tag: _export_trained(request, folder, log) for tag, folder in folders.items()}
+    exported = {network.scaling: _export_trained(request, network, Path(out) / NETWORKS / network.scaling, log)
+                for network in report.networks}  # fmt: skip
     files = {tag: path for tag, (path, passed) in exported.items() if passed}
     log(f"timing {len(files)} networks on {request.backend.spec.name} in {request.rounds} interleaved rounds")
     timed = time_interleaved(request.backend, files, request.rounds)
@@ -243,15 +243,23 @@ def _device_format(request: ScaleRequest) -> str:
     return device_format(request.backend)
 
 
-def _export_trained(request: ScaleRequest, folder: Path, log: Log) -> tuple[Path, bool]:
-    """Export a trained run folder as ``hwnas export`` does: verified against PyTorch on validation images."""
-    from hwnas.export_model import build_request, resolve_model
+def _export_trained(request: ScaleRequest, network: Planned, folder: Path, log: Log) -> tuple[Path, bool]:
+    """Export a trained network as ``hwnas export`` does: verified against PyTorch on validation images. Built from the
+    family's own space (a space file's scaled spaces have no name a preset lookup would find)."""
+    from hwnas.builder import build_model
+    from hwnas.export_model import ResolvedModel, build_request, read_state_dict
     from hwnas.exporters import export_all
 
+    space = scaled_space(request.space, Scaling.parse_tag(network.scaling))
+    arch = space.parse(network.arch)
+    module = build_model(space, arch)
+    module.load_state_dict(read_state_dict(folder / "model.pt"))
+    info = {"name": f"{request.space.name} {network.scaling}", "arch": network.arch, "source": str(folder)}
+    resolved = ResolvedModel(module.eval(), space.in_channels, arch.resolution, info, trained=True)
     fmt = _device_format(request)
-    log(f"exporting {folder.name} to {fmt}")
-    card = export_all(build_request(resolve_model(str(folder)), request.data_source, VERIFY_IMAGES, CALIBRATION_IMAGES), [fmt],
-                      folder / "export", [])
+    log(f"exporting {network.scaling} to {fmt}")
+    request_files = build_request(resolved, request.data_source, VERIFY_IMAGES, CALIBRATION_IMAGES)
+    card = export_all(request_files, [fmt], folder / "export", [])
     item = card["exports"][0]
     return folder / "export" / item["file"], bool(item["verification"]["passed"])
 

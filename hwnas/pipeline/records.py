@@ -107,6 +107,8 @@ class Records:
     def read_value(self, stage: Stage[R]) -> R | Skipped:
         """A finished stage's value from its record, typed and checked; an unreadable one names the command remaking it."""
         record = self.get(stage.name)
+        if record is None and stage.missing is not None:
+            return Skipped(stage.missing)
         if record is None:
             raise UserError(
                 f"{self.folder}: stage {stage.name} has not finished; run the same hwnas run command again to finish it"

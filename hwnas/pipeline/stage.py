@@ -50,3 +50,5 @@ class Stage(Generic[R]):
     requires: tuple[str, ...]
     result_type: type[R]
     run: Callable[[Any], R | Skipped]  # takes the RunContext (hwnas.pipeline.context imports this module, not back)
+    # a stage added after run folders existed: such a folder, finished without its record, reads as skipped for this reason
+    missing: str | None = None

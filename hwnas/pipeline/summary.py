@@ -86,7 +86,7 @@ def _write_summary(folder: Path, records: Records, values: Values | None) -> dic
         "final": _final(export, _get(values, PruneResult)),
         "exports": [_export_item(e) for e in export.exports],
         "references": _references(records, values),
-        "stages": [_stage_row(records, stage.name) for stage in STAGES],
+        "stages": [_stage_row(records, stage.name) for stage in STAGES if records.get(stage.name) or stage.missing is None],
         "sessions": _sessions(folder),
     }
     atomic_write_json(folder / "summary.json", FORMATS["run-summary"].stamp(summary))
