@@ -32,7 +32,7 @@ Z95 = 1.96
 def measured_base_ms(base: str, device: str) -> float:
     """The base's latency on the device today (``hwnas latency --measure``: timed with the drift networks)."""
     command = [sys.executable, "-m", "hwnas", "latency", base, "--device", device, "--measure", "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, timeout=900)
     return float(json.loads(done.stdout)["measured"]["median_ms"])
 
 
@@ -132,7 +132,7 @@ def main() -> None:
         "--out", str(out / "family"),
     ]  # fmt: skip
     print(" ".join(command), flush=True)
-    subprocess.run(command, cwd=ROOT, check=True)
+    subprocess.run(command, cwd=ROOT, check=True, timeout=12 * 3600)
     from hwnas.data import load_data
     from hwnas.family.records import read_report
 

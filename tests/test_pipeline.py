@@ -771,7 +771,8 @@ def test_a_run_on_the_shipped_supernet_scores_by_inherited_weights_and_fine_tune
     for one budget (``family_ms``); the same command again redoes nothing."""
     config, folder = tmp_path / "run.toml", tmp_path / "run"
     config.write_text(
-        'family_ms = [0.6]\n\n[search]\nsupernet = "default"\ntrials = 8\n\n[train]\ntrain_images = 600\n\n[prune]\nepisodes = 0\n\n'
+        'family_ms = [0.6]\n\n[search]\nsupernet = "default"\ntrials = 8\n\n[train]\ntrain_images = 600\n\n'
+        "[prune]\nepisodes = 0\n\n"
         "[references]\nmodels = []\n"
     )
     command = ("run", "--quick", "--device", "host-ort", "--config", str(config), "--out", str(folder))

@@ -15,6 +15,13 @@ from hwnas.errors import UserError
 from hwnas.fileio import check_writable_folder
 from hwnas.paths import runs_dir
 
+Distill = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="weight of the unpruned model's soft labels in fine-tuning (0: off)")
+]
+DistillTemperature = Annotated[
+    float, typer.Option("--distill-temperature", min=1.0, max=20.0, help="temperature of those soft labels")
+]
+
 
 @app.command("prune")
 def prune_command(
@@ -31,13 +38,8 @@ def prune_command(
         int, typer.Option("--finetune-epochs", min=1, help="fine-tuning epochs for every pruned model")
     ] = 1,
     finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="fine-tuning learning rate (SGD, cosine)")] = 0.02,
-    distill: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="weight of the unpruned model's soft labels in fine-tuning (0: off)"),
-    ] = 0.0,
-    distill_temperature: Annotated[
-        float, typer.Option("--distill-temperature", min=1.0, max=20.0, help="temperature of those soft labels")
-    ] = 4.0,
+    distill: Distill = 0.0,
+    distill_temperature: DistillTemperature = 4.0,
     out: Annotated[Path | None, typer.Option(help="run folder (default: runs/prune-<time stamp>); rerun to resume")] = None,
     checkpoint: Annotated[
         Path | None, typer.Option(help="weights (state dict) for an architecture string or torchvision model")
