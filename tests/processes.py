@@ -3,6 +3,9 @@ that workers die with the command they serve."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,3 +35,17 @@ def wait_until(condition: Callable[[], object], timeout: float, poll: float = 0.
             return True
         time.sleep(poll)
     return bool(condition())
+
+
+def kill_when(command: list[str], condition: Callable[[], object], timeout: float, poll: float = 0.05) -> subprocess.Popen[str]:
+    """Start ``command`` and SIGKILL it as soon as ``condition()`` holds (or it ended first); the ended process, its
+    stderr still readable."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: condition() or process.poll() is not None, timeout, poll=poll)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process

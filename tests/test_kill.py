@@ -20,7 +20,7 @@ import pytest
 from hwnas.recipe import Recipe
 
 from inputs import SMALL_ARCH, write_idx_folder
-from processes import group_members, wait_until
+from processes import group_members, kill_when, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -242,14 +242,7 @@ def test_train_killed_after_an_epoch_resumes_from_the_next_and_ends_as_an_uninte
 
     data = write_idx_folder(tmp_path / "data", train=1200, test=100)
     out = tmp_path / "out"
-    process = subprocess.Popen(train_command(data, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_until(lambda: (out / "checkpoint.pt").exists() or process.poll() is not None, 300, poll=0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    process = kill_when(train_command(data, out), lambda: (out / "checkpoint.pt").exists(), 300, poll=0.02)
     assert process.returncode == -signal.SIGKILL, process.stderr.read() if process.stderr else ""
     assert not (out / "result.json").exists()
     kept = read_checkpoint(out)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from hwnas.presets import get_space
 from hwnas.scaling import Scaling, scale_arch, scaled_space, split_scaled_name
 
 from inputs import SMALL_ARCH, write_idx_folder
-from processes import wait_until
+from processes import kill_when
 
 DEFAULT = get_space("default")
 BASE = DEFAULT.parse(SMALL_ARCH)
@@ -164,14 +163,7 @@ def test_a_family_killed_mid_training_resumes_without_retraining_finished_networ
 
     data = write_idx_folder(tmp_path / "data", train=400, test=200)
     out = tmp_path / "family"
-    process = subprocess.Popen(scale_command(data, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_until(lambda: len(trained(out)) >= 2 or process.poll() is not None, 600, poll=0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    process = kill_when(scale_command(data, out), lambda: len(trained(out)) >= 2, 600)
     assert process.returncode == -signal.SIGKILL, process.stderr.read() if process.stderr else ""
     finished = trained(out)
     assert len(finished) >= 2
