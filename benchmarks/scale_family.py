@@ -36,16 +36,17 @@ def measured_base_ms(base: str, device: str) -> float:
     return float(json.loads(done.stdout)["measured"]["median_ms"])
 
 
-def budgets(out: Path, base: str, device: str) -> list[float]:
-    """2x, 4x, 8x the base's measured latency, fixed at the first run (a resumed run must ask for the same budgets)."""
+def budgets(out: Path, base: str, device: str, steps: list[float]) -> list[float]:
+    """``steps`` x the base's latency measured at the first run (kept, so a resumed run asks for the same budgets; a
+    run with other steps keeps every network it can)."""
     kept = out / "budgets.json"
     if kept.exists():
-        return json.loads(kept.read_text())["budgets_ms"]
-    base_ms = measured_base_ms(base, device)
-    chosen = [round(base_ms * step, 3) for step in STEPS]
-    out.mkdir(parents=True, exist_ok=True)
-    kept.write_text(json.dumps({"base_ms": base_ms, "budgets_ms": chosen}))
-    return chosen
+        base_ms = json.loads(kept.read_text())["base_ms"]
+    else:
+        base_ms = measured_base_ms(base, device)
+        out.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps({"base_ms": base_ms}))
+    return [round(base_ms * step, 3) for step in steps]
 
 
 def interval(accuracy: float | None, images: int) -> list[float] | None:
@@ -120,12 +121,13 @@ def main() -> None:
     parser.add_argument("--base", default=BASE)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--grid", type=int, default=3)
+    parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="budgets as multiples of the base's latency")
     parser.add_argument("--train-images", type=int, default=9000)
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-scale")
     args = parser.parse_args()
     out = args.out / args.device
-    chosen = budgets(out, args.base, args.device)
+    chosen = budgets(out, args.base, args.device, [float(step) for step in args.steps.split(",")])
     command = [
         sys.executable, "-m", "hwnas", "scale", args.base, "--device", args.device, "--budgets-ms", ",".join(map(str, chosen)),
         "--data", args.data, "--train-images", str(args.train_images), "--epochs", str(args.epochs), "--grid", str(args.grid),

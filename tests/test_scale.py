@@ -188,12 +188,19 @@ def test_a_family_killed_mid_training_resumes_without_retraining_finished_networ
         assert 0 <= result.val_accuracy <= 1 and result.test_accuracy is not None
     assert all(member.sized_ms is not None for member in report.members)
     assert Path(report.plot).exists()
+    after = trained(out)
     # a member is an ordinary run folder: hwnas latency reads it
     member = out / "networks" / report.members[-1].scaling
     latency = subprocess.run([sys.executable, "-m", "hwnas", "latency", str(member), "--device", "host-ort", "--json"],
                              capture_output=True, text=True, timeout=300)  # fmt: skip
     assert latency.returncode == 0, latency.stderr
     assert json.loads(latency.stdout)["predicted"]["total_ms"] > 0
+
+    fewer = subprocess.run([*scale_command(data, out)[:6], "0.2", *scale_command(data, out)[7:]], capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert fewer.returncode == 0, fewer.stderr
+    assert "training" not in fewer.stdout and trained(out) == after  # one budget fewer: nothing trained again
+    assert {member.budget_ms for member in read_report(out / "family.json").members} == {0.2}
 
     other = subprocess.run([*scale_command(data, out)[:-2], "--grid", "3", "--out", str(out)], capture_output=True, text=True,
                            timeout=300)  # fmt: skip

@@ -65,13 +65,13 @@ class ScaleRequest:
     progress: bool = True
 
     def settings(self) -> dict[str, Any]:
+        """Not the budgets: a rerun with more (or fewer) budgets keeps every network it can and sizes the new ones."""
         return {
             "base": self.base.format(),
             "recipe": self.recipe.to_json(),
             "data": self.data.name,
             "train_images": len(self.data.train),  # type: ignore[arg-type]
             "device": self.backend.spec.name,
-            "budgets_ms": list(self.budgets_ms),
             "grid": self.grid,
             "compare": self.compare,
             "seed": self.seed,
@@ -92,9 +92,7 @@ def scale_family(request: ScaleRequest, out: Path, log: Log) -> FamilyReport:
     report = _train_all(request, report, report.grid, out, log)
     if report.ratios is None:
         report = _saved(replace(report, ratios=_best_ratios(report)), out)
-    if not report.members:
-        members = _plan_members(request, latency, Scaling.parse_tag(report.ratios), out, log)
-        report = _saved(replace(report, members=members), out)
+    report = _saved(replace(report, members=_members_for(request, report, latency, out, log)), out)
     report = _train_all(request, report, report.members, out, log)
     report = _saved(replace(report, measured=_measure_all(request, report, out, log)), out)
     from hwnas.family.plot import family_plot
@@ -135,10 +133,21 @@ def _check_budgets(request: ScaleRequest, calibration: Calibration) -> None:
         )
 
 
-def _plan_members(request: ScaleRequest, latency: FamilyLatency, ratios: Scaling, out: Path, log: Log) -> list[Planned]:
+def _members_for(request: ScaleRequest, report: FamilyReport, latency: FamilyLatency, out: Path, log: Log) -> list[Planned]:
+    """The members of the budgets asked for: those already planned are kept, new budgets are sized now."""
+    kept = [member for member in report.members if member.budget_ms in request.budgets_ms]
+    new = [budget for budget in request.budgets_ms if budget not in {member.budget_ms for member in kept}]
+    ratios = Scaling.parse_tag(report.ratios or "")
+    planned = kept + (_plan_members(request, latency, ratios, new, out, log) if new else [])
+    return sorted(planned, key=lambda member: request.budgets_ms.index(member.budget_ms or 0.0))
+
+
+def _plan_members(
+    request: ScaleRequest, latency: FamilyLatency, ratios: Scaling, budgets: list[float], out: Path, log: Log
+) -> list[Planned]:
     """Each budget's network along each direction: predicted to fit, then measured and refitted (module docstring)."""
     directions = {"compound": ratios} | (SINGLE_DIMENSIONS if request.compare else {})
-    targets = [(role, step, budget) for budget in request.budgets_ms for role, step in directions.items()]
+    targets = [(role, step, budget) for budget in budgets for role, step in directions.items()]
     proposals = [latency.fit_budget(step, budget) for _, step, budget in targets]
     tried: list[list[Sized]] = [[] for _ in targets]
     measured: dict[Arch, float] = {}
