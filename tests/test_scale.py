@@ -196,7 +196,7 @@ def test_a_family_killed_mid_training_resumes_without_retraining_finished_networ
     assert latency.returncode == 0, latency.stderr
     assert json.loads(latency.stdout)["predicted"]["total_ms"] > 0
 
-    fewer = subprocess.run([*scale_command(data, out)[:6], "0.2", *scale_command(data, out)[7:]], capture_output=True,
+    fewer = subprocess.run([*scale_command(data, out)[:8], "0.2", *scale_command(data, out)[9:]], capture_output=True,
                            text=True, timeout=300)  # fmt: skip
     assert fewer.returncode == 0, fewer.stderr
     assert "training" not in fewer.stdout and trained(out) == after  # one budget fewer: nothing trained again
