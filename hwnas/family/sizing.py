@@ -18,7 +18,7 @@ from functools import cached_property
 
 import numpy as np
 
-from hwnas.arch import Arch
+from hwnas.arch import Arch, Stage
 from hwnas.latency_tables.table import LatencyTable
 from hwnas.predictors.network_latency import keys_latency
 from hwnas.scaling import Scaling, scale_arch
@@ -55,7 +55,9 @@ class FamilyLatency:
 
     def __post_init__(self) -> None:
         self._cache: dict[Scaling, Sized] = {}
-        self._by_arch: dict[Arch, Sized] = {}  # scalings that round to one network give that network one name
+        # scalings that round to one network give it one name: x1.2 depth leaves stages of 1-2 blocks as they are, so
+        # d120w140r100 and d100w140r100 are one network in two spaces (keyed without the space's name)
+        self._by_arch: dict[tuple[int, tuple[Stage, ...]], Sized] = {}
 
     @cached_property
     def base_predicted_ms(self) -> float:
@@ -64,10 +66,11 @@ class FamilyLatency:
     def sized(self, scaling: Scaling) -> Sized:
         if scaling not in self._cache:
             space, arch = scale_arch(self.space, self.base, scaling)
-            if arch not in self._by_arch:
+            network = (arch.resolution, arch.stages)
+            if network not in self._by_arch:
                 predicted = keys_latency(space.op_keys(arch), self.table).total_ms
-                self._by_arch[arch] = Sized(scaling, space, arch, predicted, predicted * self.factor)
-            self._cache[scaling] = self._by_arch[arch]
+                self._by_arch[network] = Sized(scaling, space, arch, predicted, predicted * self.factor)
+            self._cache[scaling] = self._by_arch[network]
         return self._cache[scaling]
 
     def fit_budget(self, step: Scaling, budget_ms: float, factor: float | None = None) -> Sized:
