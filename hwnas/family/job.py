@@ -5,8 +5,9 @@ EfficientNet's recipe, with the device's latency in place of FLOPs (as its EdgeT
 1. **Calibrate.** The base is exported and timed on the device; measured over predicted puts every later prediction
    in today's frame, and a budget the base already meets is refused (scaling only grows a network: prune instead).
 2. **Ratios.** A small grid of depth and width steps, each with the resolution step that makes one compound step
-   double the base's latency on this device (:meth:`~hwnas.family.sizing.FamilyLatency.grid`); each point is trained
-   with the base's recipe, and the most accurate one's ratios are kept.
+   double the base's latency on this device (:meth:`~hwnas.family.sizing.FamilyLatency.grid`): predicted, then
+   measured with the base and refitted where it is more than 10% off; each point is trained with the base's recipe,
+   and the most accurate one's ratios are kept.
 3. **Members.** For each budget, the ratios raised to the largest power predicted to fit it; with ``compare``, also the
    width-only, depth-only and resolution-only networks for the same budget, trained the same way. Predicted, then
    measured: each proposal is timed (random weights), and one measured over its budget is refitted with its own
@@ -31,7 +32,7 @@ from hwnas.arch import Arch
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
 from hwnas.family.records import Calibration, FamilyReport, Measured, Planned, Trained, resumed
-from hwnas.family.sizing import SINGLE_DIMENSIONS, FamilyLatency, Sized
+from hwnas.family.sizing import DOUBLING, DOUBLING_TOLERANCE, SINGLE_DIMENSIONS, FamilyLatency, Sized
 from hwnas.fileio import read_json
 from hwnas.formats import FORMATS
 from hwnas.latency_tables.table import LatencyTable
@@ -86,9 +87,7 @@ def scale_family(request: ScaleRequest, out: Path, log: Log) -> FamilyReport:
     report = _saved(replace(report, calibration=calibration), out)
     latency = FamilyLatency(request.space, request.base, request.table, calibration.factor)
     if not report.grid:
-        base = _planned("base", latency.sized(Scaling()))
-        report = _saved(replace(report, grid=[base, *(_planned("grid", point) for point in latency.grid(request.grid))]), out)
-        log(f"grid: {len(report.grid) - 1} compound steps predicted to double the base's {calibration.base_measured_ms:.3f} ms")
+        report = _saved(replace(report, grid=_plan_grid(request, latency, out, log)), out)
     report = _train_all(request, report, report.grid, out, log)
     if report.ratios is None:
         report = _saved(replace(report, ratios=_best_ratios(report)), out)
@@ -131,6 +130,36 @@ def _check_budgets(request: ScaleRequest, calibration: Calibration) -> None:
             f"budget {below[0]:g} ms is not above the base's {calibration.base_measured_ms:.3f} ms measured now on "
             f"{request.backend.spec.name}: scaling only grows a network (to go below, prune it: hwnas prune)"
         )
+
+
+def _plan_grid(request: ScaleRequest, latency: FamilyLatency, out: Path, log: Log) -> list[Planned]:
+    """The base and the grid's compound steps, each predicted to double the base's latency, then measured with the base
+    in the same rounds; a point measured more than 10% off 2x has its resolution step refitted with its own measured /
+    predicted factor (up to :data:`SIZING_PASSES` timings); the point measured closest to 2x is kept."""
+    base = latency.sized(Scaling())
+    current = latency.grid(request.grid)
+    tried: list[list[Sized]] = [[point] for point in current]
+    doubling: dict[Arch, float] = {}
+    for attempt in range(1, SIZING_PASSES + 1):
+        new = {point.arch: point for point in current if point.arch not in doubling}
+        if not new:
+            break
+        log(f"grid pass {attempt}: timing {len(new)} compound steps with the base (random weights) in {SIZING_ROUNDS} rounds")
+        timed = _time_random(request, [base, *new.values()], Path(out) / "sizing")
+        doubling |= {arch: timed[arch] / timed[base.arch] for arch in new}
+        for index, point in enumerate(current):
+            if abs(doubling[point.arch] / DOUBLING - 1) > DOUBLING_TOLERANCE:
+                factor = doubling[point.arch] * timed[base.arch] / point.predicted_ms
+                target = DOUBLING * timed[base.arch]
+                current[index] = latency.resolution_step(point.scaling.depth, point.scaling.width, target, factor)
+                tried[index].append(current[index])
+    chosen = {}
+    for options in tried:
+        best = min((p for p in options if p.arch in doubling), key=lambda p: abs(doubling[p.arch] - DOUBLING))
+        chosen.setdefault(best.scaling, replace(_planned("grid", best), doubling=doubling[best.arch]))
+    log(f"grid: {len(chosen)} compound steps measured to double the base's latency: "
+        + ", ".join(f"{tag} x{point.doubling:.2f}" for tag, point in chosen.items()))  # fmt: skip
+    return [_planned("base", base), *chosen.values()]
 
 
 def _members_for(request: ScaleRequest, report: FamilyReport, latency: FamilyLatency, out: Path, log: Log) -> list[Planned]:

@@ -44,7 +44,8 @@ class Planned:
     predicted_ms: float  # table time
     predicted_today_ms: float
     budget_ms: float | None = None
-    sized_ms: float | None = None  # measured while sizing it (seeded random weights), fewer rounds than the final timing
+    sized_ms: float | None = None  # a member measured while sizing it (seeded random weights, fewer rounds than at the end)
+    doubling: float | None = None  # a grid point's latency over the base's while sizing it, timed in the same rounds
 
 
 @dataclass(frozen=True)

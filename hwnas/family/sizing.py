@@ -99,7 +99,7 @@ class FamilyLatency:
         found: dict[Arch, Sized] = {}
         for depth in DEPTH_STEPS:
             for width in WIDTH_STEPS:
-                point = self._closest_resolution(depth, width, target)
+                point = self.resolution_step(depth, width, target)
                 if point is not None and abs(point.predicted_today_ms / target - 1) <= DOUBLING_TOLERANCE:
                     found.setdefault(point.arch, point)
         points = sorted(found.values(), key=lambda point: point.scaling)
@@ -108,12 +108,15 @@ class FamilyLatency:
         picked = np.linspace(0, len(points) - 1, count).round().astype(int)
         return [points[index] for index in dict.fromkeys(picked.tolist())]
 
-    def _closest_resolution(self, depth: float, width: float, target_ms: float) -> Sized | None:
-        best: Sized | None = None
+    def resolution_step(self, depth: float, width: float, target_ms: float, factor: float | None = None) -> Sized:
+        """With these depth and width steps, the resolution step (1-2x) whose predicted latency is closest to
+        ``target_ms`` today; ``factor`` (default: the base's) as in :meth:`fit_budget`."""
+        factor = self.factor if factor is None else factor
+        best = self.sized(Scaling.of(depth, width))
         for resolution in np.arange(1.0, 2.005, 0.01):
             point = self.sized(Scaling.of(depth, width, float(resolution)))
-            if best is None or abs(point.predicted_today_ms - target_ms) < abs(best.predicted_today_ms - target_ms):
+            if abs(point.predicted_ms * factor - target_ms) < abs(best.predicted_ms * factor - target_ms):
                 best = point
-            if point.predicted_today_ms > target_ms:
+            if point.predicted_ms * factor > target_ms:
                 break
         return best
