@@ -63,8 +63,10 @@ def family_plot(report: FamilyReport, path: Path) -> Path:
     members = rows(report, report.members)
     for role, (colour, marker, label) in STYLES.items():
         points = sorted((r.measured_ms, r.accuracy) for r in members if r.role == role and r.measured_ms and r.accuracy)
-        if points:
-            ax.plot(*zip(*points, strict=True), marker=marker, color=colour, label=label)
+        if points:  # compound on top and solid: where it equals a single dimension, the two lines coincide
+            ours = role == "compound"
+            ax.plot(*zip(*points, strict=True), marker=marker, color=colour, label=label, zorder=5 if ours else 3,
+                    linewidth=2.5 if ours else 1.2, markersize=9 if ours else 6, markerfacecolor=colour if ours else "none")
     base = next((row for row in rows(report, report.grid) if row.role == "base"), None)
     if base is not None and base.measured_ms and base.accuracy:
         ax.plot([base.measured_ms], [base.accuracy], marker="*", markersize=14, color="black", linestyle="none", label="base")
