@@ -60,7 +60,9 @@ def grid_of(device: str, rounds: int, folder: Path) -> dict[str, Any]:
     networks = {"base": latency.sized(Scaling()), **{point.scaling.tag: point for point in points}}
     files = {tag: exported(backend, sized.space, sized.arch, folder) for tag, sized in networks.items()}
     timed = {tag: t.summary()["median_ms"] for tag, t in time_interleaved(backend, files, rounds).items()}
+    refitted = refitted_grid(space, base, backend, latency, folder)
     return {
+        "refitted_grid": refitted,
         "device": spec.name,
         "base_predicted_ms": latency.base_predicted_ms,
         "base_measured_ms": timed["base"],
@@ -77,6 +79,17 @@ def grid_of(device: str, rounds: int, folder: Path) -> dict[str, Any]:
             if tag != "base"
         ],
     }
+
+
+def refitted_grid(space: Any, base: Any, backend: Any, latency: Any, folder: Path) -> list[dict[str, Any]]:
+    """The grid ``hwnas scale`` trains (4 points, ``--grid 4``): predicted, then measured with the base and refitted."""
+    from hwnas.data import load_data
+    from hwnas.family.job import ScaleRequest, plan_grid
+    from hwnas.recipe import Recipe
+
+    request = ScaleRequest(space, base, Recipe(), load_data(), None, backend, latency.table, (1.0,), grid=4)
+    planned = plan_grid(request, latency, folder, lambda message: print(message, flush=True))
+    return [{"scaling": p.scaling, "measured_doubling": round(p.doubling, 3)} for p in planned if p.role == "grid"]
 
 
 def cross_check(results: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def scale_family(request: ScaleRequest, out: Path, log: Log) -> FamilyReport:
     report = _saved(replace(report, calibration=calibration), out)
     latency = FamilyLatency(request.space, request.base, request.table, calibration.factor)
     if not report.grid:
-        report = _saved(replace(report, grid=_plan_grid(request, latency, out, log)), out)
+        report = _saved(replace(report, grid=plan_grid(request, latency, out, log)), out)
     report = _train_all(request, report, report.grid, out, log)
     if report.ratios is None:
         report = _saved(replace(report, ratios=_best_ratios(report)), out)
@@ -132,7 +132,7 @@ def _check_budgets(request: ScaleRequest, calibration: Calibration) -> None:
         )
 
 
-def _plan_grid(request: ScaleRequest, latency: FamilyLatency, out: Path, log: Log) -> list[Planned]:
+def plan_grid(request: ScaleRequest, latency: FamilyLatency, out: Path, log: Log) -> list[Planned]:
     """The base and the grid's compound steps, each predicted to double the base's latency, then measured with the base
     in the same rounds; a point measured more than 10% off 2x has its resolution step refitted with its own measured /
     predicted factor (up to :data:`SIZING_PASSES` timings); the point measured closest to 2x is kept."""
@@ -156,7 +156,7 @@ def _plan_grid(request: ScaleRequest, latency: FamilyLatency, out: Path, log: Lo
     chosen = {}
     for options in tried:
         best = min((p for p in options if p.arch in doubling), key=lambda p: abs(doubling[p.arch] - DOUBLING))
-        chosen.setdefault(best.scaling, replace(_planned("grid", best), doubling=doubling[best.arch]))
+        chosen.setdefault(best.scaling.tag, replace(_planned("grid", best), doubling=doubling[best.arch]))
     log(f"grid: {len(chosen)} compound steps measured to double the base's latency: "
         + ", ".join(f"{tag} x{point.doubling:.2f}" for tag, point in chosen.items()))  # fmt: skip
     return [_planned("base", base), *chosen.values()]
