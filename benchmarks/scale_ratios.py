@@ -87,7 +87,7 @@ def refitted_grid(space: Any, base: Any, backend: Any, latency: Any, folder: Pat
     from hwnas.family.job import ScaleRequest, plan_grid
     from hwnas.recipe import Recipe
 
-    request = ScaleRequest(space, base, Recipe(), load_data(), None, backend, latency.table, (1.0,), grid=4)
+    request = ScaleRequest(space, base, Recipe(), load_data(), backend, latency.table, (1.0,), grid=4)
     planned = plan_grid(request, latency, folder, lambda message: print(message, flush=True))
     return [{"scaling": p.scaling, "measured_doubling": round(p.doubling, 3)} for p in planned if p.role == "grid"]
 

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from hwnas.arch import Arch
 from hwnas.builder import arch_cost, build_model, count_flops, count_params, recalibrate_batchnorm
-from hwnas.data import load_data
+from hwnas.data import ImageSplits, load_data
 from hwnas.errors import UserError
 from hwnas.exporters import ExportRequest
 from hwnas.fileio import check_archive, read_json
@@ -226,9 +226,10 @@ def _stack(dataset: Dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([image.numpy() for image, _ in pairs]).astype(np.float32), np.array([label for _, label in pairs])
 
 
-def build_request(resolved: ResolvedModel, data: str | None, images: int, calibration: int) -> ExportRequest:
-    """Verification images (validation split) and calibration images (training split) for ``resolved``."""
-    splits = load_data(data)
+def build_request(resolved: ResolvedModel, data: str | ImageSplits | None, images: int, calibration: int) -> ExportRequest:
+    """Verification images (validation split) and calibration images (training split) for ``resolved``; ``data`` is a
+    source to load (``--data``) or images already loaded (a caller exporting many models loads them once)."""
+    splits = data if isinstance(data, ImageSplits) else load_data(data)
     val_images, val_labels = _stack(Prepared(splits.val, resolved.resolution, resolved.channels), images)
     train_images, _ = _stack(Prepared(splits.train, resolved.resolution, resolved.channels), calibration)
     module = resolved.module

@@ -72,10 +72,9 @@ def _base(
 ) -> tuple[Any, Any, Any]:
     """BASE's architecture, space (the one its name gives, or --space) and recipe: a run folder's own recipe unless
     --recipe is given; --set and --epochs on top."""
-    from hwnas.arch import Arch
+    from hwnas.cli.train import _arch_and_space
     from hwnas.fileio import read_json
     from hwnas.formats import FORMATS
-    from hwnas.presets import get_space, resolve_space
     from hwnas.recipe import Recipe
 
     folder = Path(base)
@@ -92,9 +91,7 @@ def _base(
         text = base
     if not isinstance(text, str):
         raise UserError(f"{base}: names no architecture")
-    arch = Arch.parse(text)
-    space = resolve_space(space_text) if space_text else get_space(arch.space)
-    space.validate(arch)
+    arch, space = _arch_and_space(text, space_text)
     assignments = list(overrides or []) + ([f"epochs={epochs}"] if epochs is not None else [])
     return arch, space, recipe.with_overrides(assignments)
 
@@ -123,7 +120,7 @@ def _run(spec: Any, arch: Any, space: Any, recipe: Any, data: str | None, budget
     check_data_fits(splits, space, why="the family grows the base's network", then="train a base in it and scale that")
     if train_images is not None:
         splits = splits.head(train_images, len(splits.val))
-    request = ScaleRequest(space, arch, recipe, splits, data, backend, table, tuple(budgets), grid, compare, rounds, seed,
+    request = ScaleRequest(space, arch, recipe, splits, backend, table, tuple(budgets), grid, compare, rounds, seed,
                            progress=not as_json)  # fmt: skip
     return scale_family(request, out, quiet_or_log(as_json))
 

@@ -55,7 +55,6 @@ class ScaleRequest:
     base: Arch
     recipe: Recipe
     data: ImageSplits
-    data_source: str | None
     backend: Any
     table: LatencyTable
     budgets_ms: tuple[float, ...]
@@ -137,29 +136,51 @@ def plan_grid(request: ScaleRequest, latency: FamilyLatency, out: Path, log: Log
     in the same rounds; a point measured more than 10% off 2x has its resolution step refitted with its own measured /
     predicted factor (up to :data:`SIZING_PASSES` timings); the point measured closest to 2x is kept."""
     base = latency.sized(Scaling())
-    current = latency.grid(request.grid)
-    tried: list[list[Sized]] = [[point] for point in current]
-    doubling: dict[Arch, float] = {}
-    for attempt in range(1, SIZING_PASSES + 1):
-        new = {point.arch: point for point in current if point.arch not in doubling}
-        if not new:
-            break
-        log(f"grid pass {attempt}: timing {len(new)} compound steps with the base (random weights) in {SIZING_ROUNDS} rounds")
-        timed = _time_random(request, [base, *new.values()], Path(out) / "sizing")
-        doubling |= {arch: timed[arch] / timed[base.arch] for arch in new}
-        for index, point in enumerate(current):
-            if abs(doubling[point.arch] / DOUBLING - 1) > DOUBLING_TOLERANCE:
-                factor = doubling[point.arch] * timed[base.arch] / point.predicted_ms
-                target = DOUBLING * timed[base.arch]
-                current[index] = latency.resolution_step(point.scaling.depth, point.scaling.width, target, factor)
-                tried[index].append(current[index])
+
+    def doublings(points: list[Sized]) -> dict[Arch, float]:
+        timed = _time_random(request, [base, *points], Path(out) / "sizing")
+        return {point.arch: timed[point.arch] / timed[base.arch] for point in points}
+
+    def refit(_: int, point: Sized, doubling: float) -> Sized:
+        if abs(doubling / DOUBLING - 1) <= DOUBLING_TOLERANCE:
+            return point
+        return latency.resolution_step(point.scaling.depth, point.scaling.width, DOUBLING, doubling / point.predicted_ms)
+
+    tried, doubling = _measure_and_refit(latency.grid(request.grid), doublings, refit, "grid: timing compound steps", log)
     chosen = {}
     for options in tried:
-        best = min((p for p in options if p.arch in doubling), key=lambda p: abs(doubling[p.arch] - DOUBLING))
+        best = min(options, key=lambda p: abs(doubling[p.arch] - DOUBLING))
         chosen.setdefault(best.scaling.tag, replace(_planned("grid", best), doubling=doubling[best.arch]))
     log(f"grid: {len(chosen)} compound steps measured to double the base's latency: "
         + ", ".join(f"{tag} x{point.doubling:.2f}" for tag, point in chosen.items()))  # fmt: skip
     return [_planned("base", base), *chosen.values()]
+
+
+def _measure_and_refit(
+    proposals: list[Sized],
+    measure: Callable[[list[Sized]], dict[Arch, float]],
+    refit: Callable[[int, Sized, float], Sized],
+    what: str,
+    log: Log,
+) -> tuple[list[list[Sized]], dict[Arch, float]]:
+    """Predicted, then measured: time the proposals (each network once), let ``refit`` replace each by what its own
+    measurement says it should be, and again, up to :data:`SIZING_PASSES` timings. Returns, per proposal, every network
+    tried and measured for it, and the measurements."""
+    current = list(proposals)
+    tried: list[list[Sized]] = [[] for _ in proposals]
+    measured: dict[Arch, float] = {}
+    for attempt in range(1, SIZING_PASSES + 1):
+        new = {sized.arch: sized for sized in current if sized.arch not in measured}
+        if new:
+            log(f"{what}, pass {attempt}: {len(new)} networks (random weights) in {SIZING_ROUNDS} rounds")
+            measured |= measure(list(new.values()))
+        for index, sized in enumerate(current):
+            if all(other.arch != sized.arch for other in tried[index]):
+                tried[index].append(sized)  # a refit landing on a network measured for another proposal counts too
+            current[index] = refit(index, sized, measured[sized.arch])
+        if not new:
+            break
+    return tried, measured
 
 
 def _members_for(request: ScaleRequest, report: FamilyReport, latency: FamilyLatency, out: Path, log: Log) -> list[Planned]:
@@ -177,18 +198,16 @@ def _plan_members(
     """Each budget's network along each direction: predicted to fit, then measured and refitted (module docstring)."""
     directions = {"compound": ratios} | (SINGLE_DIMENSIONS if request.compare else {})
     targets = [(role, step, budget) for budget in budgets for role, step in directions.items()]
+
+    def measure(networks: list[Sized]) -> dict[Arch, float]:
+        return _time_random(request, networks, Path(out) / "sizing")
+
+    def refit(index: int, sized: Sized, measured_ms: float) -> Sized:
+        _, step, budget = targets[index]
+        return latency.fit_budget(step, budget, measured_ms / sized.predicted_ms)
+
     proposals = [latency.fit_budget(step, budget) for _, step, budget in targets]
-    tried: list[list[Sized]] = [[] for _ in targets]
-    measured: dict[Arch, float] = {}
-    for attempt in range(1, SIZING_PASSES + 1):
-        new = {sized.arch: sized for sized in proposals if sized.arch not in measured}
-        if not new:
-            break
-        log(f"sizing pass {attempt}: timing {len(new)} proposed networks (random weights) in {SIZING_ROUNDS} rounds")
-        measured |= _time_random(request, list(new.values()), Path(out) / "sizing")
-        for index, ((_, step, budget), sized) in enumerate(zip(targets, proposals, strict=True)):
-            tried[index].append(sized)
-            proposals[index] = latency.fit_budget(step, budget, measured[sized.arch] / sized.predicted_ms)
+    tried, measured = _measure_and_refit(proposals, measure, refit, "sizing: timing proposed members", log)
     return [
         replace(_planned(role, chosen, budget), sized_ms=measured[chosen.arch])
         for (role, _, budget), options in zip(targets, tried, strict=True)
@@ -275,16 +294,11 @@ def _measure_all(request: ScaleRequest, report: FamilyReport, out: Path, log: Lo
     return measured
 
 
-def _device_format(request: ScaleRequest) -> str:
-    from hwnas.search.result import device_format
-
-    return device_format(request.backend)
-
-
 def _export_trained(request: ScaleRequest, network: Planned, folder: Path, log: Log) -> tuple[Path, bool]:
     """Export a trained network as ``hwnas export`` does: verified against PyTorch on validation images. Built from the
     family's own space (a space file's scaled spaces have no name a preset lookup would find)."""
     from hwnas.builder import build_model
+    from hwnas.devices import export_format_for
     from hwnas.export_model import ResolvedModel, build_request, read_state_dict
     from hwnas.exporters import export_all
 
@@ -294,10 +308,9 @@ def _export_trained(request: ScaleRequest, network: Planned, folder: Path, log: 
     module.load_state_dict(read_state_dict(folder / "model.pt"))
     info = {"name": f"{request.space.name} {network.scaling}", "arch": network.arch, "source": str(folder)}
     resolved = ResolvedModel(module.eval(), space.in_channels, arch.resolution, info, trained=True)
-    fmt = _device_format(request)
+    fmt = export_format_for(request.backend.spec)
     log(f"exporting {network.scaling} to {fmt}")
-    request_files = build_request(resolved, request.data_source, VERIFY_IMAGES, CALIBRATION_IMAGES)
-    card = export_all(request_files, [fmt], folder / "export", [])
+    card = export_all(build_request(resolved, request.data, VERIFY_IMAGES, CALIBRATION_IMAGES), [fmt], folder / "export", [])
     item = card["exports"][0]
     return folder / "export" / item["file"], bool(item["verification"]["passed"])
 
@@ -305,9 +318,10 @@ def _export_trained(request: ScaleRequest, network: Planned, folder: Path, log: 
 def _export_random(request: ScaleRequest, space: SearchSpace, arch: Arch, folder: Path) -> Path:
     """``arch`` with seeded random weights in the device's format (latency does not depend on the weights)."""
     from hwnas.builder import build_model
+    from hwnas.devices import export_format_for
     from hwnas.exporters import get_exporter
 
-    exporter = get_exporter(_device_format(request))
+    exporter = get_exporter(export_format_for(request.backend.spec))
     reason = exporter.unavailable_reason()
     if reason is not None:
         raise UserError(f"cannot export to {exporter.format} here: {reason}")

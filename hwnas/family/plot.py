@@ -29,6 +29,11 @@ class Row:
     test_accuracy: float | None
 
     @property
+    def within_budget(self) -> bool:
+        """Measured, and within its budget (the base has none: never)."""
+        return self.measured_ms is not None and self.budget_ms is not None and self.measured_ms <= self.budget_ms
+
+    @property
     def accuracy(self) -> float | None:
         """Test accuracy when there is one (held-out images), else validation."""
         return self.test_accuracy if self.test_accuracy is not None else self.val_accuracy

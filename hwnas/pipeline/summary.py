@@ -18,8 +18,8 @@ from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json, read_json
 from hwnas.formats import FORMATS
 from hwnas.pipeline.records import Records
-from hwnas.pipeline.stage import Skipped, StageResult
-from hwnas.pipeline.stages import STAGE_NAMES, STAGES
+from hwnas.pipeline.stage import Skipped, Stage, StageResult
+from hwnas.pipeline.stages import STAGES
 from hwnas.pipeline.stages.device import DeviceResult
 from hwnas.pipeline.stages.export import ExportResult
 from hwnas.pipeline.stages.predictor import PredictorResult
@@ -86,7 +86,7 @@ def _write_summary(folder: Path, records: Records, values: Values | None) -> dic
         "final": _final(export, _get(values, PruneResult)),
         "exports": [_export_item(e) for e in export.exports],
         "references": _references(records, values),
-        "stages": [_stage_row(records, stage.name) for stage in STAGES],
+        "stages": [_stage_row(records, stage) for stage in STAGES],
         "sessions": _sessions(folder),
     }
     atomic_write_json(folder / "summary.json", FORMATS["run-summary"].stamp(summary))
@@ -216,11 +216,11 @@ def _references(records: Records, values: Values) -> dict[str, Any]:
     }
 
 
-def _stage_row(records: Records, stage: str) -> dict[str, Any]:
-    if records.get(stage) is None and STAGES[STAGE_NAMES.index(stage)].missing is not None:  # a folder from before it
-        return {"stage": stage, "status": "skipped", "seconds": 0.0, "session": 0}
-    meta = records.meta(stage)
-    return {"stage": stage, "status": meta.status, "seconds": meta.seconds, "session": meta.session}
+def _stage_row(records: Records, stage: Stage[Any]) -> dict[str, Any]:
+    if records.get(stage.name) is None and stage.missing is not None:  # a run folder from before the stage existed
+        return {"stage": stage.name, "status": "skipped", "seconds": 0.0, "session": 0}
+    meta = records.meta(stage.name)
+    return {"stage": stage.name, "status": meta.status, "seconds": meta.seconds, "session": meta.session}
 
 
 def _sessions(folder: Path) -> int:

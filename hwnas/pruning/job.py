@@ -149,9 +149,8 @@ def finetune(module: nn.Module, data: ImageSplits, recipe: Recipe, base: BaseMod
     """The same short recipe for every pruned model (seeded alike), so accuracy differences are the policies'; with
     ``recipe.distill`` > 0 each is taught by the unpruned network (the same teacher for every method)."""
     torch.manual_seed(seed)
-    teacher = base.module if recipe.distill > 0 else None
     return fit_model(
-        module, data, recipe, base.resolution, base.channels, seed=seed, progress=progress, teacher=teacher
+        module, data, recipe, base.resolution, base.channels, seed=seed, progress=progress, teacher=base.module
     ).model.eval()
 
 

@@ -22,7 +22,6 @@ from hwnas.typedjson import checked
 
 if TYPE_CHECKING:  # the family job imports torch: loaded when the stage runs
     from hwnas.family.job import ScaleRequest
-    from hwnas.family.plot import Row
     from hwnas.family.records import FamilyReport
 
 GRID, QUICK_GRID = 3, 1  # compound steps trained to choose the ratios
@@ -81,7 +80,6 @@ def _request(context: RunContext, budgets: tuple[float, ...]) -> ScaleRequest:
         base=context.space.parse(train.arch),
         recipe=Recipe.from_json(train.recipe),
         data=context.training_data(),
-        data_source=context.data_source,
         backend=make_backend(primary.device_spec()),
         table=table,
         budgets_ms=tuple(budgets),
@@ -98,7 +96,7 @@ def _result(context: RunContext, report: FamilyReport) -> FamilyResult:
 
     base = next(row for row in rows(report, report.grid) if row.role == "base")
     members = [
-        FamilyMember(row.budget_ms, row.scaling, row.arch, row.measured_ms, row.accuracy, _within(row))
+        FamilyMember(row.budget_ms, row.scaling, row.arch, row.measured_ms, row.accuracy, row.within_budget)
         for row in rows(report, report.members)
     ]
     return FamilyResult(
@@ -110,10 +108,6 @@ def _result(context: RunContext, report: FamilyReport) -> FamilyResult:
         members=members,
         plot=context.stored(report.plot) if report.plot else None,
     )
-
-
-def _within(row: Row) -> bool:
-    return row.measured_ms is not None and row.budget_ms is not None and row.measured_ms <= row.budget_ms
 
 
 STAGE = Stage("family", ("device", "table", "train"), FamilyResult, run, missing="no family record in this run folder")
