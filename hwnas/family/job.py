@@ -245,8 +245,12 @@ def _best_ratios(report: FamilyReport) -> str:
 def _train_all(request: ScaleRequest, report: FamilyReport, planned: list[Planned], out: Path, log: Log) -> FamilyReport:
     todo = [p for p in dict((p.scaling, p) for p in planned).values() if p.scaling not in report.trained]
     for index, network in enumerate(todo, start=1):
-        log(f"training {index}/{len(todo)}: {network.role} {network.scaling} ({network.arch})")
-        trained = _train_one(request, network, Path(out) / NETWORKS / network.scaling, log)
+        folder = Path(out) / NETWORKS / network.scaling
+        if (folder / "result.json").exists():  # finished just before a kill, before family.json recorded it
+            log(f"{index}/{len(todo)}: {network.role} {network.scaling} was trained before the run stopped; kept")
+        else:
+            log(f"training {index}/{len(todo)}: {network.role} {network.scaling} ({network.arch})")
+        trained = _train_one(request, network, folder, log)
         report = _saved(replace(report, trained=report.trained | {network.scaling: trained}), out)
     return report
 
