@@ -11,6 +11,7 @@ latency doubling, and per budget each way of scaling with measured latency and t
 A rerun with the same settings resumes (``hwnas scale`` keeps every trained network).
 
     .venv/bin/python benchmarks/scale_family.py --device host-tflite [--epochs 3] [--grid 3]
+    .venv/bin/python benchmarks/scale_family.py --device host-ort --steps 2 --no-compare   # the ratios on ORT
 """
 
 from __future__ import annotations
@@ -125,13 +126,16 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=9000)
     parser.add_argument("--data", default="fashion-mnist")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-scale")
+    parser.add_argument(
+        "--no-compare", action="store_true", help="compound members only: the ratios and their doubling on this device"
+    )
     args = parser.parse_args()
     out = args.out / args.device
     chosen = budgets(out, args.base, args.device, [float(step) for step in args.steps.split(",")])
     command = [
         sys.executable, "-m", "hwnas", "scale", args.base, "--device", args.device, "--budgets-ms", ",".join(map(str, chosen)),
         "--data", args.data, "--train-images", str(args.train_images), "--epochs", str(args.epochs), "--grid", str(args.grid),
-        "--out", str(out / "family"),
+        "--out", str(out / "family"), *(["--no-compare"] if args.no_compare else []),
     ]  # fmt: skip
     print(" ".join(command), flush=True)
     subprocess.run(command, cwd=ROOT, check=True, timeout=12 * 3600)

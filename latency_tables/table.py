@@ -20,7 +20,7 @@ from typing import Any
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json, read_json
 from hwnas.formats import FORMATS
-from hwnas.latency_tables.compat import fingerprint_differences
+from hwnas.latency_tables.compat import fingerprint_differences, unchecked_fields
 from hwnas.opkey import OpKey
 from hwnas.paths import profiles_dir
 
@@ -214,6 +214,7 @@ class TableMatch:
     path: Path
     table: LatencyTable
     origin: str
+    unchecked: tuple[str, ...] = ()  # extended CPU fields the table lacks: matched by CPU name only
 
 
 def matching_table(
@@ -240,12 +241,18 @@ def matching_table(
     ``fingerprint`` (extended CPU fields compared only when both sides have them) and whose space hash is
     ``space_hash``; ``fingerprint=None`` (the device is not here) takes the first of that device name,
     ``space_hash=None`` any space. A table that cannot be read is passed over, never half-used.
+
+    A table that records this CPU's generation (family, model, caches, flags) is preferred over one that matches by
+    CPU name only (made before those fields existed): two EPYCs of different generations share a name and ran 2x
+    apart. A name-only match is still returned when nothing better exists, with ``unchecked`` naming what it could not
+    compare and ``origin`` saying so, so the user reads that no table of this exact CPU exists.
     """
     if explicit is not None:
         table = LatencyTable.load(explicit)
         table.check(fingerprint, space_hash, override=allow_mismatch)
         return TableMatch(Path(explicit), table, GIVEN)
     pattern = f"{device}-{space}" if space else f"{device}-*"
+    name_only: TableMatch | None = None
     candidates = [(path, origin) for folder, origin in stores for path in sorted(Path(folder).glob(f"{pattern}/table.json"))]
     if shipped is not None:
         candidates += [(path, SHIPPED_ORIGIN) for path in sorted(Path(shipped).glob(f"{space}-*.json" if space else "*.json"))]
@@ -260,5 +267,17 @@ def matching_table(
             continue
         if fingerprint is not None and fingerprint_differences("fingerprint", table.fingerprint, fingerprint):
             continue
-        return TableMatch(path, table, origin)
-    return None
+        unchecked = tuple(unchecked_fields(table.fingerprint, fingerprint)) if fingerprint is not None else ()
+        if not unchecked:
+            return TableMatch(path, table, origin)
+        name_only = name_only or TableMatch(path, table, _name_only_origin(origin, fingerprint or {}), unchecked)
+    return name_only
+
+
+def _name_only_origin(origin: str, fingerprint: dict[str, Any]) -> str:
+    """``origin`` plus why the user should not trust the table blindly: it may be another generation of this CPU."""
+    cpu = ", ".join(f"{key.removeprefix('cpu_')} {fingerprint[key]}" for key in ("cpu_family", "cpu_model") if key in fingerprint)
+    return (
+        f"{origin}; it matches this CPU by name only ({fingerprint.get('device', '?')}): no table of this exact CPU "
+        f"({cpu or 'generation unknown'}) exists, so the drift check says how far off it runs; hwnas profile makes one"
+    )

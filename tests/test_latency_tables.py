@@ -253,6 +253,24 @@ def test_matching_table_passes_over_other_cpus_devices_spaces_and_broken_files(t
     assert find(tmp_path, fingerprint=XEON | {"cpu_flags_hash": "abc"}).path == xeon
 
 
+def test_a_table_of_this_exact_cpu_beats_one_that_matches_by_name_only_and_a_name_only_match_says_so(tmp_path: Path) -> None:
+    zen4 = EPYC | {"cpu_family": "25", "cpu_model": "17", "cpu_flags_hash": "f1"}
+    zen5 = EPYC | {"cpu_family": "26", "cpu_model": "2", "cpu_flags_hash": "f2"}
+    name_only = write_table(tmp_path / "data" / "default-dev-amd-epyc-a.json", fingerprint=EPYC)  # sorted first
+    found = find(tmp_path, fingerprint=zen4)
+    assert found.path == name_only and set(found.unchecked) == {"cpu_family", "cpu_model", "cpu_flags_hash"}
+    assert "by name only (AMD EPYC)" in found.origin and "family 25, model 17" in found.origin
+    assert "hwnas profile" in found.origin
+    exact = write_table(tmp_path / "data" / "default-dev-amd-epyc-zen4.json", fingerprint=zen4)
+    write_table(tmp_path / "data" / "default-dev-amd-epyc-b.json", fingerprint=zen5)  # another generation: never
+    found = find(tmp_path, fingerprint=zen4)
+    assert (found.path, found.unchecked) == (exact, ()) and "name only" not in found.origin
+    found = find(tmp_path, fingerprint=zen5)
+    assert found.path == tmp_path / "data" / "default-dev-amd-epyc-b.json" and found.unchecked == ()
+    other = EPYC | {"cpu_family": "23", "cpu_model": "49", "cpu_flags_hash": "f3"}
+    assert find(tmp_path, fingerprint=other).path == name_only  # no table of this generation: the name-only one, said
+
+
 def test_a_users_table_of_another_machine_is_refused_naming_what_differs(tmp_path: Path) -> None:
     given = write_table(tmp_path / "mine.json", fingerprint=EPYC)
     with pytest.raises(UserError, match=r"fingerprint\.device: 'AMD EPYC' vs 'Intel Xeon'.*--allow-mismatch"):

@@ -46,11 +46,18 @@ def reference_module(label: str, channels: int, classes: int, small_image: bool 
 
     Seeded weights. With ``small_image`` the stem and the first strided depthwise stage run at stride 1.
     """
+    name, kwargs = REFERENCE_MODELS[label]
+    return torchvision_module(name, kwargs, channels, classes, small_image, seed)
+
+
+def torchvision_module(
+    name: str, kwargs: dict[str, Any], channels: int, classes: int, small_image: bool = False, seed: int = 0
+) -> nn.Module:
+    """Torchvision's ``name`` built with ``kwargs`` (e.g. any ``width_mult``), adapted as :func:`reference_module` says."""
     import torch
     import torchvision
     from torch import nn
 
-    name, kwargs = REFERENCE_MODELS[label]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = torchvision.models.get_model(name, weights=None, num_classes=classes, **kwargs)
@@ -95,9 +102,11 @@ def train_reference(model: nn.Module, data: Any, recipe: Any, resolution: int, c
 
 
 def export_reference(
-    module: nn.Module, data: str | None, resolution: int, channels: int, fmt: str, folder: Path, info: dict[str, Any]
+    module: nn.Module, data: Any, resolution: int, channels: int, fmt: str, folder: Path, info: dict[str, Any]
 ) -> dict[str, Any]:
-    """Export a trained ``module`` to ``fmt`` in ``folder``, verified on 200 validation images: the file's name and the check."""
+    """Export a trained ``module`` to ``fmt`` in ``folder``, verified on 200 validation images: the file's name and the check.
+
+    ``data`` is a source (``--data``) or images already loaded (:func:`hwnas.export_model.build_request`)."""
     from hwnas.export_model import ResolvedModel, build_request
     from hwnas.exporters import export_all
 

@@ -128,7 +128,7 @@ def _reference(context: RunContext, label: str, data: Any, recipe: Any, fmt: str
         target = context.folder / "references" / label
         if target.exists():
             shutil.rmtree(target)  # a half-written export of a killed session
-        exported = export_reference(model, context.data_source, resolution, data.channels, fmt, target, {"name": label})
+        exported = export_reference(model, data, resolution, data.channels, fmt, target, {"name": label})
         exported["file"] = f"references/{label}/{exported['file']}" if exported["file"] else None  # in the run folder
         context.log(f"reference {label}: test accuracy {result['test_accuracy']:.4f} after {result['train_s']:.0f} s")
         name, kwargs = REFERENCE_MODELS[label]
