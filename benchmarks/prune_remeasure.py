@@ -7,8 +7,8 @@ the speedups are ratios of medians taken in the same minutes (with each median's
 
     flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/prune_remeasure.py --model default
 
-Reads runs/bench-prune/prune-<model>-flops<ratio>/<method>/export/; writes
-benchmarks/results/prune_amc_<model>_interleaved.json.
+Reads runs/bench-prune/prune-<model>-flops<ratio>[-<tag>]/<method>/export/; writes
+benchmarks/results/prune_amc_<model>[_<tag>]_interleaved.json.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from hwnas.search.measure import time_interleaved
 DEVICES = {"host-ort": "model.onnx", "host-tflite": "model.tflite"}
 
 
-def exported_files(model: str, suffix: str) -> dict[str, Path]:
-    """``{"0.5/amc": path, ...}`` for every budget folder and method that has an export."""
+def exported_files(model: str, suffix: str, tag: str = "") -> dict[str, Path]:
+    """``{"0.5/amc": path, ...}`` for every budget folder (of ``prune_amc.py --tag TAG`` when given) and method that has
+    an export."""
     files = {}
-    for folder in sorted(CACHE.glob(f"prune-{model}-flops*")):
-        ratio = folder.name.rsplit("flops", 1)[1]
+    pattern = f"prune-{model}-flops*-{tag}" if tag else f"prune-{model}-flops*"
+    for folder in sorted(CACHE.glob(pattern)):
+        ratio = folder.name.rsplit("flops", 1)[1].removesuffix(f"-{tag}" if tag else "")
         for method in sorted(p for p in folder.iterdir() if (p / "export" / suffix).exists()):
             files[f"{ratio}/{method.name}"] = method / "export" / suffix
     return files
@@ -51,10 +53,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default")
     parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--tag", default="", help="only the budgets of prune_amc.py --tag TAG")
     args = parser.parse_args()
     devices = {}
     for spec_name, suffix in DEVICES.items():
-        files = exported_files(args.model, suffix)
+        files = exported_files(args.model, suffix, args.tag)
         if not files:
             raise SystemExit(f"no exported models under {CACHE}: run benchmarks/prune_amc.py --model {args.model} first")
         spec = DeviceSpec.from_toml(spec_name)
@@ -69,8 +72,14 @@ def main() -> None:
                 f"  speedup {devices[spec.name]['speedup'].get(name, float('nan')):.2f}x",
                 flush=True,
             )
-    result = {"model": args.model, "rounds": args.rounds, "machine": {"cpu": platform.machine()}, "devices": devices}
-    atomic_write_json(RESULTS / f"prune_amc_{args.model}_interleaved.json", result)
+    result = {
+        "model": args.model,
+        "tag": args.tag,
+        "rounds": args.rounds,
+        "machine": {"cpu": platform.machine()},
+        "devices": devices,
+    }
+    atomic_write_json(RESULTS / f"prune_amc_{args.model}{'_' + args.tag if args.tag else ''}_interleaved.json", result)
 
 
 if __name__ == "__main__":
