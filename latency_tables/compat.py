@@ -41,3 +41,15 @@ def fingerprint_differences(name: str, have: dict[str, Any], want: dict[str, Any
 def unchecked_fields(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
     """Extended fields present on one side only (an older table or store): they cannot be compared."""
     return [key for key in EXTENDED_FINGERPRINT_KEYS if (key in (have or {})) != (key in (want or {}))]
+
+
+def extended_apart(have: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """Extended fields that differ between two fingerprints or that one side lacks: what keeps them from being the
+    exact same CPU when every other field agrees."""
+    have, want = have or {}, want or {}
+    return [key for key in EXTENDED_FINGERPRINT_KEYS if key in have or key in want if have.get(key) != want.get(key)]
+
+
+def without_extended(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint without its extended CPU fields: device name, runtime, version, threads, precision."""
+    return {key: value for key, value in (fingerprint or {}).items() if key not in EXTENDED_FINGERPRINT_KEYS}

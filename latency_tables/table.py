@@ -20,7 +20,7 @@ from typing import Any
 from hwnas.errors import UserError
 from hwnas.fileio import atomic_write_json, read_json
 from hwnas.formats import FORMATS
-from hwnas.latency_tables.compat import fingerprint_differences, unchecked_fields
+from hwnas.latency_tables.compat import differences, extended_apart, fingerprint_differences, without_extended
 from hwnas.opkey import OpKey
 from hwnas.paths import profiles_dir
 
@@ -214,7 +214,7 @@ class TableMatch:
     path: Path
     table: LatencyTable
     origin: str
-    unchecked: tuple[str, ...] = ()  # extended CPU fields the table lacks: matched by CPU name only
+    apart: tuple[str, ...] = ()  # extended CPU fields that differ or the table lacks: the nearest table, not this CPU's
 
 
 def matching_table(
@@ -242,17 +242,19 @@ def matching_table(
     ``space_hash``; ``fingerprint=None`` (the device is not here) takes the first of that device name,
     ``space_hash=None`` any space. A table that cannot be read is passed over, never half-used.
 
-    A table that records this CPU's generation (family, model, caches, flags) is preferred over one that matches by
-    CPU name only (made before those fields existed): two EPYCs of different generations share a name and ran 2x
-    apart. A name-only match is still returned when nothing better exists, with ``unchecked`` naming what it could not
-    compare and ``origin`` saying so, so the user reads that no table of this exact CPU exists.
+    A table of this exact CPU (every extended field equal: family, model, stepping, caches, flags) is taken first. When
+    there is none, the *nearest* table of the same device name, runtime and settings is returned, with ``apart`` naming
+    the CPU fields that keep it from being exact and ``origin`` saying so (so the user reads that no table of this exact
+    CPU exists, and the drift check measures how far off it runs): first one of the same CPU family and model (other
+    flags or caches: another VM of the same generation), then one that does not record the generation (made before
+    those fields existed), then one of another generation (two EPYCs of one name ran 2x apart).
     """
     if explicit is not None:
         table = LatencyTable.load(explicit)
         table.check(fingerprint, space_hash, override=allow_mismatch)
         return TableMatch(Path(explicit), table, GIVEN)
     pattern = f"{device}-{space}" if space else f"{device}-*"
-    name_only: TableMatch | None = None
+    nearest: list[tuple[tuple[int, int, int], TableMatch]] = []
     candidates = [(path, origin) for folder, origin in stores for path in sorted(Path(folder).glob(f"{pattern}/table.json"))]
     if shipped is not None:
         candidates += [(path, SHIPPED_ORIGIN) for path in sorted(Path(shipped).glob(f"{space}-*.json" if space else "*.json"))]
@@ -265,19 +267,36 @@ def matching_table(
             continue
         if space_hash is not None and table.space_hash != space_hash:
             continue
-        if fingerprint is not None and fingerprint_differences("fingerprint", table.fingerprint, fingerprint):
-            continue
-        unchecked = tuple(unchecked_fields(table.fingerprint, fingerprint)) if fingerprint is not None else ()
-        if not unchecked:
+        if fingerprint is None:
             return TableMatch(path, table, origin)
-        name_only = name_only or TableMatch(path, table, _name_only_origin(origin, fingerprint or {}), unchecked)
-    return name_only
+        if fingerprint_differences("fingerprint", without_extended(table.fingerprint), without_extended(fingerprint)):
+            continue
+        apart = tuple(extended_apart(table.fingerprint, fingerprint))
+        if not apart:
+            return TableMatch(path, table, origin)
+        rank = (_generations_apart(table.fingerprint, fingerprint), len(apart), len(nearest))
+        nearest.append((rank, TableMatch(path, table, _nearest_origin(origin, table.fingerprint, fingerprint), apart)))
+    return min(nearest, key=lambda ranked: ranked[0])[1] if nearest else None
 
 
-def _name_only_origin(origin: str, fingerprint: dict[str, Any]) -> str:
-    """``origin`` plus why the user should not trust the table blindly: it may be another generation of this CPU."""
-    cpu = ", ".join(f"{key.removeprefix('cpu_')} {fingerprint[key]}" for key in ("cpu_family", "cpu_model") if key in fingerprint)
+def _generations_apart(have: dict[str, Any], want: dict[str, Any]) -> int:
+    """How many of CPU family and model both fingerprints record and disagree on (unrecorded: not counted)."""
+    return sum(key in have and key in want and have[key] != want[key] for key in ("cpu_family", "cpu_model"))
+
+
+def _nearest_origin(origin: str, have: dict[str, Any], here: dict[str, Any]) -> str:
+    """``origin`` plus why the user should not trust the table blindly: it was made on another CPU of the same name."""
+    cpu = ", ".join(f"{key.removeprefix('cpu_')} {here[key]}" for key in ("cpu_family", "cpu_model") if key in here)
+    if "cpu_family" not in have:
+        made_on = "a CPU of the same name whose generation the table does not record"
+    else:
+        apart = differences("fingerprint", _cpu_fields(have), _cpu_fields(here))
+        made_on = "another CPU of the same name (" + "; ".join(line.removeprefix("fingerprint.") for line in apart) + ")"
     return (
-        f"{origin}; it matches this CPU by name only ({fingerprint.get('device', '?')}): no table of this exact CPU "
-        f"({cpu or 'generation unknown'}) exists, so the drift check says how far off it runs; hwnas profile makes one"
+        f"{origin}; no table of this exact CPU ({here.get('device', '?')}{', ' + cpu if cpu else ''}) exists: this is the "
+        f"nearest, made on {made_on}; the drift check says how far off it runs, and hwnas profile makes one of this CPU"
     )
+
+
+def _cpu_fields(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fingerprint.items() if key.startswith("cpu_")}

@@ -155,7 +155,7 @@ def test_shipped_tables_cover_the_default_space(name: str) -> None:
 
 def test_a_shipped_table_answers_only_on_the_cpu_it_was_measured_on() -> None:
     from hwnas.devices import DeviceSpec, make_backend
-    from hwnas.latency_tables.compat import fingerprint_differences, unchecked_fields
+    from hwnas.latency_tables.compat import extended_apart, fingerprint_differences
     from hwnas.latency_tables.table import matching_table
 
     space = get_space("default")
@@ -168,13 +168,14 @@ def test_a_shipped_table_answers_only_on_the_cpu_it_was_measured_on() -> None:
         here = backend.fingerprint()
         matches = not fingerprint_differences("fingerprint", table.fingerprint, here)  # CPU details: both sides
         found = matching_table(table.device["name"], here, space.name, space.hash, stores=())
-        if matches and found is not None and found.path.name != path.name:  # a table of this exact CPU beats a name-only one
-            assert unchecked_fields(table.fingerprint, here) and not unchecked_fields(found.table.fingerprint, here)
-        elif matches:
-            assert found is not None and found.path.name == path.name
+        exact = matches and not extended_apart(table.fingerprint, here)
+        if exact:
+            assert found is not None and found.path.name == path.name and found.apart == ()
             assert found.table.predict(space.op_keys(arch)) == table.predict(space.op_keys(arch))
-        else:
-            assert found is None or found.path.name != path.name  # a table of another CPU never answers
+        elif table.fingerprint.get("device") != here.get("device"):
+            assert found is None or found.path.name != path.name  # a table of another CPU name never answers
+        elif found is not None and found.path.name == path.name:  # the nearest, for want of a table of this exact CPU
+            assert found is not None and found.apart and "no table of this exact CPU" in found.origin
 
 
 @pytest.mark.parametrize("content", ["[]", "null", "5", '"text"'])
@@ -256,22 +257,26 @@ def test_matching_table_passes_over_other_cpus_devices_spaces_and_broken_files(t
     assert find(tmp_path, fingerprint=XEON | {"cpu_flags_hash": "abc"}).path == xeon
 
 
-def test_a_table_of_this_exact_cpu_beats_one_that_matches_by_name_only_and_a_name_only_match_says_so(tmp_path: Path) -> None:
+def test_a_table_of_this_exact_cpu_is_taken_first_then_the_nearest_one_saying_so(tmp_path: Path) -> None:
     zen4 = EPYC | {"cpu_family": "25", "cpu_model": "17", "cpu_flags_hash": "f1"}
+    zen4_other_vm = zen4 | {"cpu_flags_hash": "f9"}
     zen5 = EPYC | {"cpu_family": "26", "cpu_model": "2", "cpu_flags_hash": "f2"}
-    name_only = write_table(tmp_path / "data" / "default-dev-amd-epyc-a.json", fingerprint=EPYC)  # sorted first
+    other_generation = write_table(tmp_path / "data" / "default-dev-amd-epyc-0.json", fingerprint=zen5)  # sorted first
+    found = find(tmp_path, fingerprint=zen4)  # only another generation: the nearest, said
+    assert found.path == other_generation and set(found.apart) == {"cpu_family", "cpu_model", "cpu_flags_hash"}
+    assert "no table of this exact CPU (AMD EPYC, family 25, model 17)" in found.origin
+    assert "cpu_family: '26' vs '25'" in found.origin and "hwnas profile" in found.origin
+    name_only = write_table(tmp_path / "data" / "default-dev-amd-epyc-1.json", fingerprint=EPYC)
+    found = find(tmp_path, fingerprint=zen4)  # a table that does not record the generation is nearer than another one
+    assert found.path == name_only and "whose generation the table does not record" in found.origin
+    same_generation = write_table(tmp_path / "data" / "default-dev-amd-epyc-2.json", fingerprint=zen4_other_vm)
+    found = find(tmp_path, fingerprint=zen4)  # the same family and model on another VM's flags is nearer still
+    assert (found.path, found.apart) == (same_generation, ("cpu_flags_hash",))
+    exact = write_table(tmp_path / "data" / "default-dev-amd-epyc-3.json", fingerprint=zen4)
     found = find(tmp_path, fingerprint=zen4)
-    assert found.path == name_only and set(found.unchecked) == {"cpu_family", "cpu_model", "cpu_flags_hash"}
-    assert "by name only (AMD EPYC)" in found.origin and "family 25, model 17" in found.origin
-    assert "hwnas profile" in found.origin
-    exact = write_table(tmp_path / "data" / "default-dev-amd-epyc-zen4.json", fingerprint=zen4)
-    write_table(tmp_path / "data" / "default-dev-amd-epyc-b.json", fingerprint=zen5)  # another generation: never
-    found = find(tmp_path, fingerprint=zen4)
-    assert (found.path, found.unchecked) == (exact, ()) and "name only" not in found.origin
-    found = find(tmp_path, fingerprint=zen5)
-    assert found.path == tmp_path / "data" / "default-dev-amd-epyc-b.json" and found.unchecked == ()
-    other = EPYC | {"cpu_family": "23", "cpu_model": "49", "cpu_flags_hash": "f3"}
-    assert find(tmp_path, fingerprint=other).path == name_only  # no table of this generation: the name-only one, said
+    assert (found.path, found.apart, found.origin) == (exact, (), "shipped with hwnas")
+    assert find(tmp_path, fingerprint=zen5).path == other_generation  # each CPU its own table
+    assert find(tmp_path, fingerprint=XEON) is None  # another CPU name is never near
 
 
 def test_a_users_table_of_another_machine_is_refused_naming_what_differs(tmp_path: Path) -> None:

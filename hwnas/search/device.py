@@ -104,7 +104,7 @@ def load_device_latency(
             f"({fingerprint.get('device', '?')}); profile it first: hwnas profile {spec_arg} --space {space_arg or space.name} "
             f"(writes {PROFILES / f'{spec.name}-{space.name}'}/table.json, which search then finds)"
         )
-    if found.unchecked:  # a table of another generation of this CPU may be far off: say so before predicting from it
+    if found.apart:  # the nearest table, not this exact CPU's: say so before predicting from it
         log(f"latency table of {spec.name}: {found.path} ({found.origin})")
     networks = networks_from_table(found.table.networks, space, source=str(found.path))
     archs, ms = [n.arch for n in networks], [n.ms for n in networks]
