@@ -38,6 +38,7 @@ def doubled_table(device: str, into: Path) -> bool:
     if found is None:
         return False
     data = json.loads(found.path.read_text())
+    data["fingerprint"] = backend.fingerprint()  # a run's own profile records this exact CPU
     for row in [*data["entries"], *data["networks"], *data.get("references", {}).values()]:
         for key in ("median_ms", "p10_ms", "p90_ms", "mean_ms"):
             if isinstance(row.get(key), float | int):
