@@ -2,18 +2,19 @@
 
 Issue 23's thin-table case. A table that holds only one space's layers (no ``--layers`` sampled beyond it: a public
 phone table, or a shipped table) must still predict other networks no worse than the simplest physics, FLOPs times the
-same table's milliseconds per multiply-add. This benchmark takes a table (``--table``, e.g. a shipped one), drops every
-sampled layer (``--space-only``, the default), and predicts the networks ``benchmarks/latency_any.py`` measured on the
+same table's milliseconds per multiply-add. This benchmark takes a table (``--table``, e.g. a shipped one), keeps ``--entries``
+of its space's layers at random (80 by default; no sampled layer, no whole network), and predicts the networks ``benchmarks/latency_any.py`` measured on the
 same device (``benchmarks/results/latency_any_<runtime>.json``: torchvision models at 96-224 px and two widths, and
 channel-pruned default-space networks) two ways:
 
 - ``hwnas``: :func:`~hwnas.predictors.network_latency.keys_latency`, the table's entries where they exist and the layer
   models fitted on those entries elsewhere;
-- ``flops``: each network's multiply-adds times the table's median ms per multiply-add over its measured whole networks.
+- ``flops``: each network's multiply-adds times the same thin table's milliseconds per multiply-add (its layers' total
+  time over their total multiply-adds; with ``--keep-sampled``, the median over the table's whole networks).
 
 Both are put in the measurement's frame by the ratio of the two sessions' reference networks (both record them), so a
 machine running at another speed that day does not decide the comparison. Writes
-``benchmarks/results/latency_thin_<runtime>.json``.
+``benchmarks/results/latency_thin_<runtime>_<entries>.json``.
 
     .venv/bin/python benchmarks/latency_thin.py --runtime tflite --table latency_tables/data/<table>.json
 """
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from latency_any import RESULTS, metrics, pruned_network  # noqa: E402
 
 from hwnas.decompose import decompose, torchvision_model  # noqa: E402
+from hwnas.latency_tables.compat import extended_apart, without_extended  # noqa: E402
 from hwnas.latency_tables.table import LatencyTable  # noqa: E402
 from hwnas.opkey import OpKey  # noqa: E402
 from hwnas.predictors.layer_models import layer_costs  # noqa: E402
@@ -42,12 +44,15 @@ from hwnas.predictors.network_latency import keys_latency  # noqa: E402
 from hwnas.presets import get_space  # noqa: E402
 
 
-def space_only(table: LatencyTable) -> LatencyTable:
-    """The table with only its space's layers: what a table made without ``--layers`` holds."""
+def space_only(table: LatencyTable, entries: int, seed: int = 0) -> LatencyTable:
+    """The table with only its space's layers, ``entries`` of them drawn at random (0: all), and no whole networks:
+    what a public phone table holds (a few dozen layers of one space at one resolution)."""
+    import random
     from dataclasses import replace
 
-    own = set(get_space(table.space).enumerate_op_keys())
-    return replace(table, entries={key: entry for key, entry in table.entries.items() if key in own})
+    own = [key for key in get_space(table.space).enumerate_op_keys() if key in table.entries]
+    kept = random.Random(seed).sample(own, entries) if 0 < entries < len(own) else own
+    return replace(table, entries={key: table.entries[key] for key in kept}, networks=[])
 
 
 def network_keys(stored: dict[str, Any]) -> list[OpKey]:
@@ -64,9 +69,13 @@ def flops(keys: list[OpKey]) -> float:
 
 
 def ms_per_flop(table: LatencyTable) -> float:
-    """The median over the table's measured whole networks of milliseconds per multiply-add."""
+    """Milliseconds per multiply-add: the median over the table's whole networks, or (a table without networks) its
+    layers' total time over their total multiply-adds."""
     from hwnas.arch import Arch
 
+    if not table.networks:
+        keys = list(table.entries)
+        return sum(table.entries[key].median_ms for key in keys) / flops(keys)
     space = get_space(table.space)
     return statistics.median(
         float(n["median_ms"]) / flops(space.op_keys(space.validate(Arch.parse(n["arch"])))) for n in table.networks
@@ -87,14 +96,16 @@ def main() -> None:
     parser.add_argument("--runtime", choices=("onnx", "tflite"), required=True)
     parser.add_argument("--table", type=Path, required=True)
     parser.add_argument("--keep-sampled", action="store_true", help="keep the table's sampled layers (not thin)")
+    parser.add_argument("--entries", type=int, default=80, help="space layers kept in the thin table (0: all)")
     args = parser.parse_args()
     measured = json.loads((RESULTS / f"latency_any_{args.runtime}.json").read_text())
     full = LatencyTable.load(args.table)
-    if full.fingerprint != measured["fingerprint"]:
-        raise SystemExit(f"{args.table} was made on another device or CPU than latency_any_{args.runtime}.json")
-    table = full if args.keep_sampled else space_only(full)
+    if without_extended(full.fingerprint) != without_extended(measured["fingerprint"]):
+        raise SystemExit(f"{args.table} was made on another device or runtime than latency_any_{args.runtime}.json")
+    apart = extended_apart(full.fingerprint, measured["fingerprint"])  # the same CPU on another day's VM: the ratio covers it
+    table = full if args.keep_sampled else space_only(full, args.entries)
     ratio, per_reference = session_ratio(measured["references"], full)
-    per_flop = ms_per_flop(full)
+    per_flop = ms_per_flop(table)
     networks = []
     for stored in measured["networks"]:
         keys = network_keys(stored)
@@ -114,8 +125,10 @@ def main() -> None:
         "runtime": args.runtime,
         "table": str(args.table),
         "table_created": full.created,
+        "fingerprint_fields_apart": {key: [full.fingerprint.get(key), measured["fingerprint"].get(key)] for key in apart},
         "thin": not args.keep_sampled,
         "table_layers": len(table.entries),
+        "table_networks": len(table.networks),
         "measurements": f"latency_any_{args.runtime}.json ({measured['when']})",
         "session_ratio": ratio,
         "session_ratio_per_reference": per_reference,
@@ -125,7 +138,8 @@ def main() -> None:
         },
         "networks": networks,
     }
-    path = RESULTS / f"latency_thin_{args.runtime}{'' if result['thin'] else '_full'}.json"
+    suffix = "_full" if args.keep_sampled else f"_{len(table.entries)}"
+    path = RESULTS / f"latency_thin_{args.runtime}{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["scores"], indent=2))
     print(f"wrote {path}")
