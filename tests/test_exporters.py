@@ -78,6 +78,30 @@ def test_an_onnx_export_with_the_registry_built_once_is_the_plain_exporters_file
 
 
 @needs_tflite
+def test_a_tflite_conversion_with_the_composite_op_list_kept_writes_the_plain_converters_file(tmp_path: Path) -> None:
+    """``export_tflite`` keeps torch.export's list of composite ops per process (12% off a layer's conversion): the
+    file is byte for byte the one litert-torch writes with its own walk, and torch's functions are put back after."""
+    import torch._export.utils as export_utils
+
+    from hwnas.builder import build_op
+    from hwnas.exporters.cache import bypassed
+    from hwnas.exporters.tflite_export import export_tflite, require_litert_torch, to_nhwc
+
+    key = get_space("default").enumerate_op_keys()[5]
+    module, example = build_op(key).eval(), torch.randn(1, key.in_channels, key.in_size, key.in_size)
+    litert_torch = require_litert_torch()
+    wrapped = litert_torch.to_channel_last_io(module, args=[0], outputs=[0]).eval()
+    litert_torch.convert(wrapped, (to_nhwc(example),)).export(str(tmp_path / "plain.tflite"))
+    untouched = export_utils._collect_all_valid_cia_ops
+    with bypassed():
+        for name in ("first.tflite", "second.tflite"):  # the second conversion takes the kept list
+            export_tflite(module, example, tmp_path / name)
+    assert export_utils._collect_all_valid_cia_ops is untouched
+    files = [(tmp_path / name).read_bytes() for name in ("plain.tflite", "first.tflite", "second.tflite")]
+    assert files[0] == files[1] == files[2]
+
+
+@needs_tflite
 @pytest.mark.parametrize("fmt", ["tflite", "tflite-fp16", "tflite-dynamic", "tflite-int8"])
 def test_tflite_formats_verify(tmp_path: Path, request_default: ExportRequest, fmt: str) -> None:
     exporter = get_exporter(fmt)
