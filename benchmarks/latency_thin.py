@@ -2,10 +2,10 @@
 
 Issue 23's thin-table case. A table that holds only one space's layers (no ``--layers`` sampled beyond it: a public
 phone table, or a shipped table) must still predict other networks no worse than the simplest physics, FLOPs times the
-same table's milliseconds per multiply-add. This benchmark takes a table (``--table``, e.g. a shipped one), keeps ``--entries``
-of its space's layers at random (80 by default; no sampled layer, no whole network), and predicts the networks ``benchmarks/latency_any.py`` measured on the
-same device (``benchmarks/results/latency_any_<runtime>.json``: torchvision models at 96-224 px and two widths, and
-channel-pruned default-space networks) two ways:
+same table's milliseconds per multiply-add. This benchmark takes a table (``--table``, e.g. a shipped one), keeps
+``--entries`` of its space's layers at random (80 by default; no sampled layer, no whole network), and predicts the
+networks ``benchmarks/latency_any.py`` measured on the same device (``benchmarks/results/latency_any_<runtime>.json``:
+torchvision models at 96-224 px and two widths, and channel-pruned default-space networks) two ways:
 
 - ``hwnas``: :func:`~hwnas.predictors.network_latency.keys_latency`, the table's entries where they exist and the layer
   models fitted on those entries elsewhere;

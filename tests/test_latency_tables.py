@@ -147,10 +147,10 @@ def test_shipped_tables_cover_the_default_space(name: str) -> None:
     table = LatencyTable.load(SHIPPED / name)
     space = get_space("default")
     assert table.space_hash == space.hash and table.kind == "measured"
-    assert set(table.entries) == set(space.enumerate_op_keys())
+    assert set(space.enumerate_op_keys()) <= set(table.entries)  # beyond them: layers sampled for the layer models
     assert table.fingerprint["device"] and table.fingerprint["runtime"] in ("onnxruntime", "tflite")
     assert len(table.networks) >= 40 and all(n["median_ms"] > 0 for n in table.networks)
-    assert json.loads((SHIPPED / name).read_text())["stats"]["ops"] == len(space.enumerate_op_keys())
+    assert json.loads((SHIPPED / name).read_text())["stats"]["ops"] == len(table.entries)
 
 
 def test_a_shipped_table_answers_only_on_the_cpu_it_was_measured_on() -> None:
@@ -342,7 +342,8 @@ def test_the_drift_check_of_a_table_without_references_re_times_its_networks_in_
 
 
 def test_predictor_fit_first_checks_drift_prints_the_ratio_and_keeps_it(tmp_path: Path, hwnas_in_process) -> None:
-    """``hwnas predictor fit`` on a copy of this CPU's ONNX Runtime table: its networks re-timed, the ratio printed and kept."""
+    """``hwnas predictor fit`` on a copy of this CPU's ONNX Runtime table without its reference networks: its networks
+    re-timed, the ratio printed and kept."""
     from hwnas.devices import DeviceSpec, make_backend
     from hwnas.latency_tables.table import matching_table
 
@@ -351,7 +352,7 @@ def test_predictor_fit_first_checks_drift_prints_the_ratio_and_keeps_it(tmp_path
     if found is None:
         pytest.skip("no shipped ONNX Runtime table of this CPU")
     table = tmp_path / "table.json"
-    found.table.save(table)
+    replace(found.table, references={}).save(table)
     command = ["predictor", "fit", "--table", str(table), "--out", str(tmp_path / "p.skops")]
     result = hwnas_in_process(*command)
     assert result.returncode == 0, result.stderr
