@@ -12,10 +12,10 @@ regressor per layer type, fitted on a device's measured layers (the table's entr
    that extrapolates sensibly: twice the channels, about twice the time;
 2. a *correction*: gradient boosting on ``log(measured / cost model)`` from the layer's
    parameters (sizes, channels, kernel, stride, SE, activation) and the logs of its costs (FLOPs,
-   memory traffic, parameter bytes) and whether each channel count is a multiple of 8. It learns
+   memory traffic, parameter bytes) and whether each channel count is a multiple of 4 and of 8. It learns
    what the cost model cannot say: a kernel size that is slow at one width, cache effects at a
-   given feature-map size, ONNX Runtime's depthwise layers running 1.9x slower on channel counts
-   off its vector blocks (the mean log residual of unaligned mid channels, measured 2026-12-04). It is constrained to
+   given feature-map size, ONNX Runtime's depthwise layers running 2-9x slower when their mid
+   channels are not a multiple of 4 (145 or 146 against 144 or 148, measured 2026-12-05). It is constrained to
    grow with every size feature, and fitted only where 5-fold held-out error says it beats the cost
    model alone (not by training fit);
 3. an *interval*: the 10th and 90th percentiles of the chosen model's held-out errors (log of
@@ -111,6 +111,11 @@ def cost_matrix(keys: Sequence[OpKey]) -> np.ndarray:
     return np.array([[layer_costs(key).terms[name] for name in names] for key in keys], dtype=np.float64).reshape(len(keys), -1)
 
 
+# channel counts in a multiple of these run on the runtimes' vector kernels: ONNX Runtime's depthwise layers with mid
+# channels off a multiple of 4 ran 2-9x slower here (145 or 146 against 144 or 148; the more, the larger the kernel and
+# the smaller the map), and its NCHWc blocks are 8 channels on AVX2
+ALIGNMENTS = (4, 8)
+ALIGNMENT_FEATURES = tuple(f"{part}_channels_multiple_of_{step}" for step in ALIGNMENTS for part in ("in", "mid", "out"))
 FEATURE_NAMES = (
     "log_in_size",
     "log_out_size",
@@ -126,15 +131,12 @@ FEATURE_NAMES = (
     "log_flops",
     "log_activation_bytes",
     "log_parameter_bytes",
-    *(f"{part}_channels_aligned" for part in ("in", "mid", "out")),
+    *ALIGNMENT_FEATURES,
 )
-ALIGNMENT = 8  # channels in a multiple of this run on the runtimes' vector kernels (ONNX Runtime's NCHWc blocks on AVX2)
 # free of the monotone constraint: stride and activation choose kernels, not amounts of work, and the hardware runs
 # aligned channels faster than the unaligned count below them; every other feature measures size or work (+1: the
 # correction may only grow with it)
-FREE_FEATURES = frozenset(
-    ("stride", *(f"act_{act}" for act in LAYER_ACTIVATIONS), *(f"{part}_channels_aligned" for part in ("in", "mid", "out")))
-)
+FREE_FEATURES = frozenset(("stride", *(f"act_{act}" for act in LAYER_ACTIVATIONS), *ALIGNMENT_FEATURES))
 MONOTONE = np.array([0 if name in FREE_FEATURES else 1 for name in FEATURE_NAMES])
 
 
@@ -159,7 +161,11 @@ def feature_matrix(keys: Sequence[OpKey]) -> np.ndarray:
                 math.log1p(costs.flops),
                 math.log1p(costs.activation_bytes),
                 math.log1p(costs.parameter_bytes),
-                *(float(channels % ALIGNMENT == 0) for channels in (key.in_channels, key.mid_channels, key.out_channels)),
+                *(
+                    float(channels % step == 0)
+                    for step in ALIGNMENTS
+                    for channels in (key.in_channels, key.mid_channels, key.out_channels)
+                ),
             ]
         )
     return np.asarray(rows, dtype=np.float64).reshape(len(keys), len(FEATURE_NAMES))

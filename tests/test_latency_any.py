@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -22,7 +23,7 @@ from hwnas.latency_tables.importer import import_public_tables
 from hwnas.latency_tables.sampling import OVERHEAD_KEY, sample_layers
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import LAYER_ACTIVATIONS, OpKey
-from hwnas.predictors.layer_models import ALIGNMENT, LayerLatencyModel
+from hwnas.predictors.layer_models import ALIGNMENTS, LayerLatencyModel
 from hwnas.predictors.network_latency import keys_latency, network_latency
 from hwnas.presets import get_space
 
@@ -300,11 +301,12 @@ def _fitted(path: Path) -> LayerLatencyModel:
 
 def _grown(key: OpKey, dimension: str, step: int) -> OpKey:
     """``key`` with one dimension grown by ``step``: all channels (a width multiplier), the input size (resolution),
-    the kernel or the expansion. Each channel count keeps its remainder modulo 8: a count in a multiple of 8 runs on
-    the runtimes' vector kernels, and ONNX Runtime really runs a depthwise layer of 63 channels slower than one of 64
-    (1.9x on 2026-12-04), so that step is not one a monotone model may be held to."""
+    the kernel or the expansion. Each channel count keeps its remainder modulo 8 (so modulo 4 too): a count in a
+    multiple of 4 or 8 runs on the runtimes' vector kernels, and ONNX Runtime really runs a depthwise layer of 145
+    channels 2-9x slower than one of 148 (2026-12-05), so that step is not one a monotone model may be held to."""
+    alignment = math.lcm(*ALIGNMENTS)
     if dimension == "width":
-        grow = lambda channels: channels + ALIGNMENT * max(1, channels * step // 64)  # noqa: E731
+        grow = lambda channels: channels + alignment * max(1, channels * step // 64)  # noqa: E731
         mid = grow(key.mid_channels) if key.op == "expanded_conv" and "-ratio:" in key.describe() else 0
         return replace(
             key, in_channels=grow(key.in_channels), out_channels=grow(key.out_channels), mid_channels=mid, se_channels=0
@@ -315,7 +317,7 @@ def _grown(key: OpKey, dimension: str, step: int) -> OpKey:
         return replace(key, kernel=min(key.kernel + 2 * step, 7), se_channels=0) if key.op == "expanded_conv" else key
     expansion = max(key.expansion, 2) + step  # an expansion of 1 has no expansion convolution; growing adds it
     grown = replace(key, expansion=expansion, mid_channels=0, se_channels=0) if key.op == "expanded_conv" else key
-    return grown if grown.mid_channels % ALIGNMENT == key.mid_channels % ALIGNMENT else key
+    return grown if grown.mid_channels % alignment == key.mid_channels % alignment else key
 
 
 TFLITE_EPYC = SHIPPED / "default-host-cpu-tflite-xnnpack-amd-epyc.json"
