@@ -88,7 +88,7 @@ def _env() -> dict[str, str]:
 def _profile_args(shared: Path, out: Path, layers: int = 24) -> list[str]:
     return [
         "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", str(layers), "--networks", "3",
-        "--workers", "1", "--cache", str(shared / "cache"), "--out", str(out), "--json",
+        "--workers", "1", "--cache", str(shared / "cache"), "--out", str(out), "--json", "--no-reuse",
     ]  # fmt: skip
 
 

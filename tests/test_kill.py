@@ -280,7 +280,7 @@ def test_train_killed_after_an_epoch_resumes_from_the_next_and_ends_as_an_uninte
 def profile_command(out: Path, cache: Path) -> list[str]:
     return [
         sys.executable, "-m", "hwnas", "profile", "host-ort", "--space", "default", "--no-space-layers", "--layers", "5",
-        "--networks", "2", "--workers", "2", "--cache", str(cache), "--out", str(out), "--json",
+        "--networks", "2", "--workers", "2", "--cache", str(cache), "--out", str(out), "--json", "--no-reuse",
     ]  # fmt: skip
 
 

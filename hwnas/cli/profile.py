@@ -31,12 +31,16 @@ def profile_command(
     ] = 0,
     layer_seed: Annotated[int, typer.Option(help="seed of the sampled layers (more --layers later extends the same list)")] = 0,
     space_layers: Annotated[bool, typer.Option(help="measure the space's own layers (--no-space-layers: sampled only)")] = True,
+    reuse: Annotated[
+        bool, typer.Option(help="take layers already timed on this CPU from earlier tables if the drift check holds")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure every layer of a search space (and sampled whole networks) on a device -> latency table."""
-    from hwnas.devices import DeviceSpec
+    from hwnas.devices import DeviceSpec, make_backend
     from hwnas.latency_tables.drift import DEFAULT_REFERENCES
     from hwnas.latency_tables.profiler import Profiler, ProfileSettings
+    from hwnas.latency_tables.reuse import describe, find_lenders, profile_reusing
     from hwnas.latency_tables.sampling import sample_layers
     from hwnas.presets import resolve_space
 
@@ -48,11 +52,24 @@ def profile_command(
     keys = (search_space.enumerate_op_keys() if space_layers else []) + sample_layers(layers, layer_seed)
     if not keys:
         raise UserError("nothing to measure: --no-space-layers needs --layers N")
-    profiler = Profiler(device, search_space, out, cache or model_cache(), settings, layers=keys, references=DEFAULT_REFERENCES)
-    report = profiler.run(progress=not as_json)
+    backend = make_backend(device)
+    backend.require_available()
+
+    def run_profile(measured: list[Any]) -> Any:
+        profiler = Profiler(
+            device, search_space, out, cache or model_cache(), settings, backend=backend, layers=measured,
+            references=DEFAULT_REFERENCES,
+        )  # fmt: skip
+        return profiler.run(progress=not as_json)
+
+    lenders = find_lenders(device.name, backend.fingerprint(), keys, profiles_dir(), out / "table.json") if reuse else []
+    report, lent = profile_reusing(run_profile, keys, lenders, out / "table.json")
     if as_json:
-        print_json(_summary(report, out, layers))
+        print_json(_summary(report, out, layers) | {"ops": len(keys), "layers_lent": len(lent.entries), "lenders": [
+            {k: v for k, v in record.items() if k != "keys"} for record in lent.records]})  # fmt: skip
     else:
+        for record in lent.records:
+            console.print(esc(describe(record)))
         _show(report, search_space.name, device.name, out, layers, cv_threshold, max_attempts)
 
 
