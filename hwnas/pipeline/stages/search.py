@@ -160,7 +160,10 @@ def _log_trial(context: RunContext, state: Any) -> None:
     last = state.last
     if last is not None:
         accuracy = f"{last['accuracy']:.3f}" if last.get("accuracy") is not None else last.get("state", "?")
-        context.log(f"trial {state.done}/{state.total}: accuracy {accuracy}, predicted {last['predicted_latency_ms']:.4f} ms")
+        arch = f" {last['arch']}" if last.get("arch") else ""  # which network: a user reading the log can train or time it
+        context.log(
+            f"trial {state.done}/{state.total}: accuracy {accuracy}, predicted {last['predicted_latency_ms']:.4f} ms{arch}"
+        )
 
 
 def _trial(trial: dict[str, Any]) -> TrialInfo:
