@@ -11,8 +11,6 @@ Whole networks are never lent: they calibrate the predictor for this profile's d
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 from hwnas.errors import UserError
 from hwnas.latency_tables.compat import fingerprint_differences, without_extended
-from hwnas.latency_tables.drift import WARN_ABOVE
+from hwnas.latency_tables.drift import DriftCheck, drift_from_pairs
 from hwnas.latency_tables.table import SHIPPED, LatencyEntry, LatencyTable
 from hwnas.opkey import OpKey
 
@@ -33,12 +31,13 @@ class Lender:
     table: LatencyTable
     keys: tuple[OpKey, ...]
 
-    def ratio_today(self, today: dict[str, dict[str, Any]]) -> float | None:
-        """Today's speed over the table's: the median ratio of the reference networks both timed (None: none shared)."""
-        shared = sorted(set(today) & set(self.table.references))
-        if not shared:
-            return None
-        return statistics.median(today[name]["median_ms"] / self.table.references[name]["median_ms"] for name in shared)
+    def drift_today(self, today: dict[str, dict[str, Any]]) -> DriftCheck | None:
+        """The drift check of this table against today's reference networks (None: they share none)."""
+        pairs = {
+            name: (self.table.references[name]["median_ms"], today[name]["median_ms"])
+            for name in set(today) & set(self.table.references)
+        }
+        return drift_from_pairs(pairs, "profile reuse") if pairs else None
 
 
 def find_lenders(
@@ -88,12 +87,14 @@ class Lent:
 
 
 def lend(lenders: Sequence[Lender], today: dict[str, dict[str, Any]]) -> Lent:
-    """The lenders' layers whose table still runs at today's speed (reference networks within ``WARN_ABOVE``)."""
+    """The lenders' layers whose table still runs at today's speed: the drift check of its reference networks does not
+    warn (within ``WARN_ABOVE``)."""
     entries: dict[OpKey, LatencyEntry] = {}
     records = []
     for lender in lenders:
-        ratio = lender.ratio_today(today)
-        used = ratio is not None and abs(math.log(ratio)) <= math.log1p(WARN_ABOVE)
+        check = lender.drift_today(today)
+        ratio = check.ratio if check is not None else None
+        used = check is not None and not check.warn
         if used:
             entries |= {key: lender.table.entries[key] for key in lender.keys}
         records.append({
@@ -122,10 +123,11 @@ def profile_reusing(
     lent_keys = {key for lender in lenders for key in lender.keys}
     own = [key for key in keys if key not in lent_keys]
     report = run_profile(own)
-    lent = lend(lenders, LatencyTable.load(table_path).references)
+    table = LatencyTable.load(table_path)
+    lent = lend(lenders, table.references)
     if lent.refused:
         report = run_profile(own + lent.refused)  # the same store: only the refused layers are measured now
-    table = LatencyTable.load(table_path)
+        table = LatencyTable.load(table_path)
     merged = replace(
         table,
         entries=lent.entries | table.entries,
