@@ -46,7 +46,7 @@ from hwnas.devices.backends.base import measuring_cores  # noqa: E402
 from hwnas.latency_tables.convert import ConversionJob, convert_all, torchvision_job  # noqa: E402
 from hwnas.latency_tables.drift import DEFAULT_REFERENCES, check_drift  # noqa: E402
 from hwnas.latency_tables.profiler import EXTRA_PREFIX, Profiler, ProfileSettings  # noqa: E402
-from hwnas.latency_tables.sampling import sample_layers  # noqa: E402
+from hwnas.latency_tables.sampling import sample_layers, sample_zoo_layers  # noqa: E402
 from hwnas.latency_tables.store import LatencyStore  # noqa: E402
 from hwnas.paths import model_cache as default_cache  # noqa: E402
 from hwnas.predictors.evaluate import latency_metrics  # noqa: E402
@@ -241,7 +241,14 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{fmt}] converting networks", flush=True)
     networks = prepare_networks(fmt, cache, args.pruned, args.workers)
     extra = [(n["label"], ConversionJob(fmt, Path(n["path"]))) for n in networks]
-    print(f"[{fmt}] profiling {args.layers} sampled layers + {len(networks)} networks in the same rounds -> {out}", flush=True)
+    tested = {key for network in networks for key in network["keys"]}
+    zoo = sample_zoo_layers(args.zoo_layers, args.seed, exclude=tested)
+    layers = list(dict.fromkeys(sample_layers(args.layers, args.seed) + zoo))
+    print(
+        f"[{fmt}] profiling {args.layers} sampled + {len(zoo)} zoo layers (none of a benchmark network's) "
+        f"+ {len(networks)} networks in the same rounds -> {out}",
+        flush=True,
+    )
     started = time.perf_counter()
     report = Profiler(
         spec,
@@ -249,7 +256,7 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
         out,
         cache,
         ProfileSettings(networks=0, workers=args.workers),
-        layers=sample_layers(args.layers, args.seed),
+        layers=layers,
         references=DEFAULT_REFERENCES,
         extra_networks=extra,
     ).run(progress=False)
@@ -269,6 +276,7 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
         "host": platform.node(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sampled_layers": args.layers,
+        "zoo_layers": len(zoo),
         "profile_folder": out.name,
         "table_layers": len(table.entries),
         "profile": {
@@ -282,6 +290,8 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
     score(result, table, networks)
+    if zoo:
+        result["without_zoo_layers"] = ablation_without(table, set(zoo) - set(sample_layers(args.layers, args.seed)), networks)
     if not args.skip_drift:
         print(f"[{fmt}] drift check, quiet then with a busy core", flush=True)
         result["drift"] = drift_demo(table, backend, cache)
@@ -309,11 +319,25 @@ def score(result: dict[str, Any], table: Any, networks: list[dict[str, Any]]) ->
     result["networks"] = [{k: (str(v) if k == "path" else v) for k, v in n.items() if k != "keys"} for n in networks]
 
 
-def repredict(fmt: str) -> dict[str, Any]:
+def ablation_without(table: Any, left_out: set[Any], networks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same measurements scored from the table without ``left_out`` (the zoo layers): what they add, in one session."""
+    from dataclasses import replace
+
+    thinner = replace(table, entries={key: entry for key, entry in table.entries.items() if key not in left_out})
+    copies = [{key: value for key, value in network.items()} for network in networks]
+    ablated: dict[str, Any] = {}
+    score(ablated, thinner, copies)
+    return {kind: ablated[kind] for kind in ("torchvision", "pruned") if kind in ablated} | {
+        "table_layers": len(thinner.entries),
+        "layer_models": ablated["layer_models"],
+    }
+
+
+def repredict(fmt: str, suffix: str = "") -> dict[str, Any]:
     """Score stored measurements again with the current layer models (no converting, no timing)."""
     from hwnas.latency_tables.table import LatencyTable
 
-    path = RESULTS / f"latency_any_{fmt}.json"
+    path = RESULTS / f"latency_any_{fmt}{suffix}.json"
     result = json.loads(path.read_text())
     table = LatencyTable.load(ROOT / "runs" / "latency-any" / result.get("profile_folder", result["device"]) / "table.json")
     networks = []
@@ -368,18 +392,26 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=300)
+    parser.add_argument(
+        "--zoo-layers",
+        type=int,
+        default=0,
+        help="also measure N layers of torchvision networks at "
+        "random widths and resolutions, none of them a benchmark network's layer",
+    )
     parser.add_argument("--pruned", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runtimes", default="onnx,tflite")
     parser.add_argument("--workers", type=int, default=max(1, len(os.sched_getaffinity(0))))
     parser.add_argument("--skip-drift", action="store_true")
     parser.add_argument("--tag", default="same-rounds", help="profile folder suffix (runs/latency-any/<device>-<tag>)")
+    parser.add_argument("--results-suffix", default="", help="write latency_any_<runtime><suffix>.json")
     parser.add_argument("--repredict", action="store_true", help="score the stored measurements again (no timing)")
     args = parser.parse_args()
     results = []
     for fmt in args.runtimes.split(","):
-        result = repredict(fmt) if args.repredict else run_runtime(fmt, args)
-        path = RESULTS / f"latency_any_{fmt}.json"
+        result = repredict(fmt, args.results_suffix) if args.repredict else run_runtime(fmt, args)
+        path = RESULTS / f"latency_any_{fmt}{args.results_suffix}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"[{fmt}] wrote {path}", flush=True)
         for kind in ("torchvision", "pruned"):

@@ -14,6 +14,7 @@ __getattr__, __dir__ = lazy_exports(
         "import_public_table": "importer",
         "import_public_tables": "importer",
         "sample_layers": "sampling",
+        "sample_zoo_layers": "sampling",
         "check_drift": "drift",
         "DriftCheck": "drift",
     },
@@ -30,4 +31,5 @@ __all__ = [
     "import_public_table",
     "import_public_tables",
     "sample_layers",
+    "sample_zoo_layers",
 ]

@@ -11,18 +11,27 @@ could afford.
 
 The list depends only on ``(count, seed)`` and is a prefix of the list for a larger count: asking
 for more layers later measures only the new ones.
+
+:func:`sample_zoo_layers` is nn-Meter's other prior: the layers of real networks (torchvision's
+MobileNetV2 / V3, MnasNet and EfficientNet-B0) at random widths and resolutions. Uniform samples
+spread thinly where those networks live (hundreds of channels on 3x3-7x7 maps), and that is where
+the layer models erred most; zoo layers put measurements there.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Collection, Iterator
 
 from hwnas.opkey import LAYER_ACTIVATIONS, OpKey, make_divisible
 
 WIDTH_CAP = 12_000  # max (spatial size x mid channels); MobileNetV2 / EfficientNet at 224 peak at 112 x 96 = 10,752
 MAX_MID = 1600
 OVERHEAD_KEY = OpKey("Logits", 1, 8, 8)  # a layer that does almost nothing: what one call costs the runtime
+ZOO_FAMILIES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "mnasnet1_0", "efficientnet_b0")
+ZOO_WIDTHS = (0.35, 1.4)  # width multipliers drawn log-uniform in this range, in steps of 0.05
+ZOO_RESOLUTIONS = (64, 256)  # input sizes drawn uniform in this range, multiples of 8
 _OP_WEIGHTS = (("expanded_conv", 0.70), ("Conv", 0.08), ("Conv_1", 0.10), ("Conv_2", 0.06), ("Logits", 0.06))
 
 
@@ -100,3 +109,38 @@ def _feature_mix(rng: random.Random) -> OpKey:
 def _logits(rng: random.Random) -> OpKey:
     size = 1 if rng.random() < 0.5 else _log_uniform(rng, 2, 14)
     return OpKey("Logits", size, _channels(rng, 32, 1536), rng.choice((10, 100, 1000)))
+
+
+def sample_zoo_networks(seed: int = 0) -> Iterator[tuple[str, float, int]]:
+    """Endless ``(family, width, resolution)`` draws: torchvision networks at random widths and input sizes."""
+    rng = random.Random(seed)
+    while True:
+        family = rng.choice(ZOO_FAMILIES)
+        width = round(math.exp(rng.uniform(*map(math.log, ZOO_WIDTHS))) * 20) / 20
+        yield family, width, 8 * rng.randint(ZOO_RESOLUTIONS[0] // 8, ZOO_RESOLUTIONS[1] // 8)
+
+
+def sample_zoo_layers(count: int, seed: int = 0, exclude: Collection[OpKey] = ()) -> list[OpKey]:
+    """``count`` distinct layers of torchvision networks drawn by :func:`sample_zoo_networks`, in draw order.
+
+    ``exclude`` holds layers to leave out (a benchmark's test networks, so none of their layers is
+    measured for them). Like :func:`sample_layers`, the list for a count is a prefix of the list for
+    a larger one. The first layer is :data:`OVERHEAD_KEY` unless excluded.
+    """
+    from hwnas.decompose import decompose, torchvision_model
+
+    keys: list[OpKey] = []
+    seen = set(exclude)
+    if count > 0 and OVERHEAD_KEY not in seen:
+        keys.append(OVERHEAD_KEY)
+    seen.add(OVERHEAD_KEY)
+    draws = sample_zoo_networks(seed)
+    for _ in range(20 * count):
+        if len(keys) >= count:
+            break
+        family, width, resolution = next(draws)
+        for key in decompose(torchvision_model(family, width), (1, 3, resolution, resolution)):
+            if key not in seen and len(keys) < count:
+                seen.add(key)
+                keys.append(key)
+    return keys

@@ -20,7 +20,7 @@ from hwnas.errors import UserError
 from hwnas.latency_tables.compat import fingerprint_differences
 from hwnas.latency_tables.drift import drift_from_pairs
 from hwnas.latency_tables.importer import import_public_tables
-from hwnas.latency_tables.sampling import OVERHEAD_KEY, sample_layers
+from hwnas.latency_tables.sampling import OVERHEAD_KEY, sample_layers, sample_zoo_layers, sample_zoo_networks
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import LAYER_ACTIVATIONS, OpKey
 from hwnas.predictors.layer_models import ALIGNMENTS, LayerLatencyModel
@@ -51,6 +51,22 @@ def test_sampled_layers_cover_the_ranges_and_extend_as_a_prefix() -> None:
     assert any(key.expansion == 1 for key in blocks) and any("-ratio:" in key.describe() for key in blocks)
     assert all(key.in_size * key.mid_channels <= 12_000 or key.in_size <= 8 for key in blocks)  # what real networks hold
     assert all(op_cost(key).flops > 0 for key in keys[:60])  # every sampled layer builds
+
+
+def test_zoo_layers_are_layers_of_real_networks_leave_out_what_is_excluded_and_extend_as_a_prefix() -> None:
+    """nn-Meter's prior: the layers of torchvision networks at random widths and resolutions."""
+    keys = sample_zoo_layers(80, seed=1)
+    assert keys[0] == OVERHEAD_KEY and len(set(keys)) == 80 and sample_zoo_layers(30, seed=1) == keys[:30]
+    draws = sample_zoo_networks(seed=1)
+    drawn = [next(draws) for _ in range(12)]
+    assert len({width for _, width, _ in drawn}) > 3 and all(64 <= size <= 256 and size % 8 == 0 for *_, size in drawn)
+    network_layers = {
+        key for family, width, size in drawn for key in decompose(torchvision_model(family, width), (1, 3, size, size))
+    }
+    assert set(keys[1:]) <= network_layers  # every zoo layer is a layer of one of the drawn networks
+    excluded = keys[5:10]  # as a benchmark leaves out its test networks' layers
+    kept = sample_zoo_layers(80, seed=1, exclude=excluded)
+    assert len(set(kept)) == 80 and not set(kept) & set(excluded) and kept[:5] == keys[:5] and kept[5:75] == keys[10:]
 
 
 # ---- layer models on real measurements --------------------------------------------------------
@@ -219,6 +235,21 @@ def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path, hw
     assert len(LatencyTable.load(out / "table.json").drift) == 2
     keys = decompose(torchvision_model("mobilenet_v3_small"), (1, 3, 96, 96))
     assert report["predicted"]["looked_up"] + report["predicted"]["modelled"] == len(keys)
+
+
+def test_profile_zoo_layers_measures_torchvision_layers_on_the_device(tmp_path: Path, hwnas_in_process) -> None:
+    """``hwnas profile --no-space-layers --zoo-layers 3`` times three zoo layers on ONNX Runtime, nothing else."""
+    spec = tmp_path / "cpu.toml"
+    spec.write_text('name = "cpu"\nbackend = "onnxruntime"\nwarmup = 3\nrepeats = 20\nsessions = 1\n')
+    out = tmp_path / "profile"
+    common = ["--no-space-layers", "--networks", "0", "--out", out, "--no-reuse", "--json"]
+    result = hwnas_in_process("profile", spec, "--zoo-layers", "3", *common)
+    assert result.returncode == 0, result.stderr
+    table = LatencyTable.load(out / "table.json")
+    assert set(table.entries) == set(sample_zoo_layers(3)) and all(e.median_ms > 0 for e in table.entries.values())
+    assert json.loads(result.stdout)["sampled_layers"] == 3
+    nothing = hwnas_in_process("profile", spec, *common)
+    assert nothing.returncode == 2 and "--zoo-layers" in nothing.stderr
 
 
 def doubled_table(source: Path, destination: Path) -> Path:

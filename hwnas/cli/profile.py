@@ -29,6 +29,12 @@ def profile_command(
     layers: Annotated[
         int, typer.Option("--layers", min=0, help="also measure N sampled layers beyond the space (for the layer models)")
     ] = 0,
+    zoo_layers: Annotated[
+        int,
+        typer.Option(
+            "--zoo-layers", min=0, help="also measure N layers of torchvision networks at random widths and resolutions"
+        ),
+    ] = 0,
     layer_seed: Annotated[int, typer.Option(help="seed of the sampled layers (more --layers later extends the same list)")] = 0,
     space_layers: Annotated[bool, typer.Option(help="measure the space's own layers (--no-space-layers: sampled only)")] = True,
     reuse: Annotated[
@@ -41,7 +47,7 @@ def profile_command(
     from hwnas.latency_tables.drift import DEFAULT_REFERENCES
     from hwnas.latency_tables.profiler import Profiler, ProfileSettings
     from hwnas.latency_tables.reuse import describe, find_lenders, profile_reusing
-    from hwnas.latency_tables.sampling import sample_layers
+    from hwnas.latency_tables.sampling import sample_layers, sample_zoo_layers
     from hwnas.presets import resolve_space
 
     device = DeviceSpec.from_toml(spec)
@@ -49,9 +55,11 @@ def profile_command(
     out = out or profiles_dir() / f"{device.name}-{search_space.name}"
     check_writable_folder(out)
     settings = ProfileSettings(networks, seed, workers, cv_threshold, max_attempts, allow_mismatch)
-    keys = (search_space.enumerate_op_keys() if space_layers else []) + sample_layers(layers, layer_seed)
+    space_keys = search_space.enumerate_op_keys() if space_layers else []
+    sampled = sample_layers(layers, layer_seed) + sample_zoo_layers(zoo_layers, layer_seed)
+    keys = list(dict.fromkeys(space_keys + sampled))
     if not keys:
-        raise UserError("nothing to measure: --no-space-layers needs --layers N")
+        raise UserError("nothing to measure: --no-space-layers needs --layers N or --zoo-layers N")
     backend = make_backend(device)
     backend.require_available()
 
@@ -64,13 +72,14 @@ def profile_command(
 
     lenders = find_lenders(device.name, backend.fingerprint(), keys, profiles_dir(), out / "table.json") if reuse else []
     report, lent = profile_reusing(run_profile, keys, lenders, out / "table.json")
+    sampled = len(keys) - len(space_keys)
     if as_json:
-        print_json(_summary(report, out, layers) | {"ops": len(keys), "layers_lent": len(lent.entries), "lenders": [
-            {k: v for k, v in record.items() if k != "keys"} for record in lent.records]})  # fmt: skip
+        lenders = [{k: v for k, v in record.items() if k != "keys"} for record in lent.records]
+        print_json(_summary(report, out, sampled) | {"ops": len(keys), "layers_lent": len(lent.entries), "lenders": lenders})
     else:
         for record in lent.records:
             console.print(esc(describe(record)))
-        _show(report, search_space.name, device.name, out, layers, cv_threshold, max_attempts)
+        _show(report, search_space.name, device.name, out, sampled, cv_threshold, max_attempts)
 
 
 def _summary(report: Any, out: Path, layers: int) -> dict[str, Any]:
