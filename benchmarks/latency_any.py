@@ -46,12 +46,12 @@ from hwnas.devices.backends.base import measuring_cores  # noqa: E402
 from hwnas.latency_tables.convert import ConversionJob, convert_all, torchvision_job  # noqa: E402
 from hwnas.latency_tables.drift import DEFAULT_REFERENCES, check_drift  # noqa: E402
 from hwnas.latency_tables.profiler import EXTRA_PREFIX, Profiler, ProfileSettings  # noqa: E402
-from hwnas.latency_tables.sampling import sample_layers, sample_zoo_layers  # noqa: E402
+from hwnas.latency_tables.sampling import draw_zoo_networks, sample_layers, sample_zoo_layers  # noqa: E402
 from hwnas.latency_tables.store import LatencyStore  # noqa: E402
 from hwnas.paths import model_cache as default_cache  # noqa: E402
 from hwnas.predictors.evaluate import latency_metrics  # noqa: E402
 from hwnas.predictors.layer_models import LayerLatencyModel  # noqa: E402
-from hwnas.predictors.network_latency import keys_latency, layer_model  # noqa: E402
+from hwnas.predictors.network_latency import family_factors, keys_latency, layer_model  # noqa: E402
 from hwnas.presets import get_space  # noqa: E402
 
 SPECS = {"onnx": "host-ort", "tflite": "host-tflite"}
@@ -161,16 +161,19 @@ def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
 def predict_all(table: Any, networks: list[dict[str, Any]]) -> None:
     cost_only = _cost_only(table)
     for network in networks:
-        result = keys_latency(network["keys"], table)
+        result = keys_latency(network["keys"], table, family=network.get("name"))
         network["predicted_ms"] = result.total_ms
+        network["family_factor"] = result.family_factor
+        network["predicted_without_family_ms"] = result.total_ms / result.family_factor
         network["interval_ms"] = None if result.low_ms is None else [result.low_ms, result.high_ms]
         network["looked_up"], network["modelled"] = result.looked_up, result.modelled
-        network["predicted_no_overhead_ms"] = sum(layer.ms for layer in result.layers)
+        network["predicted_no_overhead_ms"] = sum(layer.ms for layer in result.layers) * result.family_factor
         missing = [k for k in network["keys"] if k not in table.entries]
         cost = dict(zip(missing, cost_only.predict(missing), strict=True)) if missing else {}
         network["predicted_cost_model_only_ms"] = sum(
             table.entries[k].median_ms if k in table.entries else cost[k] for k in network["keys"]
         ) - result.call_overhead_ms * (len(network["keys"]) - 1)
+        network["predicted_cost_model_only_ms"] *= result.family_factor  # each ablation takes one thing away
         network["layers"] = [{"key": layer.key.describe(), "ms": layer.ms, "source": layer.source} for layer in result.layers]
 
 
@@ -244,9 +247,11 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
     tested = {key for network in networks for key in network["keys"]}
     zoo = sample_zoo_layers(args.zoo_layers, args.seed, exclude=tested)
     layers = list(dict.fromkeys(sample_layers(args.layers, args.seed) + zoo))
+    tested_configs = [(n["name"], n["width"], n["resolution"]) for n in networks if n["kind"] == "torchvision"]
+    zoo_whole = draw_zoo_networks(args.zoo_networks, args.seed, exclude=tested_configs)
     print(
         f"[{fmt}] profiling {args.layers} sampled + {len(zoo)} zoo layers (none of a benchmark network's) "
-        f"+ {len(networks)} networks in the same rounds -> {out}",
+        f"+ {len(networks)} networks + {len(zoo_whole)} zoo networks in the same rounds -> {out}",
         flush=True,
     )
     started = time.perf_counter()
@@ -259,6 +264,7 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
         layers=layers,
         references=DEFAULT_REFERENCES,
         extra_networks=extra,
+        zoo=zoo_whole,
     ).run(progress=False)
     profile_s = time.perf_counter() - started
     table = report.table
@@ -277,6 +283,7 @@ def run_runtime(fmt: str, args: argparse.Namespace) -> dict[str, Any]:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sampled_layers": args.layers,
         "zoo_layers": len(zoo),
+        "zoo_networks": table.zoo_networks,
         "profile_folder": out.name,
         "table_layers": len(table.entries),
         "profile": {
@@ -302,6 +309,7 @@ def score(result: dict[str, Any], table: Any, networks: list[dict[str, Any]]) ->
     """Predict every network from the table (+ layer models) and put predictions and metrics into ``result``."""
     predict_all(table, networks)
     result["layer_models"] = layer_model(table).describe()
+    result["family_factors"] = {family: {"factor": f, "networks": n} for family, (f, n) in family_factors(table).items()}
     result["layer_cross_validation"] = layer_cross_validation(table)
     for kind in ("torchvision", "pruned"):
         chosen = [n for n in networks if n["kind"] == kind]
@@ -311,6 +319,7 @@ def score(result: dict[str, Any], table: Any, networks: list[dict[str, Any]]) ->
         result[kind] = {
             "network_latency": metrics([n["predicted_ms"] for n in chosen], measured),
             "ablation_no_overhead_correction": metrics([n["predicted_no_overhead_ms"] for n in chosen], measured),
+            "ablation_no_family_correction": metrics([n["predicted_without_family_ms"] for n in chosen], measured),
             "ablation_cost_model_only": metrics([n["predicted_cost_model_only_ms"] for n in chosen], measured),
             "inside_80pct_interval": float(np.mean([_inside(n) for n in chosen])),
             "looked_up_layers": int(sum(n["looked_up"] for n in chosen)),
@@ -398,6 +407,13 @@ def main() -> None:
         default=0,
         help="also measure N layers of torchvision networks at "
         "random widths and resolutions, none of them a benchmark network's layer",
+    )
+    parser.add_argument(
+        "--zoo-networks",
+        type=int,
+        default=0,
+        help="also measure N torchvision networks whole at random "
+        "widths and resolutions (none a benchmark network): the per-family correction",
     )
     parser.add_argument("--pruned", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)

@@ -33,8 +33,9 @@ from hwnas.arch import Arch
 from hwnas.devices.backends import Backend, make_backend
 from hwnas.devices.measurement import Measurement
 from hwnas.devices.spec import DeviceSpec
-from hwnas.latency_tables.convert import ConversionJob, convert_all, network_job, op_job
+from hwnas.latency_tables.convert import ConversionJob, convert_all, network_job, op_job, torchvision_job
 from hwnas.latency_tables.drift import DRIFT_PREFIX, REFERENCE_PREFIX, DriftCheck, drift_from_pairs, reference_job
+from hwnas.latency_tables.sampling import ZooNetwork
 from hwnas.latency_tables.store import LatencyStore
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import OpKey
@@ -42,6 +43,7 @@ from hwnas.runfolder import exclusive
 from hwnas.space import SearchSpace
 
 Work = tuple[str, str, ConversionJob, dict[str, Any]]
+ZOO_PREFIX = "zoo:"  # torchvision networks at sampled widths and resolutions (table.zoo_networks)
 EXTRA_PREFIX = "extra:"  # subject, key, its model file's job, detail to store
 
 
@@ -100,17 +102,20 @@ class Profiler:
         layers: Sequence[OpKey] | None = None,
         references: Sequence[str] = (),
         extra_networks: Sequence[tuple[str, ConversionJob]] = (),
+        zoo: Sequence[ZooNetwork] = (),
     ) -> None:
         """``layers``: the layers to measure (default: every layer ``space`` can produce);
         ``references``: reference networks (names in :data:`~hwnas.latency_tables.drift.REFERENCES`);
         ``extra_networks``: (name, model file job) of other whole networks to time in the same rounds
-        (stored as ``extra:<name>``, not listed among the table's space networks)."""
+        (stored as ``extra:<name>``, not listed among the table's space networks); ``zoo``: torchvision networks at
+        sampled widths and resolutions, timed in the same rounds and kept as the table's ``zoo_networks``."""
         self.spec, self.space, self.out, self.cache = spec, space, Path(out), Path(cache)
         self.settings = settings or ProfileSettings()
         self.backend = backend or make_backend(spec)
         self.layers = list(dict.fromkeys(layers)) if layers is not None else space.enumerate_op_keys()
         self.references = list(references)
         self.extra_networks = list(extra_networks)
+        self.zoo = list(dict.fromkeys(zoo))
 
     def run(self, progress: bool = True) -> ProfileReport:
         """Measure what the store does not hold yet, then write the table. The store is held for this process: a
@@ -137,6 +142,7 @@ class Profiler:
                 for name in self.references
             ]
             refs += [(EXTRA_PREFIX + name, job, {"extra": name}) for name, job in self.extra_networks]
+            refs += [(ZOO_PREFIX + net.label, self._zoo_job(net), {"zoo": net.to_json()}) for net in self.zoo]
             done_ops, done_nets = store.done("op"), store.done("network")
             work = [("op", *item) for item in ops if item[0] not in done_ops]
             work += [("network", *item) for item in nets + refs if item[0] not in done_nets]
@@ -165,6 +171,9 @@ class Profiler:
             store.close()
         noisy = [entry.op.describe() for entry in table.entries.values() if (entry.cv or 0) > self.settings.cv_threshold]
         return ProfileReport(table, len(ops), len(nets), len(work), attempts, wall_s, convert_s, measure_s, noisy, drift)
+
+    def _zoo_job(self, network: ZooNetwork) -> ConversionJob:
+        return torchvision_job(network.family, network.width, network.resolution, self.backend.model_format, self.cache)
 
     def _retime_references(
         self, store: LatencyStore, retime: list[tuple[str, ConversionJob, dict[str, Any]]]
@@ -271,8 +280,11 @@ class Profiler:
             )
         accepted = store.accepted("network")
         networks = [
-            {"arch": row.key, **row.summary} for row in accepted if not row.key.startswith((REFERENCE_PREFIX, EXTRA_PREFIX))
+            {"arch": row.key, **row.summary}
+            for row in accepted
+            if not row.key.startswith((REFERENCE_PREFIX, EXTRA_PREFIX, ZOO_PREFIX))
         ]
+        zoo = [{**row.detail["zoo"], **row.summary} for row in accepted if row.key.startswith(ZOO_PREFIX)]
         references = {row.detail["reference"]: row.summary for row in accepted if row.key.startswith(REFERENCE_PREFIX)}
         return LatencyTable(
             device=meta["spec"],
@@ -285,6 +297,7 @@ class Profiler:
             source=str(store.path),
             references=references,
             drift=_drift_records(store),
+            zoo_networks=zoo,
         )
 
 

@@ -16,10 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from hwnas.errors import UserError
-from hwnas.latency_tables.compat import fingerprint_differences, without_extended
 from hwnas.latency_tables.drift import DriftCheck, drift_from_pairs
-from hwnas.latency_tables.table import SHIPPED, LatencyEntry, LatencyTable
+from hwnas.latency_tables.table import SHIPPED, LatencyEntry, LatencyTable, device_tables, same_generation
 from hwnas.opkey import OpKey
 
 
@@ -46,15 +44,11 @@ def find_lenders(
     """Earlier tables of ``device`` on this CPU generation (``profiles/<device>-*/table.json``, then the shipped ones),
     newest first, each given the wanted layers it holds that no newer table holds; ``exclude`` (this profile's own
     table) is skipped."""
-    tables = [path for path in sorted(profiles.glob(f"{device}-*/table.json")) if path.resolve() != exclude.resolve()]
-    candidates = []
-    for path in [*tables, *sorted(SHIPPED.glob("*.json"))]:
-        try:
-            table = LatencyTable.load(path)
-        except UserError:
-            continue
-        if table.device.get("name") == device and _same_generation(table.fingerprint, fingerprint):
-            candidates.append((path, table))
+    candidates = [
+        (path, table)
+        for path, _, table in device_tables(device, None, ((profiles, ""),), SHIPPED)
+        if path.resolve() != exclude.resolve() and same_generation(table.fingerprint, fingerprint)
+    ]
     candidates.sort(key=lambda found: found[1].created or "", reverse=True)
     lenders, left = [], set(wanted)
     for path, table in candidates:
@@ -63,14 +57,6 @@ def find_lenders(
             lenders.append(Lender(path, table, keys))
             left -= set(keys)
     return lenders
-
-
-def _same_generation(have: dict[str, Any], here: dict[str, Any]) -> bool:
-    """Same device, runtime and settings, and the same CPU family and model recorded on both sides (flags and caches
-    may differ: another VM of one generation; the drift check judges the speed)."""
-    if fingerprint_differences("fingerprint", without_extended(have), without_extended(here)):
-        return False
-    return all(key in have and key in here and have[key] == here[key] for key in ("cpu_family", "cpu_model"))
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 
 from hwnas.opkey import LAYER_ACTIVATIONS, OpKey, make_divisible
 
@@ -111,13 +112,60 @@ def _logits(rng: random.Random) -> OpKey:
     return OpKey("Logits", size, _channels(rng, 32, 1536), rng.choice((10, 100, 1000)))
 
 
-def sample_zoo_networks(seed: int = 0) -> Iterator[tuple[str, float, int]]:
-    """Endless ``(family, width, resolution)`` draws: torchvision networks at random widths and input sizes."""
+@dataclass(frozen=True)
+class ZooNetwork:
+    """A torchvision network at a width multiplier and an input size (seeded random weights: latency only)."""
+
+    family: str  # a name in hwnas.decompose.TORCHVISION_MODELS
+    width: float
+    resolution: int
+
+    @property
+    def label(self) -> str:
+        """As ``hwnas latency torchvision:LABEL`` reads it."""
+        return f"{self.family}?width={self.width:g}&resolution={self.resolution}"
+
+    def layers(self) -> list[OpKey]:
+        from hwnas.decompose import decompose, torchvision_model
+
+        return decompose(torchvision_model(self.family, self.width), (1, 3, self.resolution, self.resolution))
+
+    def to_json(self) -> dict[str, object]:
+        return {"family": self.family, "width": self.width, "resolution": self.resolution}
+
+
+def zoo_family(name: str) -> str:
+    """The family a torchvision model name belongs to: MnasNet's widths are one family (``mnasnet0_5`` = ``mnasnet``
+    at width 0.5), every other name is its own."""
+    return "mnasnet" if name.startswith("mnasnet") else name
+
+
+def sample_zoo_networks(seed: int = 0) -> Iterator[ZooNetwork]:
+    """Endless draws of torchvision networks at random widths and input sizes."""
     rng = random.Random(seed)
     while True:
         family = rng.choice(ZOO_FAMILIES)
         width = round(math.exp(rng.uniform(*map(math.log, ZOO_WIDTHS))) * 20) / 20
-        yield family, width, 8 * rng.randint(ZOO_RESOLUTIONS[0] // 8, ZOO_RESOLUTIONS[1] // 8)
+        yield ZooNetwork(family, width, 8 * rng.randint(ZOO_RESOLUTIONS[0] // 8, ZOO_RESOLUTIONS[1] // 8))
+
+
+def draw_zoo_networks(count: int, seed: int = 0, exclude: Collection[tuple[str, float | None, int]] = ()) -> list[ZooNetwork]:
+    """The first ``count`` distinct draws, leaving out ``exclude`` ((family, width, resolution): a benchmark's test
+    networks; MnasNet names compare by family, a width of None is the model's own)."""
+    left_out = {(zoo_family(name), _own_width(name, width), size) for name, width, size in exclude}
+    chosen: list[ZooNetwork] = []
+    for network in sample_zoo_networks(seed):
+        if len(chosen) >= count:
+            return chosen
+        if (zoo_family(network.family), network.width, network.resolution) not in left_out and network not in chosen:
+            chosen.append(network)
+    return chosen
+
+
+def _own_width(name: str, width: float | None) -> float:
+    if width is not None:
+        return width
+    return float(name.removeprefix("mnasnet").replace("_", ".")) if name.startswith("mnasnet") else 1.0
 
 
 def sample_zoo_layers(count: int, seed: int = 0, exclude: Collection[OpKey] = ()) -> list[OpKey]:
@@ -127,8 +175,6 @@ def sample_zoo_layers(count: int, seed: int = 0, exclude: Collection[OpKey] = ()
     measured for them). Like :func:`sample_layers`, the list for a count is a prefix of the list for
     a larger one. The first layer is :data:`OVERHEAD_KEY` unless excluded.
     """
-    from hwnas.decompose import decompose, torchvision_model
-
     keys: list[OpKey] = []
     seen = set(exclude)
     if count > 0 and OVERHEAD_KEY not in seen:
@@ -138,8 +184,7 @@ def sample_zoo_layers(count: int, seed: int = 0, exclude: Collection[OpKey] = ()
     for _ in range(20 * count):
         if len(keys) >= count:
             break
-        family, width, resolution = next(draws)
-        for key in decompose(torchvision_model(family, width), (1, 3, resolution, resolution)):
+        for key in next(draws).layers():
             if key not in seen and len(keys) < count:
                 seen.add(key)
                 keys.append(key)

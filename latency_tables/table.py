@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,9 @@ class LatencyTable:
     stats: dict[str, Any] = field(default_factory=dict)
     references: dict[str, dict[str, Any]] = field(default_factory=dict)  # reference network -> its summary (drift check)
     drift: list[dict[str, Any]] = field(default_factory=list)  # later sessions' re-timings of the references
+    # torchvision networks at sampled widths and resolutions ({"family", "width", "resolution", "median_ms", ...}):
+    # what whole networks of each family add beyond their layers (hwnas.predictors.network_latency)
+    zoo_networks: list[dict[str, Any]] = field(default_factory=list)
 
     def lookup(self, key: OpKey) -> float:
         try:
@@ -126,6 +129,7 @@ class LatencyTable:
             "networks": self.networks,
             **({"references": self.references} if self.references else {}),
             **({"drift": self.drift} if self.drift else {}),
+            **({"zoo_networks": self.zoo_networks} if self.zoo_networks else {}),
         }
 
     @classmethod
@@ -134,13 +138,9 @@ class LatencyTable:
             raise UserError(f"a latency table is a JSON object as hwnas profile writes, not {type(data).__name__}")
         TABLE_FORMAT.check(data, "")
         entries = [LatencyEntry.from_json(entry) for entry in data["entries"]]
-        networks = data.get("networks", [])
-        if not isinstance(networks, list) or not all(isinstance(network, dict) for network in networks):
-            raise UserError("a latency table's networks must be a list of objects")
-        for network in networks:  # whole networks calibrate the predictor: a bad one would bend every prediction
-            if not positive_ms(network.get("median_ms")):
-                name = str(network.get("arch", "?"))[:80]
-                raise UserError(f"network {name!r} must have a positive median_ms, got {network.get('median_ms')!r}")
+        networks, zoo = data.get("networks", []), data.get("zoo_networks", [])
+        _check_networks(networks, "networks", "arch")
+        _check_networks(zoo, "zoo_networks", "family")
         return cls(
             data["device"],
             data["fingerprint"],
@@ -154,6 +154,7 @@ class LatencyTable:
             data.get("stats", {}),
             data.get("references", {}),
             data.get("drift", []),
+            zoo,
         )
 
     def save(self, path: Path) -> Path:
@@ -170,6 +171,16 @@ class LatencyTable:
             raise UserError(f"latency table {path}: {error}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise UserError(f"latency table {path} is malformed ({error})") from None
+
+
+def _check_networks(networks: object, name: str, label: str) -> None:
+    """Whole networks calibrate the predictor: a bad one would bend every prediction, so it is refused in one line."""
+    if not isinstance(networks, list) or not all(isinstance(network, dict) for network in networks):
+        raise UserError(f"a latency table's {name} must be a list of objects")
+    for network in networks:
+        if not positive_ms(network.get("median_ms")):
+            shown = str(network.get(label, "?"))[:80]
+            raise UserError(f"network {shown!r} must have a positive median_ms, got {network.get('median_ms')!r}")
 
 
 def positive_ms(value: object) -> bool:
@@ -253,8 +264,29 @@ def matching_table(
         table = LatencyTable.load(explicit)
         table.check(fingerprint, space_hash, override=allow_mismatch)
         return TableMatch(Path(explicit), table, GIVEN)
-    pattern = f"{device}-{space}" if space else f"{device}-*"
     nearest: list[tuple[tuple[int, int, int], TableMatch]] = []
+    for path, origin, table in device_tables(device, space, stores, shipped):
+        if space_hash is not None and table.space_hash != space_hash:
+            continue
+        if fingerprint is None:
+            return TableMatch(path, table, origin)
+        if not same_settings(table.fingerprint, fingerprint):
+            continue
+        apart = tuple(extended_apart(table.fingerprint, fingerprint))
+        if not apart:
+            return TableMatch(path, table, origin)
+        rank = (_generations_apart(table.fingerprint, fingerprint), len(apart), len(nearest))
+        nearest.append((rank, TableMatch(path, table, _nearest_origin(origin, table.fingerprint, fingerprint), apart)))
+    return min(nearest, key=lambda ranked: ranked[0])[1] if nearest else None
+
+
+def device_tables(
+    device: str, space: str | None, stores: Sequence[tuple[Path, str]], shipped: Path | None
+) -> Iterator[tuple[Path, str, LatencyTable]]:
+    """Every readable table of device ``device`` with its origin, in search order: the profile stores
+    (``<folder>/<device>-<space>/table.json``, any space when ``space`` is None), then the shipped tables. A table
+    that cannot be read is passed over, never half-used."""
+    pattern = f"{device}-{space}" if space else f"{device}-*"
     candidates = [(path, origin) for folder, origin in stores for path in sorted(Path(folder).glob(f"{pattern}/table.json"))]
     if shipped is not None:
         candidates += [(path, SHIPPED_ORIGIN) for path in sorted(Path(shipped).glob(f"{space}-*.json" if space else "*.json"))]
@@ -263,20 +295,20 @@ def matching_table(
             table = LatencyTable.load(path)
         except UserError:
             continue
-        if table.device.get("name") != device:
-            continue
-        if space_hash is not None and table.space_hash != space_hash:
-            continue
-        if fingerprint is None:
-            return TableMatch(path, table, origin)
-        if fingerprint_differences("fingerprint", without_extended(table.fingerprint), without_extended(fingerprint)):
-            continue
-        apart = tuple(extended_apart(table.fingerprint, fingerprint))
-        if not apart:
-            return TableMatch(path, table, origin)
-        rank = (_generations_apart(table.fingerprint, fingerprint), len(apart), len(nearest))
-        nearest.append((rank, TableMatch(path, table, _nearest_origin(origin, table.fingerprint, fingerprint), apart)))
-    return min(nearest, key=lambda ranked: ranked[0])[1] if nearest else None
+        if table.device.get("name") == device:
+            yield path, origin, table
+
+
+def same_settings(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Same device, runtime, version and settings; the extended CPU fields (family, model, caches, flags) aside."""
+    return not fingerprint_differences("fingerprint", without_extended(have), without_extended(want))
+
+
+def same_generation(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Same settings, and the same CPU family and model recorded on both sides (flags and caches may differ: another
+    VM of one generation, whose speed the drift check judges)."""
+    recorded = all(key in have and key in want for key in ("cpu_family", "cpu_model"))
+    return same_settings(have, want) and recorded and _generations_apart(have, want) == 0
 
 
 def _generations_apart(have: dict[str, Any], want: dict[str, Any]) -> int:

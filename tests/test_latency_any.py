@@ -20,7 +20,15 @@ from hwnas.errors import UserError
 from hwnas.latency_tables.compat import fingerprint_differences
 from hwnas.latency_tables.drift import drift_from_pairs
 from hwnas.latency_tables.importer import import_public_tables
-from hwnas.latency_tables.sampling import OVERHEAD_KEY, sample_layers, sample_zoo_layers, sample_zoo_networks
+from hwnas.latency_tables.sampling import (
+    OVERHEAD_KEY,
+    ZooNetwork,
+    draw_zoo_networks,
+    sample_layers,
+    sample_zoo_layers,
+    sample_zoo_networks,
+    zoo_family,
+)
 from hwnas.latency_tables.table import LatencyEntry, LatencyTable
 from hwnas.opkey import LAYER_ACTIVATIONS, OpKey
 from hwnas.predictors.layer_models import ALIGNMENTS, LayerLatencyModel
@@ -59,14 +67,22 @@ def test_zoo_layers_are_layers_of_real_networks_leave_out_what_is_excluded_and_e
     assert keys[0] == OVERHEAD_KEY and len(set(keys)) == 80 and sample_zoo_layers(30, seed=1) == keys[:30]
     draws = sample_zoo_networks(seed=1)
     drawn = [next(draws) for _ in range(12)]
-    assert len({width for _, width, _ in drawn}) > 3 and all(64 <= size <= 256 and size % 8 == 0 for *_, size in drawn)
-    network_layers = {
-        key for family, width, size in drawn for key in decompose(torchvision_model(family, width), (1, 3, size, size))
-    }
+    assert len({net.width for net in drawn}) > 3 and all(64 <= net.resolution <= 256 and net.resolution % 8 == 0 for net in drawn)
+    network_layers = {key for net in drawn for key in net.layers()}
     assert set(keys[1:]) <= network_layers  # every zoo layer is a layer of one of the drawn networks
     excluded = keys[5:10]  # as a benchmark leaves out its test networks' layers
     kept = sample_zoo_layers(80, seed=1, exclude=excluded)
     assert len(set(kept)) == 80 and not set(kept) & set(excluded) and kept[:5] == keys[:5] and kept[5:75] == keys[10:]
+
+
+def test_drawn_zoo_networks_leave_out_the_excluded_configurations_mnasnet_by_family() -> None:
+    first = draw_zoo_networks(6, seed=2)
+    assert len(set(first)) == 6 and draw_zoo_networks(3, seed=2) == first[:3]
+    mnasnet = draw_zoo_networks(21, seed=2)[20]
+    assert mnasnet == ZooNetwork("mnasnet1_0", 0.5, 184)  # mnasnet0_5 is MnasNet at width 0.5: one family
+    excluded = [(first[0].family, first[0].width, first[0].resolution), ("mnasnet0_5", None, 184)]
+    kept = draw_zoo_networks(40, seed=2, exclude=excluded)
+    assert first[0] not in kept and mnasnet not in kept and set(first[1:]) <= set(kept) and len(set(kept)) == 40
 
 
 # ---- layer models on real measurements --------------------------------------------------------
@@ -237,19 +253,53 @@ def test_profile_layers_then_latency_measure_with_drift_check(tmp_path: Path, hw
     assert report["predicted"]["looked_up"] + report["predicted"]["modelled"] == len(keys)
 
 
-def test_profile_zoo_layers_measures_torchvision_layers_on_the_device(tmp_path: Path, hwnas_in_process) -> None:
-    """``hwnas profile --no-space-layers --zoo-layers 3`` times three zoo layers on ONNX Runtime, nothing else."""
+def test_profile_zoo_layers_and_networks_then_latency_applies_the_family_correction(tmp_path: Path, hwnas_in_process) -> None:
+    """``hwnas profile --no-space-layers --zoo-layers 6 --zoo-networks 1`` times six zoo layers and one zoo network on
+    ONNX Runtime; ``hwnas latency`` of that very network then predicts what the profile measured (its family factor is
+    measured / predicted over that one network), and a network of another family gets no factor."""
     spec = tmp_path / "cpu.toml"
     spec.write_text('name = "cpu"\nbackend = "onnxruntime"\nwarmup = 3\nrepeats = 20\nsessions = 1\n')
     out = tmp_path / "profile"
     common = ["--no-space-layers", "--networks", "0", "--out", out, "--no-reuse", "--json"]
-    result = hwnas_in_process("profile", spec, "--zoo-layers", "3", *common)
+    result = hwnas_in_process("profile", spec, "--zoo-layers", "6", "--zoo-networks", "1", *common)
     assert result.returncode == 0, result.stderr
     table = LatencyTable.load(out / "table.json")
-    assert set(table.entries) == set(sample_zoo_layers(3)) and all(e.median_ms > 0 for e in table.entries.values())
-    assert json.loads(result.stdout)["sampled_layers"] == 3
+    assert set(table.entries) == set(sample_zoo_layers(6)) and all(e.median_ms > 0 for e in table.entries.values())
+    assert json.loads(result.stdout)["sampled_layers"] == 6
+    (zoo,) = table.zoo_networks
+    drawn = draw_zoo_networks(1)[0]
+    assert ZooNetwork(zoo["family"], zoo["width"], zoo["resolution"]) == drawn and zoo["median_ms"] > 0
+    same = hwnas_in_process("latency", f"torchvision:{drawn.label}", "--table", out / "table.json", "--json")
+    assert same.returncode == 0, same.stderr
+    predicted = json.loads(same.stdout)["predicted"]
+    assert predicted["family_networks"] == 1 and predicted["total_ms"] == pytest.approx(zoo["median_ms"], rel=1e-9)
+    other = next(name for name in ("mobilenet_v3_small", "mobilenet_v2") if zoo_family(name) != zoo_family(drawn.family))
+    plain = hwnas_in_process("latency", f"torchvision:{other}?resolution=96", "--table", out / "table.json", "--json")
+    assert plain.returncode == 0 and json.loads(plain.stdout)["predicted"]["family_factor"] == 1.0
     nothing = hwnas_in_process("profile", spec, *common)
     assert nothing.returncode == 2 and "--zoo-layers" in nothing.stderr
+
+
+def test_family_factor_is_the_geometric_mean_over_the_family_and_mnasnet_names_share_one() -> None:
+    """Two zoo networks of MnasNet measured 1.2x and 1.5x their layer prediction: a MnasNet of any name is predicted
+    sqrt(1.8) = 1.342x its layers; other families and a table without zoo networks are untouched."""
+    table = LatencyTable.load(EPYC_ORT)
+    nets = [ZooNetwork("mnasnet1_0", 0.6, 128), ZooNetwork("mnasnet1_0", 0.9, 160)]
+    plain = [keys_latency(net.layers(), table).total_ms for net in nets]
+    measured = [{**net.to_json(), "median_ms": ms * factor} for net, ms, factor in zip(nets, plain, (1.2, 1.5), strict=True)]
+    corrected = replace(table, zoo_networks=measured)
+    module, shape = torchvision_model("mnasnet0_5"), (1, 3, 96, 96)
+    base = network_latency(module, shape, corrected)
+    assert base.family_factor == 1.0 and base.total_ms == pytest.approx(network_latency(module, shape, table).total_ms)
+    mnasnet = network_latency(module, shape, corrected, family="mnasnet0_5", scale=2.0)
+    assert mnasnet.family_factor == pytest.approx(math.sqrt(1.8)) and mnasnet.family_networks == 2
+    assert mnasnet.total_ms == pytest.approx(base.total_ms * math.sqrt(1.8) * 2.0) and mnasnet.scale == pytest.approx(2.0)
+    assert mnasnet.low_ms < mnasnet.total_ms < mnasnet.high_ms
+    assert network_latency(module, shape, corrected, family="mobilenet_v2").family_factor == 1.0
+    assert LatencyTable.from_json(corrected.to_json()).zoo_networks == measured
+    broken = corrected.to_json() | {"zoo_networks": [{**measured[0], "median_ms": -1}]}
+    with pytest.raises(UserError, match="positive median_ms"):
+        LatencyTable.from_json(broken)
 
 
 def doubled_table(source: Path, destination: Path) -> Path:

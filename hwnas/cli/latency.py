@@ -52,7 +52,8 @@ def latency_command(
         _measure_with_drift(table_path, backend, lut, resolved.module, shape) if measure and backend is not None else (None, None)
     )
     scale, scale_note = _scale(lut, drift, rescale)
-    predicted = network_latency(resolved.module, shape, lut, scale=scale)
+    family = resolved.info.get("name") if model.startswith("torchvision:") else None
+    predicted = network_latency(resolved.module, shape, lut, scale=scale, family=family)
     today = None if drift is None else drift.ratio / scale
     today_ms = None if today is None else predicted.total_ms * today
     today_interval = None if today is None or predicted.low_ms is None else [predicted.low_ms * today, predicted.high_ms * today]
@@ -158,6 +159,11 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
         f"{predicted.modelled}/{total} modelled; per-call overhead {predicted.call_overhead_ms:.4f} ms counted once; "
         f"{esc(report['rescale'])})"
     )
+    if predicted.family_networks:
+        console.print(
+            f"whole-network correction x{predicted.family_factor:.3f}: what {predicted.family_networks} networks of this "
+            "family, measured whole at other widths and resolutions, took beyond their layers (included above)"
+        )
     if predicted.low_ms is not None:
         console.print(
             f"80% interval {predicted.low_ms:.3f}-{predicted.high_ms:.3f} ms{frame} (the modelled layers' held-out errors, "

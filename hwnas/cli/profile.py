@@ -22,6 +22,14 @@ def profile_command(
     cache: Annotated[Path | None, typer.Option(help="converted-model cache (default: ~/.cache/hwnas/models)")] = None,
     networks: Annotated[int, typer.Option(min=0, help="whole sampled networks to measure too")] = 40,
     seed: Annotated[int, typer.Option(help="seed of the sampled networks")] = 0,
+    zoo_networks: Annotated[
+        int,
+        typer.Option(
+            "--zoo-networks",
+            min=0,
+            help="also measure N torchvision networks whole at random widths and resolutions (a per-family correction)",
+        ),
+    ] = 0,
     workers: Annotated[int, typer.Option(min=1, help="conversion processes")] = max(1, len(os.sched_getaffinity(0))),
     cv_threshold: Annotated[float, typer.Option(min=0.0, help="re-measure attempts noisier than this CV")] = 0.15,
     max_attempts: Annotated[int, typer.Option(min=1, help="attempts per layer at most")] = 3,
@@ -47,7 +55,7 @@ def profile_command(
     from hwnas.latency_tables.drift import DEFAULT_REFERENCES
     from hwnas.latency_tables.profiler import Profiler, ProfileSettings
     from hwnas.latency_tables.reuse import describe, find_lenders, profile_reusing
-    from hwnas.latency_tables.sampling import sample_layers, sample_zoo_layers
+    from hwnas.latency_tables.sampling import draw_zoo_networks, sample_layers, sample_zoo_layers
     from hwnas.presets import resolve_space
 
     device = DeviceSpec.from_toml(spec)
@@ -66,7 +74,7 @@ def profile_command(
     def run_profile(measured: list[Any]) -> Any:
         profiler = Profiler(
             device, search_space, out, cache or model_cache(), settings, backend=backend, layers=measured,
-            references=DEFAULT_REFERENCES,
+            references=DEFAULT_REFERENCES, zoo=draw_zoo_networks(zoo_networks, seed),
         )  # fmt: skip
         return profiler.run(progress=not as_json)
 
