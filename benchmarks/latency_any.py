@@ -363,6 +363,10 @@ def repredict(fmt: str, suffix: str = "") -> dict[str, Any]:
     return result
 
 
+def _zoo_caption(result: dict[str, Any]) -> str:
+    return f" + {result['zoo_layers']} zoo layers, {len(result.get('zoo_networks', []))} zoo networks"
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -385,7 +389,9 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         axis.set_yscale("log")
         tv = result.get("torchvision", {}).get("network_latency", {})
         axis.set_title(
-            f"{result['runtime']}: predicted from {result['sampled_layers']} sampled layers\n"
+            f"{result['runtime']}: predicted from {result['sampled_layers']} sampled"
+            + (_zoo_caption(result) if result.get("zoo_layers") else " layers")
+            + "\n"
             f"torchvision within ±10%: {tv.get('within_10pct', float('nan')):.0%}, MAPE {tv.get('mape_pct', float('nan')):.1f}%",
             fontsize=9,
         )
@@ -434,8 +440,8 @@ def main() -> None:
             if kind in result:
                 print(f"[{fmt}] {kind}: {json.dumps(result[kind]['network_latency'])}", flush=True)
         results.append(result)
-    stored = [RESULTS / f"latency_any_{fmt}.json" for fmt in SPECS]
-    plot([json.loads(path.read_text()) for path in stored if path.exists()], RESULTS / "latency_any.png")
+    stored = [RESULTS / f"latency_any_{fmt}{args.results_suffix}.json" for fmt in SPECS]
+    plot([json.loads(path.read_text()) for path in stored if path.exists()], RESULTS / f"latency_any{args.results_suffix}.png")
 
 
 if __name__ == "__main__":
