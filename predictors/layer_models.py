@@ -254,6 +254,15 @@ class LayerTypeModel(BaseEstimator, RegressorMixin):
         predicted = self.predict(keys)
         return predicted, predicted * math.exp(self.interval_[0]), predicted * math.exp(self.interval_[1])
 
+    def how(self, keys: Sequence[OpKey]) -> list[str]:
+        """Per layer, what answers: the cost model alone, or with its correction, inside or outside the ranges the
+        correction was fitted on (outside them it fades toward the cost model: :meth:`outside_range`)."""
+        if self.correction_ is None:
+            return ["cost model"] * len(keys)
+        features = feature_matrix(keys)
+        outside = ((features < self.low_) | (features > self.high_)).any(axis=1)
+        return ["cost model + correction, outside its range" if out else "cost model + correction" for out in outside]
+
     def outside_range(self, correction: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The correction beyond the ranges it was fitted on (log ratio to the cost model).
 
@@ -338,6 +347,18 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
             answers.update(zip(chosen, zip(predicted, low, high, strict=True), strict=True))
         table = np.array([answers[key] for key in keys], dtype=np.float64).reshape(len(keys), 3)
         return table[:, 0], table[:, 1], table[:, 2]
+
+    def how(self, keys: Sequence[OpKey]) -> list[str]:
+        """Per layer, which model answers it (:meth:`LayerTypeModel.how`); a type with too few measured layers of its
+        own is answered by the cost model fitted on every type."""
+        keys = list(keys)
+        answers = {}
+        for op in {key.op for key in keys}:
+            chosen = list(dict.fromkeys(key for key in keys if key.op == op))
+            model = self.types_.get(op)
+            hows = model.how(chosen) if model is not None else ["cost model of all types"] * len(chosen)
+            answers.update(zip(chosen, hows, strict=True))
+        return [answers[key] for key in keys]
 
     def describe(self) -> dict[str, str]:
         """Which model answers for each type, and from how many measured layers."""

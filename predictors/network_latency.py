@@ -46,6 +46,7 @@ class LayerLatency:
     key: OpKey
     ms: float
     source: str  # "table" or "model"
+    how: str = ""  # for a modelled layer, which model answered (LayerLatencyModel.how)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ class NetworkLatency:
             "interval_ms": None if self.low_ms is None else [self.low_ms, self.high_ms],
             "family_factor": self.family_factor,
             "family_networks": self.family_networks,
-            "layers": [{"key": layer.key.describe(), "ms": layer.ms, "source": layer.source} for layer in self.layers],
+            "layers": [
+                {"key": layer.key.describe(), "ms": layer.ms, "source": layer.source, **({"how": layer.how} if layer.how else {})}
+                for layer in self.layers
+            ],
         }
 
 
@@ -115,12 +119,14 @@ def _layers_latency(
 ) -> NetworkLatency:
     keys = list(keys)
     missing = list(dict.fromkeys(key for key in keys if key not in table.entries))
-    answers = layer_model(table).predict_with_interval(missing) if missing else ((), (), ())
+    models = layer_model(table) if missing else None
+    answers = models.predict_with_interval(missing) if models is not None else ((), (), ())
     modelled, lows, highs = (dict(zip(missing, column, strict=True)) for column in answers)
+    hows = dict(zip(missing, models.how(missing), strict=True)) if models is not None else {}
     layers = tuple(
         LayerLatency(key, table.entries[key].median_ms, "table")
         if key in table.entries
-        else LayerLatency(key, float(modelled[key]), "model")
+        else LayerLatency(key, float(modelled[key]), "model", hows[key])
         for key in keys
     )
     overhead = call_overhead(table)

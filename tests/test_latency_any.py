@@ -122,6 +122,21 @@ def test_network_latency_looks_up_what_the_table_holds_and_models_the_rest() -> 
     assert other.low_ms < other.total_ms < other.high_ms and other.to_json()["interval_ms"] == [other.low_ms, other.high_ms]
 
 
+def test_each_modelled_layer_says_which_model_answered_it() -> None:
+    """The space-only EPYC table predicting mobilenet_v2 at 224 px: the blocks come from the boosted model outside the
+    ranges it saw (its correction fading), the stem and head from the cost model of all types (the space has too few
+    of them to fit their own); the shipped table with sampled layers answers at 96 px inside its ranges."""
+    thin = network_latency(torchvision_model("mobilenet_v2"), (1, 3, 224, 224), LatencyTable.load(EPYC_ORT))
+    hows = {layer.key.op: layer.how for layer in thin.layers}
+    assert hows["expanded_conv"] == "cost model + correction, outside its range" and hows["Conv"] == "cost model of all types"
+    assert all(entry["how"] for entry in thin.to_json()["layers"])
+    sampled = LatencyTable.load(SHIPPED / "default-host-cpu-onnxruntime-amd-epyc-f25m17.json")
+    inside = network_latency(torchvision_model("mobilenet_v2"), (1, 3, 96, 96), sampled)
+    assert {layer.how for layer in inside.layers if layer.key.op == "expanded_conv"} == {"cost model + correction"}
+    looked_up = network_latency(build_model(get_space("default"), get_space("default").sample(1)), (1, 1, 32, 32), sampled)
+    assert looked_up.modelled == 0 and not any("how" in entry for entry in looked_up.to_json()["layers"])
+
+
 def test_the_per_call_overhead_is_counted_once() -> None:
     table = LatencyTable.load(EPYC_ORT)
     keys = get_space("default").op_keys(get_space("default").sample(1))

@@ -149,7 +149,8 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
     if layers:
         rows = Table("#", "layer", "ms", "from")
         for index, layer in enumerate(predicted.layers, start=1):
-            rows.add_row(str(index), esc(layer.key.describe()), f"{layer.ms:.4f}", layer.source)
+            source = f"{layer.source} ({layer.how})" if layer.how else layer.source
+            rows.add_row(str(index), esc(layer.key.describe()), f"{layer.ms:.4f}", esc(source))
         console.print(rows)
     total = len(predicted.layers)
     frame = "" if predicted.scale != 1.0 else " in table time"
