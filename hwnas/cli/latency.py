@@ -52,8 +52,7 @@ def latency_command(
         _measure_with_drift(table_path, backend, lut, resolved.module, shape) if measure and backend is not None else (None, None)
     )
     scale, scale_note = _scale(lut, drift, rescale)
-    family = resolved.info.get("name") if model.startswith("torchvision:") else None
-    predicted = network_latency(resolved.module, shape, lut, scale=scale, family=family)
+    predicted = network_latency(resolved.module, shape, lut, scale=scale, family=_family(model, resolved))
     today = None if drift is None else drift.ratio / scale
     today_ms = None if today is None else predicted.total_ms * today
     today_interval = None if today is None or predicted.low_ms is None else [predicted.low_ms * today, predicted.high_ms * today]
@@ -75,6 +74,11 @@ def latency_command(
         print_json(report)
     else:
         _show(report, predicted, layers)
+
+
+def _family(model: str, resolved: Any) -> str | None:
+    """The torchvision model name, whose family's correction the table may hold (``--zoo-networks``)."""
+    return resolved.info.get("name") if model.startswith("torchvision:") else None
 
 
 def _checked_backend(spec: Any, lut: Any, measure: bool, allow_mismatch: bool) -> Any:

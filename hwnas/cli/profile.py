@@ -13,6 +13,18 @@ from hwnas.errors import UserError
 from hwnas.fileio import check_writable_folder
 from hwnas.paths import model_cache, profiles_dir
 
+ZooNetworksOption = Annotated[
+    int,
+    typer.Option(
+        "--zoo-networks", min=0, help="also measure N torchvision networks whole at random widths and resolutions (a "
+        "per-family correction)",
+    ),
+]  # fmt: skip
+ZooLayersOption = Annotated[
+    int,
+    typer.Option("--zoo-layers", min=0, help="also measure N layers of torchvision networks at random widths and resolutions"),
+]
+
 
 @app.command("profile")
 def profile_command(
@@ -22,14 +34,7 @@ def profile_command(
     cache: Annotated[Path | None, typer.Option(help="converted-model cache (default: ~/.cache/hwnas/models)")] = None,
     networks: Annotated[int, typer.Option(min=0, help="whole sampled networks to measure too")] = 40,
     seed: Annotated[int, typer.Option(help="seed of the sampled networks")] = 0,
-    zoo_networks: Annotated[
-        int,
-        typer.Option(
-            "--zoo-networks",
-            min=0,
-            help="also measure N torchvision networks whole at random widths and resolutions (a per-family correction)",
-        ),
-    ] = 0,
+    zoo_networks: ZooNetworksOption = 0,
     workers: Annotated[int, typer.Option(min=1, help="conversion processes")] = max(1, len(os.sched_getaffinity(0))),
     cv_threshold: Annotated[float, typer.Option(min=0.0, help="re-measure attempts noisier than this CV")] = 0.15,
     max_attempts: Annotated[int, typer.Option(min=1, help="attempts per layer at most")] = 3,
@@ -37,12 +42,7 @@ def profile_command(
     layers: Annotated[
         int, typer.Option("--layers", min=0, help="also measure N sampled layers beyond the space (for the layer models)")
     ] = 0,
-    zoo_layers: Annotated[
-        int,
-        typer.Option(
-            "--zoo-layers", min=0, help="also measure N layers of torchvision networks at random widths and resolutions"
-        ),
-    ] = 0,
+    zoo_layers: ZooLayersOption = 0,
     layer_seed: Annotated[int, typer.Option(help="seed of the sampled layers (more --layers later extends the same list)")] = 0,
     space_layers: Annotated[bool, typer.Option(help="measure the space's own layers (--no-space-layers: sampled only)")] = True,
     reuse: Annotated[
@@ -55,7 +55,7 @@ def profile_command(
     from hwnas.latency_tables.drift import DEFAULT_REFERENCES
     from hwnas.latency_tables.profiler import Profiler, ProfileSettings
     from hwnas.latency_tables.reuse import describe, find_lenders, profile_reusing
-    from hwnas.latency_tables.sampling import draw_zoo_networks, sample_layers, sample_zoo_layers
+    from hwnas.latency_tables.sampling import draw_zoo_networks
     from hwnas.presets import resolve_space
 
     device = DeviceSpec.from_toml(spec)
@@ -64,10 +64,7 @@ def profile_command(
     check_writable_folder(out)
     settings = ProfileSettings(networks, seed, workers, cv_threshold, max_attempts, allow_mismatch)
     space_keys = search_space.enumerate_op_keys() if space_layers else []
-    sampled = sample_layers(layers, layer_seed) + sample_zoo_layers(zoo_layers, layer_seed)
-    keys = list(dict.fromkeys(space_keys + sampled))
-    if not keys:
-        raise UserError("nothing to measure: --no-space-layers needs --layers N or --zoo-layers N")
+    keys = _layers_to_measure(space_keys, layers, zoo_layers, layer_seed)
     backend = make_backend(device)
     backend.require_available()
 
@@ -84,10 +81,20 @@ def profile_command(
     if as_json:
         lenders = [{k: v for k, v in record.items() if k != "keys"} for record in lent.records]
         print_json(_summary(report, out, sampled) | {"ops": len(keys), "layers_lent": len(lent.entries), "lenders": lenders})
-    else:
-        for record in lent.records:
-            console.print(esc(describe(record)))
-        _show(report, search_space.name, device.name, out, sampled, cv_threshold, max_attempts)
+        return
+    for record in lent.records:
+        console.print(esc(describe(record)))
+    _show(report, search_space.name, device.name, out, sampled, cv_threshold, max_attempts)
+
+
+def _layers_to_measure(space_keys: list[Any], layers: int, zoo_layers: int, layer_seed: int) -> list[Any]:
+    """The space's layers, then the sampled and zoo layers (in that order, each once)."""
+    from hwnas.latency_tables.sampling import sample_layers, sample_zoo_layers
+
+    keys = list(dict.fromkeys(space_keys + sample_layers(layers, layer_seed) + sample_zoo_layers(zoo_layers, layer_seed)))
+    if not keys:
+        raise UserError("nothing to measure: --no-space-layers needs --layers N or --zoo-layers N")
+    return keys
 
 
 def _summary(report: Any, out: Path, layers: int) -> dict[str, Any]:
