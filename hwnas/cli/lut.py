@@ -28,7 +28,9 @@ def lut_show(
         return
     console.print(
         f"[bold]{esc(table.space)}[/] on [bold]{esc(table.device.get('name', '?'))}[/] ({esc(table.kind)}; "
-        f"{len(table.entries)} layers, {len(table.networks)} networks; created {esc(table.created)})"
+        f"{len(table.entries)} layers, {len(table.networks)} networks"
+        + (f", {len(table.zoo_networks)} zoo networks" if table.zoo_networks else "")
+        + f"; created {esc(table.created)})"
     )
     for key, value in table.fingerprint.items():
         console.print(f"  {esc(key)}: {esc(value)}")
