@@ -315,6 +315,7 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
                 "(profile with --layers N)"
             )
         self.__dict__.pop("_answers", None)  # answers of an earlier fit
+        self.__dict__.pop("_hows", None)
         self.shared_ = LayerTypeModel(correction=False).fit(keys, target)
         self.types_: dict[str, LayerTypeModel] = {}
         self.counts_ = {op: sum(key.op == op for key in keys) for op in OP_TYPES}
@@ -352,9 +353,10 @@ class LayerLatencyModel(BaseEstimator, RegressorMixin):
         """Per layer, which model answers it (:meth:`LayerTypeModel.how`); a type with too few measured layers of its
         own is answered by the cost model fitted on every type."""
         keys = list(keys)
-        answers = {}
-        for op in {key.op for key in keys}:
-            chosen = list(dict.fromkeys(key for key in keys if key.op == op))
+        answers = self.__dict__.setdefault("_hows", {})  # kept per layer, as the predictions are (pruning asks often)
+        new = list(dict.fromkeys(key for key in keys if key not in answers))
+        for op in {key.op for key in new}:
+            chosen = [key for key in new if key.op == op]
             model = self.types_.get(op)
             hows = model.how(chosen) if model is not None else ["cost model of all types"] * len(chosen)
             answers.update(zip(chosen, hows, strict=True))
