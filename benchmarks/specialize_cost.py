@@ -53,12 +53,13 @@ def ensure_profiled(spec: str) -> dict[str, Any] | None:
     return {"command": " ".join(command[1:]), "wall_s": round(time.perf_counter() - started, 1)}
 
 
-def budgets_of(spec: str) -> list[float]:
-    """Tight, median and loose: quantiles of the device's table networks (ms, 3 decimals)."""
+def budgets_of(spec: str, table: Path | None = None) -> list[float]:
+    """Tight, median and loose: quantiles of the device's table networks (ms, 3 decimals); ``table``: that table
+    rather than the one matching this machine."""
     from hwnas.presets import get_space
     from hwnas.search.device import load_device_latency
 
-    latency = load_device_latency(spec, get_space("default"))
+    latency = load_device_latency(spec, get_space("default"), table, allow_mismatch=table is not None)
     times = [row["median_ms"] for row in latency.table.networks]
     return [round(float(np.quantile(times, q)), 3) for q in QUANTILES]
 

@@ -44,6 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "supernet_equal_cost.json"
 WORK = ROOT / "runs" / "benchmarks" / "supernet_equal_cost"
 DEVICE = "host-tflite"
+# the table every row is searched and budgeted by (the first rows' machine's, EPYC family 25 model 17): the table
+# matching another machine predicts other latencies and moves the budgets, and the rows of one file must share them
+TABLE = ROOT / "latency_tables" / "data" / "default-host-cpu-tflite-xnnpack-amd-epyc-f25m17.json"
 BUDGET_NAMES = ("tight", "median", "loose")
 SUPERNET_SHARE = {"amortised": 1 / len(BUDGET_NAMES), "once": 1.0, "marginal": 0.0}  # of its training, per budget
 STEP = 4  # trials added to the per-candidate search between wall-clock checks
@@ -61,7 +64,7 @@ def supernet_arm(budget: float, seed: int, trials: int, finetune_epochs: int) ->
     out = WORK / f"supernet-{budget:g}ms-seed{seed}-{trials}c-ft{finetune_epochs}"  # kept for every --cost
     report = specialize(
         folder, [DEVICE], [budget], SearchSettings(trials=trials), out, space=get_space("default"),
-        finetune_epochs=finetune_epochs, seed=seed, log=print,
+        finetune_epochs=finetune_epochs, seed=seed, tables={DEVICE: TABLE}, log=print,
     )  # fmt: skip
     network = report.networks[0]
     if network.error is not None or network.arch is None:
@@ -80,7 +83,7 @@ def fbnetv3_arm(budget: float, seed: int, seconds: float) -> dict[str, Any]:
     from hwnas.search.executors import make_executor
 
     space = get_space("default")
-    latency = load_device_latency(DEVICE, space)
+    latency = load_device_latency(DEVICE, space, TABLE, allow_mismatch=True)
     out = WORK / f"fbnetv3-{budget:g}ms-seed{seed}-{seconds:.0f}s"
     progress_file = out / "elapsed.json"
     progress = json.loads(progress_file.read_text()) if progress_file.exists() else {"elapsed_s": 0.0, "trials": 0}
@@ -151,6 +154,15 @@ def measured_ms(archs: dict[str, str]) -> dict[str, float]:
         return {name: float(value.summary()["median_ms"]) for name, value in timed.items()}
 
 
+def this_cpu() -> str:
+    """The CPU the row ran on (rows of one file may come from several machines): name, family and model."""
+    from hwnas.presets import get_space
+    from hwnas.search.device import load_device_latency
+
+    found = load_device_latency(DEVICE, get_space("default"), TABLE, allow_mismatch=True).backend.fingerprint()
+    return f"{found.get('device')} family {found.get('cpu_family', '?')} model {found.get('cpu_model', '?')}"
+
+
 def interval(values: list[float]) -> dict[str, Any]:
     """Mean and 95% t-interval (None with fewer than two values)."""
     from scipy import stats
@@ -200,12 +212,14 @@ def main() -> None:
     _, info = loaded_supernet(resolve_supernet(Path("default")))
     recipe, supernet_s = Recipe.from_json(info["recipe"]), float(info["wall_time_s"])
     data = splits()
-    budgets = dict(zip(BUDGET_NAMES, budgets_of(DEVICE), strict=True))
+    budgets = dict(zip(BUDGET_NAMES, budgets_of(DEVICE, TABLE), strict=True))
     settings = {"device": DEVICE, "cost": args.cost, "trials": args.trials, "finetune_epochs": args.finetune_epochs,
                 "final_epochs": args.final_epochs, "supernet_epochs": info["epochs"], "supernet_train_s": supernet_s,
                 "budgets_ms": budgets, "test_images": len(data.test)}  # fmt: skip
-    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    rows: list[dict[str, Any]] = previous.get("rows", []) if previous.get("settings") == settings else []
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {"settings": settings}
+    if previous["settings"] != settings:  # never drop finished rows for a changed setting
+        raise SystemExit(f"{args.out} holds rows of other settings ({previous['settings']}): give another --out")
+    rows: list[dict[str, Any]] = previous.get("rows", [])
     for seed in range(args.seeds):
         for name in args.budgets:
             if any(row["budget_name"] == name and row["seed"] == seed for row in rows):
@@ -220,7 +234,8 @@ def main() -> None:
             timed = measured_ms({"supernet": supernet["arch"], "fbnetv3": fbnetv3["arch"]})
             supernet["measured_ms"], fbnetv3["measured_ms"] = timed["supernet"], timed["fbnetv3"]
             rows.append({"budget_name": name, "budget_ms": budget, "seed": seed, "supernet": supernet, "fbnetv3": fbnetv3,
-                         "equal_wall_s": share + supernet["wall_s"]})  # fmt: skip
+                         "equal_wall_s": share + supernet["wall_s"], "cpu": this_cpu(),
+                         "date": time.strftime("%Y-%m-%d")})  # fmt: skip
             atomic_write_json(args.out, {"settings": settings, "rows": rows, "summary": summarize(rows)})
             print(json.dumps(rows[-1]), flush=True)
     print(json.dumps(summarize(rows), indent=1))

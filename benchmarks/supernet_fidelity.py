@@ -35,6 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "supernet_fidelity.json"
 PROXY_IMAGES = 2000
+# the table the networks are spread by (the 3-epoch rows' too): the table matching another machine would pick other
+# networks, and the rows of one file, made on several machines over several sessions, must rank one set
+TABLE = ROOT / "latency_tables" / "data" / "default-host-cpu-tflite-xnnpack-amd-epyc.json"
 
 
 def spread_archs(count: int) -> list[tuple[str, float]]:
@@ -43,7 +46,7 @@ def spread_archs(count: int) -> list[tuple[str, float]]:
     from hwnas.search.device import load_device_latency
 
     space = get_space("default")
-    device = load_device_latency("host-tflite", space)
+    device = load_device_latency("host-tflite", space, TABLE, allow_mismatch=True)
     samples = list({arch.format(): arch for arch in (space.sample(seed) for seed in range(3000))}.values())
     predicted = device.predict(samples)
     order = np.argsort(predicted)

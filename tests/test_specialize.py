@@ -128,3 +128,30 @@ def test_a_mistake_is_one_line_before_any_work(tmp_path: Path, extra: tuple[str,
     out = tmp_path / "spec"
     assert_one_line_error(hwnas_in_process("specialize", *extra, "--out", str(out)), fragment)
     assert not (out / REPORT_FILE).exists()
+
+
+def test_a_chosen_table_of_another_machine_sets_the_budgets_and_the_identity(tmp_path: Path) -> None:
+    """``tables=``: the table given is used although made on another CPU (a benchmark's rows share one table): a budget
+    the matching table reaches is refused by a table 10x slower, and a rerun with another table is another setting."""
+    from hwnas.search.api import SearchSettings
+    from hwnas.search.specialize import _resumed, _save, _settings, _tables_setting, specialize
+    from hwnas.supernets import DEFAULT_SUPERNET
+
+    shipped = json.loads((Path("latency_tables/data/default-host-cpu-onnxruntime.json")).read_text())
+    slow = shipped | {"fingerprint": shipped["fingerprint"] | {"device": "Another CPU"}}
+    slow["entries"] = [entry | {k: entry[k] * 10 for k in ("median_ms", "p10_ms", "p90_ms")} for entry in shipped["entries"]]
+    slow["networks"] = [net | {k: net[k] * 10 for k in ("median_ms", "p10_ms", "p90_ms")} for net in shipped["networks"]]
+    table = tmp_path / "slow.json"
+    table.write_text(json.dumps(slow))
+    with pytest.raises(UserError, match="fastest achievable"):
+        specialize(
+            DEFAULT_SUPERNET, ["host-ort"], [0.3], SearchSettings(trials=2), tmp_path / "out", space=SPACE, tables={"host-ort": table}
+        )
+    assert not (tmp_path / "out" / REPORT_FILE).exists()
+
+    plain = _settings(DEFAULT_SUPERNET, ["host-ort"], [3.0], SearchSettings(), 0, 0)
+    assert _tables_setting({}) == {}  # folders made before tables could be chosen keep matching
+    chosen = plain | _tables_setting({"host-ort": table})
+    _save(tmp_path / "out", SpecializeReport(settings=chosen))
+    with pytest.raises(UserError, match="other settings"):
+        _resumed(tmp_path / "out", plain)

@@ -83,6 +83,7 @@ def load_device_latency(
     space_arg: str = "",
     *,
     made_from: SearchSpace | None = None,
+    allow_mismatch: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> DeviceLatency:
     """The device's latency model for ``space``; no matching table is a one-line error saying how to profile.
@@ -90,12 +91,13 @@ def load_device_latency(
     ``made_from``: the space ``space`` was made from for other data (``SearchSpace.for_data``). Without a table of
     ``space``, one of ``made_from`` on this device is completed with the few layers that differ, measured now
     (:func:`~hwnas.latency_tables.derive.derive_table`), instead of profiling the whole space again.
+    ``allow_mismatch``: ``table`` is taken although made on another machine (``--allow-mismatch``).
     """
     spec = DeviceSpec.from_toml(spec_arg)
     backend = make_backend(spec)
     backend.require_available()
     fingerprint = backend.fingerprint()
-    found = matching_table(spec.name, fingerprint, space.name, space.hash, explicit=table)
+    found = matching_table(spec.name, fingerprint, space.name, space.hash, explicit=table, allow_mismatch=allow_mismatch)
     if found is None and made_from is not None:
         found = _derived(spec, backend, space, made_from, log)
     if found is None:

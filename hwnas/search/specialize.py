@@ -16,7 +16,7 @@ the same folder are refused in one line.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,16 +86,23 @@ def specialize(
     space: Any,
     finetune_epochs: int = 0,
     seed: int = 0,
+    tables: Mapping[str, Path] | None = None,
     log: Log = lambda message: None,
 ) -> SpecializeReport:
-    """A network for every device and budget from ``supernet`` (see the module docstring); writes ``out/specialize.json``."""
+    """A network for every device and budget from ``supernet`` (see the module docstring); writes ``out/specialize.json``.
+
+    ``tables``: a latency table per device argument, taken even if made on another machine, where the one matching
+    this machine is not wanted (a benchmark whose rows, made on several machines, share one table's predictions)."""
     from hwnas.search.device import load_device_latency
     from hwnas.search.executors import make_executor
 
     settings = replace(settings, supernet=Path(supernet))
-    wanted = _settings(supernet, devices, budgets_ms, settings, finetune_epochs, seed)
+    chosen = {device: Path(path) for device, path in (tables or {}).items()}
+    wanted = _settings(supernet, devices, budgets_ms, settings, finetune_epochs, seed) | _tables_setting(chosen)
     report = _resumed(Path(out), wanted)
-    latencies = {device: load_device_latency(device, space) for device in devices}  # a missing table: one line, now
+    latencies = {  # a missing table: one line, now; a chosen one is taken as it is, made on another machine too
+        device: load_device_latency(device, space, chosen.get(device), allow_mismatch=device in chosen) for device in devices
+    }
     configs = {
         (name, budget): make_search_config(space, latency, budget, settings, budget_folder(out, name, budget), seed=seed)
         for name, latency in ((latency.spec.name, latency) for latency in latencies.values())
@@ -143,6 +150,13 @@ def _settings(
         "top_k": settings.top_k,
         "seed": seed,
     }
+
+
+def _tables_setting(tables: dict[str, Path]) -> dict[str, Any]:
+    """Chosen tables by their content, a setting only when there are any (folders made before the option still match)."""
+    if not tables:
+        return {}
+    return {"tables": {device: file_sha256(path)[:16] if path.is_file() else str(path) for device, path in tables.items()}}
 
 
 def _resumed(out: Path, wanted: dict[str, Any]) -> SpecializeReport:
