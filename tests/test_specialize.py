@@ -145,8 +145,9 @@ def test_a_chosen_table_of_another_machine_sets_the_budgets_and_the_identity(tmp
     table.write_text(json.dumps(slow))
     with pytest.raises(UserError, match="fastest achievable"):
         specialize(
-            DEFAULT_SUPERNET, ["host-ort"], [0.3], SearchSettings(trials=2), tmp_path / "out", space=SPACE, tables={"host-ort": table}
-        )
+            DEFAULT_SUPERNET, ["host-ort"], [0.3], SearchSettings(trials=2), tmp_path / "out",
+            space=SPACE, tables={"host-ort": table},
+        )  # fmt: skip
     assert not (tmp_path / "out" / REPORT_FILE).exists()
 
     plain = _settings(DEFAULT_SUPERNET, ["host-ort"], [3.0], SearchSettings(), 0, 0)

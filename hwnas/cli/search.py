@@ -13,7 +13,7 @@ import typer
 from hwnas.cli.common import DataSource, JsonFlag, app, check_data_fits, console, esc, log, print_json, quiet_or_log
 from hwnas.errors import UserError
 from hwnas.paths import runs_dir
-from hwnas.search.api import DEFAULTS, SearchSettings, check_budget, make_search_config, search
+from hwnas.search.api import AUTO_MARGIN, DEFAULTS, SearchSettings, check_budget, make_search_config, parse_margin, search
 
 D = DEFAULTS  # the search's defaults, from the library (hwnas run's [search] takes the same)
 
@@ -62,7 +62,9 @@ def search_command(
     ray: Ray = None,
     out: Annotated[Path | None, typer.Option(help="search folder (default: runs/search-<time>)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the strategy and of every training")] = 0,
-    margin: Annotated[float, typer.Option(help="search under budget x (1 - margin): room for predictor error")] = D.margin,
+    margin: Annotated[
+        str, typer.Option(help="search under budget x (1 - margin): room for predictor error; auto: from its held-out error")
+    ] = str(D.margin),
     table: Table = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite in the search folder)")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="candidates exported and measured at the end")] = D.top_k,
@@ -91,7 +93,7 @@ def search_command(
         val_images=proxy_val_images,
         epochs=proxy_epochs,
         reward=reward,
-        margin=margin,
+        margin=parse_margin(margin),
         top_k=top_k,
         final_epochs=final_epochs,
         rounds=rounds,
@@ -179,6 +181,8 @@ def _config(
         made_from=given_space if search_space is not given_space else None, log=lambda line: _say(line, quiet),
     )  # fmt: skip
     config = make_search_config(search_space, latency, budget_ms, settings, out, data=data, storage=storage, seed=seed)
+    if settings.margin == AUTO_MARGIN:
+        _say(latency.held_out_margin().describe(), quiet)
     check_budget(config)
     config.drift = _drift(latency, quiet=quiet)
     return config

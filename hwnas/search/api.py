@@ -29,7 +29,9 @@ class SearchSettings:
     val_images: int = 0  # the proxy: validation images its accuracy is taken on (0: all)
     epochs: int = 1  # proxy epochs a candidate trains for
     reward: str = "hard"  # hard, soft, or alpha,beta (MnasNet's exponents)
-    margin: float = 0.05  # search under budget x (1 - margin): room for predictor error
+    # search under budget x (1 - margin): room for predictor error; "auto": the margin that held 90% of the table's
+    # whole networks, each predicted without it (hwnas.search.device.DeviceLatency.held_out_margin)
+    margin: float | str = 0.05
     top_k: int = 3  # candidates retrained, exported and measured at the end
     final_epochs: int = 3  # epochs the best is retrained for
     rounds: int = 10  # interleaved timing rounds per file at the end
@@ -93,11 +95,34 @@ def make_search_config(
         train_images=train_images,
         val_images=val_images,
         seed=seed,
-        margin=settings.margin,
+        margin=resolve_margin(settings.margin, latency),
         storage=storage,
         drift=drift,
         supernet=settings.supernet,
     )
+
+
+AUTO_MARGIN = "auto"
+
+
+def parse_margin(text: str) -> float | str:
+    """``--margin``: a fraction in [0, 1) or ``auto`` (a bad one is one line)."""
+    if text.strip().lower() == AUTO_MARGIN:
+        return AUTO_MARGIN
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"--margin must be a number in [0, 1) or 'auto', got {text!r}") from None
+    if not 0 <= value < 1:  # NaN fails too
+        raise UserError(f"--margin must be in [0, 1), got {text}")
+    return value
+
+
+def resolve_margin(margin: float | str, latency: Any) -> float:
+    """The margin a search aims under: the number given, or ``auto``'s from the predictor's held-out error."""
+    if isinstance(margin, str):
+        return latency.held_out_margin().margin if parse_margin(margin) == AUTO_MARGIN else float(parse_margin(margin))
+    return margin
 
 
 def check_supernet(settings: SearchSettings, space: Any, data: str | None) -> str | None:

@@ -28,6 +28,40 @@ from hwnas.predictors.latency import CalibratedLatency, LatencyPredictor, LutSum
 from hwnas.space import SearchSpace
 
 MIN_NETWORKS = 8
+MARGIN_COVERAGE = 0.9  # --margin auto: the budget held by this share of held-out networks
+MARGIN_FOLDS = 5
+
+
+MAX_AUTO_MARGIN = 0.5  # a predictor that errs more than 2x low is better profiled again than searched under
+
+
+@dataclass(frozen=True)
+class HeldOutMargin:
+    """``--margin auto``'s answer: the margin, and what it was read from (said in the search's log)."""
+
+    margin: float
+    ratio_quantile: float  # measured / held-out prediction, at ``coverage``
+    coverage: float
+    networks: int
+
+    def describe(self) -> str:
+        return (
+            f"margin {self.margin:.1%} from held-out error: {self.coverage:.0%} of the table's {self.networks} networks "
+            f"measured at most x{self.ratio_quantile:.3f} their prediction"
+        )
+
+
+def _held_out_predictions(table: LatencyTable, space: SearchSpace, archs: list[Arch], measured: np.ndarray) -> np.ndarray:
+    """Each network's prediction by a predictor that did not see it (``search``'s own predictor, refitted per fold)."""
+    if len(archs) < MIN_NETWORKS:
+        return np.asarray(LutSum(table, space).predict(archs), dtype=np.float64)
+    from sklearn.model_selection import KFold
+
+    predicted = np.zeros(len(archs))
+    for fit_rows, held_rows in KFold(MARGIN_FOLDS, shuffle=True, random_state=0).split(archs):
+        model = CalibratedLatency(table, space).fit([archs[i] for i in fit_rows], measured[fit_rows])
+        predicted[held_rows] = model.predict([archs[i] for i in held_rows])
+    return predicted
 
 
 @dataclass
@@ -69,6 +103,25 @@ class DeviceLatency:
 
         check = drift_first(self.table_path, self.backend, cache, context, space=self.space, networks=DRIFT_NETWORKS)
         return None if check is None else check.to_json() | {"message": check.message(rescale_hint=False)}
+
+    def held_out_margin(self, coverage: float = MARGIN_COVERAGE) -> HeldOutMargin:
+        """``--margin auto``: the margin under which ``coverage`` of the table's whole networks, each predicted by a
+        predictor fitted without it (5-fold), measured within their prediction's budget.
+
+        A network predicted at ``p`` measures ``r * p``; searching under ``budget / q`` (``q`` the ``coverage``
+        quantile of ``r``) keeps that share of networks within the budget, so the margin is ``1 - 1/q`` (0 when the
+        predictor errs high). Fewer networks than a calibrated predictor needs: the LUT sum's own ratios, unfitted.
+        """
+        networks = networks_from_table(self.table.networks, self.space, source=str(self.table_path))
+        if len(networks) < 2:
+            raise UserError(
+                f"--margin auto needs whole networks measured in the latency table ({self.table_path} has "
+                f"{len(networks)}): give a number, or profile with --networks"
+            )
+        archs, measured = [n.arch for n in networks], np.array([n.ms for n in networks])
+        predicted = _held_out_predictions(self.table, self.space, archs, measured)
+        quantile = float(np.quantile(measured / predicted, coverage))
+        return HeldOutMargin(min(max(0.0, 1 - 1 / quantile), MAX_AUTO_MARGIN), quantile, coverage, len(networks))
 
     def fastest(self) -> tuple[Arch, float]:
         """The fastest architecture by the table and its predicted latency (see :func:`fastest_arch`)."""
