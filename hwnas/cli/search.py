@@ -41,6 +41,10 @@ SupernetBn = Annotated[
 ]
 
 
+# --margin: a fraction, or "auto" (hwnas.search.api.parse_margin)
+Margin = Annotated[str, typer.Option(help="search under budget x (1 - margin), room for predictor error; auto: held-out error")]
+
+
 @app.command("search")
 def search_command(
     device: Annotated[str, typer.Option("--device", help="device spec: a TOML path or a shipped name (hwnas devices list)")],
@@ -62,9 +66,7 @@ def search_command(
     ray: Ray = None,
     out: Annotated[Path | None, typer.Option(help="search folder (default: runs/search-<time>)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the strategy and of every training")] = 0,
-    margin: Annotated[
-        str, typer.Option(help="search under budget x (1 - margin): room for predictor error; auto: from its held-out error")
-    ] = str(D.margin),
+    margin: Margin = str(D.margin),
     table: Table = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite in the search folder)")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="candidates exported and measured at the end")] = D.top_k,
