@@ -184,10 +184,9 @@ def standalone_spread(budgets: dict[str, float]) -> dict[str, Any]:
 
 def this_cpu() -> str:
     """The CPU the row ran on (rows of one file may come from several machines): name, family and model."""
-    from hwnas.presets import get_space
-    from hwnas.search.device import load_device_latency
+    from hwnas.devices import DeviceSpec, make_backend
 
-    found = load_device_latency(DEVICE, get_space("default"), TABLE, allow_mismatch=True).backend.fingerprint()
+    found = make_backend(DeviceSpec.from_toml(DEVICE)).fingerprint()
     return f"{found.get('device')} family {found.get('cpu_family', '?')} model {found.get('cpu_model', '?')}"
 
 

@@ -120,9 +120,8 @@ def parse_margin(text: str) -> float | str:
 
 def resolve_margin(margin: float | str, latency: Any) -> float:
     """The margin a search aims under: the number given, or ``auto``'s from the predictor's held-out error."""
-    if isinstance(margin, str):
-        return latency.held_out_margin().margin if parse_margin(margin) == AUTO_MARGIN else float(parse_margin(margin))
-    return margin
+    parsed = parse_margin(margin) if isinstance(margin, str) else margin
+    return latency.held_out_margin().margin if parsed == AUTO_MARGIN else float(parsed)
 
 
 def check_supernet(settings: SearchSettings, space: Any, data: str | None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,6 @@ from hwnas.space import SearchSpace
 MIN_NETWORKS = 8
 MARGIN_COVERAGE = 0.9  # --margin auto: the budget held by this share of held-out networks
 MARGIN_FOLDS = 5
-
-
 MAX_AUTO_MARGIN = 0.5  # a predictor that errs more than 2x low is better profiled again than searched under
 
 
@@ -75,6 +73,7 @@ class DeviceLatency:
     table_path: Path
     predictor: LatencyPredictor
     space: SearchSpace
+    _margins: dict[float, HeldOutMargin] = field(default_factory=dict, repr=False)  # held_out_margin's, by coverage
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         return np.asarray(self.predictor.predict(list(archs)), dtype=np.float64) if archs else np.zeros(0)
@@ -111,7 +110,13 @@ class DeviceLatency:
         A network predicted at ``p`` measures ``r * p``; searching under ``budget / q`` (``q`` the ``coverage``
         quantile of ``r``) keeps that share of networks within the budget, so the margin is ``1 - 1/q`` (0 when the
         predictor errs high). Fewer networks than a calibrated predictor needs: the LUT sum's own ratios, unfitted.
+        Kept per coverage: the search's config and its log line, and every budget of a specialization, ask again.
         """
+        if coverage not in self._margins:
+            self._margins[coverage] = self._held_out_margin(coverage)
+        return self._margins[coverage]
+
+    def _held_out_margin(self, coverage: float) -> HeldOutMargin:
         networks = networks_from_table(self.table.networks, self.space, source=str(self.table_path))
         if len(networks) < 2:
             raise UserError(
