@@ -14,6 +14,7 @@ from hwnas.cli.common import DataSource, JsonFlag, app, check_data_fits, console
 from hwnas.errors import UserError
 from hwnas.paths import runs_dir
 from hwnas.search.api import AUTO_MARGIN, DEFAULTS, SearchSettings, check_budget, make_search_config, parse_margin, search
+from hwnas.search.measure import PREDICTED_ONLY
 
 D = DEFAULTS  # the search's defaults, from the library (hwnas run's [search] takes the same)
 
@@ -45,9 +46,15 @@ SupernetBn = Annotated[
 Margin = Annotated[str, typer.Option(help="search under budget x (1 - margin), room for predictor error; auto: held-out error")]
 
 
+DEVICE_HELP = (
+    "device spec: a TOML path or a shipped name (hwnas devices list), or a latency table file (.json) of a device "
+    "not here: predicted, not measured"
+)
+
+
 @app.command("search")
 def search_command(
-    device: Annotated[str, typer.Option("--device", help="device spec: a TOML path or a shipped name (hwnas devices list)")],
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)],
     budget_ms: Annotated[float, typer.Option("--budget-ms", help="latency budget on the device, in milliseconds")],
     space: SearchSpace = None,
     strategy: Annotated[str, typer.Option(help="random, evolution, mnas, fbnetv3, tpe or nsga2")] = D.strategy,
@@ -213,7 +220,9 @@ def _drift(latency: Any, quiet: bool) -> dict[str, Any] | None:
 
     check = latency.check_drift(model_cache(), context=f"search on {latency.spec.name}")
     if not quiet:
-        if check is None:
+        if not latency.measurable:
+            console.print(f"drift check: none ({esc(latency.spec.name)} is not here: its latencies are the table's predictions)")
+        elif check is None:
             console.print("drift check: not possible (the table has no reference or whole networks)")
         else:
             warn = bool(check["warn"])
@@ -294,14 +303,17 @@ def _show(summary: dict[str, Any], result: dict[str, Any] | None, out: Path) -> 
     if "error" in result:
         raise UserError(result["error"])
     drift = result["drift"]
-    console.print(
-        f"drift check: today / table = {drift['ratio']:.3f} over {len(drift['per_network'])} reference networks"
-        + (" (beyond 5%: latencies judged after dividing by it)" if drift["applied"] else " (within 5%: judged as measured)")
-    )
+    if drift is not None:  # None: a device given as its table, nothing timed
+        console.print(
+            f"drift check: today / table = {drift['ratio']:.3f} over {len(drift['per_network'])} reference networks"
+            + (" (beyond 5%: latencies judged after dividing by it)" if drift["applied"] else " (within 5%: judged as measured)")
+        )
     for entry in result["top"]:
         judged, measured = entry.get("judged"), entry.get("measured")
         if not measured:
-            console.print(f"top{entry['rank']}: not measured (export failed verification): {esc(entry['arch'])}")
+            why = "the device is not here" if drift is None else "export failed verification"
+            predicted = f"predicted {entry['predicted_latency_ms']:.3f} ms"
+            console.print(f"top{entry['rank']}: {predicted}, not measured ({why}): {esc(entry['arch'])}")
             continue
         console.print(
             f"top{entry['rank']}: proxy accuracy {entry['proxy_accuracy']:.4f}; "
@@ -317,7 +329,7 @@ def _show(summary: dict[str, Any], result: dict[str, Any] | None, out: Path) -> 
             f"test {retrained['test_accuracy']:.4f} ({esc(retrained['folder'])})"
         )
     offer = result["best"]
-    if offer["verdict"] != "within":
+    if offer["verdict"] not in ("within", PREDICTED_ONLY):
         following = offer.get("next_feasible")
         console.print(
             f"[red]the best is {offer['verdict']} the budget[/]; "

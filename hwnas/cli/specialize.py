@@ -12,7 +12,13 @@ from hwnas.cli.search import Supernet, SupernetBn, SupernetVal
 from hwnas.search.api import DEFAULTS as D
 
 Devices = Annotated[
-    list[str], typer.Option("--device", metavar="SPEC", help="device spec: a TOML path or a shipped name (repeatable)")
+    list[str],
+    typer.Option(
+        "--device",
+        metavar="SPEC",
+        help="device spec: a TOML path or a shipped name, or a latency table file (.json) of a device not here, whose "
+        "networks are predicted, exported and verified but not measured (repeatable)",
+    ),
 ]
 Budgets = Annotated[str, typer.Option("--budget-ms", help="latency budgets on every device, in ms, comma-separated: 0.3,0.45")]
 FinetuneEpochs = Annotated[
@@ -44,8 +50,9 @@ def specialize_command(
     from hwnas.search.specialize import parse_budgets
 
     budgets = parse_budgets(budget_ms)
-    for spec in device:  # a mistyped device is one line before the supernet loads
-        DeviceSpec.from_toml(spec)
+    for spec in device:  # a mistyped device is one line before the supernet loads (a table device: when it is read)
+        if not spec.endswith(".json"):
+            DeviceSpec.from_toml(spec)
     folder = _supernet_folder(supernet)
     space = _space_of(folder)
     settings = SearchSettings(
@@ -104,7 +111,11 @@ def _show(report: Any, out: Path) -> None:
             continue
         scores = [f"inherited {n.inherited_accuracy:.3f}" if n.inherited_accuracy is not None else None]
         scores.append(f"test {n.test_accuracy:.3f}" if n.test_accuracy is not None else None)
-        scores.append(f"measured {n.measured_ms:.4f} ms, {n.verdict}" if n.measured_ms is not None else "not measured")
+        scores.append(
+            f"measured {n.measured_ms:.4f} ms, {n.verdict}"
+            if n.measured_ms is not None
+            else f"predicted {n.predicted_ms:.4f} ms, not measured" if n.predicted_ms is not None else "not measured"
+        )
         console.print(f"  {esc(n.device)} at {n.budget_ms:g} ms: {esc(n.arch)} ({', '.join(x for x in scores if x)})")
     for device, plot in report.plots.items():
         console.print(f"Pareto plot of {esc(device)}: {esc(plot)}")

@@ -2,7 +2,9 @@
 
 The table is chosen by :func:`~hwnas.latency_tables.table.matching_table`, as everywhere: the user's
 ``--table``, else a profile of the device here (``runs/profiles/<device>-<space>/``), else a shipped
-table whose fingerprint matches this machine (a device may ship tables for several CPUs). The
+table whose fingerprint matches this machine (a device may ship tables for several CPUs). A device that is
+not here (a phone a colleague profiled, an imported table) is given as its table file instead of a spec
+(``--device TABLE.json``): it is searched and predicted from the table, never measured (:func:`table_device`). The
 predictor is :class:`~hwnas.predictors.latency.CalibratedLatency` fitted on the whole networks the
 table's profile measured (on TFLite within 1% MAPE of them here); with fewer than
 :data:`MIN_NETWORKS` of them it falls back to the plain LUT sum.
@@ -68,12 +70,17 @@ class DeviceLatency:
 
     spec: DeviceSpec
     spec_arg: str
-    backend: Any
+    backend: Any  # None: a device known only by its table (--device TABLE.json), predicted, never measured here
     table: LatencyTable
     table_path: Path
     predictor: LatencyPredictor
     space: SearchSpace
     _margins: dict[float, HeldOutMargin] = field(default_factory=dict, repr=False)  # held_out_margin's, by coverage
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the device's runtime is here to time exports on (not for a device given as its table)."""
+        return self.backend is not None
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
         return np.asarray(self.predictor.predict(list(archs)), dtype=np.float64) if archs else np.zeros(0)
@@ -90,6 +97,7 @@ class DeviceLatency:
             "fingerprint": self.table.fingerprint,
             "predictor": self.predictor.kind,
             "predictor_networks": len(self.table.networks),
+            "measured_here": self.measurable,
         }
 
     def check_drift(self, cache: Path, context: str = "search") -> dict[str, Any] | None:
@@ -100,6 +108,8 @@ class DeviceLatency:
         """
         from hwnas.latency_tables.drift import drift_first
 
+        if not self.measurable:
+            return None
         check = drift_first(self.table_path, self.backend, cache, context, space=self.space, networks=DRIFT_NETWORKS)
         return None if check is None else check.to_json() | {"message": check.message(rescale_hint=False)}
 
@@ -150,7 +160,12 @@ def load_device_latency(
     ``space``, one of ``made_from`` on this device is completed with the few layers that differ, measured now
     (:func:`~hwnas.latency_tables.derive.derive_table`), instead of profiling the whole space again.
     ``allow_mismatch``: ``table`` is taken although made on another machine (``--allow-mismatch``).
+    ``spec_arg`` a latency table file (``.json``): the device it was made on, predicted only (:func:`table_device`).
     """
+    if is_table_device(spec_arg):
+        if table is not None:
+            raise UserError(f"--device {spec_arg} is a latency table already: give no other table for it")
+        return table_device(Path(spec_arg), space)
     spec = DeviceSpec.from_toml(spec_arg)
     backend = make_backend(spec)
     backend.require_available()
@@ -166,13 +181,16 @@ def load_device_latency(
         )
     if found.apart:  # the nearest table, not this exact CPU's: say so before predicting from it
         log(f"latency table of {spec.name}: {found.path} ({found.origin})")
-    networks = networks_from_table(found.table.networks, space, source=str(found.path))
-    archs, ms = [n.arch for n in networks], [n.ms for n in networks]
-    predictor: LatencyPredictor
-    predictor = (
-        CalibratedLatency(found.table, space).fit(archs, ms) if len(networks) >= MIN_NETWORKS else LutSum(found.table, space)
-    )
+    predictor = fitted_predictor(found.table, space, found.path)
     return DeviceLatency(spec, spec_arg, backend, found.table, found.path, predictor, space)
+
+
+def fitted_predictor(table: LatencyTable, space: SearchSpace, path: Path) -> LatencyPredictor:
+    """The table's layers calibrated on its whole networks, or the plain LUT sum below :data:`MIN_NETWORKS` of them."""
+    networks = networks_from_table(table.networks, space, source=str(path))
+    if len(networks) < MIN_NETWORKS:
+        return LutSum(table, space)
+    return CalibratedLatency(table, space).fit([n.arch for n in networks], [n.ms for n in networks])
 
 
 def _derived(spec: DeviceSpec, backend: Any, space: SearchSpace, made_from: SearchSpace, log: Callable[[str], None]) -> Any:
@@ -183,6 +201,44 @@ def _derived(spec: DeviceSpec, backend: Any, space: SearchSpace, made_from: Sear
     base = matching_table(spec.name, backend.fingerprint(), made_from.name, made_from.hash)
     out = PROFILES / f"{spec.name}-{space.name}"
     return derive_from(spec, backend, space, made_from, base, out, model_cache(), log=log)
+
+
+def is_table_device(spec_arg: str) -> bool:
+    """``--device`` names a latency table file (a device predicted only) rather than a spec."""
+    return spec_arg.endswith(".json")
+
+
+def table_device(path: Path, space: SearchSpace) -> DeviceLatency:
+    """A device known only by its latency table: profiled on a phone that is not connected here, on another machine,
+    or imported (``hwnas lut import``). It is searched and predicted like any device, with the table's own whole
+    networks calibrating the predictor, but nothing can be timed here: no drift check, no measurement. It is named
+    after the table's device plus ``-predicted``, so its results never mix with those of a device measured here.
+    """
+    if not path.is_file():
+        raise UserError(f"--device {path}: no such latency table file")
+    table = LatencyTable.load(path)
+    if table.space != space.name or (table.space_hash is not None and table.space_hash != space.hash):
+        raise UserError(
+            f"--device {path}: its latency table is of space {table.space!r} ({table.space_hash}), not of the "
+            f"searched space {space.name!r} ({space.hash}): profile or import it for this space"
+        )
+    spec = DeviceSpec(name=_predicted_name(table, path), **_spec_fields(table.device))
+    return DeviceLatency(spec, str(path), None, table, path, fitted_predictor(table, space, path), space)
+
+
+def _predicted_name(table: LatencyTable, path: Path) -> str:
+    name = str(table.device.get("name") or path.stem)
+    name = name if name.endswith("-predicted") else f"{name}-predicted"
+    return name if len(name) <= 64 else name[:54] + "-predicted"
+
+
+def _spec_fields(device: dict[str, Any]) -> dict[str, Any]:
+    """The measuring settings the table's device spec recorded (its backend names the export format), nothing else."""
+    fields: dict[str, Any] = {"backend": str(device.get("backend") or "imported")}
+    for name in ("threads", "precision"):
+        if name in device:
+            fields[name] = device[name]
+    return fields
 
 
 def fastest_arch(space: SearchSpace, table: LatencyTable) -> Arch:

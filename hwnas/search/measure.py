@@ -25,6 +25,7 @@ from typing import Any
 
 DRIFT_TOLERANCE = 0.05  # the between-session level shift measured on this VM (~5% MAPE)
 CONFIDENCE = 0.95
+PREDICTED_ONLY = "predicted only"  # the verdict for a device given as its latency table: nothing was timed
 
 
 @dataclass

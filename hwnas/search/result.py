@@ -30,7 +30,7 @@ from hwnas.fileio import atomic_write_json
 from hwnas.formats import FORMATS
 from hwnas.recipe import Recipe
 from hwnas.search.loop import SearchConfig
-from hwnas.search.measure import drift, time_interleaved, verdict
+from hwnas.search.measure import PREDICTED_ONLY, drift, time_interleaved, verdict
 from hwnas.trainer import Prepared, TrainResult, evaluate, train
 
 Log = Callable[[str], None]
@@ -46,6 +46,16 @@ def device_format(backend: Any) -> str:
     from hwnas.devices import export_format_for
 
     return export_format_for(backend.spec)
+
+
+def handoff_format(spec: Any) -> str:
+    """The file handed over for a device that is not here (:func:`_finish_predicted`): its own format where it can be
+    made and verified here (TFLite, ONNX), else ONNX (a TensorRT engine is built on its own GPU from the ONNX file)."""
+    from hwnas.devices.formats import EXPORT_FORMATS
+
+    formats = EXPORT_FORMATS.get(spec.backend, {})
+    chosen = formats.get(spec.precision, "onnx")
+    return chosen if chosen.startswith(("tflite", "onnx")) else "onnx"
 
 
 def top_candidates(trials: list[dict[str, Any]], budget_ms: float, k: int) -> list[dict[str, Any]]:
@@ -89,6 +99,8 @@ def finish_search(
     best = chosen[0]
     log(_retrain_line(config, final_epochs, retrain_images, best["arch"]))
     retrained = _retrain(config, best, final_epochs, retrain_images)
+    if not config.device.measurable:
+        return _finish_predicted(config, summary, report, chosen, retrained, log)
     fmt = device_format(config.device.backend)
     files, exports = _export_all(config, chosen, retrained, fmt, out / "export", log)
     refs = _reference_networks(config, references)
@@ -99,22 +111,58 @@ def finish_search(
     for rank, trial in enumerate(chosen):
         name = f"top{rank + 1}"
         measured = timed[name].summary() if name in timed else None
-        entry = {
-            "rank": rank + 1,
-            "number": trial["number"],
-            "arch": trial["arch"],
-            "recipe": trial["recipe"],
-            "proxy_accuracy": trial["accuracy"],
-            "predicted_latency_ms": trial["predicted_latency_ms"],
-            "export": exports.get(name),
-            "measured": measured,
-            "judged": verdict(measured, config.reward.budget_ms, checked["ratio"], checked["applied"]) if measured else None,
-        }
-        if rank == 0:
-            entry["retrained"] = retrained["result"]
-        report["top"].append(entry)
+        judged = verdict(measured, config.reward.budget_ms, checked["ratio"], checked["applied"]) if measured else None
+        report["top"].append(_entry(rank, trial, exports.get(name), measured, judged, retrained))
     report["drift"] = checked | {"references": {name: timed[name].summary() | refs[name] for name in ref_files}}
     report["best"] = _offer(report["top"])
+    report["pareto_plot"] = str(pareto_plot(summary["trials"], report, out / "pareto.png"))
+    write_result(out, report)
+    return report
+
+
+def _entry(
+    rank: int,
+    trial: dict[str, Any],
+    export: dict[str, Any] | None,
+    measured: dict[str, Any] | None,
+    judged: dict[str, Any] | None,
+    retrained: dict[str, Any],
+) -> dict[str, Any]:
+    """One of the top K in ``result.json``: what the search scored, its export, what the device measured and the
+    verdict (``None`` for both when it was not timed); the best also carries its retraining."""
+    entry = {
+        "rank": rank + 1,
+        "number": trial["number"],
+        "arch": trial["arch"],
+        "recipe": trial["recipe"],
+        "proxy_accuracy": trial["accuracy"],
+        "predicted_latency_ms": trial["predicted_latency_ms"],
+        "export": export,
+        "measured": measured,
+        "judged": judged,
+    }
+    return entry | ({"retrained": retrained["result"]} if rank == 0 else {})
+
+
+def _finish_predicted(
+    config: SearchConfig,
+    summary: dict[str, Any],
+    report: dict[str, Any],
+    chosen: list[dict[str, Any]],
+    retrained: dict[str, Any],
+    log: Log,
+) -> dict[str, Any]:
+    """The finish for a device known only by its table (``--device TABLE.json``): the top K are exported in the file
+    the device runs (ONNX for TensorRT, whose engines are built on their GPU) and verified here, but not timed: the
+    verdict is the prediction's, and the best is offered as it is (no measurement can move it aside)."""
+    out = Path(config.out)
+    fmt = handoff_format(config.device.spec)
+    _, exports = _export_all(config, chosen, retrained, fmt, out / "export", log)
+    log(f"{config.device.spec.name} is not here to measure on: the top {len(chosen)} are predicted only")
+    for rank, trial in enumerate(chosen):
+        report["top"].append(_entry(rank, trial, exports.get(f"top{rank + 1}"), None, None, retrained))
+    report["drift"] = None
+    report["best"] = {"rank": 1, "arch": chosen[0]["arch"], "verdict": PREDICTED_ONLY}
     report["pareto_plot"] = str(pareto_plot(summary["trials"], report, out / "pareto.png"))
     write_result(out, report)
     return report
@@ -330,10 +378,11 @@ def pareto_plot(trials: list[dict[str, Any]], report: dict[str, Any], path: Path
 
 
 def pareto_plot_budgets(
-    trials: list[dict[str, Any]], chosen: dict[float, tuple[str, float | None, float]], device: str, path: Path
+    trials: list[dict[str, Any]], chosen: dict[float, tuple[str, float | None, float, bool]], device: str, path: Path
 ) -> Path:
     """One device's searches at several budgets on one plot: every trial at its predicted latency, each budget's line,
-    and the network chosen for it (``chosen``: budget -> (arch, measured ms or None, its search accuracy))."""
+    and the network chosen for it (``chosen``: budget -> (arch, its latency, its search accuracy, whether that latency
+    was measured); a predicted one, of a device given as its table, is drawn hollow)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -341,15 +390,16 @@ def pareto_plot_budgets(
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     _trials_and_front(ax, trials)
-    for index, (budget, (arch, measured, accuracy)) in enumerate(sorted(chosen.items())):
+    for index, (budget, (arch, latency, accuracy, measured)) in enumerate(sorted(chosen.items())):
         colour = f"C{index + 1}"
         ax.axvline(budget, c=colour, ls="--", lw=1, label=f"budget {budget:g} ms")
-        if measured is not None:
-            ax.plot(measured, accuracy, "o", c=colour, ms=8, mec="black")
-            ax.annotate(arch.split(":", 1)[-1][:28], (measured, accuracy), textcoords="offset points", xytext=(5, 5), fontsize=6)
+        if latency is not None:
+            ax.plot(latency, accuracy, "o", c=colour if measured else "none", ms=8, mec=colour if not measured else "black")
+            ax.annotate(arch.split(":", 1)[-1][:28], (latency, accuracy), textcoords="offset points", xytext=(5, 5), fontsize=6)
     ax.set_xlabel(f"latency on {device} (ms)")
     ax.set_ylabel("validation accuracy (inherited weights)")
-    ax.set_title("one supernet, one device: each budget's network at its measured latency", fontsize=9)
+    where = "measured" if all(measured for *_, measured in chosen.values()) else "predicted (not measured: hollow)"
+    ax.set_title(f"one supernet, one device: each budget's network at its {where} latency", fontsize=9)
     return _save_figure(fig, ax, path)
 
 

@@ -103,6 +103,7 @@ def specialize(
     latencies = {  # a missing table: one line, now; a chosen one is taken as it is, made on another machine too
         device: load_device_latency(device, space, chosen.get(device), allow_mismatch=device in chosen) for device in devices
     }
+    _check_distinct_names(latencies)
     configs = {
         (name, budget): make_search_config(space, latency, budget, settings, budget_folder(out, name, budget), seed=seed)
         for name, latency in ((latency.spec.name, latency) for latency in latencies.values())
@@ -127,6 +128,16 @@ def specialize(
     report = replace(report, plots=_plots(out, configs, report))
     _save(out, report)
     return report
+
+
+def _check_distinct_names(latencies: Mapping[str, Any]) -> None:
+    """Two ``--device`` arguments naming one device would share its folders and results: one line instead."""
+    by_name: dict[str, list[str]] = {}
+    for argument, latency in latencies.items():
+        by_name.setdefault(latency.spec.name, []).append(argument)
+    for name, arguments in by_name.items():
+        if len(arguments) > 1:
+            raise UserError(f"--device {' and '.join(arguments)} are the same device ({name}): give each device once")
 
 
 def _settings(
@@ -202,7 +213,7 @@ def _one(config: Any, executor: Any, settings: SearchSettings, finetune_epochs: 
         how=retrained.get("how") if entry is best else "inherited from the supernet, not fine-tuned (the best measured over)",
         predicted_ms=entry["predicted_latency_ms"],
         measured_ms=judged.get("judged_median_ms"),
-        verdict=judged.get("verdict"),
+        verdict=judged.get("verdict") or offer["verdict"],  # a device given as its table: "predicted only"
         **timing,
     )
     log(
@@ -223,7 +234,7 @@ def _plots(out: Path, configs: dict[tuple[str, float], Any], report: SpecializeR
     for device in dict.fromkeys(name for name, _ in configs):
         trials = [trial for (name, _), config in configs.items() if name == device for trial in SearchLoop(config).read_back()]
         chosen = {
-            n.budget_ms: (n.arch, n.measured_ms, n.inherited_accuracy or 0.0)
+            n.budget_ms: (n.arch, n.measured_ms or n.predicted_ms, n.inherited_accuracy or 0.0, n.measured_ms is not None)
             for n in report.networks
             if n.device == device and n.arch is not None
         }
