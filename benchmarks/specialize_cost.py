@@ -10,7 +10,12 @@ to the device's format, verified and measured in interleaved rounds with drift r
 Per network: search seconds (the aim: under 60 s on 2 cores) and, separately, the finish (fine-tuning, export,
 verification, measurement). Writes ``benchmarks/results/specialize_cost.json``; a rerun keeps finished networks.
 
-    .venv/bin/python benchmarks/specialize_cost.py [--trials 200] [--finetune-epochs 1]
+``--imported TABLE``: instead, a device that is not here, given as its latency table (``--device TABLE.json``; by
+default the AMD EPYC family 25 TFLite table shipped from an earlier session's machine): its three networks are
+searched and predicted from that table, exported and verified here, not measured. Writes
+``benchmarks/results/specialize_cost_imported.json``.
+
+    .venv/bin/python benchmarks/specialize_cost.py [--trials 200] [--finetune-epochs 1] [--imported [TABLE]]
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ THIRD = ROOT / "benchmarks" / "devices" / "host-ort-2threads.toml"
 DEVICES = ("host-ort", "host-tflite", str(THIRD))
 QUANTILES = (0.2, 0.5, 0.8)
 WORK = ROOT / "runs" / "benchmarks" / "specialize_cost"
+IMPORTED = ROOT / "latency_tables" / "data" / "default-host-cpu-tflite-xnnpack-amd-epyc-f25m17.json"
+RESULT_IMPORTED = ROOT / "benchmarks" / "results" / "specialize_cost_imported.json"
 
 
 def ensure_profiled(spec: str) -> dict[str, Any] | None:
@@ -84,6 +91,9 @@ def summarize(networks: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "networks": len(networks),
         "within_budget_measured": sum(n.get("verdict") == "within" for n in networks),
+        "within_budget_predicted": sum(
+            n.get("predicted_ms") is not None and n["predicted_ms"] <= n["budget_ms"] for n in networks
+        ),
         "verdicts": [n.get("verdict") for n in networks],
         "search_s_median": float(np.median(search)) if search else None,
         "search_s_max": max(search) if search else None,
@@ -96,26 +106,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--imported", type=Path, nargs="?", const=IMPORTED, default=None, help="a table device instead")
     args = parser.parse_args()
     os.chdir(ROOT)  # profiles are found under runs/profiles
-    profiled = ensure_profiled(str(THIRD))
+    profiled = None if args.imported else ensure_profiled(str(THIRD))
     networks: list[dict[str, Any]] = []
-    for spec in DEVICES:
+    for spec in [str(args.imported)] if args.imported else DEVICES:
         budgets = budgets_of(spec)
         print(f"{spec}: budgets {budgets} ms")
         networks += specialize_device(spec, budgets, args.trials, args.finetune_epochs)
     from hwnas.fileio import atomic_write_json
 
+    imported = f" --imported {Path(args.imported).resolve().relative_to(ROOT)}" if args.imported else ""
     result = {
-        "command": f"benchmarks/specialize_cost.py --trials {args.trials} --finetune-epochs {args.finetune_epochs}",
+        "command": f"benchmarks/specialize_cost.py --trials {args.trials} --finetune-epochs {args.finetune_epochs}{imported}",
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()},
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "load_before": os.getloadavg(), "cpu": _cpu()},
         "third_device_profile": profiled,
         "networks": networks,
         "summary": summarize(networks),
     }
-    atomic_write_json(RESULT, result)
+    atomic_write_json(RESULT_IMPORTED if args.imported else RESULT, result)
     print(json.dumps(result["summary"], indent=1))
+
+
+def _cpu() -> str:
+    from hwnas.devices import DeviceSpec, make_backend
+
+    return str(make_backend(DeviceSpec.from_toml("host-ort")).fingerprint().get("device", "?"))
 
 
 if __name__ == "__main__":
