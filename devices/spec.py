@@ -76,6 +76,11 @@ class DeviceSpec:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> DeviceSpec:
+        if str(path).endswith(".json"):  # a latency table given where a device to run on is needed
+            raise UserError(
+                f"{path} is a latency table, not a device spec: hwnas search and hwnas specialize take one as --device "
+                "for a device that is not here (predicted, not measured); this command needs a device spec (TOML)"
+            )
         path = resolve_spec_path(path)
         return cls.from_json(FORMATS["device-spec"].strip(read_toml(path, "device spec"), path), source=str(path))
 

@@ -107,3 +107,10 @@ def test_search_on_a_table_device_says_what_was_predicted_and_not_measured(tmp_p
     assert "the best is" not in done.stdout  # a prediction is not a verdict "over the budget"
     result = json.loads((out / "result.json").read_text())
     assert result["best"]["verdict"] == PREDICTED_ONLY and result["top"][0]["export"]["verification"]["passed"]
+
+
+@pytest.mark.parametrize("command", [("run", "--quick", "--device"), ("devices", "check"), ("profile",)])
+def test_a_table_where_a_device_must_run_is_one_line(tmp_path: Path, command: tuple[str, ...], hwnas_in_process) -> None:
+    phone = str(_phone_table(tmp_path))
+    extra = ("--out", str(tmp_path / "run")) if command[0] == "run" else ()
+    assert_one_line_error(hwnas_in_process(*command, phone, *extra), "is a latency table, not a device spec")
