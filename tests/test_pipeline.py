@@ -27,7 +27,8 @@ from hwnas.pipeline.config import DEFAULT, QUICK, read_config, resolve_config, w
 from hwnas.pipeline.records import Records
 from hwnas.pipeline.run import STAGE_NAMES, prepare_folder
 from hwnas.pipeline.stage import Skipped, Stage, StageResult
-from hwnas.pipeline.stages.search import TrialInfo, pareto_front
+from hwnas.pipeline.stages.search import TrialInfo
+from hwnas.search.plots import pareto_front
 
 from stores import stage_records
 
@@ -217,7 +218,7 @@ def test_pareto_front_keeps_only_points_nothing_beats() -> None:
         TrialInfo("d", predicted_ms=2.0, accuracy=0.78),
         TrialInfo("e", predicted_ms=0.8, accuracy=None),
     ]
-    assert [p.arch for p in pareto_front(points, "predicted_ms", "accuracy")] == ["a", "c"]
+    assert [p.arch for p in pareto_front(points, latency=lambda p: p.predicted_ms, accuracy=lambda p: p.accuracy)] == ["a", "c"]
 
 
 # ---- the report, from the records of a real --quick run (tests/data/pipeline-run: this machine, 2026-11-23) -------

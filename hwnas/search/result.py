@@ -31,6 +31,7 @@ from hwnas.formats import FORMATS
 from hwnas.recipe import Recipe
 from hwnas.search.loop import SearchConfig
 from hwnas.search.measure import PREDICTED_ONLY, drift, time_interleaved, verdict
+from hwnas.search.plots import pareto_plot
 from hwnas.trainer import Prepared, TrainResult, evaluate, train
 
 Log = Callable[[str], None]
@@ -328,99 +329,6 @@ def _export_refs(
         if item["verification"]["passed"]:
             files[name] = folder / name / item["file"]
     return files, {}
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """(latency, accuracy) points no other point beats on both, by latency."""
-    front, best = [], -1.0
-    for latency, accuracy in sorted(points):
-        if accuracy > best:
-            front.append((latency, accuracy))
-            best = accuracy
-    return front
-
-
-def pareto_plot(trials: list[dict[str, Any]], report: dict[str, Any], path: Path) -> Path:
-    """Accuracy vs latency: every trial at its predicted latency, the top K at their measured one, the budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    _trials_and_front(ax, trials)
-    for entry in report["top"]:
-        if not entry.get("measured"):
-            continue
-        m = entry["measured"]
-        colour = {"within": "tab:green", "over": "tab:red"}.get(entry["judged"]["verdict"], "tab:orange")
-        ax.errorbar(
-            m["median_ms"],
-            entry["proxy_accuracy"],
-            xerr=[[m["median_ms"] - m["ci_low_ms"]], [m["ci_high_ms"] - m["median_ms"]]],
-            fmt="o",
-            c=colour,
-            ms=7,
-            capsize=3,
-        )
-        ax.annotate(
-            f"top{entry['rank']}",
-            (m["median_ms"], entry["proxy_accuracy"]),
-            textcoords="offset points",
-            xytext=(5, 5),
-            fontsize=8,
-        )
-    ax.axvline(report["budget_ms"], c="tab:red", ls="--", label=f"budget {report['budget_ms']:.3f} ms")
-    ax.set_xlabel(f"latency on {report['device']['device']} (ms)")
-    ax.set_ylabel("proxy validation accuracy")
-    ax.set_title("search trials; measured top K (green within, red over, orange borderline; bars: 95% CI)", fontsize=9)
-    return _save_figure(fig, ax, path)
-
-
-def pareto_plot_budgets(
-    trials: list[dict[str, Any]], chosen: dict[float, tuple[str, float | None, float, bool]], device: str, path: Path
-) -> Path:
-    """One device's searches at several budgets on one plot: every trial at its predicted latency, each budget's line,
-    and the network chosen for it (``chosen``: budget -> (arch, its latency, its search accuracy, whether that latency
-    was measured); a predicted one, of a device given as its table, is drawn hollow)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    _trials_and_front(ax, trials)
-    for index, (budget, (arch, latency, accuracy, measured)) in enumerate(sorted(chosen.items())):
-        colour = f"C{index + 1}"
-        ax.axvline(budget, c=colour, ls="--", lw=1, label=f"budget {budget:g} ms")
-        if latency is not None:
-            ax.plot(latency, accuracy, "o", c=colour if measured else "none", ms=8, mec=colour if not measured else "black")
-            ax.annotate(arch.split(":", 1)[-1][:28], (latency, accuracy), textcoords="offset points", xytext=(5, 5), fontsize=6)
-    ax.set_xlabel(f"latency on {device} (ms)")
-    ax.set_ylabel("validation accuracy (inherited weights)")
-    where = "measured" if all(measured for *_, measured in chosen.values()) else "predicted (not measured: hollow)"
-    ax.set_title(f"one supernet, one device: each budget's network at its {where} latency", fontsize=9)
-    return _save_figure(fig, ax, path)
-
-
-def _trials_and_front(ax: Any, trials: list[dict[str, Any]]) -> None:
-    done = [t for t in trials if t.get("accuracy") is not None]
-    predicted = [(t["predicted_latency_ms"], t["accuracy"]) for t in done]
-    if predicted:
-        ax.scatter(*zip(*predicted, strict=True), s=12, c="0.6", label="trials (predicted latency, proxy accuracy)")
-        front = pareto_front(predicted)
-        ax.plot(*zip(*front, strict=True), c="0.4", lw=1, drawstyle="steps-post", label="Pareto front (predicted)")
-
-
-def _save_figure(fig: Any, ax: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 def space_median_ms(config_space: Any, device: Any, samples: int = 1000, seed: int = 0) -> float:

@@ -228,7 +228,7 @@ def _one(config: Any, executor: Any, settings: SearchSettings, finetune_epochs: 
 def _plots(out: Path, configs: dict[tuple[str, float], Any], report: SpecializeReport) -> dict[str, str]:
     """One Pareto plot per device: every candidate of its searches, each budget's line and choice."""
     from hwnas.search.loop import SearchLoop
-    from hwnas.search.result import pareto_plot_budgets
+    from hwnas.search.plots import pareto_plot_budgets
 
     plots = {}
     for device in dict.fromkeys(name for name, _ in configs):

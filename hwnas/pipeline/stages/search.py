@@ -250,20 +250,6 @@ def _winner(context: RunContext, best: dict[str, Any], finished: FinishedSearch)
     return Winner(entry["arch"], entry["recipe"], entry["proxy_accuracy"], entry["predicted_ms"]), True
 
 
-def pareto_front(points: list[TrialInfo], latency: str, accuracy: str) -> list[TrialInfo]:
-    """Points no other point beats on both lower latency and higher accuracy, fastest first."""
-    ordered = sorted(
-        (p for p in points if getattr(p, accuracy) is not None and getattr(p, latency) is not None),
-        key=lambda p: (getattr(p, latency), -getattr(p, accuracy)),
-    )
-    front, best = [], -1.0
-    for point in ordered:
-        if getattr(point, accuracy) > best:
-            front.append(point)
-            best = getattr(point, accuracy)
-    return front
-
-
 def measure_front(
     context: RunContext, trials: list[TrialInfo], winner: str, count: int, finished: FinishedSearch | None
 ) -> list[FrontPoint]:
@@ -274,9 +260,11 @@ def measure_front(
     from hwnas.devices import make_backend
     from hwnas.latency_tables.convert import convert_all, network_job
     from hwnas.paths import model_cache
+    from hwnas.search.plots import pareto_front
 
+    front = pareto_front(trials, latency=lambda trial: trial.predicted_ms, accuracy=lambda trial: trial.accuracy)
     chosen = [t for t in trials if t.arch == winner][:1]
-    chosen += [t for t in pareto_front(trials, "predicted_ms", "accuracy") if t.arch != winner][: max(count - 1, 0)]
+    chosen += [t for t in front if t.arch != winner][: max(count - 1, 0)]
     known = {e["arch"]: e["measured"]["median_ms"] for e in (finished.top if finished else []) if e.get("measured")}
     spec = context.result(DeviceResult).primary.device_spec()
     backend = make_backend(spec)
