@@ -16,9 +16,12 @@ Every accuracy is on the full 10,000-image Fashion-MNIST test set (Debian's ``da
 the embedded training images are not drawn from. Each finished (network, kind, seed) is appended to the
 results file at once, so a killed run resumes where it stopped; ``--networks`` can grow between runs.
 
+Two processes (or more) can share the work, one core each: ``--shard K/N`` takes every N-th unit of the plan from the
+K-th, and each finished row is merged into the file under a lock, so no process drops another's rows.
+
 Writes ``benchmarks/results/supernet_fidelity.json``.
 
-    flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/supernet_fidelity.py --networks 30 --seeds 2
+    .venv/bin/python benchmarks/supernet_fidelity.py --networks 30 --seeds 2 --threads 1 [--shard 0/2]
 """
 
 from __future__ import annotations
@@ -77,10 +80,28 @@ def load_rows() -> list[dict[str, Any]]:
     return json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
 
 
-def save(rows: list[dict[str, Any]], settings: dict[str, Any]) -> None:
+def save(rows: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """``rows`` merged with those in the file now (another shard's), under a lock; returns all of them."""
     from hwnas.fileio import atomic_write_json
+    from hwnas.runfolder import held
 
-    atomic_write_json(RESULT, {"settings": settings, "rows": rows, "summary": summarize(rows)})
+    with held(RESULT.with_suffix(".lock")):
+        wanted = {entry["arch"] for entry in settings["archs"]}
+        merged = {(r["kind"], r["arch"], r["seed"]): r for r in [*load_rows(), *rows] if r["arch"] in wanted}
+        everything = list(merged.values())
+        atomic_write_json(RESULT, {"settings": settings, "rows": everything, "summary": summarize(everything)})
+    return everything
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``K/N`` (0 <= K < N): this process takes plan units K, K+N, K+2N, ..."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard wants K/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"--shard {text}: K must be in 0..N-1")
+    return index, count
 
 
 def measure(kind: str, arch_text: str, seed: int, data: Any, supernet: Any, info: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +168,7 @@ def main() -> None:
     parser.add_argument("--networks", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="K/N: every N-th unit from the K-th")
     args = parser.parse_args()
     import torch
 
@@ -180,16 +202,15 @@ def main() -> None:
         for i in spread_order(len(archs))
         for kind, seed in [("inherited", 0), ("proxy", 0), *(("standalone", s) for s in range(args.seeds))]
     ]
+    shard, shards = args.shard
     for index, (kind, arch, seed) in enumerate(plan):
-        if (kind, arch, seed) in done:
+        if (kind, arch, seed) in done or index % shards != shard:
             continue
-        rows.append(measure(kind, arch, seed, data, supernet, info))
-        save(rows, settings)
-        print(
-            f"[{index + 1}/{len(plan)}] {kind} seed {seed}: {rows[-1]['test_accuracy']:.4f} ({rows[-1]['seconds']:.0f} s) {arch}",
-            flush=True,
-        )
-    save(rows, settings)
+        row = measure(kind, arch, seed, data, supernet, info)
+        rows = save([*rows, row], settings)
+        score = f"{row['test_accuracy']:.4f} ({row['seconds']:.0f} s)"
+        print(f"[{index + 1}/{len(plan)}] {kind} seed {seed}: {score} {arch}", flush=True)
+    rows = save(rows, settings)
     print(json.dumps(summarize(rows), indent=2))
 
 
