@@ -1,0 +1,123 @@
+"""The README's supernet tables, printed as Markdown from the results files (so a table is never copied by hand).
+
+    .venv/bin/python benchmarks/readme_tables.py equal-cost | strategies | fidelity
+
+``equal-cost``: every row of ``supernet_equal_cost.json``, then per budget the mean of each difference with its 95%
+t-interval over seeds beside the stand-alone range of the networks within the budget (``supernet_equal_cost_spread.json``).
+``strategies``: ``search_strategies_supernet.json`` per strategy. ``fidelity``: ``supernet_fidelity.json``'s complete
+networks with the rank agreement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BUDGET_ORDER = ("tight", "median", "loose")
+T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}  # two-sided 95% Student t, n - 1 degrees of freedom
+
+
+def mean_interval(points: list[float]) -> str:
+    """Mean in points, with its 95% t-interval when there are at least two values."""
+    mean = statistics.mean(points)
+    if len(points) < 2:
+        return f"{mean:+.1f}"
+    half = T975[len(points)] * statistics.stdev(points) / len(points) ** 0.5
+    return f"{mean:+.1f} ({mean - half:+.1f} to {mean + half:+.1f})"
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    cpu = row.get("cpu") or "AMD EPYC"  # rows before the CPU was recorded ran on the EPYC
+    return "Xeon" if "Xeon" in cpu else "EPYC" if "EPYC" in cpu else cpu
+
+
+def equal_cost() -> str:
+    rows = json.loads((RESULTS / "supernet_equal_cost.json").read_text())["rows"]
+    spread = json.loads((RESULTS / "supernet_equal_cost_spread.json").read_text())
+    rows.sort(key=lambda r: (BUDGET_ORDER.index(r["budget_name"]), r["seed"]))
+    lines = [
+        "| budget | seed | CPU | supernet: wall s | its arch, scratch (ms) | delivered | FBNetV3: trials in the same wall s "
+        "| its arch, scratch (ms) | scratch minus FBNetV3 | delivered minus FBNetV3 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s, f = r["supernet"], r["fbnetv3"]
+        lines.append(
+            f"| {r['budget_name']}, {r['budget_ms']} ms | {r['seed']} | {_cpu(r)} | {s['wall_s']:.0f} "
+            f"| {s['scratch_test']:.4f} ({s['measured_ms']:.3f}) | {s['delivered_test']:.4f} "
+            f"| {f['trials']} in {f['wall_s']:,.0f} s "
+            f"| {f['scratch_test']:.4f} ({f['measured_ms']:.3f}) | {100 * (s['scratch_test'] - f['scratch_test']):+.1f} "
+            f"| {100 * (s['delivered_test'] - f['scratch_test']):+.1f} |"
+        )
+    lines += [
+        "",
+        "| budget | rows | supernet's arch minus FBNetV3's, scratch: mean (95% interval) | delivered minus FBNetV3's scratch "
+        "| networks within the budget: stand-alone range |",
+        "|---|---|---|---|---|",
+    ]
+    for name in BUDGET_ORDER:
+        mine = [r for r in rows if r["budget_name"] == name]
+        if not mine:
+            continue
+        scratch = [100 * (r["supernet"]["scratch_test"] - r["fbnetv3"]["scratch_test"]) for r in mine]
+        delivered = [100 * (r["supernet"]["delivered_test"] - r["fbnetv3"]["scratch_test"]) for r in mine]
+        low, high = spread[name]["standalone_test_range"]
+        lines.append(
+            f"| {name}, {spread[name]['budget_ms']} ms | {len(mine)} | {mean_interval(scratch)} | {mean_interval(delivered)} "
+            f"| {spread[name]['networks']}: {low:.4f}-{high:.4f} ({100 * (high - low):.1f} points) |"
+        )
+    return "\n".join(lines)
+
+
+def strategies() -> str:
+    data = json.loads((RESULTS / "search_strategies_supernet.json").read_text())
+    lines = [
+        "| strategy | seeds | best val | its test | best val after 50 / 200 | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for strategy, summary in data["table"].items():
+        runs = sorted((r for r in data["runs"] if r["strategy"] == strategy), key=lambda r: r["seed"])
+        at = summary["best_val_at"]
+        val = _listed(r["best_val_accuracy"] for r in runs)
+        test = _listed(r["best_test_accuracy"] for r in runs)
+        wall = ", ".join(f"{r['wall_time_s']:,.0f}" for r in runs)
+        lines.append(f"| {strategy} | {len(runs)} | {val} | {test} | {at['50']['mean']:.3f} / {at['200']['mean']:.3f} | {wall} |")
+    return "\n".join(lines)
+
+
+def _listed(values: Any) -> str:
+    return ", ".join(f"{value:.3f}" for value in values)
+
+
+def fidelity() -> str:
+    data = json.loads((RESULTS / "supernet_fidelity.json").read_text())
+    by_arch: dict[str, dict[str, list[float]]] = {}
+    for row in data["rows"]:
+        by_arch.setdefault(row["arch"], {}).setdefault(row["kind"], []).append(row["test_accuracy"])
+    predicted = {entry["arch"]: entry["predicted_host_tflite_ms"] for entry in data["settings"]["archs"]}
+    lines = [
+        "| network (predicted ms) | inherited | proxy (1 epoch, 2,000 images) | stand-alone (seeds) |",
+        "|---|---|---|---|",
+    ]
+    for arch in sorted(by_arch, key=lambda a: predicted.get(a, 0.0)):
+        kinds = by_arch[arch]
+        standalone = ", ".join(f"{value:.4f}" for value in kinds.get("standalone", [])) or "not yet"
+        inherited, proxy = (kinds.get(kind, [float("nan")])[0] for kind in ("inherited", "proxy"))
+        shown = f"`{arch.split(':', 1)[-1]}` ({predicted.get(arch, float('nan')):.3f})"
+        lines.append(f"| {shown} | {inherited:.4f} | {proxy:.4f} | {standalone} |")
+    return "\n".join(lines) + "\n\n" + json.dumps(data["summary"], indent=1)
+
+
+def main() -> None:
+    tables = {"equal-cost": equal_cost, "strategies": strategies, "fidelity": fidelity}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", choices=sorted(tables))
+    print(tables[parser.parse_args().table]())
+
+
+if __name__ == "__main__":
+    main()
