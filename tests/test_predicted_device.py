@@ -114,3 +114,9 @@ def test_a_table_where_a_device_must_run_is_one_line(tmp_path: Path, command: tu
     phone = str(_phone_table(tmp_path))
     extra = ("--out", str(tmp_path / "run")) if command[0] == "run" else ()
     assert_one_line_error(hwnas_in_process(*command, phone, *extra), "is a latency table, not a device spec")
+
+
+def test_a_table_device_with_another_table_is_one_line(tmp_path: Path, hwnas_in_process) -> None:
+    phone = str(_phone_table(tmp_path))
+    command = ("search", "--device", phone, "--table", str(SHIPPED_TFLITE), "--budget-ms", "5", "--out", str(tmp_path / "s"))
+    assert_one_line_error(hwnas_in_process(*command), "is a latency table already")
