@@ -76,7 +76,7 @@ class DeviceSpec:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> DeviceSpec:
-        if str(path).endswith(".json"):  # a latency table given where a device to run on is needed
+        if is_table_device(str(path)):  # a latency table given where a device to run on is needed
             raise UserError(
                 f"{path} is a latency table, not a device spec: hwnas search and hwnas specialize take one as --device "
                 "for a device that is not here (predicted, not measured); this command needs a device spec (TOML)"
@@ -110,6 +110,11 @@ class DeviceSpec:
         data.pop("source")
         data["cores"] = list(self.cores) if self.cores is not None else None
         return data
+
+
+def is_table_device(spec_arg: str) -> bool:
+    """``--device`` names a latency table file (a device that is not here, predicted only) rather than a spec."""
+    return spec_arg.endswith(".json")
 
 
 def resolve_spec_path(path: str | Path) -> Path:

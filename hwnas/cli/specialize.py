@@ -46,12 +46,13 @@ def specialize_command(
     """From one supernet, the most accurate network within each budget on each device: searched on inherited weights,
     fine-tuned, exported, verified and measured; one Pareto plot per device. Re-running the same command resumes."""
     from hwnas.devices import DeviceSpec
+    from hwnas.devices.spec import is_table_device
     from hwnas.search.api import SearchSettings
     from hwnas.search.specialize import parse_budgets
 
     budgets = parse_budgets(budget_ms)
     for spec in device:  # a mistyped device is one line before the supernet loads (a table device: when it is read)
-        if not spec.endswith(".json"):
+        if not is_table_device(spec):
             DeviceSpec.from_toml(spec)
     folder = _supernet_folder(supernet)
     space = _space_of(folder)

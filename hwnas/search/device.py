@@ -22,6 +22,7 @@ import numpy as np
 
 from hwnas.arch import Arch, Stage
 from hwnas.devices import DeviceSpec, make_backend
+from hwnas.devices.spec import is_table_device
 from hwnas.errors import UserError
 from hwnas.latency_tables.drift import DRIFT_NETWORKS
 from hwnas.latency_tables.table import PROFILES, LatencyTable, matching_table
@@ -201,11 +202,6 @@ def _derived(spec: DeviceSpec, backend: Any, space: SearchSpace, made_from: Sear
     base = matching_table(spec.name, backend.fingerprint(), made_from.name, made_from.hash)
     out = PROFILES / f"{spec.name}-{space.name}"
     return derive_from(spec, backend, space, made_from, base, out, model_cache(), log=log)
-
-
-def is_table_device(spec_arg: str) -> bool:
-    """``--device`` names a latency table file (a device predicted only) rather than a spec."""
-    return spec_arg.endswith(".json")
 
 
 def table_device(path: Path, space: SearchSpace) -> DeviceLatency:
