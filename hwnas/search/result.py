@@ -50,7 +50,7 @@ def device_format(backend: Any) -> str:
 
 
 def handoff_format(spec: Any) -> str:
-    """The file handed over for a device that is not here (:func:`_finish_predicted`): its own format where it can be
+    """The file handed over for a device that is not here (:func:`_judge_predicted`): its own format where it can be
     made and verified here (TFLite, ONNX), else ONNX (a TensorRT engine is built on its own GPU from the ONNX file)."""
     from hwnas.devices.formats import EXPORT_FORMATS
 
@@ -100,8 +100,27 @@ def finish_search(
     best = chosen[0]
     log(_retrain_line(config, final_epochs, retrain_images, best["arch"]))
     retrained = _retrain(config, best, final_epochs, retrain_images)
-    if not config.device.measurable:
-        return _finish_predicted(config, summary, report, chosen, retrained, log)
+    if config.device.measurable:
+        _judge_measured(config, report, chosen, retrained, rounds, references, log)
+    else:
+        _judge_predicted(config, report, chosen, retrained, log)
+    report["pareto_plot"] = str(pareto_plot(summary["trials"], report, out / "pareto.png"))
+    write_result(out, report)
+    return report
+
+
+def _judge_measured(
+    config: SearchConfig,
+    report: dict[str, Any],
+    chosen: list[dict[str, Any]],
+    retrained: dict[str, Any],
+    rounds: int,
+    references: int,
+    log: Log,
+) -> None:
+    """Export the top K, time them on the device in interleaved rounds beside drift references, and judge each
+    against the budget: fills the report's ``top``, ``drift`` and ``best``."""
+    out = Path(config.out)
     fmt = device_format(config.device.backend)
     files, exports = _export_all(config, chosen, retrained, fmt, out / "export", log)
     refs = _reference_networks(config, references)
@@ -116,9 +135,6 @@ def finish_search(
         report["top"].append(_entry(rank, trial, exports.get(name), measured, judged, retrained))
     report["drift"] = checked | {"references": {name: timed[name].summary() | refs[name] for name in ref_files}}
     report["best"] = _offer(report["top"])
-    report["pareto_plot"] = str(pareto_plot(summary["trials"], report, out / "pareto.png"))
-    write_result(out, report)
-    return report
 
 
 def _entry(
@@ -145,28 +161,23 @@ def _entry(
     return entry | ({"retrained": retrained["result"]} if rank == 0 else {})
 
 
-def _finish_predicted(
+def _judge_predicted(
     config: SearchConfig,
-    summary: dict[str, Any],
     report: dict[str, Any],
     chosen: list[dict[str, Any]],
     retrained: dict[str, Any],
     log: Log,
-) -> dict[str, Any]:
-    """The finish for a device known only by its table (``--device TABLE.json``): the top K are exported in the file
-    the device runs (ONNX for TensorRT, whose engines are built on their GPU) and verified here, but not timed: the
-    verdict is the prediction's, and the best is offered as it is (no measurement can move it aside)."""
-    out = Path(config.out)
+) -> None:
+    """The judgement for a device known only by its table (``--device TABLE.json``): the top K are exported in the
+    file the device runs (ONNX for TensorRT, whose engines are built on their GPU) and verified here, but not timed:
+    the verdict is the prediction's, and the best is offered as it is (no measurement can move it aside)."""
     fmt = handoff_format(config.device.spec)
-    _, exports = _export_all(config, chosen, retrained, fmt, out / "export", log)
+    _, exports = _export_all(config, chosen, retrained, fmt, Path(config.out) / "export", log)
     log(f"{config.device.spec.name} is not here to measure on: the top {len(chosen)} are predicted only")
     for rank, trial in enumerate(chosen):
         report["top"].append(_entry(rank, trial, exports.get(f"top{rank + 1}"), None, None, retrained))
     report["drift"] = None
     report["best"] = {"rank": 1, "arch": chosen[0]["arch"], "verdict": PREDICTED_ONLY}
-    report["pareto_plot"] = str(pareto_plot(summary["trials"], report, out / "pareto.png"))
-    write_result(out, report)
-    return report
 
 
 def _retrain_line(config: SearchConfig, epochs: int, images: int | None, arch: str) -> str:
