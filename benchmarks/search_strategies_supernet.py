@@ -185,17 +185,15 @@ def save_run(settings: dict[str, Any], row: dict[str, Any]) -> list[dict[str, An
     Two processes may share the work (``--strategies`` split between them, each its own ``--out``): each re-reads
     the file before it writes, so neither drops the other's runs.
     """
-    from hwnas.fileio import atomic_write_json
-    from hwnas.runfolder import held
+    from shared_results import update_locked
 
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    with held(RESULT.with_suffix(".lock")):
-        previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
-        stored = previous.get("runs", []) if previous.get("settings") == settings else []
-        merged = {(r["strategy"], r["seed"]): r for r in [*stored, row]}
-        runs = sorted(merged.values(), key=lambda r: (r["seed"], STRATEGIES.index(r["strategy"])))
-        atomic_write_json(RESULT, {"settings": settings, "table": aggregate(runs), "runs": runs})
-    return runs
+    def merged(current: dict[str, Any]) -> dict[str, Any]:
+        stored = current.get("runs", []) if current.get("settings") == settings else []
+        keyed = {(r["strategy"], r["seed"]): r for r in [*stored, row]}
+        runs = sorted(keyed.values(), key=lambda r: (r["seed"], STRATEGIES.index(r["strategy"])))
+        return {"settings": settings, "table": aggregate(runs), "runs": runs}
+
+    return update_locked(RESULT, merged)["runs"]
 
 
 def main() -> None:

@@ -82,15 +82,16 @@ def load_rows() -> list[dict[str, Any]]:
 
 def save(rows: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str, Any]]:
     """``rows`` merged with those in the file now (another shard's), under a lock; returns all of them."""
-    from hwnas.fileio import atomic_write_json
-    from hwnas.runfolder import held
+    from shared_results import update_locked
 
-    with held(RESULT.with_suffix(".lock")):
-        wanted = {entry["arch"] for entry in settings["archs"]}
-        merged = {(r["kind"], r["arch"], r["seed"]): r for r in [*load_rows(), *rows] if r["arch"] in wanted}
-        everything = list(merged.values())
-        atomic_write_json(RESULT, {"settings": settings, "rows": everything, "summary": summarize(everything)})
-    return everything
+    wanted = {entry["arch"] for entry in settings["archs"]}
+
+    def merged(current: dict[str, Any]) -> dict[str, Any]:
+        keyed = {(r["kind"], r["arch"], r["seed"]): r for r in [*current.get("rows", []), *rows] if r["arch"] in wanted}
+        everything = list(keyed.values())
+        return {"settings": settings, "rows": everything, "summary": summarize(everything)}
+
+    return update_locked(RESULT, merged)["rows"]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
