@@ -30,6 +30,14 @@ def export_format_for(spec: DeviceSpec) -> str:
     return str(make_backend(spec).model_format)
 
 
+def handoff_format_for(spec: DeviceSpec) -> str:
+    """The file handed over for a device that is not here (known only by its latency table): its own format where
+    it can be made and verified on this machine (TFLite, ONNX), else ONNX (a TensorRT engine is built on its own GPU
+    from the ONNX file). Unlike :func:`export_format_for` it never builds a backend: a table device has no runtime."""
+    chosen = EXPORT_FORMATS.get(spec.backend, {}).get(spec.precision, "onnx")
+    return chosen if chosen.startswith(("tflite", "onnx")) else "onnx"
+
+
 def formats_to_export(specs: list[DeviceSpec]) -> list[str]:
     """Each device's format (:func:`export_format_for`), then ONNX and TFLite: what ``hwnas run`` exports, and what
     ``hwnas export --device ...`` exports when no ``--format`` is given."""

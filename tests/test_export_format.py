@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from hwnas.devices import DeviceSpec, export_format_for, formats_to_export
+from hwnas.devices.formats import handoff_format_for
 from hwnas.presets import get_space
 
 FP16 = """name = "host-cpu-tflite-fp16"
@@ -47,6 +48,22 @@ def test_each_runtime_and_precision_has_one_export_format(backend: str, precisio
     assert export_format_for(spec) == expected
     assert formats_to_export([spec])[0] == expected and {"onnx", "tflite"} <= set(formats_to_export([spec]))
 
+
+
+@pytest.mark.parametrize(
+    ("backend", "precision", "expected"),
+    [
+        ("tflite", "int8", "tflite-int8"),
+        ("android-adb", "fp16", "tflite-fp16"),
+        ("tensorrt", "fp16", "onnx"),  # an engine is built on its own GPU, from the ONNX file handed over
+        ("onnxruntime", "fp32", "onnx"),
+        ("a-users-own-backend", "fp32", "onnx"),  # no runtime to ask: a table device is never run here
+    ],
+)
+def test_a_device_known_by_its_table_is_handed_a_file_this_machine_can_verify(
+    backend: str, precision: str, expected: str
+) -> None:
+    assert handoff_format_for(DeviceSpec(name="d", backend=backend, precision=precision)) == expected
 
 def test_the_search_and_the_run_give_a_tflite_fp16_device_tflite_fp16(fp16_spec: Path, tmp_path: Path) -> None:
     pytest.importorskip("ai_edge_litert", reason="the TFLite interpreter is not installed (pip install -e '.[tflite]')")

@@ -49,16 +49,6 @@ def device_format(backend: Any) -> str:
     return export_format_for(backend.spec)
 
 
-def handoff_format(spec: Any) -> str:
-    """The file handed over for a device that is not here (:func:`_judge_predicted`): its own format where it can be
-    made and verified here (TFLite, ONNX), else ONNX (a TensorRT engine is built on its own GPU from the ONNX file)."""
-    from hwnas.devices.formats import EXPORT_FORMATS
-
-    formats = EXPORT_FORMATS.get(spec.backend, {})
-    chosen = formats.get(spec.precision, "onnx")
-    return chosen if chosen.startswith(("tflite", "onnx")) else "onnx"
-
-
 def top_candidates(trials: list[dict[str, Any]], budget_ms: float, k: int) -> list[dict[str, Any]]:
     """The K most accurate completed trials predicted within ``budget_ms`` (then the rest by reward, if too few)."""
     done = [t for t in trials if t.get("accuracy") is not None]
@@ -171,7 +161,9 @@ def _judge_predicted(
     """The judgement for a device known only by its table (``--device TABLE.json``): the top K are exported in the
     file the device runs (ONNX for TensorRT, whose engines are built on their GPU) and verified here, but not timed:
     the verdict is the prediction's, and the best is offered as it is (no measurement can move it aside)."""
-    fmt = handoff_format(config.device.spec)
+    from hwnas.devices.formats import handoff_format_for
+
+    fmt = handoff_format_for(config.device.spec)
     _, exports = _export_all(config, chosen, retrained, fmt, Path(config.out) / "export", log)
     log(f"{config.device.spec.name} is not here to measure on: the top {len(chosen)} are predicted only")
     for rank, trial in enumerate(chosen):
