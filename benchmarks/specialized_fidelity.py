@@ -7,7 +7,7 @@ and validation images are the embedded ones the shipped supernet was trained on)
 
 - ``inherited``: the subnetwork with the weights it inherits from the shipped supernet, BatchNorm re-estimated;
 - ``finetuned``: the same after ``--finetune-epochs`` (default 1) of fine-tuning, as ``hwnas specialize`` does it
-  (``hwnas.search.result.from_supernet``: the supernet's recipe at a third of its learning rate);
+  (``hwnas.search.result.from_supernet``: the supernet's recipe at its full learning rate, no warm-up);
 - ``scratch``: the architecture trained from scratch with the supernet's recipe for the supernet's epochs, per seed.
 
 The issue's aim: fine-tuned within 1 point of scratch, or ahead. Rows are written as they finish; rerunning resumes.
