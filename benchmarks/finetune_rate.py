@@ -1,14 +1,17 @@
-"""The fine-tuning learning rate on the shipped supernet: one epoch from inherited weights at several fractions of
-the supernet's learning rate, for the networks ``benchmarks/specialize_cost.py`` specialized.
+"""How to fine-tune on the shipped supernet: one epoch from inherited weights at several fractions of the supernet's
+learning rate, with or without the supernet's largest subnetwork as teacher, for the networks
+``benchmarks/specialize_cost.py`` specialized.
 
 ``hwnas specialize`` fine-tunes at :data:`hwnas.search.result.FINETUNE_LR_SCALE` of the supernet's rate, a value
 chosen on the 3-epoch supernet, whose weights were far from converged; this re-measures it on the supernet shipped
-now. Test accuracy on the full 10,000-image Fashion-MNIST test set, one seed (the seed ``specialize`` uses), each
-network at every scale, so the comparison is paired. Rows are written as they finish; rerunning resumes.
+now, and tries the supernet's own teacher (in-place distillation, as it was trained). A variant is ``SCALE`` or
+``SCALE:DISTILL`` (``0.3:0.5``: a third of the rate, half the loss from the teacher's soft outputs). Test accuracy on
+the full 10,000-image Fashion-MNIST test set, one seed (the seed ``specialize`` uses), each network under every
+variant, so the comparison is paired. Rows are written as they finish; rerunning resumes.
 
 Writes ``benchmarks/results/finetune_rate.json``.
 
-    .venv/bin/python benchmarks/finetune_rate.py --scales 1 0.3 0.1 --threads 1
+    .venv/bin/python benchmarks/finetune_rate.py --variants 1 0.3 0.1 1:0.5 0.3:0.5 --threads 1
 """
 
 from __future__ import annotations
@@ -27,37 +30,61 @@ SOURCE = ROOT / "benchmarks" / "results" / "specialize_cost.json"
 RESULT = ROOT / "benchmarks" / "results" / "finetune_rate.json"
 
 
-def finetune(arch_text: str, scale: float, data: Any, folder: Path, epochs: int) -> dict[str, Any]:
-    """One network fine-tuned at ``scale`` of the supernet's rate, as ``hwnas specialize`` does it otherwise."""
+Variant = tuple[float, float]  # (fraction of the supernet's learning rate, weight of the teacher's soft outputs)
+
+
+def parse_variant(text: str) -> Variant:
+    scale, _, distill = text.partition(":")
+    return float(scale), float(distill or 0.0)
+
+
+def label(variant: Variant) -> str:
+    scale, distill = variant
+    return f"x{scale:g}" + (f"+kd{distill:g}" if distill else "")
+
+
+def variant_of(row: dict[str, Any]) -> Variant:
+    return row["scale"], row.get("distill", 0.0)
+
+
+def finetune(arch_text: str, variant: Variant, data: Any, folder: Path, epochs: int) -> dict[str, Any]:
+    """One network fine-tuned as ``hwnas specialize`` does it, at ``variant``'s rate and teacher weight."""
     from hwnas.recipe import Recipe
     from hwnas.search.inherited import loaded_supernet
     from hwnas.search.result import from_supernet
 
     supernet, info = loaded_supernet(folder)
     started = time.perf_counter()
-    result, _ = from_supernet(folder, supernet.space.parse(arch_text), Recipe.from_json(info["recipe"]), data, epochs, 0, scale)
-    return {"arch": arch_text, "scale": scale, "test_accuracy": result.test_accuracy, "seconds": time.perf_counter() - started}
+    scale, distill = variant
+    arch, recipe = supernet.space.parse(arch_text), Recipe.from_json(info["recipe"])
+    result, _ = from_supernet(folder, arch, recipe, data, epochs, 0, scale, distill)
+    row = {"arch": arch_text, "scale": scale, "test_accuracy": result.test_accuracy, "seconds": time.perf_counter() - started}
+    return row | ({"distill": distill} if distill else {})
 
 
-def summarize(rows: list[dict[str, Any]], scales: list[float]) -> dict[str, Any]:
-    """Per scale: mean test accuracy over the networks done at every scale, and its paired difference to the first."""
-    by_arch: dict[str, dict[float, float]] = {}
+def summarize(rows: list[dict[str, Any]], variants: list[Variant]) -> dict[str, Any]:
+    """Per variant: mean test accuracy over the networks done under every variant, and its paired difference to the
+    first variant in points, network by network."""
+    by_arch: dict[str, dict[Variant, float]] = {}
     for row in rows:
-        by_arch.setdefault(row["arch"], {})[row["scale"]] = row["test_accuracy"]
-    complete = [accuracies for accuracies in by_arch.values() if set(scales) <= set(accuracies)]
+        by_arch.setdefault(row["arch"], {})[variant_of(row)] = row["test_accuracy"]
+    complete = [accuracies for accuracies in by_arch.values() if set(variants) <= set(accuracies)]
     if not complete:
         return {"networks": 0}
-    base = scales[0]
+    base = variants[0]
     return {
         "networks": len(complete),
-        "mean_test_accuracy": {str(s): statistics.mean(a[s] for a in complete) for s in scales},
-        f"minus_scale_{base:g}_points": {str(s): [round((a[s] - a[base]) * 100, 2) for a in complete] for s in scales[1:]},
+        "mean_test_accuracy": {label(v): statistics.mean(a[v] for a in complete) for v in variants},
+        f"minus_{label(base)}_points": {label(v): [round((a[v] - a[base]) * 100, 2) for a in complete] for v in variants[1:]},
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.3, 0.1], help="fractions of the supernet's rate")
+    parser.add_argument(
+        "--variants", type=parse_variant, nargs="+", default=[(1.0, 0.0), (0.3, 0.0), (0.1, 0.0)],
+        help="SCALE (a fraction of the supernet's rate) or SCALE:DISTILL (and the teacher's weight in the loss)",
+    )  # fmt: skip
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--source", type=Path, default=SOURCE, help="the specialize_cost results whose networks are tuned")
@@ -78,15 +105,16 @@ def main() -> None:
                 "epochs": args.epochs, "test_images": len(data.test), "source": args.source.name}  # fmt: skip
     previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     rows: list[dict[str, Any]] = previous.get("rows", []) if previous.get("settings") == settings else []
-    jobs = [(arch, scale) for arch in archs for scale in args.scales]
-    for number, (arch, scale) in enumerate(jobs, 1):
-        if any((r["arch"], r["scale"]) == (arch, scale) for r in rows):
+    jobs = [(arch, variant) for arch in archs for variant in args.variants]
+    for number, (arch, variant) in enumerate(jobs, 1):
+        if any((r["arch"], variant_of(r)) == (arch, variant) for r in rows):
             continue
-        rows.append(finetune(arch, scale, data, folder, args.epochs))
-        atomic_write_json(RESULT, {"settings": settings, "rows": rows, "summary": summarize(rows, args.scales)})
+        rows.append(finetune(arch, variant, data, folder, args.epochs))
+        atomic_write_json(RESULT, {"settings": settings, "rows": rows, "summary": summarize(rows, args.variants)})
         done = rows[-1]
-        print(f"[{number}/{len(jobs)}] x{scale:g}: {done['test_accuracy']:.4f} ({done['seconds']:.0f} s) {arch}", flush=True)
-    print(json.dumps(summarize(rows, args.scales), indent=1))
+        shown = f"{label(variant)}: {done['test_accuracy']:.4f} ({done['seconds']:.0f} s) {arch}"
+        print(f"[{number}/{len(jobs)}] {shown}", flush=True)
+    print(json.dumps(summarize(rows, args.variants), indent=1))
 
 
 if __name__ == "__main__":

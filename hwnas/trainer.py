@@ -152,6 +152,7 @@ def train(
     log: Callable[[str], None] | None = None,
     accelerator: str = "auto",
     initial: nn.Module | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Train ``arch`` with ``recipe`` on ``data``; accuracy is measured on the validation split.
 
@@ -162,6 +163,8 @@ def train(
     With ``checkpoint`` (a folder) every finished epoch is kept there and a second call resumes
     after the last one (see the module docstring); ``log`` receives the "resuming" line.
     ``accelerator``: ``auto`` (a CUDA GPU if there is one, else the CPU), ``cpu`` or ``cuda``.
+    ``teacher``: a network taking the same images whose soft outputs are learnt from (``recipe.distill`` > 0; see
+    :func:`fit_model`), such as the supernet's largest subnetwork for a network fine-tuned from it.
     """
     space.validate(arch)
     device = resolve_device(accelerator)  # before any work: --accelerator cuda without a GPU is one line now
@@ -188,6 +191,7 @@ def train(
         identity=identity,
         log=log,
         accelerator=accelerator,
+        teacher=teacher,
     )
     evaluated = curve.model
     test_accuracy = None
@@ -385,8 +389,8 @@ def _distiller(recipe: Recipe, teacher: nn.Module | None) -> Distiller | None:
         return None
     if teacher is None:
         raise UserError(
-            f"recipe distill={recipe.distill:g} needs a teacher network, and only fine-tuning after pruning has one "
-            "(the unpruned network): set distill=0 here"
+            f"recipe distill={recipe.distill:g} needs a teacher network, and only fine-tuning has one (the unpruned "
+            "network after pruning, the largest subnetwork after a supernet): set distill=0 here"
         )
     return Distiller(teacher.eval(), recipe.distill, recipe.distill_temperature)
 

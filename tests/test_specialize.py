@@ -65,6 +65,24 @@ def test_the_inherited_network_scores_what_the_search_scored_and_fine_tuning_sta
         train(SPACE, ARCH, Recipe(epochs=1), data, progress=False, initial=other)
 
 
+
+def test_fine_tuning_from_a_supernet_can_be_taught_by_its_largest_subnetwork() -> None:
+    """``distill=1``: the network learns from the largest subnetwork's soft outputs alone. With every training label
+    made 3, fine-tuning on the labels teaches it to answer 3; taught by the supernet it keeps naming the garment."""
+    from dataclasses import replace
+
+    from hwnas.data import load_data
+    from hwnas.recipe import Recipe
+    from hwnas.search.result import from_supernet
+    from hwnas.supernets import DEFAULT_SUPERNET
+
+    data = load_data().head(1280, 300)
+    lying = replace(data, train=[(image, 3) for image, _ in data.train])  # the validation labels stay true
+    on_labels, _ = from_supernet(DEFAULT_SUPERNET, ARCH, Recipe(), lying, 1, seed=0)
+    taught, how = from_supernet(DEFAULT_SUPERNET, ARCH, Recipe(), lying, 1, seed=0, distill=1.0)
+    assert "taught by the largest subnetwork" in how
+    assert taught.val_accuracy > 0.6 > on_labels.val_accuracy, (taught.val_accuracy, on_labels.val_accuracy)
+
 def test_networks_of_a_supernet_since_trained_again_are_not_kept(tmp_path: Path) -> None:
     """The report's identity holds the supernet's weights by hash: rerun in the same folder after the supernet was
     trained again (same folder, same settings), the old networks are refused in one line, not kept as finished."""

@@ -222,13 +222,22 @@ def _retrain(config: SearchConfig, trial: dict[str, Any], epochs: int, images: i
 
 
 def from_supernet(
-    supernet_folder: Path, arch: Arch, recipe: Recipe, data: Any, epochs: int, seed: int, lr_scale: float = FINETUNE_LR_SCALE
+    supernet_folder: Path,
+    arch: Arch,
+    recipe: Recipe,
+    data: Any,
+    epochs: int,
+    seed: int,
+    lr_scale: float = FINETUNE_LR_SCALE,
+    distill: float = 0.0,
 ) -> tuple[TrainResult, str]:
     """``arch`` with the weights it inherits from the supernet (BatchNorm re-estimated on ``data``), fine-tuned for
     ``epochs`` epochs with the recipe the supernet was trained with (``recipe``, the candidate's, only for a supernet
     that records none: a search on inherited weights never tried the candidate's recipe, and FBNetV3's sampled ones
     reach learning rates a hundred times lower) at ``lr_scale`` of its learning rate, no warm-up; test
-    accuracy too. Returns the result and how it was obtained, for the report."""
+    accuracy too. ``distill`` > 0: taught as well by the supernet's largest subnetwork at the same resolution, the
+    teacher the supernet's own training used (in-place distillation), at that weight. Returns the result and how it
+    was obtained, for the report."""
     from hwnas.search.inherited import loaded_supernet
     from hwnas.supernet.store import inherited_network
 
@@ -238,9 +247,12 @@ def from_supernet(
     started = time.perf_counter()
     model = inherited_network(supernet, arch, data).eval()
     if epochs > 0:
-        tune = replace(recipe, epochs=epochs, lr=recipe.lr * lr_scale, warmup_epochs=0.0)
-        result = train(space, arch, tune, data, seed=seed, progress=False, evaluate_test=True, initial=model)
-        return result, f"inherited from the supernet, fine-tuned {epochs} epoch(s) at lr {tune.lr:g}"
+        tune = replace(recipe, epochs=epochs, lr=recipe.lr * lr_scale, warmup_epochs=0.0, distill=distill)
+        largest = replace(supernet.largest_arch(), resolution=arch.resolution)
+        teacher = inherited_network(supernet, largest, data).eval() if distill else None
+        result = train(space, arch, tune, data, seed=seed, progress=False, evaluate_test=True, initial=model, teacher=teacher)
+        taught = f", taught by the largest subnetwork (weight {distill:g})" if distill else ""
+        return result, f"inherited from the supernet, fine-tuned {epochs} epoch(s) at lr {tune.lr:g}{taught}"
     val = evaluate(model, Prepared(data.val, arch.resolution, space.in_channels))
     test = evaluate(model, Prepared(data.test, arch.resolution, space.in_channels))
     cost = arch_cost(space, arch)
