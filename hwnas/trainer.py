@@ -39,7 +39,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from hwnas.accelerator import Precision, module_device, resolve_device, to_cpu, to_device
+from hwnas.accelerator import Precision, channels_last, module_device, resolve_device, to_cpu, to_device
 from hwnas.arch import Arch
 from hwnas.builder import build_model, count_flops, count_params, input_shape, recalibrate_batchnorm
 from hwnas.data import ImageSplits
@@ -320,26 +320,27 @@ def fit_model(
         for epoch in range(len(points) + 1, recipe.epochs + 1):
             epoch_start, loss_sum, seen = time.perf_counter(), 0.0, 0
             model.train()
-            for images, labels in loader:
-                targets = labels
-                if mixup is not None:
-                    images, targets = mixup(images, labels)
-                images, targets = to_device((images, targets), device)
-                with precision.autocast():
-                    logits = model(images)
-                loss = criterion(logits.float(), targets)  # the loss in float32 (on the CPU logits already are)
-                if distiller is not None:
-                    with torch.no_grad(), precision.autocast():
-                        taught = distiller.teacher(images)
-                    loss = distiller.loss(loss, logits.float(), taught.float())
-                optimizer.zero_grad(set_to_none=True)
-                precision.backward(loss)
-                precision.step(optimizer)
-                schedule.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                loss_sum, seen = loss_sum + loss.item() * len(labels), seen + len(labels)
-                bar.update(task, advance=1, loss=loss_sum / seen)
+            with channels_last(model, distiller.teacher if distiller is not None else None):
+                for images, labels in loader:
+                    targets = labels
+                    if mixup is not None:
+                        images, targets = mixup(images, labels)
+                    images, targets = to_device((images, targets), device)
+                    with precision.autocast():
+                        logits = model(images)
+                    loss = criterion(logits.float(), targets)  # the loss in float32 (on the CPU logits already are)
+                    if distiller is not None:
+                        with torch.no_grad(), precision.autocast():
+                            taught = distiller.teacher(images)
+                        loss = distiller.loss(loss, logits.float(), taught.float())
+                    optimizer.zero_grad(set_to_none=True)
+                    precision.backward(loss)
+                    precision.step(optimizer)
+                    schedule.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    loss_sum, seen = loss_sum + loss.item() * len(labels), seen + len(labels)
+                    bar.update(task, advance=1, loss=loss_sum / seen)
             if calibration is not None:  # precise BatchNorm statistics: a short run's running averages lag its weights
                 recalibrate_batchnorm(evaluated, calibration)
             accuracy = evaluate(evaluated, val_set)

@@ -232,3 +232,29 @@ def test_a_recipe_that_distils_without_a_teacher_is_refused_in_one_line(embedded
         quick(embedded_data, Recipe(epochs=1, distill=0.5))
     with pytest.raises(UserError, match=r"'distill'=1.5 out of range"):
         Recipe(distill=1.5)
+
+
+def test_training_steps_run_channels_last_and_the_network_comes_back_contiguous(embedded_data) -> None:
+    """The layout only (:func:`hwnas.accelerator.channels_last`): convolutions of the training steps produce NHWC
+    activations (faster on CPU), while validation, and whatever takes the returned network (export, saving), see the
+    contiguous layout as before."""
+    import torch
+
+    from hwnas.builder import build_model
+    from hwnas.trainer import fit_model
+
+    space = get_space("default")
+    arch = space.parse(SMALL_ARCH)
+    model = build_model(space, arch)
+    layouts: list[tuple[bool, bool]] = []
+
+    def record(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> None:
+        nhwc = output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous()
+        layouts.append((torch.is_grad_enabled(), nhwc))  # a training step, not BatchNorm re-estimation
+
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels > 1)
+    conv.register_forward_hook(record)
+    curve = fit_model(model, embedded_data.head(256, 64), Recipe(epochs=1, batch_size=64), arch.resolution, 1)
+    assert {nhwc for step, nhwc in layouts if step} == {True}
+    assert {nhwc for step, nhwc in layouts if not step} == {False}
+    assert all(p.is_contiguous() for p in curve.model.parameters()) and curve.points[0]["val_accuracy"] > 0.1

@@ -75,7 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from hwnas.accelerator import Distributed, Precision, resolve_device, to_device
+from hwnas.accelerator import Distributed, Precision, channels_last, resolve_device, to_device
 from hwnas.arch import Arch, Stage
 from hwnas.data import ImageSplits
 from hwnas.errors import UserError
@@ -348,20 +348,21 @@ def _epoch(run: _Run, epoch: int, advance: Callable[[float], None]) -> dict[str,
     seen = 0
     trace = os.environ.get(TRACE_ENV)
     steps = len(run.loader)
-    for step, (images, labels) in enumerate(run.loader, start=1):
-        if run.method == "progressive":
-            phase = progressive_phase((epoch - 1) * steps + step - 1, run.recipe.epochs * steps)
-            shrunk = [progressive_sample(net.space, ends[0], phase, archs) for _ in range(run.random_subnets + 1)]
-            step_archs = [ends[0], *shrunk] if phase else [ends[0]]
-        else:
-            step_archs = [*ends, *(net.sample_arch(archs) for _ in range(run.random_subnets))]
-        label_loss, distill_loss = _sandwich_step(run, images, labels, step_archs)
-        label_sum += label_loss * len(labels)
-        distill_sum += distill_loss * len(labels)
-        seen += len(labels)
-        advance(label_sum / seen)
-        if trace:
-            _trace(trace, run, epoch, step)
+    with channels_last(net):  # the layout only: see hwnas.accelerator.channels_last
+        for step, (images, labels) in enumerate(run.loader, start=1):
+            if run.method == "progressive":
+                phase = progressive_phase((epoch - 1) * steps + step - 1, run.recipe.epochs * steps)
+                shrunk = [progressive_sample(net.space, ends[0], phase, archs) for _ in range(run.random_subnets + 1)]
+                step_archs = [ends[0], *shrunk] if phase else [ends[0]]
+            else:
+                step_archs = [*ends, *(net.sample_arch(archs) for _ in range(run.random_subnets))]
+            label_loss, distill_loss = _sandwich_step(run, images, labels, step_archs)
+            label_sum += label_loss * len(labels)
+            distill_sum += distill_loss * len(labels)
+            seen += len(labels)
+            advance(label_sum / seen)
+            if trace:
+                _trace(trace, run, epoch, step)
     if run.distributed is not None:  # the epoch's losses over every process's shard
         label_sum, distill_sum, seen = run.distributed.sum([label_sum, distill_sum, seen], run.device)
     largest, smallest = (_validate(run, arch) for arch in ends)
