@@ -40,6 +40,12 @@ Log = Callable[[str], None]
 # from 0.7605 inherited: x1 0.8105, x0.3 0.7805 (at batch 32 instead of its 128: x1 0.8365, x0.1 0.7925, x0.03 0.775);
 # on 2,000 images x1 0.772. Weights trained for three epochs are far from converged: the full rate helps.
 FINETUNE_LR_SCALE = 1.0
+# ... and taught as well by the supernet's largest subnetwork, at this weight of the loss (its soft outputs at
+# temperature 4). Measured on the shipped 12-epoch supernet (benchmarks/finetune_rate.py, 2026-12-05): the 9 networks
+# of specialize_cost.json, one epoch, test accuracy on 10,000 images, paired: +0.25 points on average (95% interval
+# +0.04 to +0.46, 7 of 9 ahead) against labels alone; a third of the rate +0.13 (-0.04 to +0.30), a tenth +0.01. The
+# teacher's forward passes make the epoch 1.3-2x longer.
+FINETUNE_DISTILL = 0.5
 
 
 def device_format(backend: Any) -> str:
@@ -229,15 +235,15 @@ def from_supernet(
     epochs: int,
     seed: int,
     lr_scale: float = FINETUNE_LR_SCALE,
-    distill: float = 0.0,
+    distill: float = FINETUNE_DISTILL,
 ) -> tuple[TrainResult, str]:
     """``arch`` with the weights it inherits from the supernet (BatchNorm re-estimated on ``data``), fine-tuned for
     ``epochs`` epochs with the recipe the supernet was trained with (``recipe``, the candidate's, only for a supernet
     that records none: a search on inherited weights never tried the candidate's recipe, and FBNetV3's sampled ones
     reach learning rates a hundred times lower) at ``lr_scale`` of its learning rate, no warm-up; test
-    accuracy too. ``distill`` > 0: taught as well by the supernet's largest subnetwork at the same resolution, the
-    teacher the supernet's own training used (in-place distillation), at that weight. Returns the result and how it
-    was obtained, for the report."""
+    accuracy too. ``distill`` > 0 (:data:`FINETUNE_DISTILL`): taught as well by the supernet's largest subnetwork at the
+    same resolution, the teacher the supernet's own training used (in-place distillation), at that weight. Returns
+    the result and how it was obtained, for the report."""
     from hwnas.search.inherited import loaded_supernet
     from hwnas.supernet.store import inherited_network
 
