@@ -1,11 +1,11 @@
 """The README's supernet tables, printed as Markdown from the results files (so a table is never copied by hand).
 
-    .venv/bin/python benchmarks/readme_tables.py equal-cost | strategies | fidelity
+    .venv/bin/python benchmarks/readme_tables.py equal-cost | strategies | fidelity | final
 
 ``equal-cost``: every row of ``supernet_equal_cost.json``, then per budget the mean of each difference with its 95%
 t-interval over seeds beside the stand-alone range of the networks within the budget (``supernet_equal_cost_spread.json``).
 ``strategies``: ``search_strategies_supernet.json`` per strategy. ``fidelity``: ``supernet_fidelity.json``'s complete
-networks with the rank agreement.
+networks with the rank agreement. ``final``: the specialized networks against 12 epochs of scratch training.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGET_ORDER = ("tight", "median", "loose")
-T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571}  # two-sided 95% Student t, n - 1 degrees of freedom
+# two-sided 95% Student t, n - 1 degrees of freedom, by n
+T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
 
 
 def mean_interval(points: list[float]) -> str:
@@ -112,8 +113,34 @@ def fidelity() -> str:
     return "\n".join(lines) + "\n\n" + json.dumps(data["summary"], indent=1)
 
 
+def final() -> str:
+    """The specialized networks against 12 epochs of scratch training (``specialized_fidelity_scratch12.json``),
+    with the distilled fine-tuning of ``finetune_rate.json`` beside the labels-only one."""
+    rows = json.loads((RESULTS / "specialized_fidelity_scratch12.json").read_text())["rows"]
+    taught = {r["arch"]: r["test_accuracy"] for r in json.loads((RESULTS / "finetune_rate.json").read_text())["rows"]
+              if r["scale"] == 1.0 and r.get("distill")}  # fmt: skip
+    by_arch: dict[str, dict[str, float]] = {}
+    for row in rows:
+        by_arch.setdefault(row["arch"], {})[row["kind"]] = row["test_accuracy"]
+    lines = [
+        "| network | inherited | fine-tuned, labels | fine-tuned, taught | scratch, 12 epochs | taught minus scratch |",
+        "|---|---|---|---|---|---|",
+    ]
+    gaps = []
+    for arch, kinds in by_arch.items():
+        scratch, mine = kinds.get("scratch"), taught.get(arch)
+        gap = f"{(mine - scratch) * 100:+.1f}" if scratch is not None and mine is not None else ""
+        gaps += [(mine - scratch) * 100] if gap else []
+        cells = [kinds.get("inherited"), kinds.get("finetuned"), mine, scratch]
+        shown = " | ".join(f"{value:.4f}" if value is not None else "not yet" for value in cells)
+        lines.append(f"| `{arch.split(':', 1)[-1]}` | {shown} | {gap} |")
+    within = sum(gap >= -1.0 for gap in gaps)
+    summary = f"{len(gaps)} compared; taught minus scratch {mean_interval(gaps)} points; within 1 point or ahead: {within}"
+    return "\n".join(lines) + "\n\n" + summary
+
+
 def main() -> None:
-    tables = {"equal-cost": equal_cost, "strategies": strategies, "fidelity": fidelity}
+    tables = {"equal-cost": equal_cost, "strategies": strategies, "fidelity": fidelity, "final": final}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=sorted(tables))
     print(tables[parser.parse_args().table]())
