@@ -96,6 +96,12 @@ class Recipe:
             data = FORMATS["recipe"].strip(data, path)
         return cls.from_json(data)
 
+    def without_teacher(self) -> Recipe:
+        """This recipe for training where there is no teacher: a network fine-tuned from a supernet was taught by its
+        largest subnetwork (``distill`` > 0), and the networks trained after it with its recipe (a run's family and
+        references, ``hwnas scale`` from its folder) train from scratch, alone."""
+        return replace(self, distill=0.0)
+
     def with_overrides(self, assignments: list[str]) -> Recipe:
         """Apply ``key=value`` strings, converting each value to the field's type."""
         types = {f.name: f.type for f in fields(self)}

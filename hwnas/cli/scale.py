@@ -86,7 +86,7 @@ def _base(
         result = FORMATS["run-result"].strip(read_json(result_file, "run result"), result_file)
         text = result.get("arch")
         if recipe_file is None and isinstance(result.get("recipe"), dict):
-            recipe = Recipe.from_json(result["recipe"])
+            recipe = Recipe.from_json(result["recipe"]).without_teacher()
     else:
         text = base
     if not isinstance(text, str):

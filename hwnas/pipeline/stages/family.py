@@ -78,7 +78,7 @@ def _request(context: RunContext, budgets: tuple[float, ...]) -> ScaleRequest:
     return ScaleRequest(
         space=context.space,
         base=context.space.parse(train.arch),
-        recipe=Recipe.from_json(train.recipe),
+        recipe=Recipe.from_json(train.recipe).without_teacher(),  # members train from scratch
         data=context.training_data(),
         backend=make_backend(primary.device_spec()),
         table=table,

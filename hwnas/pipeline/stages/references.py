@@ -84,7 +84,7 @@ def run(context: RunContext) -> ReferencesResult | Skipped:
         context.log(why)
         return Skipped(why)
     trained = context.result(TrainResult)
-    recipe = Recipe.from_json(trained.recipe)  # the winner's final recipe, with its epochs
+    recipe = Recipe.from_json(trained.recipe).without_teacher()  # the winner's final recipe, with its epochs
     data = context.training_data()
     fmt = primary_format(context)
     load = free_cores()
