@@ -383,8 +383,9 @@ def test_a_sampled_architecture_of_every_imagenet_preset_exports_and_verifies(tm
 @needs_tflite
 def test_cli_export_of_a_trained_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    data = write_idx_folder(tmp_path / "data", train=3000, test=300)  # a third of the embedded images: ~0.7 in an epoch
-    trained = hwnas("train", "--arch", ARCH, "--epochs", "1", "--data", data, "--out", run, "--json")
+    data = write_idx_folder(tmp_path / "data", train=3000, test=300)  # a third of the embedded images
+    # two epochs: one epoch in, int8 rounding alone can cost the 1% the rule allows (3 of 300 images)
+    trained = hwnas("train", "--arch", ARCH, "--epochs", "2", "--data", data, "--out", run, "--json")
     assert trained.returncode == 0, trained.stderr
     result = hwnas(
         "export",
