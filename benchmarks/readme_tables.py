@@ -129,11 +129,11 @@ def final() -> str:
     gaps = []
     for arch, kinds in by_arch.items():
         scratch, mine = kinds.get("scratch"), taught.get(arch)
-        gap = f"{(mine - scratch) * 100:+.1f}" if scratch is not None and mine is not None else ""
-        gaps += [(mine - scratch) * 100] if gap else []
+        gap = (mine - scratch) * 100 if scratch is not None and mine is not None else None
+        gaps += [] if gap is None else [gap]
         cells = [kinds.get("inherited"), kinds.get("finetuned"), mine, scratch]
         shown = " | ".join(f"{value:.4f}" if value is not None else "not yet" for value in cells)
-        lines.append(f"| `{arch.split(':', 1)[-1]}` | {shown} | {gap} |")
+        lines.append(f"| `{arch.split(':', 1)[-1]}` | {shown} | {'' if gap is None else f'{gap:+.1f}'} |")
     within = sum(gap >= -1.0 for gap in gaps)
     summary = f"{len(gaps)} compared; taught minus scratch {mean_interval(gaps)} points; within 1 point or ahead: {within}"
     return "\n".join(lines) + "\n\n" + summary

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Iterator
@@ -70,13 +69,6 @@ def time_supernet(nhwc: bool, data: Any) -> dict[str, Any]:
             "test_accuracy": None}  # fmt: skip
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table = []
     for arch in dict.fromkeys(row["arch"] for row in rows):
@@ -96,6 +88,7 @@ def main() -> None:
     import torch
 
     from hwnas.data import load_data
+    from hwnas.devices.backends.base import host_cpu_model
     from hwnas.fileio import atomic_write_json
 
     torch.set_num_threads(1)
@@ -106,7 +99,7 @@ def main() -> None:
             rows += [time_network(arch, nhwc, data) for arch in ARCHS]
             rows.append(time_supernet(nhwc, data.head(args.images // 4, 500)))
             print(json.dumps(rows[-1]), flush=True)
-    settings = {"rounds": args.rounds, "images": args.images, "threads": 1, "cpu": cpu_name(),
+    settings = {"rounds": args.rounds, "images": args.images, "threads": 1, "cpu": host_cpu_model(),
                 "load_average_at_end": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d")}  # fmt: skip
     atomic_write_json(RESULT, {"settings": settings, "table": summarize(rows), "rows": rows})
     print(json.dumps(summarize(rows), indent=1))

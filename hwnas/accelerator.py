@@ -157,7 +157,6 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-
 @contextlib.contextmanager
 def channels_last(*modules: nn.Module | None) -> Iterator[None]:
     """Train ``modules`` with their 4-d weights in channels-last (NHWC) order; contiguous again on leaving.
@@ -177,6 +176,7 @@ def channels_last(*modules: nn.Module | None) -> Iterator[None]:
     finally:
         for module in present:
             module.to(memory_format=torch.contiguous_format)
+
 
 # ---- data-parallel processes (torchrun) ----------------------------------------------------------
 @dataclass(frozen=True)

@@ -178,6 +178,14 @@ def _judge_predicted(
     report["best"] = {"rank": 1, "arch": chosen[0]["arch"], "verdict": PREDICTED_ONLY}
 
 
+def _largest_subnetwork(supernet: Any, resolution: int, data: Any) -> torch.nn.Module:
+    """The teacher of fine-tuning: the supernet's largest subnetwork at the student's resolution, as it inherits."""
+    from hwnas.supernet.store import inherited_network
+
+    largest = replace(supernet.largest_arch(), resolution=resolution)
+    return inherited_network(supernet, largest, data).eval()
+
+
 def _retrain_line(config: SearchConfig, epochs: int, images: int | None, arch: str) -> str:
     where = f"on {images or 'all'} training images"
     if config.supernet is None:
@@ -254,8 +262,7 @@ def from_supernet(
     model = inherited_network(supernet, arch, data).eval()
     if epochs > 0:
         tune = replace(recipe, epochs=epochs, lr=recipe.lr * lr_scale, warmup_epochs=0.0, distill=distill)
-        largest = replace(supernet.largest_arch(), resolution=arch.resolution)
-        teacher = inherited_network(supernet, largest, data).eval() if distill else None
+        teacher = _largest_subnetwork(supernet, arch.resolution, data) if distill else None
         result = train(space, arch, tune, data, seed=seed, progress=False, evaluate_test=True, initial=model, teacher=teacher)
         taught = f", taught by the largest subnetwork (weight {distill:g})" if distill else ""
         return result, f"inherited from the supernet, fine-tuned {epochs} epoch(s) at lr {tune.lr:g}{taught}"
