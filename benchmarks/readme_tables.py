@@ -107,9 +107,9 @@ def fidelity() -> str:
     for arch in sorted(by_arch, key=lambda a: predicted.get(a, 0.0)):
         kinds = by_arch[arch]
         standalone = ", ".join(f"{value:.4f}" for value in kinds.get("standalone", [])) or "not yet"
-        inherited, proxy = (kinds.get(kind, [float("nan")])[0] for kind in ("inherited", "proxy"))
+        inherited, proxy = (f"{kinds[kind][0]:.4f}" if kind in kinds else "not yet" for kind in ("inherited", "proxy"))
         shown = f"`{arch.split(':', 1)[-1]}` ({predicted.get(arch, float('nan')):.3f})"
-        lines.append(f"| {shown} | {inherited:.4f} | {proxy:.4f} | {standalone} |")
+        lines.append(f"| {shown} | {inherited} | {proxy} | {standalone} |")
     return "\n".join(lines) + "\n\n" + json.dumps(data["summary"], indent=1)
 
 

@@ -3,8 +3,8 @@
 Networks: ``--networks`` architectures of the default space spread over its latency range on host TFLite
 (3,000 seeded samples sorted by predicted latency, taken at evenly spaced quantiles). For each:
 
-- *inherited*: the shipped supernet's weights (``hwnas/supernets/default``), BatchNorm re-estimated on 256
-  training images, no training;
+- *inherited*: the shipped supernet's weights (``hwnas/supernets/default``), BatchNorm re-estimated on the first 512
+  training images (``hwnas.trainer.BATCHNORM_IMAGES``), no training;
 - *proxy*: today's per-candidate signal, one epoch of the default recipe on the first 2,000 training images;
 - *stand-alone*: trained from scratch with the supernet's own recipe for its epochs on the same embedded
   training images, with ``--seeds`` seeds (the ceiling: how well one seed ranks another).
