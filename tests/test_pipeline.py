@@ -770,6 +770,10 @@ def test_a_run_on_the_shipped_supernet_scores_by_inherited_weights_and_fine_tune
     the quick run's): candidates scored by inherited weights, the winner fine-tuned from them, exported, verified and
     measured; the summary and the report say how candidates were scored; it ends with a family grown from the winner
     for one budget (``family_ms``); the same command again redoes nothing."""
+    from hwnas.recipe import Recipe
+    from hwnas.supernet.store import read_description
+    from hwnas.supernets import DEFAULT_SUPERNET
+
     config, folder = tmp_path / "run.toml", tmp_path / "run"
     config.write_text(
         'family_ms = [0.6]\n\n[search]\nsupernet = "default"\ntrials = 8\n\n[train]\ntrain_images = 600\n\n'
@@ -786,6 +790,11 @@ def test_a_run_on_the_shipped_supernet_scores_by_inherited_weights_and_fine_tune
     assert len(trials) == 8 and all(0 < trial["accuracy"] <= 1 for trial in trials)
     train = json.loads((folder / "stages" / "train.json").read_text())["result"]
     assert train["arch"] == search["best"]["arch"] and "inherited from the supernet" in train["source"]
+    # fine-tuned (no warm-up, taught) while its relatives train from scratch with the supernet's own recipe
+    supernet_recipe = read_description(DEFAULT_SUPERNET)["recipe"]
+    assert train["recipe"]["distill"] > 0 and train["recipe"]["warmup_epochs"] == 0
+    from_scratch = dataclasses.replace(Recipe.from_json(supernet_recipe), epochs=train["recipe"]["epochs"])
+    assert train["scratch_recipe"] == from_scratch.to_json()
     assert summary["final"]["verified"] and summary["final"]["measured_ms"]["host-cpu-onnxruntime"] > 0
     assert "prune skipped: none asked for (prune.episodes = 0)" in result.stdout
     report = (folder / "report.md").read_text()
@@ -799,6 +808,21 @@ def test_a_run_on_the_shipped_supernet_scores_by_inherited_weights_and_fine_tune
     again = hwnas(*command)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {path.name: path.read_text() for path in (folder / "stages").glob("*.json")} == before
+
+
+def test_the_winners_relatives_train_from_scratch_with_the_recorded_recipe_or_an_older_folders_untaught() -> None:
+    """A train stage's ``scratch_recipe`` is what family members and references train with; a run folder from before
+    it was recorded gives its winner's recipe without the teacher a supernet's fine-tuning had."""
+    from hwnas.pipeline.stages.train import TrainResult
+    from hwnas.recipe import Recipe
+
+    taught = Recipe(epochs=2, warmup_epochs=0.0, distill=0.5).to_json()
+    fields = dict(arch="default:x", recipe=taught, dataset="d", resolution=32, val_accuracy=0.5, curve=[], wall_time_s=1.0,
+                  params=1, flops=1, seed=0, threads=1, folder="model")  # fmt: skip
+    older = TrainResult(**fields)
+    assert older.recipe_from_scratch() == Recipe(epochs=2, warmup_epochs=0.0, distill=0.0)
+    recorded = TrainResult(**fields, scratch_recipe=Recipe(epochs=2, lr=0.2).to_json())
+    assert recorded.recipe_from_scratch() == Recipe(epochs=2, lr=0.2)
 
 
 # ---- kill -9 between stages ----------------------------------------------------------------------------

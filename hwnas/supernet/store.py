@@ -86,17 +86,8 @@ def save_supernet(
 def load_supernet(folder: Path) -> tuple[Supernet, dict[str, Any]]:
     """The supernet a folder of :func:`save_supernet` holds (in eval mode, its largest subnetwork active) and its JSON."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"supernet folder {folder} {'is a file' if folder.exists() else 'does not exist'}")
+    info = read_description(folder)
     info_path, weights = folder / INFO_FILE, folder / WEIGHTS_FILE
-    if not info_path.exists():
-        raise UserError(f"{folder} holds no {INFO_FILE}: not a supernet folder (hwnas supernet train --out DIR writes one)")
-    info = read_json(info_path, "supernet description")
-    if not isinstance(info, dict):
-        raise UserError(f"supernet description {info_path} holds {type(info).__name__}, not a JSON object")
-    SUPERNET_FORMAT.check(info, info_path)
-    if info.get("kind") != INFO_KIND:
-        raise UserError(f"{info_path} is not an hwnas supernet description (kind {info.get('kind')!r})")
     space = _space(info, info_path)
     with torch.random.fork_rng(devices=[]):  # the initial weights are replaced: the caller's random stream is left alone
         supernet = Supernet(space)
@@ -111,6 +102,23 @@ def load_supernet(folder: Path) -> tuple[Supernet, dict[str, Any]]:
             f"{weights} does not fit the supernet of space {space.name!r} ({str(error).splitlines()[0][:200]})"
         ) from None
     return supernet.eval(), info
+
+
+def read_description(folder: Path) -> dict[str, Any]:
+    """The checked ``supernet.json`` of a supernet folder, without its weights (its recipe, data, method: cheap to read)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"supernet folder {folder} {'is a file' if folder.exists() else 'does not exist'}")
+    info_path = folder / INFO_FILE
+    if not info_path.exists():
+        raise UserError(f"{folder} holds no {INFO_FILE}: not a supernet folder (hwnas supernet train --out DIR writes one)")
+    info = read_json(info_path, "supernet description")
+    if not isinstance(info, dict):
+        raise UserError(f"supernet description {info_path} holds {type(info).__name__}, not a JSON object")
+    SUPERNET_FORMAT.check(info, info_path)
+    if info.get("kind") != INFO_KIND:
+        raise UserError(f"{info_path} is not an hwnas supernet description (kind {info.get('kind')!r})")
+    return info
 
 
 def _space(info: dict[str, Any], source: Path) -> SearchSpace:

@@ -70,7 +70,6 @@ def _request(context: RunContext, budgets: tuple[float, ...]) -> ScaleRequest:
     from hwnas.devices import make_backend
     from hwnas.family.job import ScaleRequest
     from hwnas.latency_tables.table import LatencyTable
-    from hwnas.recipe import Recipe
 
     train = context.result(TrainResult)
     primary = context.result(DeviceResult).primary
@@ -78,7 +77,7 @@ def _request(context: RunContext, budgets: tuple[float, ...]) -> ScaleRequest:
     return ScaleRequest(
         space=context.space,
         base=context.space.parse(train.arch),
-        recipe=Recipe.from_json(train.recipe).without_teacher(),  # members train from scratch
+        recipe=train.recipe_from_scratch(),  # members train from scratch
         data=context.training_data(),
         backend=make_backend(primary.device_spec()),
         table=table,

@@ -76,7 +76,6 @@ def final_model(context: RunContext) -> dict[str, Any]:
 
 
 def run(context: RunContext) -> ReferencesResult | Skipped:
-    from hwnas.recipe import Recipe
 
     names = list(context.config.references.models)
     if not names:
@@ -84,7 +83,7 @@ def run(context: RunContext) -> ReferencesResult | Skipped:
         context.log(why)
         return Skipped(why)
     trained = context.result(TrainResult)
-    recipe = Recipe.from_json(trained.recipe).without_teacher()  # the winner's final recipe, with its epochs
+    recipe = trained.recipe_from_scratch()  # the winner's final recipe (a supernet's own), with its epochs
     data = context.training_data()
     fmt = primary_format(context)
     load = free_cores()

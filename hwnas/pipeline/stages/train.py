@@ -9,7 +9,7 @@ budget (another winner) never meets the old winner's checkpoint.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,19 @@ class TrainResult(StageResult):
     test_accuracy: float | None = field(default=None, metadata=checked("fraction"))
     load: dict[str, int] | None = None
     source: str | None = None  # "search (retrained by its finish)" when the search's model was taken
+    # the recipe the winner's relatives (family members, reference networks) train from scratch with; None in run
+    # folders from before it was recorded
+    scratch_recipe: dict[str, Any] | None = None
+
+    def recipe_from_scratch(self) -> Any:
+        """The ``Recipe`` that trains a network like the winner from scratch, for ``train.epochs``: the winner's own
+        for a trained search; with a supernet the supernet's recipe, warm-up included, for the winner's was a
+        fine-tuning one (no warm-up, taught by the supernet's largest subnetwork)."""
+        from hwnas.recipe import Recipe
+
+        if self.scratch_recipe is not None:
+            return Recipe.from_json(self.scratch_recipe)
+        return Recipe.from_json(self.recipe).without_teacher()  # an older run folder's: its recipe, taught by nobody
 
 
 def run(context: RunContext) -> TrainResult:
@@ -59,9 +72,23 @@ def run(context: RunContext) -> TrainResult:
     # taken when it is this network trained as asked; from a supernet it is this network fine-tuned (the recipe at
     # hwnas.search.result.FINETUNE_LR_SCALE, no warm-up), which is what a supernet run asks for
     inherited = retrained is not None and retrained.get("how", "retrained") != "retrained"
+    scratch = _scratch_recipe(context, recipe).to_json()
     if retrained and retrained["arch"] == arch.format() and (inherited or retrained["recipe"] == recipe.to_json()):
-        return _take_retrained(context, retrained, folder, load)
-    return _train(context, arch, recipe, folder, load)
+        return replace(_take_retrained(context, retrained, folder, load), scratch_recipe=scratch)
+    return replace(_train(context, arch, recipe, folder, load), scratch_recipe=scratch)
+
+
+def _scratch_recipe(context: RunContext, recipe: Any) -> Any:
+    """``recipe`` (the winner's, for ``train.epochs``), or with a supernet the supernet's own recipe for as many epochs:
+    what trained the weights the winner inherited, the recipe its relatives train from scratch with."""
+    from hwnas.recipe import Recipe
+    from hwnas.supernet.store import read_description
+
+    folder = context.config.search.supernet_folder()
+    if folder is None:
+        return recipe
+    described = read_description(folder).get("recipe")
+    return Recipe.from_json(described).with_overrides([f"epochs={recipe.epochs}"]) if isinstance(described, dict) else recipe
 
 
 def _take_retrained(context: RunContext, retrained: dict[str, Any], folder: Path, load: dict[str, int]) -> TrainResult:
