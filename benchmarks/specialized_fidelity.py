@@ -7,7 +7,8 @@ and validation images are the embedded ones the shipped supernet was trained on)
 
 - ``inherited``: the subnetwork with the weights it inherits from the shipped supernet, BatchNorm re-estimated;
 - ``finetuned``: the same after ``--finetune-epochs`` (default 1) of fine-tuning, as ``hwnas specialize`` does it
-  (``hwnas.search.result.from_supernet``: the supernet's recipe at its full learning rate, no warm-up);
+  (``hwnas.search.result.from_supernet``: the supernet's recipe at its full learning rate, no warm-up, taught by its
+  largest subnetwork at ``--distill``; the committed results files' rows are labels-only, ``finetune_distill`` 0);
 - ``scratch``: the architecture trained from scratch with the supernet's recipe for the supernet's epochs, per seed.
 
 The issue's aim: fine-tuned within 1 point of scratch, or ahead. Rows are written as they finish; rerunning resumes.
@@ -31,7 +32,9 @@ SOURCE = ROOT / "benchmarks" / "results" / "specialize_cost.json"
 RESULT = ROOT / "benchmarks" / "results" / "specialized_fidelity.json"
 
 
-def measure(kind: str, arch_text: str, seed: int, data: Any, folder: Path, info: dict[str, Any], epochs: int) -> dict[str, Any]:
+def measure(
+    kind: str, arch_text: str, seed: int, data: Any, folder: Path, info: dict[str, Any], epochs: int, distill: float
+) -> dict[str, Any]:
     from hwnas.recipe import Recipe
     from hwnas.search.inherited import loaded_supernet
     from hwnas.search.result import from_supernet
@@ -44,7 +47,7 @@ def measure(kind: str, arch_text: str, seed: int, data: Any, folder: Path, info:
     if kind == "scratch":
         result = train(supernet.space, arch, recipe, data, seed=seed, progress=False, evaluate_test=True)
     else:
-        result, _ = from_supernet(folder, arch, recipe, data, epochs if kind == "finetuned" else 0, seed)
+        result, _ = from_supernet(folder, arch, recipe, data, epochs if kind == "finetuned" else 0, seed, distill=distill)
     return {"kind": kind, "arch": arch_text, "seed": seed, "test_accuracy": result.test_accuracy,
             "seconds": time.perf_counter() - started}  # fmt: skip
 
@@ -71,6 +74,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds of scratch training")
     parser.add_argument("--finetune-epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--distill", type=float, default=None,
+        help="weight of the largest subnetwork's teaching in fine-tuning (default: hwnas specialize's, FINETUNE_DISTILL)",
+    )  # fmt: skip
     parser.add_argument("--supernet", default="default", help="the supernet (default: the shipped one)")
     parser.add_argument("--out", type=Path, default=RESULT, help="results file")
     parser.add_argument("--source", type=Path, default=SOURCE, help="the specialize_cost results whose networks are compared")
@@ -84,16 +91,19 @@ def main() -> None:
 
     from hwnas.fileio import atomic_write_json
     from hwnas.search.inherited import loaded_supernet
+    from hwnas.search.result import FINETUNE_DISTILL
     from hwnas.supernets import resolve_supernet
 
     torch.set_num_threads(args.threads)
+    distill = FINETUNE_DISTILL if args.distill is None else args.distill
     folder = resolve_supernet(args.supernet, given_as="--supernet")
     _, info = loaded_supernet(folder)
     result = args.out
     archs = list(dict.fromkeys(network["arch"] for network in json.loads(args.source.read_text())["networks"] if network["arch"]))
     data = splits()
     settings = {"supernet": args.supernet, "supernet_epochs": info["recipe"]["epochs"], "recipe": info["recipe"],
-                "finetune_epochs": args.finetune_epochs, "test_images": len(data.test), "source": args.source.name}  # fmt: skip
+                "finetune_epochs": args.finetune_epochs, "finetune_distill": distill, "test_images": len(data.test),
+                "source": args.source.name}  # fmt: skip
     if args.scratch_from is not None:
         scratch_source = json.loads(args.scratch_from.read_text())
         epochs = scratch_source["settings"]["supernet_epochs"]
@@ -109,7 +119,7 @@ def main() -> None:
     for number, (kind, arch, seed) in enumerate(jobs, 1):
         if any((r["kind"], r["arch"], r["seed"]) == (kind, arch, seed) for r in rows):
             continue
-        row = measure(kind, arch, seed, data, folder, info, args.finetune_epochs)
+        row = measure(kind, arch, seed, data, folder, info, args.finetune_epochs, distill)
         rows.append(row)
         atomic_write_json(result, {"settings": settings, "rows": rows, "summary": summarize(rows)})
         shown = f"{kind} seed {seed}: {row['test_accuracy']:.4f} ({row['seconds']:.0f} s) {arch}"
