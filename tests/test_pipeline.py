@@ -331,6 +331,25 @@ def test_the_report_says_plainly_which_references_beat_the_searched_network(reco
     assert [m["beats"] for m in summary["references"]["models"]] == [True, False, False]
 
 
+def test_the_report_says_a_supernet_winner_had_more_training_than_its_references(recorded_run: Path) -> None:
+    """References train from scratch; a winner fine-tuned from a supernet's weights had the supernet's training besides,
+    and the report says it favours the winner (a trained search's report does not)."""
+    from html import unescape
+
+    from hwnas.pipeline.report import render_report
+
+    markdown, _ = render_report(recorded_run)
+    trained = markdown.read_text()
+    assert "trained from scratch with the winner's final recipe" in trained and "favours it here" not in trained
+    record_file = recorded_run / "stages" / "search.json"
+    record = json.loads(record_file.read_text())
+    record["result"]["executor"] |= {"evaluation": "inherited", "supernet": "default"}
+    record_file.write_text(json.dumps(record))
+    markdown, html = render_report(recorded_run)
+    for page in (markdown.read_text(), unescape(html.read_text())):
+        assert "trained from scratch with the supernet's recipe" in page and "which favours it here" in page
+
+
 def test_no_reference_beating_it_is_said_too() -> None:
     from hwnas.pipeline.references import beats, compare
 
