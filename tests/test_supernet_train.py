@@ -166,6 +166,70 @@ def test_a_progressive_sample_varies_only_what_its_phase_made_elastic() -> None:
     assert {a.stages[1].blocks[0].act for a in drawn[3]} == {"relu", "hswish"}
 
 
+# a stage whose blocks may skip the expansion (expansion 1: the depthwise runs on the input channels as they come),
+# beside TINY's, whose blocks always expand and carry squeeze-excite in the second stage
+WITH_EXPANSION_ONE = dataclasses.replace(
+    TINY, name="tiny-e1", stages=(StageSpace(2, (8, 16), (1, 2), (3, 5), (1, 3)), TINY.stages[1])
+)
+
+
+def _randomised(space: SearchSpace, seed: int) -> Supernet:
+    """A supernet with random weights and BatchNorm statistics (so every permuted tensor matters), in eval mode."""
+    torch.manual_seed(seed)
+    net = Supernet(space)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.2)
+    return net.eval()
+
+
+def _outputs(net: Supernet, arch, images: torch.Tensor) -> torch.Tensor:
+    net.set_active(arch)
+    with torch.no_grad():
+        return net(images)
+
+
+def test_sorting_expansion_channels_keeps_the_largest_network_and_puts_the_important_channels_first() -> None:
+    net = _randomised(WITH_EXPANSION_ONE, 0)
+    images = torch.randn(4, 1, 32, 32)
+    largest, narrow = net.largest_arch(), net.smallest_arch()  # the smallest's blocks use fewer expansion channels
+    before_largest, before_narrow = _outputs(net, largest, images), _outputs(net, narrow, images)
+    first_stage = {name: tensor.clone() for name, tensor in net.stages[0].state_dict().items()}
+    assert net.sort_channels() == 2  # the second stage's two blocks; the first stage's may run with expansion 1
+    assert torch.allclose(_outputs(net, largest, images), before_largest, atol=1e-5)  # the same function
+    assert not torch.allclose(_outputs(net, narrow, images), before_narrow, atol=1e-3)  # fewer channels: other ones
+    assert all(torch.equal(first_stage[name], tensor) for name, tensor in net.stages[0].state_dict().items())
+    for block in net.stages[1]:
+        importance = block.project.conv.weight.abs().sum(dim=(0, 2, 3))
+        assert torch.all(importance[:-1] >= importance[1:])  # most important first
+
+
+def test_the_optimizers_momentum_follows_the_sorted_channels() -> None:
+    """Sorting between two SGD steps changes nothing the largest network computes, if the momentum moves with the
+    weights; left behind, it pushes the wrong channels."""
+    images, labels = torch.randn(8, 1, 32, 32), torch.randint(0, 10, (8,))
+
+    def stepped(sort: str) -> torch.Tensor:
+        net = _randomised(TINY, 1)
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        for step in range(2):
+            if step == 1 and sort != "no":
+                net.sort_channels(optimizer if sort == "with optimizer" else None)
+            net.train()
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(images), labels).backward()
+            optimizer.step()
+        return _outputs(net.eval(), net.largest_arch(), images)
+
+    unsorted = stepped("no")
+    assert torch.allclose(stepped("with optimizer"), unsorted, atol=1e-4)
+    assert not torch.allclose(stepped("weights only"), unsorted, atol=1e-4)
+
+
 def test_progressive_shrinking_trains_the_largest_first_then_shrinks_and_resumes_exactly(
     small_data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,6 +241,11 @@ def test_progressive_shrinking_trains_the_largest_first_then_shrinks_and_resumes
         training,
         "_sandwich_step",
         lambda run, images, labels, archs: steps.append(archs) or real_step(run, images, labels, archs),
+    )
+    sorted_at: list[int] = []
+    real_sort = Supernet.sort_channels
+    monkeypatch.setattr(
+        Supernet, "sort_channels", lambda net, optimizer=None: sorted_at.append(len(steps)) or real_sort(net, optimizer)
     )
     recipe = dataclasses.replace(RECIPE, epochs=2, batch_size=32)  # 8 steps an epoch, 16 in all: 4 per phase
 
@@ -197,6 +266,7 @@ def test_progressive_shrinking_trains_the_largest_first_then_shrinks_and_resumes
     assert all(widths(arch) == widths(largest) for archs in whole_steps[4:12] for arch in archs)  # kernel, then depth
     assert any(widths(arch) != widths(largest) for archs in whole_steps[12:] for arch in archs)  # then every choice
     assert whole.method["name"] == "progressive-shrinking"
+    assert sorted_at == [12]  # once, before the 13th step: the first of the phase that makes expansion elastic
 
     steps.clear()
     with pytest.raises(_Stop):

@@ -32,6 +32,12 @@ def sliced(tensor: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.T
     return tensor[tuple(index)]
 
 
+def permute_along(tensor: torch.Tensor, dim: int, order: torch.Tensor) -> None:
+    """Reorder ``tensor`` along ``dim`` by ``order``, in place (same storage and memory layout: an optimizer holding
+    it, or a channels-last training step, sees the same tensor)."""
+    tensor.copy_(tensor.index_select(dim, order.to(tensor.device)))
+
+
 class DynamicConv2d(nn.Module):
     """A convolution over the first in/out channels and the centre crop of its largest kernel.
 
@@ -158,7 +164,15 @@ class DynamicMBConv(nn.Module):
     """
 
     def __init__(
-        self, max_in: int, max_mid: int, max_out: int, max_kernel: int, stride: int, expand: bool, max_squeeze: int | None
+        self,
+        max_in: int,
+        max_mid: int,
+        max_out: int,
+        max_kernel: int,
+        stride: int,
+        expand: bool,
+        max_squeeze: int | None,
+        sortable: bool = False,
     ) -> None:
         super().__init__()
         self.expand = DynamicConvBN(max_in, max_mid) if expand else None
@@ -166,6 +180,32 @@ class DynamicMBConv(nn.Module):
         self.se = DynamicSE(max_mid, max_squeeze) if max_squeeze else None
         self.project = DynamicConvBN(max_mid, max_out)
         self.stride = stride
+        # its expansion channels may be reordered (sort_mid_channels): it expands for every key it runs; with
+        # expansion 1 the depthwise runs on the block's input channels in their own order
+        self.sortable = sortable and expand
+
+    def sort_mid_channels(self) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+        """Reorder the expansion channels by importance, most important first (Once-for-All's
+        ``re_organize_middle_weights``): a smaller expansion, which takes the first channels, then keeps those that
+        matter most. Importance is the L1 norm of the projection's weights reading the channel. The largest block
+        computes the same function afterwards (every layer touching the channels is permuted alike, BatchNorm
+        statistics too). Returns each (parameter, dimension, order) reordered, for an optimizer's state to follow.
+        """
+        if not self.sortable or self.expand is None:
+            return []
+        importance = self.project.conv.weight.detach().abs().sum(dim=(0, 2, 3))
+        order = torch.argsort(importance, descending=True, stable=True)
+        norms = (self.expand.bn, self.depthwise.bn)
+        moved: list[tuple[torch.Tensor, int]] = [(self.expand.conv.weight, 0), (self.depthwise.conv.weight, 0)]
+        moved += [(tensor, 0) for bn in norms for tensor in (bn.weight, bn.bias)]
+        moved.append((self.project.conv.weight, 1))
+        if self.se is not None:
+            moved += [(self.se.fc1.weight, 1), (self.se.fc2.weight, 0), (self.se.fc2.bias, 0)]  # type: ignore[list-item]
+        statistics = [(tensor, 0) for bn in norms for tensor in (bn.running_mean, bn.running_var)]
+        with torch.no_grad():
+            for tensor, dim in moved + statistics:  # type: ignore[operator]
+                permute_along(tensor, dim, order)
+        return [(tensor, dim, order) for tensor, dim in moved]
 
     def check(self, key: OpKey) -> None:
         """Refuse a key this block cannot run as the builder would (it would compute something else)."""

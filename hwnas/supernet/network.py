@@ -32,6 +32,7 @@ from hwnas.supernet.elastic import (
     DynamicLinear,
     DynamicMBConv,
     Sources,
+    permute_along,
     sliced,
 )
 
@@ -120,6 +121,20 @@ class Supernet(nn.Module):
         sources.append((f"{index}.linear", self.classifier))
         return sources
 
+    # ---- training ------------------------------------------------------------------------------
+    def sort_channels(self, optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Reorder every block's expansion channels by importance (:meth:`DynamicMBConv.sort_mid_channels`), and
+        ``optimizer``'s per-parameter state (momentum, Adam's moments) with them, so training goes on as if nothing
+        moved; the largest subnetwork computes the same function. Returns how many blocks were reordered."""
+        moved = [entry for stage in self.stages for block in stage for entry in block.sort_mid_channels()]
+        state = optimizer.state if optimizer is not None else {}
+        with torch.no_grad():
+            for tensor, dim, order in moved:
+                for value in state.get(tensor, {}).values():
+                    if isinstance(value, torch.Tensor) and value.shape == tensor.shape:
+                        permute_along(value, dim, order)
+        return len({id(order) for _, _, order in moved})
+
     # ---- architectures ------------------------------------------------------------------------
     def sample_arch(self, rng: Rng = None) -> Arch:
         """A uniformly sampled architecture, as ``SearchSpace.sample`` draws it."""
@@ -148,7 +163,8 @@ def _largest_block(spec: StageSpace, in_widths: tuple[int, ...], position: int) 
     squeeze = max((key.se_channels for key in keys if key.se), default=None)
     expand = any(key.expansion != 1 for key in keys)
     mid = max(key.mid_channels for key in keys)
-    return DynamicMBConv(max(in_widths), mid, max(spec.widths), max(spec.kernels), stride, expand, squeeze)
+    sortable = 1 not in spec.expansions
+    return DynamicMBConv(max(in_widths), mid, max(spec.widths), max(spec.kernels), stride, expand, squeeze, sortable)
 
 
 def _extreme_arch(space: SearchSpace, pick: Callable[..., Any]) -> Arch:

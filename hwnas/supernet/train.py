@@ -103,6 +103,7 @@ METHOD_NAME = "sandwich-inplace-distillation"
 PROGRESSIVE_NAME = "progressive-shrinking"
 METHODS = ("sandwich", "progressive")  # what train_supernet's ``method`` and ``--method`` take
 PHASES = ("largest", "kernel", "depth", "all")  # progressive shrinking: what is elastic in each quarter of the steps
+EXPANSION_PHASE = PHASES.index("all")  # the phase that makes expansion elastic: its channels are sorted before it
 # recipe fields of single-network training the supernet has no use for: refused rather than silently ignored
 UNUSED_RECIPE_FIELDS = ("mixup", "dropout", "drop_path", "ema", "distill")
 MAX_RANDOM_SUBNETS = 16
@@ -117,6 +118,8 @@ def training_method(random_subnets: int = 2, method: str = "sandwich") -> dict[s
             "random_subnets": random_subnets,
             "phases": "equal quarters of the steps: the largest alone; + elastic kernel and resolution; "
             "+ elastic depth; + elastic expansion, width, SE and activation",
+            "channel_sorting": "before the last phase, each block's expansion channels sorted by importance (L1 norm of "
+            "the projection's weights reading them; the optimizer's state alike), as OFA does before elastic expansion",
             "label_loss": "largest subnetwork: cross-entropy on the labels (recipe label_smoothing)",
             "distillation": f"{random_subnets + 1} subnetworks per step sampled within the phase's choices: KL divergence "
             "to the largest's detached soft predictions (in place; OFA distils from the trained full network, frozen)",
@@ -351,7 +354,7 @@ def _epoch(run: _Run, epoch: int, advance: Callable[[float], None]) -> dict[str,
     with channels_last(net):  # the layout only: see hwnas.accelerator.channels_last
         for step, (images, labels) in enumerate(run.loader, start=1):
             if run.method == "progressive":
-                phase = progressive_phase((epoch - 1) * steps + step - 1, run.recipe.epochs * steps)
+                phase = _progressive_step_phase(run, (epoch - 1) * steps + step - 1, run.recipe.epochs * steps)
                 shrunk = [progressive_sample(net.space, ends[0], phase, archs) for _ in range(run.random_subnets + 1)]
                 step_archs = [ends[0], *shrunk] if phase else [ends[0]]
             else:
@@ -374,6 +377,16 @@ def _epoch(run: _Run, epoch: int, advance: Callable[[float], None]) -> dict[str,
         "smallest_val_accuracy": smallest,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _progressive_step_phase(run: _Run, step_index: int, total_steps: int) -> int:
+    """The step's phase; on the first step of the phase that makes expansion elastic, the supernet's expansion
+    channels are first sorted by importance (``Supernet.sort_channels``, the optimizer's state with them), as
+    Once-for-All reorganises them before it shrinks the expansion."""
+    phase = progressive_phase(step_index, total_steps)
+    if phase == EXPANSION_PHASE and step_index and progressive_phase(step_index - 1, total_steps) < phase:
+        run.supernet.sort_channels(run.optimizer)
+    return phase
 
 
 def progressive_phase(step_index: int, total_steps: int) -> int:
