@@ -13,6 +13,9 @@ training's wall time and per-epoch curve; between the methods, the paired differ
 95% interval (t over architectures); and, where ``benchmarks/results/supernet_fidelity.json`` holds stand-alone
 accuracies for the same architectures, each method's Kendall tau against them. Rows are written as they finish.
 
+Another supernet of the space can be scored beside them (``--extra LABEL=DIR``: the 12-epoch sandwich supernet,
+progressive shrinking with its channel sorting); a method whose rows are all in the file is not trained again.
+
 Writes ``benchmarks/results/supernet_methods.json``.
 
     nice .venv/bin/python benchmarks/supernet_methods.py --epochs 3 --archs 30 --sandwich hwnas/supernets/default
@@ -128,18 +131,23 @@ def main() -> None:
     from hwnas.supernet.store import load_supernet
     from hwnas.supernet.train import METHOD_NAME, PROGRESSIVE_NAME
 
-    folders = {m: trained_supernet(m, args.epochs, getattr(args, m), args.threads) for m in METHODS}
+    archs = [a for a, _ in spread_archs(args.archs)]
+    previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    rows = previous.get("rows", [])
+    done = {(row["method"], row["arch"]) for row in rows}
+    # a method whose every row is in the file is neither trained nor loaded again: its training record is kept
+    complete = {m for m in METHODS if all((m, name) in done for name in [*archs, "largest", "smallest"])}
+    folders = {m: trained_supernet(m, args.epochs, getattr(args, m), args.threads) for m in METHODS if m not in complete}
     extras = dict(item.split("=", 1) for item in args.extra)
     folders |= {label: Path(folder) for label, folder in extras.items()}
     if args.threads:
         torch.set_num_threads(args.threads)
     data = splits()
-    archs = [a for a, _ in spread_archs(args.archs)]
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {"test_images": len(data.test)}
+    earlier = previous.get("settings", {})
+    settings = earlier | {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if v is not None}
+    settings |= {"extra": sorted({*earlier.get("extra", []), *args.extra}), "test_images": len(data.test)}
     names = {"sandwich": METHOD_NAME, "progressive": PROGRESSIVE_NAME}
-    rows = json.loads(RESULT.read_text())["rows"] if RESULT.exists() else []
-    done = {(row["method"], row["arch"]) for row in rows}
-    supernets: dict[str, dict[str, Any]] = {}
+    supernets = {m: previous.get("summary", {}).get(m, {}).get("training", {}) for m in complete}
     for method, folder in folders.items():
         supernet, info = load_supernet(folder)
         if method in names and (info["epochs"] != args.epochs or info["method"]["name"] != names[method]):
