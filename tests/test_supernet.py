@@ -16,6 +16,7 @@ from hwnas.errors import ArchError
 from hwnas.presets import get_space
 from hwnas.space import SearchSpace, StageSpace
 from hwnas.supernet import DynamicBatchNorm2d, Supernet
+from hwnas.supernet.elastic import sliced
 
 from conftest import PRESETS
 
@@ -120,6 +121,41 @@ MIXED = SearchSpace(
     ),
     feature_mix=64,
 )
+
+
+def _with_kernel_transform(seed: int) -> Supernet:
+    """A default-space supernet with OFA's kernel transformation, its matrices moved away from the identity."""
+    torch.manual_seed(seed)
+    net = Supernet(get_space("default"), kernel_transform=True)
+    with torch.no_grad():
+        for name, matrix in net.named_parameters():
+            if ".transform_" in name:
+                matrix.add_(0.2 * torch.randn_like(matrix))
+    return net
+
+
+@pytest.mark.parametrize("case", ["largest", "smallest", "sample0", "sample1", "sample2"])
+def test_a_kernel_transformed_supernet_extracts_the_builders_network_with_the_transformed_kernels(case: str) -> None:
+    net = _with_kernel_transform(0)
+    check_extract_and_forward(net, case_arch(net, case))
+
+
+def test_the_kernel_transformation_starts_as_the_centre_crop_and_chains_down_to_the_kernel() -> None:
+    torch.manual_seed(0)
+    fresh = Supernet(get_space("default"), kernel_transform=True)
+    conv = fresh.stages[1][0].depthwise.conv  # kernels 3, 5 and 7
+    assert conv.transformed == (5, 3)
+    assert {name for name, _ in conv.named_parameters()} == {"weight", "transform_7to5", "transform_5to3"}
+    for kernel in (3, 5, 7):
+        assert torch.equal(conv.kernel_weight((8, 1, kernel, kernel)), sliced(conv.weight, (8, 1, kernel, kernel)))
+    moved = _with_kernel_transform(0).stages[1][0].depthwise.conv
+    centre = sliced(moved.weight, (8, 1, 5, 5))
+    five = F.linear(centre.reshape(8, 25), moved.transform_7to5).reshape(8, 1, 5, 5)
+    three = F.linear(sliced(five, (8, 1, 3, 3)).reshape(8, 9), moved.transform_5to3).reshape(8, 1, 3, 3)
+    assert torch.allclose(moved.kernel_weight((8, 1, 5, 5)), five) and torch.allclose(moved.kernel_weight((8, 1, 3, 3)), three)
+    assert torch.equal(moved.kernel_weight((8, 1, 7, 7)), sliced(moved.weight, (8, 1, 7, 7)))
+    plain = Supernet(get_space("default"))
+    assert not any(".transform_" in name for name in plain.state_dict())  # off by default: the shipped supernet's keys
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -367,6 +367,21 @@ def test_the_cli_trains_resumes_and_evaluates_a_subnetwork(embedded_data, tmp_pa
     assert report["arch"] == arch and 0 <= report["val_accuracy"] <= 1 and report["val_images"] > 0
 
 
+def test_kernel_transform_is_trained_saved_and_loaded_and_a_rerun_without_it_is_refused(embedded_data, tmp_path: Path) -> None:
+    images, out = _image_folder(embedded_data, tmp_path / "images"), tmp_path / "sn"
+    space = _space_file(tmp_path / "space.json", channels=3, classes=4)
+    train = ["supernet", "train", "--space", space, "--data", images, "--out", out, "--epochs", "1", "--subnets", "1"]
+    result = hwnas(*train, "--kernel-transform", "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "kernel transformation" in json.loads(result.stdout)["method"]["kernel_transform"]
+    loaded, _ = load_supernet(out)
+    learned = {name: tensor for name, tensor in loaded.state_dict().items() if ".transform_" in name}
+    assert loaded.kernel_transform and learned  # trained: moved away from the identity they start as
+    assert any(not torch.equal(matrix, torch.eye(len(matrix))) for matrix in learned.values())
+    refused = hwnas(*train, "--threads", "1")  # the checkpoint holds a supernet of another kind
+    assert refused.returncode != 0 and "from other training" in refused.stderr and "Traceback" not in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -63,6 +63,13 @@ Method = Annotated[
         "progressive shrinking: the largest first, then kernel, depth and the rest elastic in turn)",
     ),
 ]
+KernelTransform = Annotated[
+    bool,
+    typer.Option(
+        "--kernel-transform",
+        help="smaller kernels through Once-for-All's learned transformation of the larger kernel's centre, not the centre",
+    ),
+]
 Fresh = Annotated[bool, typer.Option("--fresh", help="start training over instead of resuming the checkpoint in --out")]
 ArchOption = Annotated[
     str, typer.Option("--arch", help="architecture string of the supernet's space (hwnas space sample), or largest / smallest")
@@ -80,6 +87,7 @@ def supernet_train(
     seed: Seed = 0,
     subnets: Subnets = 2,
     method: Method = "sandwich",
+    kernel_transform: KernelTransform = False,
     threads: Threads = None,
     fresh: Fresh = False,
     accelerator: Accelerator = "auto",
@@ -107,20 +115,12 @@ def supernet_train(
     splits = load_data(data)
     search_space = _space_for_data(space, search_space, splits, log)
     check_inputs(search_space, recipe, splits, subnets, distributed.world_size if distributed is not None else 1, method)
-    run = _Training(search_space, recipe, splits, seed, subnets, threads, out, accelerator, distributed, method)
+    run = _Training(search_space, recipe, splits, seed, subnets, threads, out, accelerator, distributed, method, kernel_transform)
     trained = run.train(fresh=fresh, progress=not as_json and main, log=log)
     if not main:
         return
-    info = save_supernet(
-        out,
-        trained.supernet,
-        data=data_description(data, splits),
-        recipe=recipe,
-        seed=seed,
-        method=trained.method,
-        curve=trained.curve,
-        wall_time_s=trained.wall_time_s,
-    )
+    info = save_supernet(out, trained.supernet, data=data_description(data, splits), recipe=recipe, seed=seed,
+                         method=trained.method, curve=trained.curve, wall_time_s=trained.wall_time_s)  # fmt: skip
     if as_json:
         print_json(info | {"out": str(out)})
         return
@@ -189,6 +189,7 @@ class _Training:
     accelerator: str
     distributed: Distributed | None
     method: str = "sandwich"
+    kernel_transform: bool = False
 
     def train(self, fresh: bool, progress: bool, log: Callable[[str], None]) -> SupernetTraining:
         """Train (or resume) in ``out``; ``fresh`` removes its checkpoint first (rank 0, before any process reads it)."""
@@ -216,6 +217,7 @@ class _Training:
                 accelerator=self.accelerator,
                 distributed=distributed,
                 method=self.method,
+                kernel_transform=self.kernel_transform,
             )
 
 

@@ -46,7 +46,14 @@ class DynamicConv2d(nn.Module):
     """
 
     def __init__(
-        self, max_in: int, max_out: int, max_kernel: int = 1, stride: int = 1, depthwise: bool = False, bias: bool = False
+        self,
+        max_in: int,
+        max_out: int,
+        max_kernel: int = 1,
+        stride: int = 1,
+        depthwise: bool = False,
+        bias: bool = False,
+        transformed_kernels: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         if depthwise and max_in != max_out:
@@ -55,7 +62,25 @@ class DynamicConv2d(nn.Module):
         self.stride, self.depthwise = stride, depthwise
         self.weight = nn.Parameter(torch.empty(max_out, 1 if depthwise else max_in, max_kernel, max_kernel))
         self.bias = nn.Parameter(torch.empty(max_out)) if bias else None
+        # OFA's kernel transformation: each smaller kernel is a learned linear map (identity at first, one per layer
+        # and size, shared by the channels) of the next larger one's centre, instead of the centre itself
+        self.transformed = tuple(sorted({k for k in transformed_kernels if k < max_kernel}, reverse=True))
+        for big, small in zip((max_kernel, *self.transformed), self.transformed, strict=False):
+            self.register_parameter(f"transform_{big}to{small}", nn.Parameter(torch.eye(small * small)))
         self.reset_parameters()
+
+    def kernel_weight(self, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
+        """The weight a layer of ``shape`` uses: the first channels; a smaller kernel the centre crop of the largest, or
+        with the kernel transformation the chain of maps from the largest down to it."""
+        weight = sliced(self.weight, (*shape[:2], self.max_kernel, self.max_kernel))
+        size = self.max_kernel
+        for small in self.transformed:
+            if small < shape[-1]:
+                break
+            centre = sliced(weight, (*shape[:2], small, small))
+            matrix = getattr(self, f"transform_{size}to{small}")
+            weight, size = F.linear(centre.reshape(-1, small * small), matrix).reshape(centre.shape), small
+        return sliced(weight, shape)
 
     def reset_parameters(self) -> None:
         """MobileNetV3's initialisation (as torchvision's and OFA's): He normal over fan-out, zero bias."""
@@ -67,7 +92,7 @@ class DynamicConv2d(nn.Module):
         in_channels = x.size(1)
         out_channels = in_channels if self.depthwise else out_channels or self.max_out
         kernel = kernel or self.max_kernel
-        weight = sliced(self.weight, (out_channels, 1 if self.depthwise else in_channels, kernel, kernel))
+        weight = self.kernel_weight((out_channels, 1 if self.depthwise else in_channels, kernel, kernel))
         bias = None if self.bias is None else self.bias[:out_channels]
         groups = in_channels if self.depthwise else 1
         return F.conv2d(x, weight, bias, self.stride, (kernel - 1) // 2, groups=groups)  # padding as Conv2dNormActivation's
@@ -137,9 +162,17 @@ Sources = list[tuple[str, nn.Module]]  # (name of a layer in the built network, 
 class DynamicConvBN(nn.Module):
     """Convolution, BatchNorm and an optional activation: an elastic ``Conv2dNormActivation``."""
 
-    def __init__(self, max_in: int, max_out: int, max_kernel: int = 1, stride: int = 1, depthwise: bool = False) -> None:
+    def __init__(
+        self,
+        max_in: int,
+        max_out: int,
+        max_kernel: int = 1,
+        stride: int = 1,
+        depthwise: bool = False,
+        transformed_kernels: tuple[int, ...] = (),
+    ) -> None:
         super().__init__()
-        self.conv = DynamicConv2d(max_in, max_out, max_kernel, stride, depthwise)
+        self.conv = DynamicConv2d(max_in, max_out, max_kernel, stride, depthwise, transformed_kernels=transformed_kernels)
         self.bn = DynamicBatchNorm2d(max_out)
 
     def forward(
@@ -173,10 +206,11 @@ class DynamicMBConv(nn.Module):
         expand: bool,
         max_squeeze: int | None,
         sortable: bool = False,
+        transformed_kernels: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.expand = DynamicConvBN(max_in, max_mid) if expand else None
-        self.depthwise = DynamicConvBN(max_mid, max_mid, max_kernel, stride, depthwise=True)
+        self.depthwise = DynamicConvBN(max_mid, max_mid, max_kernel, stride, True, transformed_kernels)
         self.se = DynamicSE(max_mid, max_squeeze) if max_squeeze else None
         self.project = DynamicConvBN(max_mid, max_out)
         self.stride = stride

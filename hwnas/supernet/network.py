@@ -40,14 +40,15 @@ from hwnas.supernet.elastic import (
 class Supernet(nn.Module):
     """Once-for-All style weight-sharing network over every architecture of ``space``. See the module docstring."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, kernel_transform: bool = False) -> None:
         super().__init__()
         self.space = space
+        self.kernel_transform = kernel_transform  # OFA's kernel transformation (DynamicConv2d), recorded in supernet.json
         self.stem = build_op(space.op_keys(self.largest_arch())[0])  # nothing of the stem is searched
         stages, in_widths = [], (space.stem_channels,)
         for spec in space.stages:
             blocks = [
-                _largest_block(spec, in_widths if position == 0 else spec.widths, position)
+                _largest_block(spec, in_widths if position == 0 else spec.widths, position, kernel_transform)
                 for position in range(max(spec.depths))
             ]
             stages.append(nn.ModuleList(blocks))
@@ -100,7 +101,8 @@ class Supernet(nn.Module):
         for prefix, source in self._sources(arch):
             own = source.state_dict()
             for name, tensor in model.get_submodule(prefix).state_dict().items():
-                state[f"{prefix}.{name}"] = sliced(own[name], tensor.shape)
+                convolution = name == "weight" and isinstance(source, DynamicConv2d)  # a kernel possibly transformed
+                state[f"{prefix}.{name}"] = source.kernel_weight(tensor.shape) if convolution else sliced(own[name], tensor.shape)
         model.load_state_dict(state, strict=True)
         return model.to(self.classifier.weight.device).train(self.training)
 
@@ -149,7 +151,7 @@ class Supernet(nn.Module):
         return _extreme_arch(self.space, min)
 
 
-def _largest_block(spec: StageSpace, in_widths: tuple[int, ...], position: int) -> DynamicMBConv:
+def _largest_block(spec: StageSpace, in_widths: tuple[int, ...], position: int, kernel_transform: bool) -> DynamicMBConv:
     """The block at ``position`` of a stage, sized for every key the space can put there.
 
     Channel counts come from OpKey itself over all (input width, width, expansion, SE, activation)
@@ -164,7 +166,8 @@ def _largest_block(spec: StageSpace, in_widths: tuple[int, ...], position: int) 
     expand = any(key.expansion != 1 for key in keys)
     mid = max(key.mid_channels for key in keys)
     sortable = 1 not in spec.expansions
-    return DynamicMBConv(max(in_widths), mid, max(spec.widths), max(spec.kernels), stride, expand, squeeze, sortable)
+    transformed = spec.kernels if kernel_transform else ()
+    return DynamicMBConv(max(in_widths), mid, max(spec.widths), max(spec.kernels), stride, expand, squeeze, sortable, transformed)
 
 
 def _extreme_arch(space: SearchSpace, pick: Callable[..., Any]) -> Arch:

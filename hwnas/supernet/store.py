@@ -89,8 +89,10 @@ def load_supernet(folder: Path) -> tuple[Supernet, dict[str, Any]]:
     info = read_description(folder)
     info_path, weights = folder / INFO_FILE, folder / WEIGHTS_FILE
     space = _space(info, info_path)
+    method = info.get("method")
+    kernel_transform = isinstance(method, dict) and "kernel_transform" in method
     with torch.random.fork_rng(devices=[]):  # the initial weights are replaced: the caller's random stream is left alone
-        supernet = Supernet(space)
+        supernet = Supernet(space, kernel_transform=kernel_transform)
     state = read_state_dict(weights)
     misfit = _misfit(supernet, state)
     if misfit:

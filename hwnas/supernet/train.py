@@ -110,8 +110,20 @@ MAX_RANDOM_SUBNETS = 16
 TRACE_ENV = "HWNAS_DDP_TRACE"  # debug hook: see the module docstring
 
 
-def training_method(random_subnets: int = 2, method: str = "sandwich") -> dict[str, Any]:
-    """How the supernet is trained, as written into ``supernet.json`` and the checkpoint's fingerprint."""
+KERNEL_TRANSFORM = (
+    "each smaller depthwise kernel a learned linear map (identity at first, one per layer and size) of the next larger "
+    "one's centre (OFA's kernel transformation)"
+)
+
+
+def training_method(random_subnets: int = 2, method: str = "sandwich", kernel_transform: bool = False) -> dict[str, Any]:
+    """How the supernet is trained, as written into ``supernet.json`` and the checkpoint's fingerprint (which kind of
+    :class:`Supernet` it is, too: ``kernel_transform`` appears only when it is on, so older descriptions still read)."""
+    described = _method_description(random_subnets, method)
+    return described | ({"kernel_transform": KERNEL_TRANSFORM} if kernel_transform else {})
+
+
+def _method_description(random_subnets: int, method: str) -> dict[str, Any]:
     if method == "progressive":
         return {
             "name": PROGRESSIVE_NAME,
@@ -245,7 +257,8 @@ class _Run:
 
     def fingerprint(self) -> dict[str, Any]:
         space = self.supernet.space
-        identity = {"kind": "supernet", "space": space.hash, "method": training_method(self.random_subnets, self.method)}
+        described = training_method(self.random_subnets, self.method, self.supernet.kernel_transform)
+        identity = {"kind": "supernet", "space": space.hash, "method": described}
         resolution = max(space.resolutions)
         return training_fingerprint(self.supernet, self.data, self.recipe, resolution, space.in_channels, self.seed, identity)
 
@@ -264,6 +277,7 @@ def train_supernet(
     accelerator: str = "auto",
     distributed: Distributed | None = None,
     method: str = "sandwich",
+    kernel_transform: bool = False,
 ) -> SupernetTraining:
     """Train a :class:`Supernet` of ``space`` from scratch on ``data`` (see the module docstring).
 
@@ -273,14 +287,16 @@ def train_supernet(
     ``accelerator``: ``auto``, ``cpu`` or ``cuda``. ``distributed``: this process's place in a
     data-parallel run (its process group started, e.g. by :func:`hwnas.accelerator.distributed_session`);
     only its rank 0 writes the checkpoint, logs and shows progress. The supernet is returned on the CPU.
-    ``method``: ``sandwich`` or ``progressive`` (shrinking), see the module docstring.
+    ``method``: ``sandwich`` or ``progressive`` (shrinking), see the module docstring. ``kernel_transform``: smaller
+    kernels through Once-for-All's learned transformation (:class:`hwnas.supernet.elastic.DynamicConv2d`).
     """
     check_inputs(space, recipe, data, random_subnets, distributed.world_size if distributed else 1, method)
     device = resolve_device(accelerator, distributed.local_rank if distributed is not None else None)
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    run = _Run.start(Supernet(space), recipe, data, seed, random_subnets, device, distributed, method)
+    supernet = Supernet(space, kernel_transform=kernel_transform)
+    run = _Run.start(supernet, recipe, data, seed, random_subnets, device, distributed, method)
     points = _resume(run, checkpoint, log if run.is_main else None)
     if distributed is not None:
         distributed.broadcast_module(run.supernet)  # every process starts from rank 0's weights (all resumed alike)
@@ -295,7 +311,7 @@ def train_supernet(
                 log(_epoch_line(points[-1], recipe.epochs))
     run.supernet.set_active(run.supernet.largest_arch())
     run.supernet.to("cpu")
-    return SupernetTraining(run.supernet.eval(), points, training_method(random_subnets, method), threads)
+    return SupernetTraining(run.supernet.eval(), points, training_method(random_subnets, method, kernel_transform), threads)
 
 
 def _shard_loader(
