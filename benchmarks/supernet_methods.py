@@ -147,7 +147,8 @@ def main() -> None:
     settings = earlier | {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if v is not None}
     settings |= {"extra": sorted({*earlier.get("extra", []), *args.extra}), "test_images": len(data.test)}
     names = {"sandwich": METHOD_NAME, "progressive": PROGRESSIVE_NAME}
-    supernets = {m: previous.get("summary", {}).get(m, {}).get("training", {}) for m in complete}
+    recorded = {label: entry["training"] for label, entry in previous.get("summary", {}).items() if "training" in entry}
+    supernets = {label: training for label, training in recorded.items() if label not in folders}  # loaded: anew below
     for method, folder in folders.items():
         supernet, info = load_supernet(folder)
         if method in names and (info["epochs"] != args.epochs or info["method"]["name"] != names[method]):
