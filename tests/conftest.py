@@ -118,3 +118,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     ranked = sorted(enumerate(items), key=lambda entry: (_unit(entry[1])[0], entry[0]))
     items[:] = [item for _, item in ranked]
+
+
+def half_speed_factor(table_path: Path, device: str) -> float:
+    """What a table's times are multiplied by so that it reads as made on a day at half today's speed: twice the
+    ratio of today's times to the table's, re-timed now on three of its whole networks. Doubling the shipped figures
+    alone assumed the table's day ran at today's speed; this machine's speed moves from day to day (1.8x slower than
+    the shipped Intel table on 2026-12-06, when two tests built on that assumption failed on an idle machine)."""
+    from hwnas.devices import DeviceSpec, make_backend
+    from hwnas.paths import model_cache
+    from hwnas.presets import get_space
+    from latency_tables.drift import drift_with
+    from latency_tables.table import LatencyTable
+
+    backend = make_backend(DeviceSpec.from_toml(device))
+    table = LatencyTable.load(table_path)
+    check, _ = drift_with(table, backend, model_cache(), "test", {}, space=get_space("default"), networks=3)
+    assert check is not None, f"{table_path} has no whole networks to re-time"
+    return 2.0 * check.ratio

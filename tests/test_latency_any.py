@@ -35,7 +35,7 @@ from hwnas.predictors.layer_models import ALIGNMENTS, LayerLatencyModel
 from hwnas.predictors.network_latency import keys_latency, network_latency
 from hwnas.presets import get_space
 
-from conftest import REPO
+from conftest import REPO, half_speed_factor
 
 SHIPPED = REPO / "latency_tables" / "data"
 EPYC_ORT = SHIPPED / "default-host-cpu-onnxruntime-amd-epyc.json"  # real measurements (AMD EPYC, ONNX Runtime)
@@ -317,11 +317,12 @@ def test_family_factor_is_the_geometric_mean_over_the_family_and_mnasnet_names_s
         LatencyTable.from_json(broken)
 
 
-def doubled_table(source: Path, destination: Path) -> Path:
-    """``source`` with every time doubled: the table of a day the machine ran at half today's speed."""
+def doubled_table(source: Path, destination: Path, device: str) -> Path:
+    """``source`` as the table of a day the machine ran at half today's speed (:func:`conftest.half_speed_factor`)."""
+    factor = half_speed_factor(source, device)
     table = LatencyTable.load(source)
-    entries = {key: replace(entry, median_ms=entry.median_ms * 2) for key, entry in table.entries.items()}
-    networks = [network | {"median_ms": network["median_ms"] * 2} for network in table.networks]
+    entries = {key: replace(entry, median_ms=entry.median_ms * factor) for key, entry in table.entries.items()}
+    networks = [network | {"median_ms": network["median_ms"] * factor} for network in table.networks]
     return replace(table, entries=entries, networks=networks, references={}, drift=[]).save(destination)
 
 
@@ -339,7 +340,7 @@ def test_latency_measure_on_a_table_of_a_slower_day_states_the_drift_and_predict
     from hwnas.latency_tables.drift import device_table
 
     pytest.importorskip("ai_edge_litert", reason="the TFLite interpreter is not installed (pip install -e '.[tflite]')")
-    table = doubled_table(device_table(DeviceSpec.from_toml("host-tflite")), tmp_path / "doubled.json")
+    table = doubled_table(device_table(DeviceSpec.from_toml("host-tflite")), tmp_path / "doubled.json", "host-tflite")
     model = "torchvision:mobilenet_v2"
     done = hwnas_in_process("latency", model, "--device", "host-tflite", "--table", table, "--measure", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
