@@ -131,11 +131,13 @@ class TrainResult:
         return {name: value for name, value in self.__dict__.items() if name != "model"}
 
     def save(self, folder: Path) -> None:
-        """A run folder: ``result.json`` and the weights (state dict, loadable with ``weights_only=True``)."""
-        atomic_write_json(folder / "result.json", FORMATS["run-result"].stamp(self.to_json()))
+        """A run folder: the weights (state dict, loadable with ``weights_only=True``), then ``result.json``, so a kill
+        between the two never leaves a result naming weights that were not written (a resumed ``hwnas scale`` took such
+        a folder as finished and failed on its missing model.pt)."""
         if self.model is not None:
             state = self.model.state_dict()
             atomic_write(folder / "model.pt", lambda temp: torch.save(state, temp))
+        atomic_write_json(folder / "result.json", FORMATS["run-result"].stamp(self.to_json()))
 
 
 def train(
