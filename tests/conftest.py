@@ -120,11 +120,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for _, item in ranked]
 
 
-def half_speed_factor(table_path: Path, device: str) -> float:
-    """What a table's times are multiplied by so that it reads as made on a day at half today's speed: twice the
-    ratio of today's times to the table's, re-timed now on three of its whole networks. Doubling the shipped figures
-    alone assumed the table's day ran at today's speed; this machine's speed moves from day to day (1.8x slower than
-    the shipped Intel table on 2026-12-06, when two tests built on that assumption failed on an idle machine)."""
+def slower_day_factor(table_path: Path, device: str, slowdown: float = 4.0) -> float:
+    """What a table's times are multiplied by so that it reads as made on a day ``slowdown`` times slower than today:
+    ``slowdown`` x the ratio of today's times to the table's, re-timed now on three of its whole networks. Doubling the
+    shipped figures alone assumed the table's day ran at today's speed (this machine ran 1.8x slower than the shipped
+    Intel table on 2026-12-06, and two tests built on that assumption failed on an idle machine). A factor of 4, not 2:
+    under CI the other worker's load moved a re-timing 1.56x between this call and the test's own measurement (a
+    "half-speed" table then read 0.78), so the slower day must stand clear of the noise for the test to check the
+    mechanism, not the machine's mood."""
     from hwnas.devices import DeviceSpec, make_backend
     from hwnas.paths import model_cache
     from hwnas.presets import get_space
@@ -135,4 +138,4 @@ def half_speed_factor(table_path: Path, device: str) -> float:
     table = LatencyTable.load(table_path)
     check, _ = drift_with(table, backend, model_cache(), "test", {}, space=get_space("default"), networks=3)
     assert check is not None, f"{table_path} has no whole networks to re-time"
-    return 2.0 * check.ratio
+    return slowdown * check.ratio

@@ -35,7 +35,7 @@ from hwnas.predictors.layer_models import ALIGNMENTS, LayerLatencyModel
 from hwnas.predictors.network_latency import keys_latency, network_latency
 from hwnas.presets import get_space
 
-from conftest import REPO, half_speed_factor
+from conftest import REPO, slower_day_factor
 
 SHIPPED = REPO / "latency_tables" / "data"
 EPYC_ORT = SHIPPED / "default-host-cpu-onnxruntime-amd-epyc.json"  # real measurements (AMD EPYC, ONNX Runtime)
@@ -317,9 +317,9 @@ def test_family_factor_is_the_geometric_mean_over_the_family_and_mnasnet_names_s
         LatencyTable.from_json(broken)
 
 
-def doubled_table(source: Path, destination: Path, device: str) -> Path:
-    """``source`` as the table of a day the machine ran at half today's speed (:func:`conftest.half_speed_factor`)."""
-    factor = half_speed_factor(source, device)
+def slower_day_table(source: Path, destination: Path, device: str) -> Path:
+    """``source`` as the table of a day the machine ran 4x slower than today (:func:`conftest.slower_day_factor`)."""
+    factor = slower_day_factor(source, device)
     table = LatencyTable.load(source)
     entries = {key: replace(entry, median_ms=entry.median_ms * factor) for key, entry in table.entries.items()}
     networks = [network | {"median_ms": network["median_ms"] * factor} for network in table.networks]
@@ -330,26 +330,26 @@ def doubled_table(source: Path, destination: Path, device: str) -> Path:
 def test_latency_measure_on_a_table_of_a_slower_day_states_the_drift_and_predicts_in_todays_time(
     tmp_path: Path, hwnas_in_process
 ) -> None:
-    """The shipped host-TFLite table with its times doubled (no reference networks, as shipped): ``hwnas latency
+    """The shipped host-TFLite table as timed on a day 4x slower than today (no reference networks, as shipped): ``hwnas latency
     torchvision:mobilenet_v2 --measure`` re-times three of the table's own whole networks in the same rounds as the
-    model, states a ratio near 0.5, and predicts in today's time (table time x the ratio) close to what it measures; the
-    table-time figure, about 2x off, is kept and labelled. (0.91-0.98 of the measurement on 2026-12-04; 0.437 in CI
+    model, states a ratio near 0.25, and predicts in today's time (table time x the ratio) close to what it measures; the
+    table-time figure, about 4x off, is kept and labelled. (0.91-0.98 of the measurement on 2026-12-04; 0.437 in CI
     beside the other worker when the model was timed after the check, not in its rounds: the bound checks the
     mechanism, the figure is a measurement.)"""
     from hwnas.devices import DeviceSpec
     from hwnas.latency_tables.drift import device_table
 
     pytest.importorskip("ai_edge_litert", reason="the TFLite interpreter is not installed (pip install -e '.[tflite]')")
-    table = doubled_table(device_table(DeviceSpec.from_toml("host-tflite")), tmp_path / "doubled.json", "host-tflite")
+    table = slower_day_table(device_table(DeviceSpec.from_toml("host-tflite")), tmp_path / "slower.json", "host-tflite")
     model = "torchvision:mobilenet_v2"
     done = hwnas_in_process("latency", model, "--device", "host-tflite", "--table", table, "--measure", "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     drift = report["drift"]
-    assert "whole networks" in drift["how"] and len(drift["references"]) == 3 and 0.3 < drift["ratio"] < 0.75
+    assert "whole networks" in drift["how"] and len(drift["references"]) == 3 and 0.1 < drift["ratio"] < 0.6
     assert report["predicted_today_ms"] == pytest.approx(report["predicted"]["total_ms"] * drift["ratio"])
     assert report["predicted_over_measured"] == pytest.approx(report["predicted_today_ms"] / report["measured"]["median_ms"])
-    assert 0.5 < report["predicted_over_measured"] < 2.0  # table time alone: about 2.4x; how close: README (timings)
+    assert 0.5 < report["predicted_over_measured"] < 2.0  # table time alone: about 4x off; how close: README (timings)
     assert len(LatencyTable.load(table).drift) == 1  # recorded in a table of the user's, as every measuring verb does
     arch = "default:r32_c16[k3e6]_c32[k5e3,k3e3]_c48[k5e6sh]_c80[k3e6h]"  # small: a second conversion costs little
     shown = hwnas_in_process("latency", arch, "--device", "host-tflite", "--table", table, "--measure", "--no-layers")

@@ -1,9 +1,9 @@
 """One time frame: what a run reports is the device as it runs today, even when its table was timed at another speed.
 
-A table whose every time is doubled stands for a machine that runs twice as fast as when its table was made (on
-2026-12-02 a fresh clone met exactly that: 0.52x its shipped table). The run's drift check must find ~0.5, and the
+A table timed as on a day 4x slower than today stands for a machine that now runs faster than when its table was
+made (on 2026-12-02 a fresh clone met 0.52x its shipped table). The run's drift check must find ~0.25, and the
 headline predicted / measured ratio must compare the drift-corrected prediction with the measurement, not the
-table-time prediction (which would read as a predictor ~2x off).
+table-time prediction (which would read as a predictor ~4x off).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from hwnas.pipeline.context import RunContext
 from hwnas.pipeline.records import Records
 from hwnas.presets import get_space
 
-from conftest import half_speed_factor
+from conftest import slower_day_factor
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_RUN = REPO / "tests" / "data" / "run-2026-12-02"
 
 
-def doubled_table(device: str, into: Path) -> bool:
-    """The shipped table of ``device`` matching this CPU, every time x2, as the run's own profile; False if none matches."""
+def slower_day_table(device: str, into: Path) -> bool:
+    """The shipped table of ``device`` matching this CPU, timed as on a day 4x slower, as the run's own profile; False if none."""
     from hwnas.devices import DeviceSpec, make_backend
     from hwnas.latency_tables.table import matching_table
 
@@ -40,7 +40,7 @@ def doubled_table(device: str, into: Path) -> bool:
         return False
     data = json.loads(found.path.read_text())
     data["fingerprint"] = backend.fingerprint()  # a run's own profile records this exact CPU
-    factor = half_speed_factor(found.path, device)  # x2 of today's speed, not of the shipped table's day
+    factor = slower_day_factor(found.path, device)  # x4 of today's times, not of the shipped table's day
     for row in [*data["entries"], *data["networks"], *data.get("references", {}).values()]:
         for key in ("median_ms", "p10_ms", "p90_ms", "mean_ms"):
             if isinstance(row.get(key), float | int):
@@ -52,7 +52,7 @@ def doubled_table(device: str, into: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_a_table_timed_at_half_the_speed_gives_a_drift_corrected_headline(tmp_path: Path) -> None:
+def test_a_table_timed_at_a_quarter_of_the_speed_gives_a_drift_corrected_headline(tmp_path: Path) -> None:
     from hwnas.cli.run import prediction_line
     from hwnas.devices import make_backend
     from hwnas.latency_tables.convert import convert_all, network_job
@@ -63,7 +63,7 @@ def test_a_table_timed_at_half_the_speed_gives_a_drift_corrected_headline(tmp_pa
     from hwnas.pipeline.stages.search import SearchResult, Winner
 
     folder = tmp_path / "run"
-    if not doubled_table("host-ort", folder):
+    if not slower_day_table("host-ort", folder):
         pytest.skip("no shipped ONNX Runtime table matches this CPU")
     config = resolve_config(True, None, {"devices": ["host-ort"], "budget_ms": 50.0})
     context = RunContext(config, folder, Records.open(folder, ["test"]), get_space("default"), lambda _: None, False)
@@ -71,7 +71,7 @@ def test_a_table_timed_at_half_the_speed_gives_a_drift_corrected_headline(tmp_pa
         context.values[stage.STAGE.name] = stage.run(context)
     tables = context.result(table.TableResult)
     assert tables.primary.origin == table.RUN_PROFILED and tables.primary.drift_warn
-    assert 0.15 < tables.scale < 0.8  # half the doubled table, times this machine vs its shipped table (0.6-1.1x)
+    assert 0.08 < tables.scale < 0.6  # a quarter, with room for CI's load to move one timing 2x
     space = context.space
     arch = space.sample(7)
     context.values["search"] = SearchResult(best=Winner(arch.format()))  # no finish: the table stage's drift applies
