@@ -110,7 +110,28 @@ def fidelity() -> str:
         inherited, proxy = (f"{kinds[kind][0]:.4f}" if kind in kinds else "not yet" for kind in ("inherited", "proxy"))
         shown = f"`{arch.split(':', 1)[-1]}` ({predicted.get(arch, float('nan')):.3f})"
         lines.append(f"| {shown} | {inherited} | {proxy} | {standalone} |")
-    return "\n".join(lines) + "\n\n" + json.dumps(data["summary"], indent=1)
+    return "\n".join(lines) + "\n\n" + fidelity_agreement(data["summary"])
+
+
+FIDELITY_SIGNALS = {
+    "inherited_vs_standalone": "inherited weights (the supernet)",
+    "proxy_vs_standalone": "one-epoch proxy (today's per-candidate signal)",
+    "flops_vs_standalone": "FLOPs, more is better (no training)",
+    "params_vs_standalone": "parameters, more is better (no training)",
+    "predicted_latency_vs_standalone": "predicted latency, slower is better (no training)",
+    "ceiling_seed_vs_seed": "one stand-alone seed against the other (the ceiling)",
+}
+
+
+def fidelity_agreement(summary: dict[str, Any]) -> str:
+    """How each signal ranks the stand-alone means (the ceiling: one seed against the other)."""
+    lines = ["| ranked by | Kendall tau | 95% interval (bootstrap over networks) | Spearman |", "|---|---|---|---|"]
+    for key, label in FIDELITY_SIGNALS.items():
+        if key in summary:
+            agreement = summary[key]
+            low, high = agreement.get("kendall_tau_ci95", (float("nan"), float("nan")))
+            lines.append(f"| {label} | {agreement['kendall_tau']:.2f} | {low:.2f} .. {high:.2f} | {agreement['spearman']:.2f} |")
+    return "\n".join(lines)
 
 
 def final() -> str:

@@ -89,9 +89,13 @@ def save(rows: list[dict[str, Any]], settings: dict[str, Any]) -> list[dict[str,
     def merged(current: dict[str, Any]) -> dict[str, Any]:
         keyed = {(r["kind"], r["arch"], r["seed"]): r for r in [*current.get("rows", []), *rows] if r["arch"] in wanted}
         everything = list(keyed.values())
-        return {"settings": settings, "rows": everything, "summary": summarize(everything)}
+        return {"settings": settings, "rows": everything, "summary": summarize(everything, predicted_of(settings))}
 
     return update_locked(RESULT, merged)["rows"]
+
+
+def predicted_of(settings: dict[str, Any]) -> dict[str, float]:
+    return {entry["arch"]: entry["predicted_host_tflite_ms"] for entry in settings["archs"]}
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -129,10 +133,43 @@ def measure(kind: str, arch_text: str, seed: int, data: Any, supernet: Any, info
     return {"kind": kind, "arch": arch_text, "seed": seed, "test_accuracy": accuracy, "seconds": time.perf_counter() - started}
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Kendall tau and Spearman of inherited and proxy against the stand-alone mean, and of one seed against another."""
-    from scipy.stats import kendalltau, spearmanr
+def kendall(values: Any, reference: Any) -> float:
+    from scipy.stats import kendalltau
 
+    return float(kendalltau(values, reference).statistic)
+
+
+def agreement(values: list[float], reference: list[float], resamples: int = 2000) -> dict[str, Any]:
+    """Kendall tau and Spearman of ``values`` against ``reference``, with a 95% bootstrap interval of tau over the
+    networks (30 networks leave tau uncertain by about +-0.25: the interval says how much a difference means)."""
+    from scipy.stats import bootstrap, spearmanr
+
+    interval = bootstrap(
+        (np.asarray(values), np.asarray(reference)), kendall, paired=True, vectorized=False, n_resamples=resamples,
+        method="percentile", random_state=0,
+    ).confidence_interval
+    return {
+        "kendall_tau": kendall(values, reference),
+        "kendall_tau_ci95": [float(interval.low), float(interval.high)],
+        "spearman": float(spearmanr(values, reference).statistic),
+    }
+
+
+def zero_cost(arch_text: str) -> dict[str, float]:
+    """What a user ranks by without training: FLOPs and parameters (torch's counter, the builder's network)."""
+    from hwnas.builder import build_model, count_flops, count_params, input_shape
+    from hwnas.presets import get_space
+
+    space = get_space("default")
+    arch = space.parse(arch_text)
+    model = build_model(space, arch)
+    return {"flops": float(count_flops(model, input_shape(space, arch))), "params": float(count_params(model))}
+
+
+def summarize(rows: list[dict[str, Any]], predicted_ms: dict[str, float] | None = None) -> dict[str, Any]:
+    """Kendall tau and Spearman of inherited and proxy against the stand-alone mean, and of one seed against another;
+    beside them the zero-cost rankings (FLOPs, parameters, predicted latency: bigger is better) and inherited against
+    each single seed, which is what the seed-vs-seed ceiling compares like with like."""
     table: dict[str, dict[str, dict[int, float]]] = {}
     for row in rows:
         table.setdefault(row["arch"], {}).setdefault(row["kind"], {})[row["seed"]] = row["test_accuracy"]
@@ -143,24 +180,23 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if len(complete) < 3 or not seeds:
         return {"networks_complete": len(complete)}
     standalone = [float(np.mean([table[a]["standalone"][s] for s in seeds])) for a in complete]
-
-    def agreement(values: list[float], reference: list[float]) -> dict[str, float]:
-        return {
-            "kendall_tau": float(kendalltau(values, reference).statistic),
-            "spearman": float(spearmanr(values, reference).statistic),
-        }
-
+    inherited = [table[a]["inherited"][0] for a in complete]
+    costs = [zero_cost(a) for a in complete]
     summary: dict[str, Any] = {
         "networks_complete": len(complete),
         "seeds": seeds,
-        "inherited_vs_standalone": agreement([table[a]["inherited"][0] for a in complete], standalone),
+        "inherited_vs_standalone": agreement(inherited, standalone),
         "proxy_vs_standalone": agreement([table[a]["proxy"][0] for a in complete], standalone),
+        "flops_vs_standalone": agreement([c["flops"] for c in costs], standalone),
+        "params_vs_standalone": agreement([c["params"] for c in costs], standalone),
         "standalone_accuracy_range": [min(standalone), max(standalone)],
     }
+    if predicted_ms:
+        summary["predicted_latency_vs_standalone"] = agreement([predicted_ms[a] for a in complete], standalone)
     if len(seeds) >= 2:
-        summary["ceiling_seed_vs_seed"] = agreement(
-            [table[a]["standalone"][seeds[0]] for a in complete], [table[a]["standalone"][seeds[1]] for a in complete]
-        )
+        first, second = ([table[a]["standalone"][seed] for a in complete] for seed in seeds[:2])
+        summary["ceiling_seed_vs_seed"] = agreement(first, second)
+        summary["inherited_vs_single_seed_mean_tau"] = float(np.mean([kendall(inherited, one) for one in (first, second)]))
     return summary
 
 
@@ -170,7 +206,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="K/N: every N-th unit from the K-th")
+    parser.add_argument("--summary", action="store_true", help="only recompute the file's summary from its rows")
     args = parser.parse_args()
+    if args.summary:
+        recorded = json.loads(RESULT.read_text())
+        save(recorded["rows"], recorded["settings"])
+        print(json.dumps(json.loads(RESULT.read_text())["summary"], indent=2))
+        return
     import torch
 
     from hwnas.supernet.store import load_supernet
@@ -212,7 +254,7 @@ def main() -> None:
         score = f"{row['test_accuracy']:.4f} ({row['seconds']:.0f} s)"
         print(f"[{index + 1}/{len(plan)}] {kind} seed {seed}: {score} {arch}", flush=True)
     rows = save(rows, settings)
-    print(json.dumps(summarize(rows), indent=2))
+    print(json.dumps(summarize(rows, predicted_of(settings)), indent=2))
 
 
 if __name__ == "__main__":
