@@ -129,7 +129,7 @@ def fidelity_agreement(summary: dict[str, Any]) -> str:
     for key, label in FIDELITY_SIGNALS.items():
         if key in summary:
             agreement = summary[key]
-            low, high = agreement.get("kendall_tau_ci95", (float("nan"), float("nan")))
+            low, high = agreement["kendall_tau_ci95"]
             lines.append(f"| {label} | {agreement['kendall_tau']:.2f} | {low:.2f} .. {high:.2f} | {agreement['spearman']:.2f} |")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ Writes ``benchmarks/results/supernet_fidelity.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from dataclasses import replace
@@ -155,8 +156,10 @@ def agreement(values: list[float], reference: list[float], resamples: int = 2000
     }
 
 
+@functools.cache
 def zero_cost(arch_text: str) -> dict[str, float]:
-    """What a user ranks by without training: FLOPs and parameters (torch's counter, the builder's network)."""
+    """What a user ranks by without training: FLOPs and parameters (torch's counter, the builder's network); cached,
+    since every saved row summarizes the file again and a network's FLOPs never change."""
     from hwnas.builder import build_model, count_flops, count_params, input_shape
     from hwnas.presets import get_space
 
@@ -166,7 +169,7 @@ def zero_cost(arch_text: str) -> dict[str, float]:
     return {"flops": float(count_flops(model, input_shape(space, arch))), "params": float(count_params(model))}
 
 
-def summarize(rows: list[dict[str, Any]], predicted_ms: dict[str, float] | None = None) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], predicted_ms: dict[str, float]) -> dict[str, Any]:
     """Kendall tau and Spearman of inherited and proxy against the stand-alone mean, and of one seed against another;
     beside them the zero-cost rankings (FLOPs, parameters, predicted latency: bigger is better) and inherited against
     each single seed, which is what the seed-vs-seed ceiling compares like with like."""
@@ -189,10 +192,9 @@ def summarize(rows: list[dict[str, Any]], predicted_ms: dict[str, float] | None 
         "proxy_vs_standalone": agreement([table[a]["proxy"][0] for a in complete], standalone),
         "flops_vs_standalone": agreement([c["flops"] for c in costs], standalone),
         "params_vs_standalone": agreement([c["params"] for c in costs], standalone),
+        "predicted_latency_vs_standalone": agreement([predicted_ms[a] for a in complete], standalone),
         "standalone_accuracy_range": [min(standalone), max(standalone)],
     }
-    if predicted_ms:
-        summary["predicted_latency_vs_standalone"] = agreement([predicted_ms[a] for a in complete], standalone)
     if len(seeds) >= 2:
         first, second = ([table[a]["standalone"][seed] for a in complete] for seed in seeds[:2])
         summary["ceiling_seed_vs_seed"] = agreement(first, second)
