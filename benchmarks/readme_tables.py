@@ -1,8 +1,9 @@
 """The README's supernet tables, printed as Markdown from the results files (so a table is never copied by hand).
 
-    .venv/bin/python benchmarks/readme_tables.py equal-cost | strategies | fidelity | final
+    .venv/bin/python benchmarks/readme_tables.py equal-cost | equal-cost-once | strategies | fidelity | final
 
-``equal-cost``: every row of ``supernet_equal_cost.json``, then per budget the mean of each difference with its 95%
+``equal-cost``: every row of ``supernet_equal_cost.json`` (``equal-cost-once``: of ``supernet_equal_cost_once.json``,
+the supernet's training counted once per budget), then per budget the mean of each difference with its 95%
 t-interval over seeds beside the stand-alone range of the networks within the budget (``supernet_equal_cost_spread.json``).
 ``strategies``: ``search_strategies_supernet.json`` per strategy. ``fidelity``: ``supernet_fidelity.json``'s complete
 networks with the rank agreement. ``final``: the specialized networks against 12 epochs of scratch training.
@@ -36,8 +37,8 @@ def _cpu(row: dict[str, Any]) -> str:
     return "Xeon" if "Xeon" in cpu else "EPYC" if "EPYC" in cpu else cpu
 
 
-def equal_cost() -> str:
-    rows = json.loads((RESULTS / "supernet_equal_cost.json").read_text())["rows"]
+def equal_cost(results_file: str = "supernet_equal_cost.json") -> str:
+    rows = json.loads((RESULTS / results_file).read_text())["rows"]
     spread = json.loads((RESULTS / "supernet_equal_cost_spread.json").read_text())
     rows.sort(key=lambda r: (BUDGET_ORDER.index(r["budget_name"]), r["seed"]))
     lines = [
@@ -161,7 +162,8 @@ def final() -> str:
 
 
 def main() -> None:
-    tables = {"equal-cost": equal_cost, "strategies": strategies, "fidelity": fidelity, "final": final}
+    tables = {"equal-cost": equal_cost, "equal-cost-once": lambda: equal_cost("supernet_equal_cost_once.json"),
+              "strategies": strategies, "fidelity": fidelity, "final": final}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", choices=sorted(tables))
     print(tables[parser.parse_args().table]())
