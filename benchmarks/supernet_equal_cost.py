@@ -76,10 +76,6 @@ def supernet_arm(budget: float, seed: int, trials: int, finetune_epochs: int) ->
             "score": network.inherited_accuracy}  # fmt: skip
 
 
-def fbnetv3_folder(budget: float, seed: int, seconds: float) -> Path:
-    return WORK / f"fbnetv3-{budget:g}ms-seed{seed}-{seconds:.0f}s"
-
-
 def fbnetv3_arm(budget: float, seed: int, seconds: float) -> dict[str, Any]:
     """Per-candidate FBNetV3 search at the default settings until its measured wall time reaches ``seconds``."""
     from hwnas.fileio import atomic_write_json
@@ -90,7 +86,7 @@ def fbnetv3_arm(budget: float, seed: int, seconds: float) -> dict[str, Any]:
 
     space = get_space("default")
     latency = load_device_latency(DEVICE, space, TABLE, allow_mismatch=True)
-    out = fbnetv3_folder(budget, seed, seconds)
+    out = WORK / f"fbnetv3-{budget:g}ms-seed{seed}-{seconds:.0f}s"
     progress_file = out / "elapsed.json"
     progress = json.loads(progress_file.read_text()) if progress_file.exists() else {"elapsed_s": 0.0, "trials": 0}
     executor = make_executor()
@@ -110,29 +106,16 @@ def fbnetv3_arm(budget: float, seed: int, seconds: float) -> dict[str, Any]:
     if best is None:
         raise SystemExit(f"the per-candidate search at {budget:g} ms found nothing within the budget")
     return {"arch": best["arch"], "wall_s": progress["elapsed_s"], "trials": progress["trials"],
-            "predicted_ms": best["predicted_latency_ms"], "score": best["accuracy"]} | training_share(out, seed)  # fmt: skip
+            "predicted_ms": best["predicted_latency_ms"], "score": best["accuracy"]
+            } | training_share(summary["trials"], executor.slots, progress["elapsed_s"])  # fmt: skip
 
 
-def training_share(out: Path, seed: int) -> dict[str, Any]:
+def training_share(trials: list[dict[str, Any]], workers: int, elapsed_s: float) -> dict[str, Any]:
     """How much of the per-candidate search's wall clock its workers spent training (the rest: resuming the study and
-    planning every :data:`STEP` trials, which an uninterrupted search of the same length would mostly not pay).
-
-    The sum of the trials' own training times over the workers that ran them in parallel, against the elapsed time;
-    empty when the study is no longer on disk (rows of another machine)."""
-    import optuna
-
-    from hwnas.search.executors import split_cores
-
-    database = out / "search.db"
-    if not database.exists():
-        return {}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=f"fbnetv3-seed{seed}", storage=f"sqlite:///{database.resolve()}")
-    trained = sum(float(trial.user_attrs.get("wall_time_s") or 0.0) for trial in study.get_trials(deepcopy=False))
-    workers = split_cores(None)[0]
-    progress = json.loads((out / "elapsed.json").read_text())
-    return {"trials_training_s": trained, "workers": workers,
-            "training_share": trained / workers / progress["elapsed_s"]}  # fmt: skip
+    planning every :data:`STEP` trials, which an uninterrupted search of the same length would mostly not pay): the
+    sum of the trials' own training times (the search summary's) over the workers that ran them in parallel."""
+    trained = sum(float(trial.get("wall_time_s") or 0.0) for trial in trials)
+    return {"trials_training_s": trained, "workers": workers, "training_share": trained / workers / elapsed_s}
 
 
 def scratch_accuracy(arch_text: str, seed: int, epochs: int, data: Any, recipe: Any) -> float:
@@ -278,10 +261,6 @@ def main() -> None:
     if previous["settings"] != settings:  # never drop finished rows for a changed setting
         raise SystemExit(f"{args.out} holds rows of other settings ({previous['settings']}): give another --out")
     rows: list[dict[str, Any]] = previous.get("rows", [])
-    for row in rows:  # rows written before the share was recorded, while their study is still here
-        if "training_share" not in row["fbnetv3"]:
-            folder = fbnetv3_folder(row["budget_ms"], row["seed"], row["equal_wall_s"])
-            row["fbnetv3"] |= training_share(folder, row["seed"])
     for seed in range(args.seeds):
         for name in args.budgets:
             if any(row["budget_name"] == name and row["seed"] == seed for row in rows):
