@@ -98,6 +98,68 @@ def test_every_strategy_scores_candidates_by_inherited_accuracy(
     assert len({trial["accuracy"] for trial in summary["trials"]}) > 1  # the subnetworks do score apart
 
 
+def _finishing_executor(folder: Path, newest_first: bool):
+    """Real inherited scoring with two slots, where of the candidates running the oldest (or the newest) always finishes
+    first: the two orders a pool of two workers can give when their candidates take unequal times."""
+    from hwnas.search.inherited import InheritedExecutor
+
+    class FinishingExecutor(InheritedExecutor):
+        def __init__(self) -> None:
+            super().__init__(folder, threads=1)
+            self.slots = 2
+            self.asked: dict[object, int] = {}
+
+        def submit(self, job):
+            handle = super().submit(job)
+            self.asked[handle] = len(self.asked)
+            return handle
+
+        def wait_any(self, handles, timeout=None):
+            first = (max if newest_first else min)(handles, key=self.asked.__getitem__)
+            return [(first, first.result())]
+
+    return FinishingExecutor()
+
+
+def _search_telling(config, executor) -> tuple[list[str], list[int]]:
+    """The architectures a search trained (by trial number) and the trial numbers in the order the loop told them."""
+    from hwnas.search.loop import SearchLoop
+
+    loop = SearchLoop(config)
+    told: list[int] = []
+    record = loop._record
+
+    def spy(entry, result):
+        told.append(entry.trial.number)
+        return record(entry, result)
+
+    loop._record = spy
+    summary = loop.run(executor)
+    trained = [trial["arch"] for trial in sorted(summary["trials"], key=lambda trial: trial["number"])]
+    return trained, told
+
+
+@pytest.mark.parametrize("in_order", [True, False], ids=["in-order", "as-finished"])
+def test_in_order_tells_results_as_asked_so_a_search_repeats_whichever_worker_is_faster(
+    device, supernet_dir: Path, tmp_path: Path, in_order: bool
+) -> None:
+    from dataclasses import replace
+
+    searches = {}
+    for newest_first in (False, True):
+        config = replace(_config(device, tmp_path / f"newest-first-{newest_first}", supernet_dir, "evolution"), in_order=in_order)
+        searches[newest_first] = _search_telling(config, _finishing_executor(supernet_dir, newest_first))
+    for trained, told in searches.values():
+        assert len(trained) == len(told) == 12 and len(set(told)) == 12
+    assert searches[False][1] == sorted(searches[False][1])  # oldest first: told as asked either way
+    trained, told = searches[True]
+    if in_order:
+        assert told == sorted(told)  # trial n told before trial n + 1, though n + 1 finished first
+        assert searches[False][0] == trained  # evolution asks from what it was told: the same search either way
+    else:
+        assert told[0] > told[-1] == min(told)  # told as finished: the first asked waited behind every newer one
+
+
 def test_a_study_made_without_the_supernet_is_not_resumed_with_it_and_vice_versa(
     device, supernet_dir: Path, tmp_path: Path
 ) -> None:
@@ -122,7 +184,8 @@ def test_the_library_checks_the_supernet_and_makes_its_executor(device, supernet
     with pytest.raises(UserError, match=r"is of space 'default'.*the search's space 'other'"):
         make_search_config(other, device, 0.6, SearchSettings(supernet=supernet_dir), tmp_path / "s")
     config = make_search_config(SPACE, device, 0.6, SearchSettings(supernet=supernet_dir), tmp_path / "s")
-    assert (config.train_images, config.val_images, config.supernet) == (256, 1000, supernet_dir)
+    assert (config.train_images, config.val_images, config.supernet, config.in_order) == (256, 1000, supernet_dir, False)
+    assert make_search_config(SPACE, device, 0.6, SearchSettings(supernet=supernet_dir, in_order=True), tmp_path / "o").in_order
     assert config.identity()["supernet"] == f"sha256:{file_sha256(supernet_dir / 'supernet.pt')[:16]}"
     assert isinstance(make_executor(inline=True, supernet=supernet_dir), InheritedExecutor)
     with pytest.raises(UserError, match="leave out --ray"):

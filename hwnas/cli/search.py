@@ -42,6 +42,16 @@ SupernetBn = Annotated[
 ]
 
 
+InOrder = Annotated[
+    bool,
+    typer.Option(
+        "--in-order/--as-finished",
+        help="tell the strategy each result in the order it was asked for, so a seed's search with several workers "
+        "repeats exactly (a worker may wait for a slower one); --as-finished tells each as soon as it is done",
+    ),
+]
+
+
 # --margin: a fraction, or "auto" (hwnas.search.api.parse_margin)
 Margin = Annotated[str, typer.Option(help="search under budget x (1 - margin), room for predictor error; auto: held-out error")]
 
@@ -70,6 +80,7 @@ def search_command(
     supernet_bn_images: SupernetBn = D.supernet_bn_images,
     data: DataSource = None,
     workers: Annotated[int | None, typer.Option(min=1, help="local worker processes (default: one per core)")] = None,
+    in_order: InOrder = D.in_order,
     ray: Ray = None,
     out: Annotated[Path | None, typer.Option(help="search folder (default: runs/search-<time>)")] = None,
     seed: Annotated[int, typer.Option(help="seed of the strategy and of every training")] = 0,
@@ -109,6 +120,7 @@ def search_command(
         supernet=supernet,
         supernet_val_images=supernet_val_images,
         supernet_bn_images=supernet_bn_images,
+        in_order=in_order,
     )
     out = out or runs_dir() / time.strftime("search-%Y%m%d-%H%M%S")
     config = _config(device, budget_ms, space, settings, data, out, seed, table, storage, quiet=as_json)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from hwnas.cli.common import JsonFlag, Seed, app, console, esc, print_json, quiet_or_log
-from hwnas.cli.search import Supernet, SupernetBn, SupernetVal
+from hwnas.cli.search import InOrder, Supernet, SupernetBn, SupernetVal
 from hwnas.search.api import DEFAULTS as D
 
 Devices = Annotated[
@@ -41,6 +41,7 @@ def specialize_command(
     supernet_bn_images: SupernetBn = D.supernet_bn_images,
     out: Annotated[Path | None, typer.Option(help="folder (default: runs/specialize-<time>); rerun to resume")] = None,
     seed: Seed = 0,
+    in_order: InOrder = D.in_order,
     as_json: JsonFlag = False,
 ) -> None:
     """From one supernet, the most accurate network within each budget on each device: searched on inherited weights,
@@ -63,6 +64,7 @@ def specialize_command(
         supernet_val_images=supernet_val_images,
         supernet_bn_images=supernet_bn_images,
         top_k=top_k,
+        in_order=in_order,
     )
     out = out or _default_out()
     report = _run(folder, list(dict.fromkeys(device)), budgets, settings, out, space, finetune_epochs, seed, as_json)

@@ -41,6 +41,9 @@ class SearchSettings:
     supernet_val_images: int = 1000  # validation images an inherited candidate is scored on (0: all)
     supernet_bn_images: int = 256  # training images its BatchNorm statistics are re-estimated from (1 to 512)
     supernet_trials: int = 200  # hwnas search's --trials when --supernet is given and --trials is not
+    # tell the strategy results in the order it asked for them: with several workers a seed's search repeats exactly
+    # (hwnas.search.loop.SearchConfig.in_order)
+    in_order: bool = False
 
 
 DEFAULTS = SearchSettings()
@@ -99,6 +102,7 @@ def make_search_config(
         storage=storage,
         drift=drift,
         supernet=settings.supernet,
+        in_order=settings.in_order,
     )
 
 

@@ -75,6 +75,10 @@ class SearchConfig:
     # training, never mix in one study
     supernet: Path | None = None
     supernet_sha256: str | None = None
+    # tell the strategy each result in the order its candidate was asked, not as it finishes: with several workers the
+    # search then repeats exactly for a seed (what the strategy asks next never depends on which worker was faster),
+    # at the cost of a worker waiting for an older, slower candidate; not part of the identity (trials mix safely)
+    in_order: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.margin < 1:
@@ -372,6 +376,7 @@ class SearchLoop:
 
     def _loop(self, executor: Executor, started: float, on_progress: Callable[[Progress], None] | None) -> None:
         running = self.running
+        finished: dict[Any, Any] = {}  # handle -> result, in the order they finished, until they are told
         while True:
             while len(running) < executor.slots:
                 with self._study_lock():  # one hold for the look and the ask: no pair given out twice
@@ -383,12 +388,25 @@ class SearchLoop:
                 running[handle] = entry
             if not running:
                 break
-            for handle, result in executor.wait_any(list(running)):
-                entry = running.pop(handle)
+            finished.update(executor.wait_any([handle for handle in running if handle not in finished]))
+            for handle in self._to_tell(running, finished):
+                entry, result = running.pop(handle), finished.pop(handle)
                 attrs = self._record(entry, result)
                 self.seen.add(entry.trial.number)
                 if on_progress:
                     on_progress(self._progress(started, attrs))
+
+    def _to_tell(self, running: dict[Any, _Running], finished: dict[Any, Any]) -> list[Any]:
+        """The finished handles to tell now: all of them as they finished, or (``in_order``) the ones asked before any
+        still running, so the strategy hears of trial n before it is asked for trial n + slots, however long each took."""
+        if not self.config.in_order:
+            return list(finished)
+        told = []
+        for handle in running:  # a dict keeps the order its handles were asked in
+            if handle not in finished:
+                break
+            told.append(handle)
+        return told
 
     def _interrupt_running(self) -> None:
         """Ctrl-C, SIGTERM or an error mid-search: this process's running trials are stored as interrupted (not failed),
