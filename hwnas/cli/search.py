@@ -47,7 +47,7 @@ InOrder = Annotated[
     typer.Option(
         "--in-order/--as-finished",
         help="tell the strategy each result in the order it was asked for, so a seed's search with several workers "
-        "repeats exactly (a worker may wait for a slower one); --as-finished tells each as soon as it is done",
+        "repeats exactly (a worker may wait for a slower one), or as soon as each is done (faster)",
     ),
 ]
 

@@ -41,8 +41,9 @@ class SearchSettings:
     supernet_val_images: int = 1000  # validation images an inherited candidate is scored on (0: all)
     supernet_bn_images: int = 256  # training images its BatchNorm statistics are re-estimated from (1 to 512)
     supernet_trials: int = 200  # hwnas search's --trials when --supernet is given and --trials is not
-    # tell the strategy results in the order it asked for them: with several workers a seed's search repeats exactly
-    # (hwnas.search.loop.SearchConfig.in_order)
+    # tell the strategy results in the order it asked for them, so a seed's search with several workers repeats exactly
+    # (hwnas.search.loop.SearchConfig.in_order); off by default: a worker then waits for the older candidate, which
+    # made the supernet arm's 200-candidate search 93 s instead of 65-71 s (benchmarks/search_repeatability.py)
     in_order: bool = False
 
 

@@ -388,8 +388,11 @@ class SearchLoop:
                 running[handle] = entry
             if not running:
                 break
-            finished.update(executor.wait_any([handle for handle in running if handle not in finished]))
-            for handle in self._to_tell(running, finished):
+            to_tell = self._to_tell(running, finished)
+            if not to_tell:
+                finished.update(executor.wait_any([handle for handle in running if handle not in finished]))
+                to_tell = self._to_tell(running, finished)
+            for handle in to_tell:
                 entry, result = running.pop(handle), finished.pop(handle)
                 attrs = self._record(entry, result)
                 self.seen.add(entry.trial.number)
@@ -397,16 +400,13 @@ class SearchLoop:
                     on_progress(self._progress(started, attrs))
 
     def _to_tell(self, running: dict[Any, _Running], finished: dict[Any, Any]) -> list[Any]:
-        """The finished handles to tell now: all of them as they finished, or (``in_order``) the ones asked before any
-        still running, so the strategy hears of trial n before it is asked for trial n + slots, however long each took."""
+        """The finished handles to tell now: all of them, as they finished; or (``in_order``) the oldest asked, once it
+        is done and alone, so the next ask follows it: trial n + slots is always asked right after trial n is told,
+        whichever worker was faster, and the strategy asks from the same knowledge on every run."""
         if not self.config.in_order:
             return list(finished)
-        told = []
-        for handle in running:  # a dict keeps the order its handles were asked in
-            if handle not in finished:
-                break
-            told.append(handle)
-        return told
+        oldest = next(iter(running))  # a dict keeps the order its handles were asked in
+        return [oldest] if oldest in finished else []
 
     def _interrupt_running(self) -> None:
         """Ctrl-C, SIGTERM or an error mid-search: this process's running trials are stored as interrupted (not failed),
