@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from hwnas.cli.common import JsonFlag, Seed, app, console, esc, print_json, quiet_or_log
-from hwnas.cli.search import InOrder, Supernet, SupernetBn, SupernetVal
+from hwnas.cli.search import InOrder, Supernet, SupernetBn, SupernetVal, supernet_folder
 from hwnas.search.api import DEFAULTS as D
 
 Devices = Annotated[
@@ -55,7 +55,7 @@ def specialize_command(
     for spec in device:  # a mistyped device is one line before the supernet loads (a table device: when it is read)
         if not is_table_device(spec):
             DeviceSpec.from_toml(spec)
-    folder = _supernet_folder(supernet)
+    folder = supernet_folder(supernet)
     space = _space_of(folder)
     settings = SearchSettings(
         strategy=strategy,
@@ -72,12 +72,6 @@ def specialize_command(
         print_json(report.to_json() | {"out": str(out)})
     else:
         _show(report, out)
-
-
-def _supernet_folder(text: Path) -> Path:
-    from hwnas.supernets import resolve_supernet
-
-    return resolve_supernet(text)
 
 
 def _space_of(folder: Path) -> Any:
