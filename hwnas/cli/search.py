@@ -99,8 +99,9 @@ def search_command(
     with the same --out after an interruption and it resumes without retraining anything.
     """
     from hwnas.search.executors import check_executor_options
+    from hwnas.supernets import resolve_supernet
 
-    supernet = supernet_folder(supernet) if supernet is not None else None
+    supernet = resolve_supernet(supernet) if supernet is not None else None
     check_executor_options(workers, ray, supernet)
     trials = trials or (D.supernet_trials if supernet is not None else D.trials)
     settings = SearchSettings(
@@ -122,13 +123,6 @@ def search_command(
     out = out or runs_dir() / time.strftime("search-%Y%m%d-%H%M%S")
     config = _config(device, budget_ms, space, settings, data, out, seed, table, storage, quiet=as_json)
     _search_and_show(config, settings, out, workers, ray, measure, as_json)
-
-
-def supernet_folder(given: Path) -> Path:
-    """``--supernet``: a folder, or the name of a shipped supernet (``default``); a missing one is one line."""
-    from hwnas.supernets import resolve_supernet
-
-    return resolve_supernet(given)
 
 
 def _search_and_show(

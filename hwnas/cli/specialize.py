@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from hwnas.cli.common import JsonFlag, Seed, app, console, esc, print_json, quiet_or_log
-from hwnas.cli.search import InOrder, Supernet, SupernetBn, SupernetVal, supernet_folder
+from hwnas.cli.search import InOrder, Supernet, SupernetBn, SupernetVal
 from hwnas.search.api import DEFAULTS as D
 
 Devices = Annotated[
@@ -50,12 +50,13 @@ def specialize_command(
     from hwnas.devices.spec import is_table_device
     from hwnas.search.api import SearchSettings
     from hwnas.search.specialize import parse_budgets
+    from hwnas.supernets import resolve_supernet
 
     budgets = parse_budgets(budget_ms)
     for spec in device:  # a mistyped device is one line before the supernet loads (a table device: when it is read)
         if not is_table_device(spec):
             DeviceSpec.from_toml(spec)
-    folder = supernet_folder(supernet)
+    folder = resolve_supernet(supernet)
     space = _space_of(folder)
     settings = SearchSettings(
         strategy=strategy,
