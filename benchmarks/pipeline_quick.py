@@ -9,7 +9,9 @@ shared VM it, not the code, can decide the figure.
 
 Writes ``benchmarks/results/pipeline_quick.json`` (``pipeline_default.json`` with ``--default``, the README's
 first command, whose aim is about 20 minutes; run it from a fresh clone and pass the install's seconds with
-``--install-s`` to time what a new user waits for).
+``--install-s`` to time what a new user waits for). With ``--supernet default`` the run searches on the shipped
+supernet's inherited weights instead, written beside the trained search's file (``pipeline_default_supernet.json``),
+so the two can be compared run against run in one session.
 
     flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/pipeline_quick.py [--default] [--keep DIR] [--install-s S]
 """
@@ -47,21 +49,28 @@ def stage_times(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def default_results_name(default: bool, supernet: str | None) -> str:
+    """The results file of a run: the default and the quick run apart, and a supernet run beside (never over) them."""
+    return f"pipeline_{'default' if default else 'quick'}{'_supernet' if supernet else ''}.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (default: a temporary folder, removed)")
     parser.add_argument("--default", action="store_true", help="time `hwnas run` with its defaults instead of --quick")
     parser.add_argument("--install-s", type=float, help="seconds the fresh clone's install took (recorded beside the run)")
+    parser.add_argument("--supernet", help="pass `--supernet DIR|default` to `hwnas run`: its search on inherited weights")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    args.out = args.out or RESULTS / ("pipeline_default.json" if args.default else "pipeline_quick.json")
+    args.out = args.out or RESULTS / default_results_name(args.default, args.supernet)
 
     temporary = None if args.keep else Path(tempfile.mkdtemp(prefix="hwnas-pipeline-quick-"))
     folder = args.keep or (temporary / "run")  # type: ignore[operator]
     if folder.exists():
         shutil.rmtree(folder)
     load_before = os.getloadavg()
-    command = [sys.executable, "-m", "hwnas", "run", *([] if args.default else ["--quick"]), "--out", str(folder)]
+    supernet = ["--supernet", args.supernet] if args.supernet else []
+    command = [sys.executable, "-m", "hwnas", "run", *([] if args.default else ["--quick"]), *supernet, "--out", str(folder)]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=3 * 3600)
     wall = time.perf_counter() - started
