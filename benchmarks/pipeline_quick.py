@@ -13,7 +13,8 @@ first command, whose aim is about 20 minutes; run it from a fresh clone and pass
 supernet's inherited weights instead, written beside the trained search's file (``pipeline_default_supernet.json``),
 so the two can be compared run against run in one session.
 
-    flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/pipeline_quick.py [--default] [--keep DIR] [--install-s S]
+    flock /tmp/hwnas-cpu.lock .venv/bin/python benchmarks/pipeline_quick.py \
+        [--default] [--supernet DIR|default] [--keep DIR] [--install-s S]
 """
 
 from __future__ import annotations
