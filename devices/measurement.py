@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def other_runnable(samples: int = 5, interval_s: float = 0.1) -> int | None:
+    """How many other processes' threads want a core right now: the median over ``samples`` reads of ``/proc/loadavg``'s
+    runnable count, less the reader (``None`` where there is no such file). What a timing shares its cores with."""
+    counts = []
+    for index in range(samples):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return None
+        counts.append(running - 1)  # less this process, which is running while it reads
+        if index < samples - 1:
+            time.sleep(interval_s)
+    return max(0, round(statistics.median(counts)))
 
 
 @dataclass(frozen=True)

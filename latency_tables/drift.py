@@ -38,6 +38,7 @@ REFERENCE_PREFIX = "reference:"
 DRIFT_PREFIX = "drift:"
 WARN_ABOVE = 0.10
 DRIFT_NETWORKS = 3  # whole networks of a table without reference networks re-timed by a drift check
+LONG_RUN = 4.0  # a model this many times the drift networks' longest run: a busy machine may slow it alone
 
 
 def reference_job(name: str, fmt: str, cache: Path) -> ConversionJob:
@@ -172,6 +173,24 @@ def _time_subjects(
     measured = measure_interleaved(backend, files)
     pairs = {name: (then, measured[name].median_ms) for name, (then, _) in subjects.files.items()}
     return drift_from_pairs(pairs, context, subjects.how), {name: measured[name] for name in also}
+
+
+def contention_warning(check: DriftCheck, model_ms: float, others: int | None, cores: int) -> str | None:
+    """Why the ratio may not carry to a model timed on a busy machine, or ``None`` when it should.
+
+    With as many other runnable threads as cores, a run longer than the scheduler's time slice shares its core while
+    the drift networks' short runs mostly finish inside one slice: here (2 cores, 2 training processes beside) the
+    drift networks and a network of their size kept their idle-machine ratio (0.99 of the prediction), while
+    torchvision's mobilenet_v2 at 224 px ran 10.9 ms against 6.9 predicted today. One process beside changed neither.
+    """
+    longest = max(row["now_ms"] for row in check.rows)
+    if others is None or others < cores or model_ms < LONG_RUN * longest:
+        return None
+    return (
+        f"{others} other runnable threads on {cores} cores: this model's {model_ms:.2f} ms runs, {model_ms / longest:.0f}x the "
+        f"drift networks' longest ({longest:.3f} ms), share a core with them where the short runs mostly do not, so the "
+        "drift ratio may not carry to it; measure it on an idle machine"
+    )
 
 
 def record_drift(table_path: Path, table: LatencyTable, check: DriftCheck) -> LatencyTable:

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -200,6 +201,32 @@ def test_drift_ratio_is_the_geometric_mean_and_warns_above_ten_percent() -> None
     assert slow.warn and "1.60x" in slow.message() and slow.to_json()["references"][0]["ratio"] == pytest.approx(1.6)
 
 
+def test_a_ratio_from_short_runs_is_flagged_for_a_long_model_only_when_every_core_is_wanted() -> None:
+    """Beside two training processes on 2 cores, mobilenet_v2 at 224 px ran 1.6x its drift-corrected prediction while
+    the short drift networks kept their ratio (:func:`contention_warning`); one process beside changed nothing."""
+    from hwnas.latency_tables.drift import contention_warning
+
+    check = drift_from_pairs({"a": (0.4, 0.1), "b": (2.0, 0.5)}, "test")
+    busy = contention_warning(check, 6.7, others=2, cores=2)
+    assert busy is not None and "13x the drift networks' longest (0.500 ms)" in busy and "idle machine" in busy
+    assert contention_warning(check, 6.7, others=1, cores=2) is None  # a core to spare
+    assert contention_warning(check, 1.2, others=3, cores=2) is None  # runs as short as the drift networks'
+    assert contention_warning(check, 6.7, others=None, cores=2) is None  # no /proc/loadavg: nothing to say
+
+
+def test_other_runnable_counts_the_busy_processes_beside_the_reader() -> None:
+    from hwnas.devices.measurement import other_runnable
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.3)
+        assert other_runnable(samples=3, interval_s=0.05) >= 2
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 # ---- hwnas latency ----------------------------------------------------------------------------
 def test_latency_command_prints_the_breakdown_and_json() -> None:
     result = hwnas("latency", "torchvision:mobilenet_v2?width=0.5&resolution=96", "--table", EPYC_ORT, "--json")
@@ -330,28 +357,34 @@ def slower_day_table(source: Path, destination: Path, device: str) -> Path:
 def test_latency_measure_on_a_table_of_a_slower_day_states_the_drift_and_predicts_in_todays_time(
     tmp_path: Path, hwnas_in_process
 ) -> None:
-    """The shipped host-TFLite table as timed on a day 4x slower than today (no reference networks, as shipped): ``hwnas latency
-    torchvision:mobilenet_v2 --measure`` re-times three of the table's own whole networks in the same rounds as the
-    model, states a ratio near 0.25, and predicts in today's time (table time x the ratio) close to what it measures; the
-    table-time figure, about 4x off, is kept and labelled. (0.91-0.98 of the measurement on 2026-12-04; 0.437 in CI
-    beside the other worker when the model was timed after the check, not in its rounds: the bound checks the
-    mechanism, the figure is a measurement.)"""
+    """The shipped host-TFLite table as timed on a day 4x slower than today (no reference networks, as shipped): ``hwnas
+    latency --measure`` re-times three of the table's own whole networks in the same rounds as the model, states a ratio
+    near 0.25 and predicts in today's time (table time x the ratio), keeping the table-time figure, labelled.
+
+    How close "today" comes is checked on a network of the table's own space, the kind the ratio was timed on: 4x off in
+    table time, 1.02 of the measurement after the ratio here (2026-12-07, AMD EPYC). For torchvision's mobilenet_v2 at
+    224 px, 50x the drift networks' work and outside the table, only the arithmetic is checked: 0.99-1.03 of its
+    measurement on an idle machine, 0.40 in CI beside the other worker, 0.48-0.63 here beside two training processes
+    (its runs outlast a scheduler slice, the drift networks' do not: ``contention_warning`` says so), so a bound on it
+    checked the machine's load, not hwnas."""
     from hwnas.devices import DeviceSpec
     from hwnas.latency_tables.drift import device_table
 
     pytest.importorskip("ai_edge_litert", reason="the TFLite interpreter is not installed (pip install -e '.[tflite]')")
     table = slower_day_table(device_table(DeviceSpec.from_toml("host-tflite")), tmp_path / "slower.json", "host-tflite")
-    model = "torchvision:mobilenet_v2"
-    done = hwnas_in_process("latency", model, "--device", "host-tflite", "--table", table, "--measure", "--json")
-    assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
-    drift = report["drift"]
-    assert "whole networks" in drift["how"] and len(drift["references"]) == 3 and 0.1 < drift["ratio"] < 0.6
-    assert report["predicted_today_ms"] == pytest.approx(report["predicted"]["total_ms"] * drift["ratio"])
-    assert report["predicted_over_measured"] == pytest.approx(report["predicted_today_ms"] / report["measured"]["median_ms"])
-    assert 0.5 < report["predicted_over_measured"] < 2.0  # table time alone: about 4x off; how close: README (timings)
-    assert len(LatencyTable.load(table).drift) == 1  # recorded in a table of the user's, as every measuring verb does
-    arch = "default:r32_c16[k3e6]_c32[k5e3,k3e3]_c48[k5e6sh]_c80[k3e6h]"  # small: a second conversion costs little
+    arch = "default:r32_c16[k3e6]_c32[k5e3,k3e3]_c48[k5e6sh]_c80[k3e6h]"
+    for model in (arch, "torchvision:mobilenet_v2"):
+        done = hwnas_in_process("latency", model, "--device", "host-tflite", "--table", table, "--measure", "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = json.loads(done.stdout)
+        drift = report["drift"]
+        assert "whole networks" in drift["how"] and len(drift["references"]) == 3 and 0.1 < drift["ratio"] < 0.6
+        assert report["predicted_today_ms"] == pytest.approx(report["predicted"]["total_ms"] * drift["ratio"])
+        today_over_measured = report["predicted_today_ms"] / report["measured"]["median_ms"]
+        assert report["predicted_over_measured"] == pytest.approx(today_over_measured)
+        if model == arch:  # table time alone: about 4x off
+            assert 0.5 < today_over_measured < 2.0 and report["predicted"]["total_ms"] / report["measured"]["median_ms"] > 2.0
+    assert len(LatencyTable.load(table).drift) == 2  # recorded in a table of the user's, as every measuring verb does
     shown = hwnas_in_process("latency", arch, "--device", "host-tflite", "--table", table, "--measure", "--no-layers")
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "in table time" in shown.stdout and "drift check: 3 of the table's whole networks" in shown.stdout

@@ -58,6 +58,7 @@ def latency_command(
     today_interval = None if today is None or predicted.low_ms is None else [predicted.low_ms * today, predicted.high_ms * today]
     report = {
         "model": model,
+        "contention": _contention(drift, measured),
         "input_shape": list(shape),
         "table": str(table_path),
         "device": lut.device.get("name"),
@@ -132,6 +133,17 @@ def _measure_with_drift(
     return check, {"device": backend.spec.name, **measured["model"].summary()}
 
 
+def _contention(drift: Any, measured: dict[str, Any] | None) -> str | None:
+    """:func:`~hwnas.latency_tables.drift.contention_warning` for a measured model, with the machine's load read now."""
+    from hwnas.devices.measurement import other_runnable
+    from hwnas.latency_tables.drift import contention_warning
+    from hwnas.pipeline.context import cores
+
+    if drift is None or measured is None:
+        return None
+    return contention_warning(drift, measured["median_ms"], other_runnable(), cores())
+
+
 def _ratio(predicted_ms: float, measured: dict[str, Any] | None) -> float | None:
     return None if measured is None else predicted_ms / measured["median_ms"]
 
@@ -198,3 +210,5 @@ def _show(report: dict[str, Any], predicted: Any, layers: bool) -> None:
             f"measured {measured['median_ms']:.3f} ms (median of {measured['n']}, CV {measured['cv']:.1%}); "
             f"{frame} / measured = {report['predicted_over_measured']:.3f}"
         )
+    if report["contention"]:
+        console.print(f"[yellow]{esc(report['contention'])}[/]")

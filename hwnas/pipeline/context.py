@@ -8,14 +8,13 @@ This module imports no stage: stages import it. That is what keeps the pipeline 
 from __future__ import annotations
 
 import os
-import statistics
-import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from hwnas.devices.measurement import other_runnable
 from hwnas.pipeline.config import RunConfig
 from hwnas.pipeline.records import Records
 from hwnas.pipeline.stage import Skipped, StageResult
@@ -96,13 +95,8 @@ def free_cores(samples: int = 5, interval_s: float = 0.1) -> dict[str, int]:
     one ran an epoch ~6x slower than one thread here. So training uses only the cores nobody else is running on.
     """
     total = cores()
-    counts = []
-    for _ in range(samples):
-        try:
-            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-        except (OSError, IndexError, ValueError):
-            return {"cores": total, "busy": 0, "free": total}
-        counts.append(running - 1)  # less this process, which is running while it reads
-        time.sleep(interval_s)
-    busy = max(0, min(total - 1, round(statistics.median(counts))))
+    others = other_runnable(samples, interval_s)
+    if others is None:
+        return {"cores": total, "busy": 0, "free": total}
+    busy = min(total - 1, others)
     return {"cores": total, "busy": busy, "free": total - busy}
