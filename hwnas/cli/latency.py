@@ -53,9 +53,7 @@ def latency_command(
     )
     scale, scale_note = _scale(lut, drift, rescale)
     predicted = network_latency(resolved.module, shape, lut, scale=scale, family=_family(model, resolved))
-    today = None if drift is None else drift.ratio / scale
-    today_ms = None if today is None else predicted.total_ms * today
-    today_interval = None if today is None or predicted.low_ms is None else [predicted.low_ms * today, predicted.high_ms * today]
+    today_ms, today_interval = _today(predicted, drift, scale)
     report = {
         "model": model,
         "contention": _contention(drift, measured),
@@ -75,6 +73,15 @@ def latency_command(
         print_json(report)
     else:
         _show(report, predicted, layers)
+
+
+def _today(predicted: Any, drift: Any, scale: float) -> tuple[float | None, list[float] | None]:
+    """The prediction and its interval in today's time: table time x the drift ratio (``None`` without a drift check)."""
+    if drift is None:
+        return None, None
+    today = drift.ratio / scale
+    interval = None if predicted.low_ms is None else [predicted.low_ms * today, predicted.high_ms * today]
+    return predicted.total_ms * today, interval
 
 
 def _family(model: str, resolved: Any) -> str | None:
