@@ -202,7 +202,7 @@ def test_drift_ratio_is_the_geometric_mean_and_warns_above_ten_percent() -> None
 
 
 def test_a_ratio_from_short_runs_is_flagged_for_a_long_model_only_when_every_core_is_wanted() -> None:
-    """Beside two training processes on 2 cores, mobilenet_v2 at 224 px ran 1.6x its drift-corrected prediction while
+    """Beside two training processes on 2 cores, mobilenet_v2 at 224 px ran 1.6-2.1x its drift-corrected prediction while
     the short drift networks kept their ratio (:func:`contention_warning`); one process beside changed nothing."""
     from hwnas.latency_tables.drift import contention_warning
 
